@@ -1,0 +1,357 @@
+"""The linkage schema: which columns are encoded, how, and with which hardening.
+
+A schema is a TOML file that every agency of a project shares. It is parsed once, at the edge, into
+frozen dataclasses with every default visible here; validation errors name the offending key. The
+fingerprint covers everything that changes the bits of an encoding, so two encodings can be
+compared exactly when their fingerprints agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import secrets
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import SchemaError
+
+SCHEMA_VERSION = 1
+ENCODING_VERSION = 1
+
+# kind -> the field group it belongs to, unless a field says otherwise.
+KINDS: dict[str, str] = {
+    "name": "name",
+    "date": "dob",
+    "sex": "sex",
+    "address": "address",
+    "city": "address",
+    "state": "address",
+    "postcode": "address",
+    "text": "other",
+}
+
+# Relative weight per kind: the number of hash functions per token is weight × filter.hashes.
+# Names and dates identify a person best; a state or sex is shared by many and weighs less.
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "name": 1.0,
+    "date": 1.5,
+    "sex": 0.5,
+    "address": 0.5,
+    "city": 0.5,
+    "state": 0.3,
+    "postcode": 0.6,
+    "text": 0.5,
+}
+
+_KIND_BY_COLUMN: dict[str, str] = {}
+for _kind, _names in {
+    "name": "given_name first_name firstname forename given_names surname last_name lastname "
+    "family_name middle_name middlename second_name maiden_name",
+    "date": "date_of_birth dob birth_date birthdate dateofbirth",
+    "sex": "sex gender",
+    "address": "address street address_1 address_2 address1 address2 street_address street_number "
+    "house_number street_name",
+    "city": "city suburb town locality",
+    "state": "state province region county",
+    "postcode": "postcode zip zipcode zip_code postal_code post_code postalcode",
+}.items():
+    for _name in _names.split():
+        _KIND_BY_COLUMN[_name] = _kind
+
+DEFAULT_MISSING_VALUES = ("", "na", "n/a", "null", "none", "unknown", "-", "?")
+_PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def kind_for_column(column: str) -> str:
+    """Guess a field's kind from its column name (anything unrecognised is free text)."""
+    key = re.sub(r"[^a-z0-9]+", "_", column.strip().lower()).strip("_")
+    return _KIND_BY_COLUMN.get(key, "text")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FieldSpec:
+    """One encoded column."""
+
+    name: str
+    kind: str
+    weight: float
+    group: str
+    date_format: str | None = None  # a strftime format this column's dates are written in
+    salt_with: str | None = None  # attribute salting: hash this field's tokens with another field's value
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True, kw_only=True)
+class FilterSpec:
+    bits: int = 1024  # filter length before hardening
+    hashes: int = 10  # hash functions per token at weight 1.0
+    qgram: int = 2  # q for the q-grams of names, addresses and text
+
+
+@dataclass(frozen=True, kw_only=True)
+class HardeningSpec:
+    """Hardening applied to every filter, in this order: balance, xor_fold, blip."""
+
+    balance: bool = False  # append the complement and permute with a keyed permutation (2x length)
+    xor_fold: bool = False  # XOR the two halves (0.5x length)
+    blip: float = 0.0  # randomised response: flip each bit with this probability
+    # attribute salting is per field (FieldSpec.salt_with)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Schema:
+    project: str
+    fields: tuple[FieldSpec, ...]
+    filter: FilterSpec = FilterSpec()
+    hardening: HardeningSpec = HardeningSpec()
+    group_filters: bool = True  # also emit one filter per field group, plus a presence mask
+    missing_values: tuple[str, ...] = DEFAULT_MISSING_VALUES
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # -- derived -------------------------------------------------------------------------------
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """Field groups in order of first appearance."""
+        return tuple(dict.fromkeys(f.group for f in self.fields))
+
+    @property
+    def output_bits(self) -> int:
+        bits = self.filter.bits
+        if self.hardening.balance:
+            bits *= 2
+        if self.hardening.xor_fold:
+            bits //= 2
+        return bits
+
+    def hashes_for(self, spec: FieldSpec) -> int:
+        return max(1, round(spec.weight * self.filter.hashes))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": SCHEMA_VERSION,
+            "project": {"id": self.project},
+            "filter": dataclasses.asdict(self.filter),
+            "hardening": dataclasses.asdict(self.hardening),
+            "output": {"group_filters": self.group_filters},
+            "missing": {"values": list(self.missing_values)},
+            "fields": [f.to_dict() for f in self.fields],
+        }
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable across formatting and comments; changes with anything that changes the bits."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(f"encoding-v{ENCODING_VERSION}|{canonical}".encode()).hexdigest()[:32]
+
+    # -- construction --------------------------------------------------------------------------
+    @classmethod
+    def for_columns(cls, columns: list[str], *, project: str | None = None) -> Schema:
+        """A schema for these columns, each field's kind chosen from its name."""
+        fields = []
+        for column in columns:
+            kind = kind_for_column(column)
+            fields.append(
+                FieldSpec(name=column.strip(), kind=kind, weight=DEFAULT_WEIGHTS[kind], group=KINDS[kind])
+            )
+        return cls(project=project or f"p-{secrets.token_hex(6)}", fields=tuple(fields))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "schema") -> Schema:
+        data = dict(data)
+        _check_keys(data, {"version", "project", "filter", "hardening", "output", "missing", "fields"}, source, "")
+        version = data.get("version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            raise SchemaError(f"{source}: version: unsupported schema version {version!r} (expected {SCHEMA_VERSION})")
+        project = _table(data, "project", source)
+        _check_keys(project, {"id"}, source, "project.")
+        if "id" not in project:
+            raise SchemaError(f"{source}: project.id: missing")
+        filt = _table(data, "filter", source)
+        _check_keys(filt, {f.name for f in dataclasses.fields(FilterSpec)}, source, "filter.")
+        hard = _table(data, "hardening", source)
+        _check_keys(hard, {f.name for f in dataclasses.fields(HardeningSpec)}, source, "hardening.")
+        output = _table(data, "output", source)
+        _check_keys(output, {"group_filters"}, source, "output.")
+        missing = _table(data, "missing", source)
+        _check_keys(missing, {"values"}, source, "missing.")
+        raw_fields = data.get("fields")
+        if not isinstance(raw_fields, list) or not raw_fields:
+            raise SchemaError(f"{source}: fields: at least one [[fields]] entry is required")
+        fields = []
+        for index, raw in enumerate(raw_fields):
+            where = f"fields[{index}]"
+            if not isinstance(raw, dict):
+                raise SchemaError(f"{source}: {where}: must be a table")
+            _check_keys(raw, {f.name for f in dataclasses.fields(FieldSpec)}, source, f"{where}.")
+            if "name" not in raw:
+                raise SchemaError(f"{source}: {where}.name: missing")
+            kind = raw.get("kind", "text")
+            if kind not in KINDS:
+                raise SchemaError(f"{source}: {where}.kind: unknown kind {kind!r} (one of {', '.join(KINDS)})")
+            fields.append(
+                FieldSpec(
+                    name=_typed(raw["name"], str, source, f"{where}.name"),
+                    kind=kind,
+                    weight=float(_typed(raw.get("weight", DEFAULT_WEIGHTS[kind]), (int, float), source, f"{where}.weight")),
+                    group=_typed(raw.get("group", KINDS[kind]), str, source, f"{where}.group"),
+                    date_format=_typed(raw.get("date_format"), (str, type(None)), source, f"{where}.date_format"),
+                    salt_with=_typed(raw.get("salt_with"), (str, type(None)), source, f"{where}.salt_with"),
+                )
+            )
+        try:
+            return cls(
+                project=_typed(project["id"], str, source, "project.id"),
+                fields=tuple(fields),
+                filter=FilterSpec(**{k: _typed(v, int, source, f"filter.{k}") for k, v in filt.items()}),
+                hardening=HardeningSpec(**_hardening_values(hard, source)),
+                group_filters=_typed(output.get("group_filters", True), bool, source, "output.group_filters"),
+                missing_values=tuple(
+                    _typed(v, str, source, "missing.values").strip().lower()
+                    for v in _typed(missing.get("values", list(DEFAULT_MISSING_VALUES)), list, source, "missing.values")
+                ),
+            )
+        except SchemaError as exc:
+            message = str(exc)
+            raise SchemaError(message if message.startswith(source) else f"{source}: {message}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Schema:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SchemaError(f"{path}: schema file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SchemaError(f"{path}: cannot read schema file ({exc})") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise SchemaError(f"{path}: not valid TOML ({exc})") from None
+        return cls.from_dict(data, source=str(path))
+
+    def to_toml(self) -> str:
+        return _render_toml(self)
+
+
+def _validate(schema: Schema) -> None:
+    if not _PROJECT_RE.match(schema.project):
+        raise SchemaError("project.id: use 1-64 letters, digits, '.', '_' or '-'")
+    bits = schema.filter.bits
+    if bits < 64 or bits > 65536 or bits % 64:
+        raise SchemaError("filter.bits: must be a multiple of 64 between 64 and 65536")
+    if not 1 <= schema.filter.hashes <= 64:
+        raise SchemaError("filter.hashes: must be between 1 and 64")
+    if not 1 <= schema.filter.qgram <= 3:
+        raise SchemaError("filter.qgram: must be 1, 2 or 3")
+    if not 0.0 <= schema.hardening.blip < 0.5:
+        raise SchemaError("hardening.blip: must be a probability in [0, 0.5)")
+    if schema.hardening.xor_fold and schema.output_bits % 64:
+        raise SchemaError("hardening.xor_fold: the folded filter must still be a multiple of 64 bits")
+    seen: set[str] = set()
+    for index, spec in enumerate(schema.fields):
+        where = f"fields[{index}]"
+        if not spec.name:
+            raise SchemaError(f"{where}.name: must not be empty")
+        if spec.name in seen:
+            raise SchemaError(f"{where}.name: field {spec.name!r} is listed twice")
+        seen.add(spec.name)
+        if spec.kind not in KINDS:
+            raise SchemaError(f"{where}.kind: unknown kind {spec.kind!r}")
+        if not 0.0 < spec.weight <= 8.0:
+            raise SchemaError(f"{where}.weight: must be in (0, 8]")
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", spec.group):
+            raise SchemaError(f"{where}.group: use lowercase letters, digits and '_'")
+        if spec.date_format is not None and spec.kind != "date":
+            raise SchemaError(f"{where}.date_format: only date fields take a format")
+    for index, spec in enumerate(schema.fields):
+        if spec.salt_with is not None:
+            if spec.salt_with not in seen:
+                raise SchemaError(f"fields[{index}].salt_with: no field named {spec.salt_with!r}")
+            if spec.salt_with == spec.name:
+                raise SchemaError(f"fields[{index}].salt_with: a field cannot salt itself")
+
+
+def _hardening_values(table: dict[str, Any], source: str) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "blip":
+            values[key] = float(_typed(value, (int, float), source, "hardening.blip"))
+        else:
+            values[key] = _typed(value, bool, source, f"hardening.{key}")
+    return values
+
+
+def _table(data: dict[str, Any], key: str, source: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise SchemaError(f"{source}: {key}: must be a table")
+    return value
+
+
+def _check_keys(table: dict[str, Any], allowed: set[str], source: str, prefix: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise SchemaError(f"{source}: {prefix}{key}: unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _typed(value: Any, types: Any, source: str, key: str) -> Any:
+    # bool is an int in Python; a weight of `true` is a mistake, not 1.
+    if isinstance(value, bool) and types is not bool and (types is int or (isinstance(types, tuple) and bool not in types)):
+        raise SchemaError(f"{source}: {key}: expected a number, found a boolean")
+    if not isinstance(value, types):
+        raise SchemaError(f"{source}: {key}: wrong type {type(value).__name__}")
+    return value
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(value)
+
+
+def _render_toml(schema: Schema) -> str:
+    data = schema.to_dict()
+    lines = [
+        "# linkage schema: share this file unchanged with every agency of the project.",
+        f"# fingerprint {schema.fingerprint}",
+        f"version = {data['version']}",
+        "",
+        "[project]",
+        f"id = {_toml_value(schema.project)}",
+        "",
+        "[filter]",
+        "# bits: filter length; hashes: hash functions per token at weight 1.0; qgram: q of q-grams",
+    ]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in data["filter"].items()]
+    lines += [
+        "",
+        "[hardening]",
+        "# balance: add complement + keyed permutation; xor_fold: fold halves; blip: bit-flip probability",
+    ]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in data["hardening"].items()]
+    lines += ["", "[output]", f"group_filters = {_toml_value(schema.group_filters)}"]
+    lines += ["", "[missing]", "# values (compared case-insensitively) that mean 'not known'"]
+    lines += [f"values = {_toml_value(list(schema.missing_values))}"]
+    for spec in data["fields"]:
+        lines += ["", "[[fields]]"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in spec.items()]
+    return "\n".join(lines) + "\n"
