@@ -32,7 +32,6 @@ _ADDRESS_WORDS = {
     "east": "e", "west": "w", "mount": "mt", "saint": "st",
 }  # fmt: skip
 
-_DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%Y%m%d")
 EARLIEST_BIRTH_YEAR = 1880
 
 
@@ -71,27 +70,57 @@ def _sex(expr: pl.Expr) -> pl.Expr:
     return key.replace_strict(_SEX_SPELLINGS, default=None, return_dtype=pl.String)
 
 
-def _date(expr: pl.Expr, spec: FieldSpec) -> pl.Expr:
+_DATE_PATTERNS = (  # (regex, group index of year, month, day)
+    (r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ].*)?$", (1, 2, 3)),  # ISO, a timestamp keeps its date
+    (r"^(\d{1,2})/(\d{1,2})/(\d{4})$", (3, 1, 2)),  # US MM/DD/YYYY
+    (r"^(\d{4})(\d{2})(\d{2})$", (1, 2, 3)),  # compact YYYYMMDD
+)
+
+
+def _date(expr: pl.Expr, spec: FieldSpec, today: dt.date) -> pl.Expr:
+    """A date as "YYYY-MM-DD"; one impossible part becomes "??" ("1945-04-??"); null if unusable."""
     text = expr.str.strip_chars()
     if spec.date_format:
-        return text.str.to_date(spec.date_format, strict=False)
-    # An ISO timestamp keeps its date part.
-    text = text.str.replace(r"^(\d{4}-\d{1,2}-\d{1,2})[T ].*$", "$1")
-    return pl.coalesce([text.str.to_date(fmt, strict=False) for fmt in _DATE_FORMATS])
+        parsed = text.str.to_date(spec.date_format, strict=False)
+        parts = [parsed.dt.year(), parsed.dt.month(), parsed.dt.day()]
+    else:
+        parts = [
+            pl.coalesce([text.str.extract(pattern, groups[i]).cast(pl.Int32) for pattern, groups in _DATE_PATTERNS])
+            for i in range(3)
+        ]
+    year, month, day = parts
+    year_ok = year.is_between(EARLIEST_BIRTH_YEAR, today.year)
+    month_ok = month.is_between(1, 12)
+    day_ok = day.is_between(1, 31)
+    iso = pl.format("{}-{}-{}", year.cast(pl.String), month.cast(pl.String).str.zfill(2), day.cast(pl.String).str.zfill(2))
+    whole = iso.str.to_date("%Y-%m-%d", strict=False)
+    partial = pl.format(
+        "{}-{}-{}",
+        pl.when(year_ok).then(year.cast(pl.String)).otherwise(pl.lit("????")),
+        pl.when(month_ok).then(month.cast(pl.String).str.zfill(2)).otherwise(pl.lit("??")),
+        pl.when(day_ok).then(day.cast(pl.String).str.zfill(2)).otherwise(pl.lit("??")),
+    )
+    good_parts = year_ok.cast(pl.Int8).fill_null(0) + month_ok.cast(pl.Int8).fill_null(0) + day_ok.cast(pl.Int8).fill_null(0)
+    return (
+        pl.when(whole.is_not_null() & (whole <= today) & year_ok)
+        .then(iso)
+        .when(good_parts == 2)
+        .then(partial)
+    )
 
 
 def _has_text(expr: pl.Expr) -> pl.Expr:
     return expr.str.contains(r"[\p{L}\p{N}]")
 
 
-def normalised_value(spec: FieldSpec, raw: pl.Expr) -> pl.Expr:
+def normalised_value(spec: FieldSpec, raw: pl.Expr, today: dt.date) -> pl.Expr:
     """The normalised value of a present raw value; null where it is unusable."""
     match spec.kind:
         case "name":
             out = _name(raw)
             return pl.when(out.str.contains(r"\p{L}")).then(out)
         case "date":
-            return _date(raw, spec)
+            return _date(raw, spec, today)
         case "sex":
             return _sex(raw)
         case "postcode":
@@ -106,9 +135,9 @@ def normalised_value(spec: FieldSpec, raw: pl.Expr) -> pl.Expr:
 def _reject_reason(spec: FieldSpec, today: dt.date) -> str:
     return {
         "name": "no letters",
-        "date": "not a date in a known format (ISO, MM/DD/YYYY, YYYYMMDD"
-        + (f", {spec.date_format}" if spec.date_format else "")
-        + f") between {EARLIEST_BIRTH_YEAR} and {today.isoformat()}",
+        "date": (f"not a date in the declared format {spec.date_format}" if spec.date_format
+                 else "not a date as YYYY-MM-DD, MM/DD/YYYY or YYYYMMDD")
+        + f" between {EARLIEST_BIRTH_YEAR} and {today.isoformat()}",
         "sex": "unrecognised sex/gender spelling",
         "postcode": "no letters or digits",
     }.get(spec.kind, "no letters or digits")
@@ -129,21 +158,21 @@ def normalise(
         raw = frame.get_column(spec.name)
         distinct = raw.unique().to_frame("raw")
         is_missing = pl.col("raw").is_null() | pl.col("raw").str.strip_chars().str.to_lowercase().is_in(missing_values)
-        value = normalised_value(spec, pl.col("raw"))
-        if spec.kind == "date":
-            value = pl.when(value.is_between(dt.date(EARLIEST_BIRTH_YEAR, 1, 1), today)).then(value)
+        value = normalised_value(spec, pl.col("raw"), today)
         distinct = distinct.with_columns(missing=is_missing).with_columns(
             value=pl.when(~pl.col("missing")).then(value)
-        ).with_columns(rejected=~pl.col("missing") & pl.col("value").is_null())
+        ).with_columns(rejected=~pl.col("missing") & (pl.col("value").is_null() | pl.col("value").str.contains("?", literal=True)))
         # Back to rows with a hash join that keeps the row order.
         rows = raw.to_frame("raw").join(distinct, on="raw", how="left", nulls_equal=True, maintain_order="left")
         columns.append(rows.get_column("value").alias(spec.name))
         missing[spec.name] = int(rows.get_column("missing").sum())
-        rejected = rows.get_column("rejected").arg_true()
-        rejects.append(
-            pl.DataFrame({"row": rejected.cast(pl.Int64) + 1}).with_columns(
-                field=pl.lit(spec.name), reason=pl.lit(_reject_reason(spec, today))
-            )
+        rejected = rows.filter(pl.col("rejected")).select(
+            row=pl.int_range(1, rows.height + 1, dtype=pl.Int64).filter(rows.get_column("rejected")),
+            field=pl.lit(spec.name),
+            reason=pl.when(pl.col("value").is_null())
+            .then(pl.lit(_reject_reason(spec, today)))
+            .otherwise(pl.lit("impossible date: one part unusable, the other two encoded")),
         )
+        rejects.append(rejected)
     rejects_frame = pl.concat(rejects).sort("row", "field")
     return pl.DataFrame(columns), rejects_frame, missing

@@ -91,7 +91,7 @@ class FieldSpec:
 @dataclass(frozen=True, kw_only=True)
 class FilterSpec:
     bits: int = 1024  # filter length before hardening
-    hashes: int = 10  # hash functions per token at weight 1.0
+    hashes: int = 18  # hash functions per token at weight 1.0 (about half the bits set on FEBRL)
     qgram: int = 2  # q for the q-grams of names, addresses and text
 
 
@@ -135,6 +135,9 @@ class Schema:
         if self.hardening.xor_fold:
             bits //= 2
         return bits
+
+    def field(self, name: str) -> FieldSpec:
+        return next(f for f in self.fields if f.name == name)
 
     def hashes_for(self, spec: FieldSpec) -> int:
         return max(1, round(spec.weight * self.filter.hashes))

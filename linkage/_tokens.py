@@ -125,13 +125,18 @@ def _value_keys(spec: FieldSpec, values: pl.Series, qgram: int) -> tuple[np.ndar
         code_points = np.frombuffer("".join(values.to_list()).encode("utf-32-le"), dtype=np.uint32)
         return _qgram_keys(code_points.astype(np.int64), lengths, qgram)
     if spec.kind == "date":
+        # "YYYY-MM-DD", a part unknown as "??": one token per known part.
         parts = pl.DataFrame({"d": values}).select(
-            (pl.col("d").dt.year().cast(pl.Int64) + _DATE_PART_TAG).alias("year"),
-            (pl.col("d").dt.month().cast(pl.Int64) + 2 * _DATE_PART_TAG).alias("month"),
-            (pl.col("d").dt.day().cast(pl.Int64) + 3 * _DATE_PART_TAG).alias("day"),
+            (pl.col("d").str.slice(0, 4).cast(pl.Int64, strict=False) + _DATE_PART_TAG).alias("year"),
+            (pl.col("d").str.slice(5, 2).cast(pl.Int64, strict=False) + 2 * _DATE_PART_TAG).alias("month"),
+            (pl.col("d").str.slice(8, 2).cast(pl.Int64, strict=False) + 3 * _DATE_PART_TAG).alias("day"),
         )
         keys = np.ascontiguousarray(parts.to_numpy()).reshape(-1)
-        return np.arange(0, keys.shape[0] + 1, 3, dtype=np.int64), keys
+        known = parts.select(pl.all().is_not_null()).to_numpy().reshape(-1)
+        counts = known.reshape(-1, 3).sum(axis=1)
+        offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        return offsets, keys[known].astype(np.int64)
     if spec.kind in WHOLE_VALUE_KINDS:
         keys = np.array([whole_value_key(v) for v in values.to_list()], dtype=np.int64)
         return np.arange(keys.shape[0] + 1, dtype=np.int64), keys
@@ -142,18 +147,21 @@ def whole_value_key(value: str) -> int:
     return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "little") >> 1
 
 
-def salt_text(values: pl.Series) -> pl.Series:
+def salt_text(values: pl.Series, kind: str) -> pl.Series:
     """The salt a field's values give: a date salts with its year, anything else with its value."""
-    if values.dtype == pl.Date:
-        return values.dt.year().cast(pl.String)
-    return values.cast(pl.String)
+    if kind == "date":
+        year = values.str.slice(0, 4)
+        return pl.select(pl.when(year.str.contains(r"^\d{4}$")).then(year)).to_series()
+    return values
 
 
-def field_tokens(spec: FieldSpec, values: pl.Series, qgram: int, salt: pl.Series | None = None) -> FieldTokens:
+def field_tokens(
+    spec: FieldSpec, values: pl.Series, qgram: int, salt: pl.Series | None = None, salt_kind: str = "text"
+) -> FieldTokens:
     """The tokens of one normalised field (``salt``: attribute salting by another field's value)."""
     columns = pl.DataFrame({"value": values})
     if salt is not None:
-        columns = columns.with_columns(salt=salt_text(salt).fill_null(""))
+        columns = columns.with_columns(salt=salt_text(salt, salt_kind).fill_null(""))
     codes, distinct = factorised(columns)
     offsets, keys = _value_keys(spec, distinct.get_column("value"), qgram)
     token_ids, distinct_keys = distinct_ids(keys)

@@ -64,7 +64,8 @@ def encode(
     offset = 0
     for spec in schema.fields:
         salt = values.get_column(spec.salt_with) if spec.salt_with else None
-        tokens = field_tokens(spec, values.get_column(spec.name), schema.filter.qgram, salt)
+        salt_kind = schema.field(spec.salt_with).kind if spec.salt_with else "text"
+        tokens = field_tokens(spec, values.get_column(spec.name), schema.filter.qgram, salt, salt_kind)
         key = secret.derive(schema.project, f"tokens/{token_space(spec)}")
         positions = token_positions(key, tokens.keys, tokens.salts, schema.hashes_for(spec), bits)
         tables.append(value_filters(tokens.offsets, tokens.token_ids, positions, words))
