@@ -8,10 +8,13 @@ becomes null in the output and one row in the rejects frame: (row, field, reason
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from ._schema import FieldSpec, Schema
+from ._tokens import factorised, mapped_codes
 
 # Letters that Unicode decomposition leaves alone but people write without the mark.
 _LETTER_FOLDS = {"ß": "ss", "ø": "o", "ł": "l", "æ": "ae", "œ": "oe", "đ": "d", "þ": "th", "ð": "d", "ı": "i", "ĳ": "ij"}
@@ -37,8 +40,10 @@ EARLIEST_BIRTH_YEAR = 1880
 
 def folded(expr: pl.Expr) -> pl.Expr:
     """Unicode folding and case: José, JOSE and jose give one value."""
-    out = expr.str.normalize("NFKD").str.replace_all(r"\p{M}", "").str.to_lowercase()
-    return out.str.replace_many(list(_LETTER_FOLDS), list(_LETTER_FOLDS.values()))
+    decomposed = expr.str.normalize("NFKD").str.replace_all(r"\p{M}", "").str.to_lowercase()
+    decomposed = decomposed.str.replace_many(list(_LETTER_FOLDS), list(_LETTER_FOLDS.values()))
+    # Most values are plain ASCII: lowercasing is all they need.
+    return pl.when(expr.str.contains(r"[^\x00-\x7f]")).then(decomposed).otherwise(expr.str.to_lowercase())
 
 
 def _words(expr: pl.Expr) -> pl.Expr:
@@ -56,7 +61,7 @@ def _address(expr: pl.Expr) -> pl.Expr:
     # One Aho-Corasick pass over " word " patterns; doubling the spaces gives each word its own.
     spaced = pl.lit(" ") + _words(folded(expr)).str.replace_all(" ", "  ") + pl.lit(" ")
     out = spaced.str.replace_many([f" {w} " for w in _ADDRESS_WORDS], [f" {w} " for w in _ADDRESS_WORDS.values()])
-    return out.str.replace_all(" +", " ").str.strip_chars()
+    return out.str.replace_all("  ", " ", literal=True).str.strip_chars()
 
 
 def _postcode(expr: pl.Expr) -> pl.Expr:
@@ -77,59 +82,79 @@ _DATE_PATTERNS = (  # (regex, group index of year, month, day)
 )
 
 
-def _date(expr: pl.Expr, spec: FieldSpec, today: dt.date) -> pl.Expr:
-    """A date as "YYYY-MM-DD"; one impossible part becomes "??" ("1945-04-??"); null if unusable."""
-    text = expr.str.strip_chars()
+def _date_parts(text: pl.Series, spec: FieldSpec) -> pl.DataFrame:
+    """Year, month and day of loosely written dates (null where a part cannot be found)."""
+    frame = text.to_frame("raw")
     if spec.date_format:
-        parsed = text.str.to_date(spec.date_format, strict=False)
-        parts = [parsed.dt.year(), parsed.dt.month(), parsed.dt.day()]
-    else:
-        parts = [
-            pl.coalesce([text.str.extract(pattern, groups[i]).cast(pl.Int32) for pattern, groups in _DATE_PATTERNS])
-            for i in range(3)
-        ]
-    year, month, day = parts
-    year_ok = year.is_between(EARLIEST_BIRTH_YEAR, today.year)
-    month_ok = month.is_between(1, 12)
-    day_ok = day.is_between(1, 31)
-    iso = pl.format("{}-{}-{}", year.cast(pl.String), month.cast(pl.String).str.zfill(2), day.cast(pl.String).str.zfill(2))
-    whole = iso.str.to_date("%Y-%m-%d", strict=False)
-    partial = pl.format(
-        "{}-{}-{}",
-        pl.when(year_ok).then(year.cast(pl.String)).otherwise(pl.lit("????")),
-        pl.when(month_ok).then(month.cast(pl.String).str.zfill(2)).otherwise(pl.lit("??")),
-        pl.when(day_ok).then(day.cast(pl.String).str.zfill(2)).otherwise(pl.lit("??")),
+        parsed = pl.col("raw").str.to_date(spec.date_format, strict=False)
+        return frame.select(year=parsed.dt.year(), month=parsed.dt.month(), day=parsed.dt.day())
+    found = frame.select(
+        [pl.col("raw").str.extract_groups(pattern).alias(f"p{i}") for i, (pattern, _) in enumerate(_DATE_PATTERNS)]
     )
-    good_parts = year_ok.cast(pl.Int8).fill_null(0) + month_ok.cast(pl.Int8).fill_null(0) + day_ok.cast(pl.Int8).fill_null(0)
-    return (
-        pl.when(whole.is_not_null() & (whole <= today) & year_ok)
-        .then(iso)
-        .when(good_parts == 2)
-        .then(partial)
+    return found.select(
+        pl.coalesce(
+            pl.col(f"p{i}").struct.field(str(groups[part])).cast(pl.Int32) for i, (_, groups) in enumerate(_DATE_PATTERNS)
+        ).alias(name)
+        for part, name in enumerate(("year", "month", "day"))
     )
+
+
+def _dates(raw: pl.Series, spec: FieldSpec, today: dt.date) -> pl.Series:
+    """Dates as "YYYY-MM-DD"; one impossible part becomes "??" ("1945-04-??"); null if unusable.
+
+    Most values are whole dates: a strict parse settles them; only the rest go through the regexes.
+    """
+    text = raw.str.strip_chars()
+    formats = (spec.date_format,) if spec.date_format else ("%Y%m%d", "%Y-%m-%d", "%m/%d/%Y")
+    earliest = dt.date(EARLIEST_BIRTH_YEAR, 1, 1)
+    whole = pl.coalesce([pl.col("raw").str.to_date(fmt, strict=False) for fmt in formats])
+    value = text.to_frame("raw").select(
+        pl.when(whole.is_between(earliest, today)).then(whole.dt.to_string("%Y-%m-%d"))
+    ).to_series()
+    rest = (value.is_null() & text.is_not_null()).arg_true()
+    if len(rest) == 0:
+        return value
+    parts = _date_parts(text.gather(rest), spec)
+    year, month, day = pl.col("year"), pl.col("month"), pl.col("day")
+    oks = [year.is_between(EARLIEST_BIRTH_YEAR, today.year), month.is_between(1, 12), day.is_between(1, 31)]
+    texts = [
+        pl.when(ok).then(part.cast(pl.String).str.zfill(width)).otherwise(pl.lit("?" * width))
+        for ok, part, width in zip(oks, (year, month, day), (4, 2, 2), strict=True)
+    ]
+    good = pl.sum_horizontal(ok.cast(pl.Int8).fill_null(0) for ok in oks)
+    iso = pl.format("{}-{}-{}", *texts)
+    # Three good parts: a loosely written whole date ("1985-3-4", a timestamp) unless impossible.
+    loose = iso.str.to_date("%Y-%m-%d", strict=False)
+    partial = parts.select(
+        pl.when((good == 3) & loose.is_between(earliest, today)).then(iso).when(good == 2).then(iso)
+    ).to_series()
+    return value.scatter(rest, partial)
 
 
 def _has_text(expr: pl.Expr) -> pl.Expr:
     return expr.str.contains(r"[\p{L}\p{N}]")
 
 
-def normalised_value(spec: FieldSpec, raw: pl.Expr, today: dt.date) -> pl.Expr:
-    """The normalised value of a present raw value; null where it is unusable."""
+def normalised_values(spec: FieldSpec, raw: pl.Series, today: dt.date) -> pl.Series:
+    """The normalised value of each present raw value; null where it is unusable."""
+    if spec.kind == "date":
+        return _dates(raw, spec, today)
+    col = pl.col("raw")
     match spec.kind:
         case "name":
-            out = _name(raw)
-            return pl.when(out.str.contains(r"\p{L}")).then(out)
-        case "date":
-            return _date(raw, spec, today)
+            out = _name(col)
+            expr = pl.when(out.str.contains(r"\p{L}")).then(out)
         case "sex":
-            return _sex(raw)
+            expr = _sex(col)
         case "postcode":
-            out = _postcode(raw)
-            return pl.when(out.str.len_chars() > 0).then(out)
+            out = _postcode(col)
+            expr = pl.when(out.str.len_chars() > 0).then(out)
         case "address" | "city" | "state" | "text":
-            out = _address(raw) if spec.kind == "address" else _words(folded(raw))
-            return pl.when(_has_text(out)).then(out)
-    raise AssertionError(spec.kind)
+            out = _address(col) if spec.kind == "address" else _words(folded(col))
+            expr = pl.when(_has_text(out)).then(out)
+        case _:
+            raise AssertionError(spec.kind)
+    return raw.to_frame("raw").select(expr.alias("value")).get_column("value")
 
 
 def _reject_reason(spec: FieldSpec, today: dt.date) -> str:
@@ -143,36 +168,42 @@ def _reject_reason(spec: FieldSpec, today: dt.date) -> str:
     }.get(spec.kind, "no letters or digits")
 
 
+@dataclass(frozen=True, eq=False)
+class NormalisedField:
+    """One field after normalisation: ``values[codes[r]]`` is record r's value (code -1: none)."""
+
+    codes: np.ndarray  # int64 per record
+    values: pl.Series  # distinct normalised values: strings ("YYYY-MM-DD" for dates)
+
+    def per_record(self) -> pl.Series:
+        """Each record's normalised value (null where none)."""
+        codes = pl.Series(self.codes).set(pl.Series(self.codes < 0), None)
+        return self.values.gather(codes)
+
+
 def normalise(
     frame: pl.DataFrame, schema: Schema, *, today: dt.date
-) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
+) -> tuple[dict[str, NormalisedField], pl.DataFrame, dict[str, int]]:
     """Normalise every schema field of ``frame`` (all string columns).
 
-    Returns the normalised frame (one column per field: strings, or dates for date fields; null
-    where missing or unusable), the rejects frame (row, field, reason; row 1 is the first record)
-    and the number of missing values per field. Each distinct raw value is normalised once.
+    Returns the fields (codes into distinct values; -1 where missing or unusable), the rejects
+    frame (row, field, reason; row 1 is the first record) and the number of missing values per
+    field. Each distinct raw value is normalised once.
     """
     missing_values = list(schema.missing_values)
-    columns, rejects, missing = [], [], {}
+    fields, rejects, missing = {}, [], {}
     for spec in schema.fields:
-        raw = frame.get_column(spec.name)
-        distinct = raw.unique().to_frame("raw")
-        is_missing = pl.col("raw").is_null() | pl.col("raw").str.strip_chars().str.to_lowercase().is_in(missing_values)
-        value = normalised_value(spec, pl.col("raw"), today)
-        distinct = distinct.with_columns(missing=is_missing).with_columns(
-            value=pl.when(~pl.col("missing")).then(value)
-        ).with_columns(rejected=~pl.col("missing") & (pl.col("value").is_null() | pl.col("value").str.contains("?", literal=True)))
-        # Back to rows with a hash join that keeps the row order.
-        rows = raw.to_frame("raw").join(distinct, on="raw", how="left", nulls_equal=True, maintain_order="left")
-        columns.append(rows.get_column("value").alias(spec.name))
-        missing[spec.name] = int(rows.get_column("missing").sum())
-        rejected = rows.filter(pl.col("rejected")).select(
-            row=pl.int_range(1, rows.height + 1, dtype=pl.Int64).filter(rows.get_column("rejected")),
-            field=pl.lit(spec.name),
-            reason=pl.when(pl.col("value").is_null())
-            .then(pl.lit(_reject_reason(spec, today)))
-            .otherwise(pl.lit("impossible date: one part unusable, the other two encoded")),
-        )
-        rejects.append(rejected)
-    rejects_frame = pl.concat(rejects).sort("row", "field")
-    return pl.DataFrame(columns), rejects_frame, missing
+        raw_codes, raw = factorised(frame.get_column(spec.name))
+        is_missing = raw.str.strip_chars().str.to_lowercase().is_in(missing_values).to_numpy()
+        value = normalised_values(spec, raw, today)
+        value = pl.select(pl.when(~pl.Series(is_missing)).then(value)).to_series()
+        partial = value.str.contains("?", literal=True).fill_null(False).to_numpy()
+        unusable = (~is_missing & value.is_null().to_numpy()) | partial
+        value_codes, values = factorised(value)
+        present = raw_codes >= 0
+        fields[spec.name] = NormalisedField(mapped_codes(value_codes, raw_codes), values)
+        missing[spec.name] = int((~present).sum() + is_missing[raw_codes[present]].sum())
+        rows = np.flatnonzero(mapped_codes(unusable.astype(np.int64), raw_codes) == 1)
+        reasons = np.where(partial[raw_codes[rows]], "impossible date: one part unusable, the other two encoded", _reject_reason(spec, today))
+        rejects.append(pl.DataFrame({"row": rows + 1, "field": [spec.name] * len(rows), "reason": reasons}, schema={"row": pl.Int64, "field": pl.String, "reason": pl.String}))
+    return fields, pl.concat(rejects).sort("row", "field"), missing

@@ -46,20 +46,6 @@ class FieldTokens:
         return len(self.offsets) - 1
 
 
-def factorised(columns: pl.DataFrame) -> tuple[np.ndarray, pl.DataFrame]:
-    """Codes of each row's distinct value (-1 where the first column is null), and the distinct rows."""
-    first = columns.columns[0]
-    distinct = columns.filter(pl.col(first).is_not_null()).unique(maintain_order=False).with_row_index("_code")
-    codes = (
-        columns.join(distinct, on=columns.columns, how="left", nulls_equal=True, maintain_order="left")
-        .get_column("_code")
-        .fill_null(-1)
-        .cast(pl.Int64)
-        .to_numpy()
-    )
-    return codes, distinct.drop("_code")
-
-
 @numba.njit(cache=True, nogil=True)
 def _qgram_keys(code_points: np.ndarray, lengths: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
     n = lengths.shape[0]
@@ -84,8 +70,11 @@ def _qgram_keys(code_points: np.ndarray, lengths: np.ndarray, q: int) -> tuple[n
 
 
 @numba.njit(cache=True, nogil=True)
-def _distinct_ids(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dense ids of int64 keys in first-seen order (an open-addressing table; faster than sorting)."""
+def _distinct_ids(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dense ids of int64 keys in first-seen order, the distinct keys and where each first occurs.
+
+    An open-addressing hash table: one pass, faster than sorting.
+    """
     size = 1
     while size < 2 * keys.shape[0] + 16:
         size <<= 1
@@ -94,6 +83,7 @@ def _distinct_ids(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     slot_id = np.empty(size, dtype=np.int64)
     ids = np.empty(keys.shape[0], dtype=np.int64)
     distinct = np.empty(keys.shape[0], dtype=np.int64)
+    first = np.empty(keys.shape[0], dtype=np.int64)
     count = 0
     for i in range(keys.shape[0]):
         key = keys[i]
@@ -107,15 +97,51 @@ def _distinct_ids(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                 slot_key[s] = key
                 slot_id[s] = count
                 distinct[count] = key
+                first[count] = i
                 ids[i] = count
                 count += 1
                 break
             s = (s + 1) & mask
-    return ids, distinct[:count]
+    return ids, distinct[:count], first[:count]
 
 
 def distinct_ids(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return _distinct_ids(np.ascontiguousarray(keys, dtype=np.int64))
+    """Dense ids of int64 keys (first-seen order) and the distinct keys."""
+    ids, distinct, _ = _distinct_ids(np.ascontiguousarray(keys, dtype=np.int64))
+    return ids, distinct
+
+
+def factorised(values: pl.Series) -> tuple[np.ndarray, pl.Series]:
+    """Codes of each value into its distinct values (-1 for null), and the distinct values.
+
+    Keys are polars' 64-bit hashes (fast, and only ever compared within this process); the codes
+    are checked against the values, and a hash collision falls back to an exact join.
+    """
+    present = values.is_not_null().to_numpy()
+    hashes = values.hash(seed=0x5EED).to_numpy().view(np.int64) & np.int64(0x7FFFFFFFFFFFFFFF)
+    hashes = np.where(present, hashes, -2)  # keeps nulls out of the real keys' way
+    ids, keys, first = _distinct_ids(hashes)
+    keep = keys != -2
+    remap = np.cumsum(keep) - 1
+    codes = np.where(present, remap[ids], -1)
+    distinct = values.gather(first[keep])
+    if not (distinct.gather(codes[present]) == values.filter(pl.Series(present))).all():
+        return _factorised_exactly(values)
+    return codes, distinct
+
+
+def mapped_codes(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """``table[codes]`` where codes are -1 for "none", which stays -1."""
+    if len(table) == 0:
+        return np.full(len(codes), -1, dtype=np.int64)
+    return np.where(codes >= 0, table[np.maximum(codes, 0)], -1)
+
+
+def _factorised_exactly(values: pl.Series) -> tuple[np.ndarray, pl.Series]:
+    distinct = values.drop_nulls().unique(maintain_order=True)
+    table = distinct.to_frame("v").with_row_index("code")
+    codes = values.to_frame("v").join(table, on="v", how="left", maintain_order="left").get_column("code")
+    return codes.fill_null(-1).cast(pl.Int64).to_numpy(), distinct
 
 
 def _value_keys(spec: FieldSpec, values: pl.Series, qgram: int) -> tuple[np.ndarray, np.ndarray]:
@@ -147,35 +173,51 @@ def whole_value_key(value: str) -> int:
     return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "little") >> 1
 
 
-def salt_text(values: pl.Series, kind: str) -> pl.Series:
-    """The salt a field's values give: a date salts with its year, anything else with its value."""
+def field_tokens(codes: np.ndarray, values: pl.Series, spec: FieldSpec, qgram: int) -> FieldTokens:
+    """The tokens of one field, given each record's code into the field's distinct values."""
+    offsets, keys = _value_keys(spec, values, qgram)
+    token_ids, distinct_keys = distinct_ids(keys)
+    return FieldTokens(codes, offsets, token_ids, distinct_keys, [b""] * len(distinct_keys))
+
+
+def salt_values(values: pl.Series, kind: str) -> pl.Series:
+    """The salt each distinct value gives: a date salts with its year, anything else with itself."""
     if kind == "date":
         year = values.str.slice(0, 4)
-        return pl.select(pl.when(year.str.contains(r"^\d{4}$")).then(year)).to_series()
+        return pl.select(pl.when(year.str.contains(r"^\d{4}$")).then(year).otherwise(pl.lit(""))).to_series()
     return values
 
 
-def field_tokens(
-    spec: FieldSpec, values: pl.Series, qgram: int, salt: pl.Series | None = None, salt_kind: str = "text"
-) -> FieldTokens:
-    """The tokens of one normalised field (``salt``: attribute salting by another field's value)."""
-    columns = pl.DataFrame({"value": values})
-    if salt is not None:
-        columns = columns.with_columns(salt=salt_text(salt, salt_kind).fill_null(""))
-    codes, distinct = factorised(columns)
-    offsets, keys = _value_keys(spec, distinct.get_column("value"), qgram)
-    token_ids, distinct_keys = distinct_ids(keys)
-    if salt is None:
-        return FieldTokens(codes, offsets, token_ids, distinct_keys, [b""] * len(distinct_keys))
-    # Salted: a token is the pair (key, salt). Pair ids come from the same table over packed pairs.
-    salt_codes, salt_values = factorised(distinct.select("salt"))
-    salt_of_token = np.repeat(salt_codes, np.diff(offsets))
-    pair_ids, pairs = distinct_ids(token_ids * len(salt_values) + salt_of_token)
-    salt_bytes = [s.encode() for s in salt_values.get_column("salt").to_list()]
+def salted(tokens: FieldTokens, salt_codes: np.ndarray, salts: pl.Series) -> FieldTokens:
+    """Attribute salting: every token becomes the pair (token, salt of the record's salt field).
+
+    ``salt_codes[r]`` indexes ``salts`` (the salt texts), -1 where the record has no salt value.
+    """
+    salt_texts, salt_of = factorised(pl.concat([salts, pl.Series([""])]).gather(
+        np.where(salt_codes >= 0, salt_codes, len(salts))
+    ))
+    n_salts = len(salt_of)
+    present = tokens.codes >= 0
+    pair_codes, _, first = _distinct_ids(np.where(present, tokens.codes * n_salts + salt_texts, -1))
+    # Pair p is (value of its first record, salt of its first record); -1 stays missing.
+    first_record = first
+    pair_value = tokens.codes[first_record]
+    pair_salt = salt_texts[first_record]
+    valid = pair_value >= 0
+    lengths = np.where(valid, np.diff(tokens.offsets)[np.maximum(pair_value, 0)], 0)
+    offsets = np.zeros(len(pair_value) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    starts = tokens.offsets[np.maximum(pair_value, 0)]
+    drawn = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+    token_of_draw = tokens.token_ids[drawn]
+    salt_of_draw = np.repeat(pair_salt, lengths)
+    ids, combos = distinct_ids(token_of_draw * n_salts + salt_of_draw)
+    salt_bytes = [s.encode() for s in salt_of.to_list()]
+    record_codes = np.where(present, pair_codes, -1)
     return FieldTokens(
-        codes,
+        record_codes,
         offsets,
-        pair_ids,
-        distinct_keys[pairs // len(salt_values)],
-        [salt_bytes[i] for i in (pairs % len(salt_values)).tolist()],
+        ids,
+        tokens.keys[combos // n_salts],
+        [salt_bytes[i] for i in (combos % n_salts).tolist()],
     )

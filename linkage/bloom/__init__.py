@@ -23,7 +23,7 @@ from .._encodings import Encodings
 from .._keys import Secret
 from .._normalise import normalise
 from .._schema import FieldSpec, Schema
-from .._tokens import field_tokens
+from .._tokens import field_tokens, salt_values, salted
 from ._filters import record_filters, value_filters
 from ._hardening import balanced, blipped, keyed_permutation, xor_folded
 from ._hashing import token_positions
@@ -63,9 +63,11 @@ def encode(
     tables, codes = [], []
     offset = 0
     for spec in schema.fields:
-        salt = values.get_column(spec.salt_with) if spec.salt_with else None
-        salt_kind = schema.field(spec.salt_with).kind if spec.salt_with else "text"
-        tokens = field_tokens(spec, values.get_column(spec.name), schema.filter.qgram, salt, salt_kind)
+        normalised = values[spec.name]
+        tokens = field_tokens(normalised.codes, normalised.values, spec, schema.filter.qgram)
+        if spec.salt_with:
+            salt = values[spec.salt_with]
+            tokens = salted(tokens, salt.codes, salt_values(salt.values, schema.field(spec.salt_with).kind))
         key = secret.derive(schema.project, f"tokens/{token_space(spec)}")
         positions = token_positions(key, tokens.keys, tokens.salts, schema.hashes_for(spec), bits)
         tables.append(value_filters(tokens.offsets, tokens.token_ids, positions, words))

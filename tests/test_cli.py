@@ -1,0 +1,152 @@
+"""The command line: the steward's three commands, and one clear line for each mistake."""
+
+import stat
+
+import polars as pl
+import pytest
+
+from conftest import PEOPLE_COLUMNS, run_linkage_subprocess
+
+GOOD_CSV = (
+    "rec_id,given_name,surname,date_of_birth,sex,address,postcode\n"
+    "a1,José,García,1985-03-14,M,12 Stanley Street,2000\n"
+    "a2,Anne-Marie,O'Brien,03/14/1990,female,4 Pine Rd,12345-6789\n"
+    "a3,Lee,Nguyen,19851402,x,,\n"
+)
+
+
+@pytest.fixture
+def project(tmp_path, run_cli):
+    schema, secret = tmp_path / "schema.toml", tmp_path / "secret.key"
+    assert run_cli("schema", "init", "--columns", ",".join(PEOPLE_COLUMNS), "--out", schema).code == 0
+    assert run_cli("keys", "new", "--out", secret).code == 0
+    return tmp_path, schema, secret
+
+
+def encode_args(schema, secret, input_path, out, id_column="rec_id"):
+    return ("encode", "--schema", schema, "--secret", secret, "--input", input_path, "--id-column", id_column, "--out", out)
+
+
+def test_the_three_commands_produce_encodings_and_a_rejects_report(project, run_cli):
+    tmp, schema, secret = project
+    people = tmp / "people.csv"
+    people.write_text(GOOD_CSV, encoding="utf-8")
+    result = run_cli(*encode_args(schema, secret, people, tmp / "people.parquet"))
+    assert result.code == 0, result.err
+    assert "encoded 3 records" in result.out
+    assert "1 unusable values in 1 records (date_of_birth 1)" in result.out
+    rejects = pl.read_csv(tmp / "people.rejects.csv")
+    assert rejects.select("row", "record_id", "field").rows() == [(3, "a3", "date_of_birth")]
+    encoded = pl.read_parquet(tmp / "people.parquet")
+    assert encoded.get_column("record_id").to_list() == ["a1", "a2", "a3"]
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+
+
+def test_schema_init_lists_kinds_and_refuses_to_overwrite(tmp_path, run_cli):
+    out = tmp_path / "s.toml"
+    first = run_cli("schema", "init", "--columns", "first_name,dob,zip,notes", "--out", out, "--project", "tf-2026")
+    assert first.code == 0 and "tf-2026" in first.out
+    assert [line.split()[1] for line in first.out.splitlines()[1:]] == ["name", "date", "postcode", "text"]
+    again = run_cli("schema", "init", "--columns", "surname", "--out", out)
+    assert again.code == 1 and "already exists" in again.err
+    shown = run_cli("schema", "show", "--schema", out)
+    assert shown.code == 0 and "fingerprint" in shown.out
+
+
+def test_keys_new_refuses_to_overwrite(project, run_cli):
+    _, _, secret = project
+    before = secret.read_bytes()
+    result = run_cli("keys", "new", "--out", secret)
+    assert result.code == 1 and "refusing to overwrite" in result.err
+    assert secret.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("content", "id_column", "expected"),
+    [
+        (GOOD_CSV, "record", "no id column 'record'"),
+        (GOOD_CSV.replace(",postcode", ",zip"), "rec_id", "missing column(s) named in the schema: postcode"),
+        (GOOD_CSV.replace("a3,", "a1,"), "rec_id", "rows 1 and 3: duplicate record id"),
+        (GOOD_CSV.replace("a2,", ","), "rec_id", "row 2: empty record id"),
+        ("", "rec_id", "empty file"),
+        (GOOD_CSV.splitlines()[0] + "\n", "rec_id", "no records (only a header)"),
+        (GOOD_CSV + "a4,too,many,fields,here,x,y,z,w\n", "rec_id", "line 5: 9 fields where the header has 7"),
+    ],
+)
+def test_bad_input_gives_one_line_naming_file_and_place(project, run_cli, content, id_column, expected):
+    tmp, schema, secret = project
+    people = tmp / "people.csv"
+    people.write_text(content, encoding="utf-8")
+    result = run_cli(*encode_args(schema, secret, people, tmp / "out.parquet", id_column))
+    assert result.code == 1
+    assert result.err.count("\n") == 1 and "Traceback" not in result.err
+    assert str(people) in result.err and expected in result.err
+    assert not (tmp / "out.parquet").exists()
+    for value in ("García", "O'Brien", "Stanley", "1985-03-14"):
+        assert value not in result.err
+
+
+def test_wrong_text_encoding_names_the_line_and_the_remedy(project, run_cli):
+    tmp, schema, secret = project
+    people = tmp / "latin1.csv"
+    people.write_bytes(GOOD_CSV.encode("latin-1"))
+    result = run_cli(*encode_args(schema, secret, people, tmp / "out.parquet"))
+    assert result.code == 1 and "line 2: not valid utf-8 text" in result.err and "--encoding" in result.err
+    fixed = run_cli(*encode_args(schema, secret, people, tmp / "out.parquet"), "--encoding", "latin-1")
+    assert fixed.code == 0, fixed.err
+
+
+def test_missing_files_and_bad_secret(project, run_cli):
+    tmp, schema, secret = project
+    people = tmp / "people.csv"
+    people.write_text(GOOD_CSV, encoding="utf-8")
+    assert "absent.csv: file not found" in run_cli(*encode_args(schema, secret, tmp / "absent.csv", tmp / "o.parquet")).err
+    assert "nope.toml: schema file not found" in run_cli(*encode_args(tmp / "nope.toml", secret, people, tmp / "o.parquet")).err
+    bad_secret = tmp / "bad.key"
+    bad_secret.write_bytes(b"short")
+    result = run_cli(*encode_args(schema, bad_secret, people, tmp / "o.parquet"))
+    assert result.code == 1 and "bad.key: not a linkage secret" in result.err
+
+
+def test_bad_schema_key_is_named(project, run_cli):
+    tmp, schema, secret = project
+    schema.write_text(schema.read_text().replace("bits = 1024", "bits = 1000"))
+    people = tmp / "people.csv"
+    people.write_text(GOOD_CSV, encoding="utf-8")
+    result = run_cli(*encode_args(schema, secret, people, tmp / "o.parquet"))
+    assert result.code == 1 and "filter.bits" in result.err and str(schema) in result.err
+
+
+def test_project_override_changes_the_keys(project, run_cli):
+    tmp, schema, secret = project
+    people = tmp / "people.csv"
+    people.write_text(GOOD_CSV, encoding="utf-8")
+    assert run_cli(*encode_args(schema, secret, people, tmp / "a.parquet")).code == 0
+    assert run_cli(*encode_args(schema, secret, people, tmp / "b.parquet"), "--project", "another").code == 0
+    a, b = pl.read_parquet(tmp / "a.parquet"), pl.read_parquet(tmp / "b.parquet")
+    assert a.get_column("clk").to_list() != b.get_column("clk").to_list()
+    assert pl.read_parquet_metadata(tmp / "b.parquet")["linkage.project"] == "another"
+
+
+def test_parquet_input(project, run_cli):
+    tmp, schema, secret = project
+    source = tmp / "people.parquet.in"
+    pl.read_csv(GOOD_CSV.encode(), infer_schema=False).write_parquet(tmp / "people.parquet")
+    result = run_cli(*encode_args(schema, secret, tmp / "people.parquet", tmp / "enc.parquet"))
+    assert result.code == 0, result.err and not source.exists()
+
+
+def test_usage_errors_exit_2(run_cli):
+    assert run_cli("encode", "--schema", "x").code == 2
+    assert run_cli("frobnicate").code == 2
+
+
+def test_real_entry_point_in_a_subprocess(project):
+    tmp, schema, secret = project
+    people = tmp / "people.csv"
+    people.write_text(GOOD_CSV, encoding="utf-8")
+    done = run_linkage_subprocess(*encode_args(schema, secret, people, tmp / "sub.parquet"))
+    assert done.returncode == 0, done.stderr
+    assert "encoded 3 records" in done.stdout
+    failed = run_linkage_subprocess(*encode_args(schema, secret, tmp / "absent.csv", tmp / "sub.parquet"))
+    assert failed.returncode == 1 and failed.stderr.startswith("linkage: error:") and "Traceback" not in failed.stderr
