@@ -76,17 +76,18 @@ _SURNAMES = tuple(
     name.strip()
     for name in (
         "Smith, Johnson, Williams, Brown, Jones, García, Miller, Davis, Rodríguez, Martínez, "
-        "Hernández, López, González, Wilson, Anderson, Thomas, Taylor, Moore, Jackson, Martin, Lee, "
-        "Pérez, Thompson, White, Harris, Sánchez, Clark, Ramírez, Lewis, Robinson, Walker, Young, "
-        "Allen, King, Wright, Scott, Torres, Nguyễn, Hill, Flores, Green, Adams, Nelson, Baker, "
-        "Hall, Rivera, Campbell, Mitchell, Carter, Roberts, Trần, Lê, Phạm, Kim, Park, Chen, Wang, "
-        "Li, Zhang, Singh, Patel, Kumar, Khan, Ahmed, Hussain, O'Brien, O'Connor, O'Neill, "
-        "McDonald, MacLeod, Murphy, Kelly, Sullivan, Byrne, Müller, Schmidt, Schröder, Weiß, "
-        "Fischer, Kowalski, Nowak, Wiśniewski, Lewandowski, Dvořák, Novák, van der Berg, van Dijk, "
-        "de Vries, de Jong, Jansen, Johansson, Andersson, Nielsen, Søndergaard, Ivanov, Petrov, "
-        "Popescu, Kovács, Nagy, Rossi, Russo, Ferrari, Esposito, Bianchi, Dubois, Lefèvre, Moreau, "
-        "Girard, da Silva, Santos, Oliveira, Pereira, Costa, Okafor, Mensah, Diallo, Traoré, Abdi, "
-        "Haddad, Khoury, Cohen, Levi, Friedman, D'Angelo, St. Clair"
+        "Hernández, López, González, Wilson, Anderson, Thomas, Taylor, Moore, Jackson, Martin, "
+        "Lee, Pérez, Thompson, White, Harris, Sánchez, Clark, Ramírez, Lewis, Robinson, Walker, "
+        "Young, Allen, King, Wright, Scott, Torres, Nguyễn, Hill, Flores, Green, Adams, Nelson, "
+        "Baker, Hall, Rivera, Campbell, Mitchell, Carter, Roberts, Trần, Lê, Phạm, Kim, Park, "
+        "Chen, Wang, Li, Zhang, Singh, Patel, Kumar, Khan, Ahmed, Hussain, O'Brien, O'Connor, "
+        "O'Neill, McDonald, MacLeod, Murphy, Kelly, Sullivan, Byrne, Müller, Schmidt, Schröder, "
+        "Weiß, Fischer, Kowalski, Nowak, Wiśniewski, Lewandowski, Dvořák, Novák, van der Berg, "
+        "van Dijk, de Vries, de Jong, Jansen, Johansson, Andersson, Nielsen, Søndergaard, "
+        "Ivanov, Petrov, Popescu, Kovács, Nagy, Rossi, Russo, Ferrari, Esposito, Bianchi, "
+        "Dubois, Lefèvre, Moreau, Girard, da Silva, Santos, Oliveira, Pereira, Costa, Okafor, "
+        "Mensah, Diallo, Traoré, Abdi, Haddad, Khoury, Cohen, Levi, Friedman, D'Angelo, "
+        "St. Clair"
     ).split(",")
 )
 
@@ -296,7 +297,7 @@ class AgencyProfile:
     def __post_init__(self) -> None:
         if not _AGENCY_NAME.match(self.name) or self.name == "truth":
             raise ValueError(
-                f"agency name {self.name!r} must be lower-case letters, digits and _ and not 'truth'"
+                f"agency name {self.name!r}: lower-case letters, digits and _, and not 'truth'"
             )
         if not all(part in self.date_format for part in ("%Y", "%m", "%d")):
             raise ValueError(f"date_format of {self.name!r} must contain %Y, %m and %d")
@@ -546,9 +547,14 @@ def generate_dataset_files(
     *,
     agencies: Sequence[AgencyProfile] | None = None,
     overlap: float = 0.5,
+    relatives: float = 0.2,
 ) -> dict[str, Path]:
-    """Generate with ``numpy.random.default_rng(seed)`` and write the CSV files to ``directory``."""
-    data = generate_agencies(n_people, agencies, rng=np.random.default_rng(seed), overlap=overlap)
+    """Generate with ``numpy.random.default_rng(seed)`` and write the CSV files to ``directory``.
+
+    Returns agency name -> ``<agency>.csv`` and ``"truth"`` -> ``truth.csv``.
+    """
+    rng = np.random.default_rng(seed)
+    data = generate_agencies(n_people, agencies, rng=rng, overlap=overlap, relatives=relatives)
     return data.write(directory)
 
 
@@ -656,25 +662,26 @@ def _people(n_people: int, relatives: float, rng: np.random.Generator) -> pl.Dat
     # Relatives take surname and address from a household head who is no relative; some are
     # twins, with the head's birthday. A relative's given name is never the head's.
     household = np.arange(n_people)
-    heads = np.flatnonzero(rng.random(n_people) >= relatives)
-    related = np.setdiff1d(np.arange(n_people), heads) if heads.size else np.arange(0)
-    head_of = heads[rng.integers(0, max(heads.size, 1), related.size)] if heads.size else related
+    is_relative = rng.random(n_people) < relatives
+    heads = np.flatnonzero(~is_relative)
+    related = np.flatnonzero(is_relative) if heads.size else heads  # nobody to live with
+    head_of = heads[rng.integers(0, max(heads.size, 1), related.size)]
     twin = rng.random(related.size) < 0.15
     household[related] = head_of
     surname[related] = surname[head_of]
     born[related[twin]] = born[head_of[twin]]
-    given[related] = np.where(given[related] == given[head_of], _next_given_name(given[related]), given[related])
+    same_name = given[related] == given[head_of]
+    given[related] = np.where(same_name, _next_given_name(given[related]), given[related])
     address = _copy_rows(address, related, head_of)
 
     dates = pl.Series(born).cast(pl.Date)
+    no_name = pl.repeat("", n_people, eager=True, dtype=pl.String)
     return pl.DataFrame(
         {
             "entity_id": pl.Series(np.arange(n_people), dtype=pl.Int64),
             "household_id": pl.Series(household, dtype=pl.Int64),
             "given_name": _GIVEN_NAMES.gather(given),
-            "middle_name": _GIVEN_NAMES.gather(np.maximum(middle, 0)).zip_with(
-                pl.Series(middle >= 0, dtype=pl.Boolean), pl.Series([""] * n_people, dtype=pl.String)
-            ),
+            "middle_name": _where(middle >= 0, _GIVEN_NAMES.gather(np.maximum(middle, 0)), no_name),
             "surname": _SURNAME_SERIES.gather(surname),
             "sex": _SEXES.gather(sex),
             "year": dates.dt.year().cast(pl.Int64),
@@ -760,7 +767,7 @@ def _record_ids(size: int, prefix: str, rng: np.random.Generator) -> pl.Series:
 # ---------------------------------------------------------------------------------------------
 # Records: content errors
 # ---------------------------------------------------------------------------------------------
-# Each error draws its rows first and then computes new values for those rows only.
+# The string-rewriting errors pick their rows first and compute new values for those rows only.
 
 
 def _where(mask: np.ndarray, chosen: pl.Series, otherwise: pl.Series) -> pl.Series:
@@ -832,7 +839,9 @@ def _with_nicknames(given: pl.Series, chosen: np.ndarray, rng: np.random.Generat
     )
     index = (pick * counts).floor().cast(pl.Int64)
     short_forms = {
-        f"{name}|{i}": short for name, shorts in _NICKNAMES.items() for i, short in enumerate(shorts)
+        f"{name}|{i}": short
+        for name, shorts in _NICKNAMES.items()
+        for i, short in enumerate(shorts)
     }
     nickname = (given + "|" + index.cast(pl.String)).replace_strict(
         short_forms, default=None, return_dtype=pl.String
@@ -840,7 +849,9 @@ def _with_nicknames(given: pl.Series, chosen: np.ndarray, rng: np.random.Generat
     return _where(chosen & (counts > 0).to_numpy(), nickname, given)
 
 
-def _with_changed_surnames(surname: pl.Series, rows: np.ndarray, rng: np.random.Generator) -> pl.Series:
+def _with_changed_surnames(
+    surname: pl.Series, rows: np.ndarray, rng: np.random.Generator
+) -> pl.Series:
     """Surnames, hyphenated with another (Smith-Okafor) or replaced by it in ``rows``."""
     other = _zipf_indices(len(_SURNAMES), rows.size, rng)
     hyphenated = rng.random(rows.size) < 0.5
@@ -867,7 +878,8 @@ def _with_typos(values: pl.Series, rows: np.ndarray, rng: np.random.Generator) -
     frame = pl.DataFrame(
         {
             "text": values.gather(rows),
-            "kind": pl.Series(rng.integers(0, 4, rows.size), dtype=pl.Int64),  # insert, delete, substitute, transpose
+            # 0 insert, 1 delete, 2 substitute, 3 transpose
+            "kind": pl.Series(rng.integers(0, 4, rows.size), dtype=pl.Int64),
             "spot": pl.Series(rng.random(rows.size), dtype=pl.Float64),
             "letter": _LETTER_SERIES.gather(letter),
             "other_letter": _LETTER_SERIES.gather((letter + 1) % 26),
@@ -892,11 +904,15 @@ def _with_typos(values: pl.Series, rows: np.ndarray, rng: np.random.Generator) -
         gap=(spot * (length + 1)).floor().cast(pl.Int64),  # insert before this character
     )
     at, pair, gap = pl.col("at"), pl.col("pair"), pl.col("gap")
+    first, second = _folded_char(char(pair)), _folded_char(char(pair + 1))
+    # Letters that fold alike, or to two letters (ß: ss), could swap places unseen.
     transposable = (
         (length >= 2)
         & is_letter(char(pair))
         & is_letter(char(pair + 1))
-        & (_folded_char(char(pair)) != _folded_char(char(pair + 1)))
+        & (first != second)
+        & (first.str.len_chars() == 1)
+        & (second.str.len_chars() == 1)
     )
     frame = frame.with_columns(
         kind=pl.when((kind == 1) & ((length < 2) | ~is_letter(char(at))))
@@ -911,14 +927,19 @@ def _with_typos(values: pl.Series, rows: np.ndarray, rng: np.random.Generator) -
     substitute = pl.when(letter_expr == _folded_char(char(at))).then(pl.col("other_letter"))
     substitute = substitute.otherwise(letter_expr)
     inserted = cased_like(letter_expr, char(pl.when(gap > 0).then(gap - 1).otherwise(0)))
+    head, tail = text.str.slice(0, at), text.str.slice(at + 1)
     typed = frame.select(
         pl.when(kind == 0)
         .then(pl.concat_str(text.str.slice(0, gap), inserted, text.str.slice(gap)))
         .when(kind == 1)
-        .then(pl.concat_str(text.str.slice(0, at), text.str.slice(at + 1)))
+        .then(pl.concat_str(head, tail))
         .when(kind == 2)
-        .then(pl.concat_str(text.str.slice(0, at), cased_like(substitute, char(at)), text.str.slice(at + 1)))
-        .otherwise(pl.concat_str(text.str.slice(0, pair), char(pair + 1), char(pair), text.str.slice(pair + 2)))
+        .then(pl.concat_str(head, cased_like(substitute, char(at)), tail))
+        .otherwise(
+            pl.concat_str(
+                text.str.slice(0, pair), char(pair + 1), char(pair), text.str.slice(pair + 2)
+            )
+        )
     ).to_series()
     return _replaced(values, rows, typed)
 
@@ -991,11 +1012,13 @@ def _with_moves(parts: pl.DataFrame, rows: np.ndarray, rng: np.random.Generator)
     fresh = _addresses(rows.size, rng)
     old = parts[rows]
     same = fresh.select(pl.all_horizontal([fresh[name] == old[name] for name in _ADDRESS_IDENTITY]))
-    fresh = fresh.with_columns(house_number=pl.col("house_number") + same.to_series().cast(pl.Int64))
+    fresh = fresh.with_columns(pl.col("house_number") + same.to_series().cast(pl.Int64))
     return pl.DataFrame([_replaced(parts[name], rows, fresh[name]) for name in _ADDRESS_PARTS])
 
 
-def _with_postcode_typos(postcode: pl.Series, rows: np.ndarray, rng: np.random.Generator) -> pl.Series:
+def _with_postcode_typos(
+    postcode: pl.Series, rows: np.ndarray, rng: np.random.Generator
+) -> pl.Series:
     """Five-digit ZIPs, one digit wrong in ``rows``."""
     frame = pl.DataFrame(
         {
@@ -1006,7 +1029,9 @@ def _with_postcode_typos(postcode: pl.Series, rows: np.ndarray, rng: np.random.G
     )
     zip_code, at = pl.col("zip"), pl.col("at")
     digit = ((zip_code.str.slice(at, 1).cast(pl.Int64) + pl.col("shift")) % 10).cast(pl.String)
-    typed = frame.select(pl.concat_str(zip_code.str.slice(0, at), digit, zip_code.str.slice(at + 1)))
+    typed = frame.select(
+        pl.concat_str(zip_code.str.slice(0, at), digit, zip_code.str.slice(at + 1))
+    )
     return _replaced(postcode, rows, typed.to_series())
 
 
@@ -1060,7 +1085,9 @@ def _spaced(column: str) -> pl.Expr:
     return pl.when((how > 0) & (value != "")).then(spaced).otherwise(value).alias(column)
 
 
-def _formatted(records: pl.DataFrame, profile: AgencyProfile, rng: np.random.Generator) -> pl.DataFrame:
+def _formatted(
+    records: pl.DataFrame, profile: AgencyProfile, rng: np.random.Generator
+) -> pl.DataFrame:
     """Records as ``profile``'s system writes them: entity_id and every record column as text."""
     size = records.height
     plain = rng.random(size) < profile.accents_dropped
@@ -1074,11 +1101,14 @@ def _formatted(records: pl.DataFrame, profile: AgencyProfile, rng: np.random.Gen
         # 0: none; 1: a leading space; 2: two trailing; 3: an inner space doubled.
         spaced = rng.random(size) < profile.extra_whitespace
         controls[f"space_{column}"] = np.where(spaced, rng.integers(1, 4, size), 0)
-    blank = {column: rng.random(size) < getattr(profile.missing, column) for column in RECORD_COLUMNS}
+    blank = {
+        column: rng.random(size) < getattr(profile.missing, column) for column in RECORD_COLUMNS
+    }
     male, female, other = profile.sex_spellings
 
     frame = records.with_columns(
-        **{name: pl.Series(values, dtype=pl.Boolean if values.dtype == bool else pl.Int64) for name, values in controls.items()}
+        pl.Series(name, values, dtype=pl.Boolean if values.dtype == bool else pl.Int64)
+        for name, values in controls.items()
     )
     frame = frame.with_columns(
         *[_written(column, profile, plain, case) for column in _TEXT_COLUMNS],
@@ -1089,6 +1119,6 @@ def _formatted(records: pl.DataFrame, profile: AgencyProfile, rng: np.random.Gen
         frame = frame.with_columns(_spaced(column) for column in _TEXT_COLUMNS)
     written = frame.select("entity_id", *RECORD_COLUMNS)
     return written.with_columns(
-        pl.when(pl.Series(mask, dtype=pl.Boolean)).then(pl.lit("")).otherwise(pl.col(column)).alias(column)
+        pl.when(pl.Series(mask, dtype=pl.Boolean)).then(pl.lit("")).otherwise(column).alias(column)
         for column, mask in blank.items()
     )
