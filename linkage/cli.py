@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
 from . import __version__
 from ._datasets import FEBRL_COLUMNS, FEBRL_ID_COLUMN, febrl_path
@@ -24,6 +25,10 @@ from ._keys import Secret
 from ._records import read_records
 from ._schema import Schema
 from .bloom import EncodeResult, encode
+from ._encodings import read_encodings
+from ._evaluate import pair_quality, read_pairs, read_truth
+from ._link import LinkResult, LinkSettings, link
+from ._thresholds import histogram_lines, suggested_threshold
 from .errors import LinkageError, SchemaError
 
 PROGRESS_ABOVE_RECORDS = 100_000
@@ -157,6 +162,68 @@ def cmd_encode(args: argparse.Namespace) -> None:
     encode_file(Path(args.input), Path(args.out), schema, secret, id_column=args.id_column, encoding=args.encoding)
 
 
+# -- link ----------------------------------------------------------------------------------------
+def source_name(path: Path) -> str:
+    return path.name.removesuffix(path.suffix)
+
+
+def cmd_link(args: argparse.Namespace) -> None:
+    paths = [Path(p) for p in args.encodings]
+    names = [source_name(p) for p in paths]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise LinkageError(f"two files share the source name {duplicated[0]!r} (a source is named by its file's stem)")
+    sources = {name: read_encodings(path) for name, path in zip(names, paths, strict=True)}
+    settings = LinkSettings(
+        threshold=args.threshold, review_threshold=args.review_threshold, scoring=args.scoring, blocking=args.blocking,
+        one_per_source=not args.many_per_source,
+    )  # fmt: skip
+    started = time.perf_counter()
+    result = link(sources, settings, progress=_stderr if sum(len(e) for e in sources.values()) > PROGRESS_ABOVE_RECORDS else None)
+    elapsed = time.perf_counter() - started
+    out = Path(args.out)
+    _write_atomically(out, lambda path: result.pairs.write_csv(path))
+    if args.clusters:
+        _write_atomically(Path(args.clusters), lambda path: result.clusters.write_csv(path))
+    _print(_link_summary(result, elapsed, out, Path(args.clusters) if args.clusters else None))
+
+
+def _link_summary(result: LinkResult, elapsed: float, out: Path, clusters: Path | None) -> str:
+    lines = ["records  " + ", ".join(f"{name} {n:,}" for name, n in result.sources.items())]
+    compare_seconds = result.seconds.get("compare", elapsed)
+    lines.append(
+        f"compared {result.comparisons:,} pairs in {compare_seconds:.2f} s"
+        f" ({result.comparisons / max(compare_seconds, 1e-9) / 1e6:,.1f} M comparisons/s);"
+        f" {len(result.scores):,} candidate pairs scored ({result.scoring})"
+    )
+    lines.append(f"  {'sources':<40} {'blocking':<8} {'candidates':>11} {'matches':>8} {'possible':>8}  pairs completeness")
+    for s in result.stats:
+        completeness = "1 (all pairs compared)" if s.blocking == "none" else f"{s.pairs_completeness:.4f} (estimated on a sample)"
+        lines.append(f"  {s.source_a + ' ~ ' + s.source_b:<40} {s.blocking:<8} {s.candidates:>11,} {s.matches:>8,} {s.possible:>8,}  {completeness}")
+    if result.model is not None:
+        lines += result.model.describe()
+    lines.append(f"score distribution of candidate pairs ({'match probability' if result.scoring == 'fs' else 'Dice'}):")
+    lines += histogram_lines(result.scores, result.threshold, result.review_threshold)
+    suggestion = suggested_threshold(result.scores)
+    if suggestion is not None:
+        lines.append(f"suggested match threshold {suggestion:g} (where the score distribution is thinnest); in use {result.threshold:g}")
+    n_clusters = result.clusters.get_column("cluster_id").n_unique()
+    matches = int((result.pairs.get_column("band") == "match").sum())
+    lines.append(f"wrote {out}: {matches:,} matching pairs in {n_clusters:,} clusters, {result.pairs.height - matches:,} possible matches for review")
+    if clusters:
+        lines.append(f"wrote {clusters}: {result.clusters.height:,} records in {n_clusters:,} clusters")
+    lines.append(f"done in {elapsed:.2f} s")
+    return "\n".join(lines)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    pairs = read_pairs(args.pairs)
+    truth = read_truth(args.truth)
+    for band in ("match", "match+possible"):
+        chosen = pairs.filter(pl.col("band") == "match") if band == "match" else pairs
+        _print(f"{band:<15} {pair_quality(chosen, truth).line()}")
+
+
 # -- demo ------------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> None:
     if args.workdir:
@@ -252,6 +319,23 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--project", help="project id (default: the schema's)")
     enc.add_argument("--encoding", default="utf-8", help="text encoding of a CSV input (default utf-8)")
     enc.set_defaults(func=cmd_encode)
+
+    lk = commands.add_parser("link", help="link encodings of two or more sources (a source is named by its file's stem)")
+    lk.add_argument("encodings", nargs="+", help="encodings files (Parquet) from `linkage encode`")
+    lk.add_argument("--threshold", type=float, help="match threshold (default 0.5 for fs, a match probability; 0.7 for dice)")
+    lk.add_argument("--review-threshold", type=float, help="lower bound of possible matches for review (default 0.2 for fs, 0.6 for dice)")
+    lk.add_argument("--blocking", choices=("auto", "none", "lsh"), default="auto", help="auto: all pairs while few, LSH beyond")
+    lk.add_argument("--scoring", choices=("fs", "dice"), default="fs",
+                    help="fs: Fellegi-Sunter match probability from per-group Dice, weights learned by EM (default); dice: record Dice")  # fmt: skip
+    lk.add_argument("--many-per-source", action="store_true", help="let a cluster hold several records of one source")
+    lk.add_argument("--out", required=True, help="pairs CSV: source_a,id_a,source_b,id_b,similarity,band")
+    lk.add_argument("--clusters", help="clusters CSV: cluster_id,source,record_id")
+    lk.set_defaults(func=cmd_link)
+
+    ev = commands.add_parser("evaluate", help="precision, recall, F1 and F* of a pairs file against known truth")
+    ev.add_argument("--pairs", required=True, help="pairs CSV from `linkage link`")
+    ev.add_argument("--truth", required=True, help="truth CSV: record_id,source,entity_id")
+    ev.set_defaults(func=cmd_evaluate)
 
     demo = commands.add_parser("demo", help="encode the bundled FEBRL4 files and show the result")
     demo.add_argument("--workdir", help="keep everything in this folder (default: a temporary one)")

@@ -1,0 +1,682 @@
+"""Blocking: which pairs are worth comparing. Hamming LSH on the encodings themselves.
+
+No blocking key is derived from the records: a coordinator holding only encodings learns nothing
+from blocking that it could not learn from the filters, and there is no key to dictionary-attack.
+
+Hamming LSH. A band samples r bit positions; two filters *collide* in the band when they agree on
+all r bits. Candidates are the pairs that collide in at least one of ``bands`` bands.
+
+Choosing r and bands (see ``lsh_parameters``). Take a pair exactly at the Dice threshold t with
+popcounts c and d: its intersection is t·(c + d)/2, so its Hamming distance is
+
+    D = c + d - 2·t·(c + d)/2 = (1 - t)·(c + d) = 2·f·L·(1 - t)      (fill f = (c + d) / 2L)
+
+and a band drawing r of the L positions without replacement misses all D differing bits with
+
+    P_band = Π_{k<r} (L - D - k) / (L - k)     (≈ p^r, p = 1 - 2·f·(1 - t) the per-bit agreement)
+
+Bands draw their positions independently, so the pair is a candidate with probability
+1 - (1 - P_band)^bands; ``bands`` is the least count that reaches the target completeness. f is
+taken at the 90th percentile of the data's fill, so pairs of fuller-than-usual filters (which sit
+further apart at the same Dice) are still covered. Unrelated filters agree on a bit with
+probability q = f² + (1 - f)² (the mean fill), so a band makes about n_a·n_b·q^r random candidates.
+r is the value that minimises the estimated work, bands × (row cost × (n_a + n_b) + pair cost ×
+n_a·n_b·q^r), with both costs measured on this code (``_ROW_COST``, ``_PAIR_COST``). At t = 0.8 and
+f = 0.5, p = 0.8 against q = 0.5, which is why LSH pays off there; as t falls towards
+1 - 1/(4f)... p nears q and no choice of r separates matches from noise.
+
+Streaming. Bands run one after another. A band reads its r bits of each row into a uint32 key,
+radix-sorts both sides by key (one side a thread), and walks the two sorted lists together; each
+pair of rows sharing a key is scored at once and kept if it reaches the threshold. Between bands
+only the kept pairs are held, so memory is the inputs, one band's keys and the results.
+
+Each pair is kept once: when a band keeps a pair it first checks, from the positions of the
+earlier bands alone (``_History``), whether an earlier band compared it. That check runs on kept
+pairs only, with both rows already in cache, so it costs little; no set of seen pairs is stored.
+
+Huge buckets. A key whose rows would make more than ``MAX_BUCKET_PAIRS`` pairs in one band (empty
+or duplicated records, bits that never vary) is split on ``EXTRA_BITS`` more sampled bits: only
+rows that also share those are paired. A split run that is still too big is skipped whole, and its
+pairs are counted in ``BandProgress.skipped``, never dropped silently. Both decisions depend only
+on the band's keys, so the history can replay them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from ._compare import (
+    _concatenated,
+    _checked_filters,
+    _checked_threshold,
+    _partner_count_ranges,
+    _popcount,
+    intersections_needed,
+    popcounts,
+)
+
+__all__ = [
+    "BandProgress",
+    "LSHParameters",
+    "blocked_dice_pairs",
+    "choose_blocking",
+    "lsh_candidates",
+    "lsh_parameters",
+    "pairs_completeness",
+    "reduction_ratio",
+]
+
+# `auto` compares all pairs up to this many (about 1 s on two cores at ~500 M comparisons/s, where
+# LSH's fixed cost per band starts to lose); see benchmarks/compare.py.
+UNBLOCKED_PAIR_LIMIT = 500_000_000
+MAX_BUCKET_PAIRS = 1 << 20
+MAX_KEY_BITS = 32  # keys are uint32: enough for 10^9 rows a side
+EXTRA_BITS = 16
+MAX_BANDS = 4096
+FILL_QUANTILE = 0.9
+# Measured costs (seconds, one core) of one row in one band (key, bucket, lookup) and of one
+# candidate pair (a random row of b read and scored).
+_ROW_COST = 40e-9
+_PAIR_COST = 60e-9
+_SLOTS_PER_ROW = 4
+_PREFETCH_AHEAD = 0
+
+BlockingMode = Literal["none", "lsh", "auto"]
+
+
+@dataclass(frozen=True)
+class LSHParameters:
+    """How many bits a band samples and how many bands, with what that choice predicts."""
+
+    bits_per_band: int
+    bands: int
+    agreement_at_threshold: float  # p: per-bit agreement of a pair exactly at the threshold
+    agreement_random: float  # q: per-bit agreement of two unrelated filters
+    expected_completeness: float  # P(a pair at the threshold collides in some band)
+    expected_candidates: float  # random collisions summed over bands
+
+
+@dataclass(frozen=True)
+class BandProgress:
+    band: int  # bands done
+    bands: int
+    candidates: int  # pairs looked at so far (found pairs seen again are not counted)
+    pairs: int  # pairs at or above the threshold so far (candidates in lsh_candidates)
+    skipped: int  # pairs passed over by the huge-bucket cap so far
+
+
+# --------------------------------------------------------------------------------------------------
+# Parameters
+
+
+def _band_collision_probability(bits: int, distance: float, r: int) -> float:
+    k = np.arange(r)
+    terms = (bits - distance - k) / (bits - k)
+    return float(np.prod(np.clip(terms, 0.0, 1.0)))
+
+
+def lsh_parameters(
+    threshold: float,
+    *,
+    bits: int,
+    n_a: int,
+    n_b: int,
+    fill: float,
+    high_fill: float | None = None,
+    target_completeness: float = 0.99,
+) -> LSHParameters:
+    """(r, bands) for Dice ``threshold`` on ``bits``-bit filters; derivation in the module docstring.
+
+    ``fill``: mean fraction of bits set; ``high_fill``: the fill that pairs should be covered up to
+    (default ``fill``)."""
+    threshold = _checked_threshold(threshold)
+    if not 0.0 < target_completeness < 1.0:
+        raise ValueError("target_completeness: must lie strictly between 0 and 1")
+    high_fill = fill if high_fill is None else high_fill
+    distance = 2.0 * high_fill * bits * (1.0 - threshold)
+    p = 1.0 - distance / bits
+    q = fill * fill + (1.0 - fill) * (1.0 - fill)
+    pairs = float(n_a) * float(n_b)
+    best = None
+    for r in range(1, min(MAX_KEY_BITS, bits) + 1):
+        hit = _band_collision_probability(bits, distance, r)
+        if hit <= 0.0:
+            break
+        bands = 1 if hit >= 1.0 else math.ceil(math.log1p(-target_completeness) / math.log1p(-hit))
+        if bands > MAX_BANDS:
+            continue
+        cost = bands * (_ROW_COST * (n_a + n_b) + _PAIR_COST * pairs * q**r)
+        if best is None or cost < best[0]:
+            best = (cost, r, bands, hit)
+    if best is None:  # the target is out of reach: spend the most bands on single bits
+        hit = _band_collision_probability(bits, distance, 1)
+        best = (math.inf, 1, MAX_BANDS, hit)
+    _, r, bands, hit = best
+    return LSHParameters(
+        bits_per_band=r,
+        bands=bands,
+        agreement_at_threshold=p,
+        agreement_random=q,
+        expected_completeness=1.0 - (1.0 - hit) ** bands,
+        expected_candidates=bands * pairs * q**r,
+    )
+
+
+def _parameters_for(a, b, a_counts, b_counts, threshold, target_completeness) -> LSHParameters:
+    bits = a.shape[1] * 64
+    counts = np.concatenate([a_counts, b_counts]).astype(np.float64)
+    return lsh_parameters(
+        threshold,
+        bits=bits,
+        n_a=a.shape[0],
+        n_b=b.shape[0],
+        fill=float(counts.mean()) / bits if len(counts) else 0.5,
+        high_fill=float(np.quantile(counts, FILL_QUANTILE)) / bits if len(counts) else 0.5,
+        target_completeness=target_completeness,
+    )
+
+
+def choose_blocking(n_a: int, n_b: int, mode: BlockingMode = "auto") -> Literal["none", "lsh"]:
+    """``none`` or ``lsh``: ``auto`` compares all pairs while there are at most UNBLOCKED_PAIR_LIMIT."""
+    if mode == "auto":
+        return "none" if n_a * n_b <= UNBLOCKED_PAIR_LIMIT else "lsh"
+    if mode in ("none", "lsh"):
+        return mode
+    raise ValueError(f"blocking mode: expected one of none, lsh, auto, not {mode!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# One band
+
+
+@intrinsic
+def _prefetch_row(typingctx, filters, row):
+    """Ask the CPU to start loading a row (its first two cache lines): random rows otherwise
+    cost a full memory latency each, one after another."""
+    sig = types.void(filters, row)
+
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        arr = context.make_array(array_type)(context, builder, args[0])
+        zero = ir.Constant(ir.IntType(64), 0)
+        row = context.cast(builder, args[1], signature.args[1], types.intp)
+        pointer = cgutils.get_item_pointer2(
+            context, builder, arr.data, cgutils.unpack_tuple(builder, arr.shape),
+            cgutils.unpack_tuple(builder, arr.strides), array_type.layout, [row, zero], wraparound=False,
+        )  # fmt: skip
+        i8p = ir.IntType(8).as_pointer()
+        prefetch = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p] + [ir.IntType(32)] * 3), "llvm.prefetch.p0"
+        )
+        base = builder.bitcast(pointer, i8p)
+        read, keep, data = ir.Constant(ir.IntType(32), 0), ir.Constant(ir.IntType(32), 3), ir.Constant(ir.IntType(32), 1)
+        for line in (0, 64):
+            builder.call(prefetch, [builder.gep(base, [ir.Constant(ir.IntType(64), line)]), read, keep, data])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _key_of(filters, row, positions):
+    """Bit k of the key is the filter's bit at positions[k] (at most 32 positions)."""
+    value = np.uint64(0)
+    for k in range(len(positions)):
+        p = positions[k]
+        value |= ((filters[row, p >> 6] >> np.uint64(p & 63)) & np.uint64(1)) << np.uint64(k)
+    return np.uint32(value)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
+def _band_keys(filters, rows, positions):
+    keys = np.empty(len(rows), dtype=np.uint32)
+    for r in prange(len(rows)):
+        keys[r] = _key_of(filters, rows[r], positions)
+    return keys
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _radix_sorted(keys, key_bits):
+    """(keys sorted, order): a stable LSD radix sort, 11 bits a pass, so 2 passes for 20-bit keys."""
+    n = len(keys)
+    digit_bits = 11
+    passes = max(1, (key_bits + digit_bits - 1) // digit_bits)
+    radix = 1 << digit_bits
+    mask = np.uint32(radix - 1)
+    k0 = keys.copy()
+    i0 = np.arange(n).astype(np.int32)
+    k1 = np.empty(n, dtype=np.uint32)
+    i1 = np.empty(n, dtype=np.int32)
+    for step in range(passes):
+        shift = np.uint32(step * digit_bits)
+        count = np.zeros(radix + 1, dtype=np.int64)
+        for u in range(n):
+            count[np.int64((k0[u] >> shift) & mask) + 1] += 1
+        for d in range(radix):
+            count[d + 1] += count[d]
+        for u in range(n):
+            d = np.int64((k0[u] >> shift) & mask)
+            k1[count[d]] = k0[u]
+            i1[count[d]] = i0[u]
+            count[d] += 1
+        k0, k1 = k1, k0
+        i0, i1 = i1, i0
+    return k0, i0
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _sorted_sides(a_keys, b_keys, key_bits):
+    """Both sides radix-sorted at once, one side a thread: (a keys, a order, b keys, b order)."""
+    keys = np.empty(len(a_keys) + len(b_keys), dtype=np.uint32)
+    order = np.empty(len(a_keys) + len(b_keys), dtype=np.int32)
+    for side in prange(2):
+        lo = 0 if side == 0 else len(a_keys)
+        k, o = _radix_sorted(a_keys if side == 0 else b_keys, key_bits)
+        keys[lo : lo + len(k)] = k
+        order[lo : lo + len(o)] = o
+    return keys[: len(a_keys)], order[: len(a_keys)], keys[len(a_keys) :], order[len(a_keys) :]
+
+
+class _Sides(NamedTuple):
+    """One band's rows of a and b sorted by key: row numbers and keys in key order."""
+
+    a_rows: np.ndarray
+    a_keys: np.ndarray
+    b_rows: np.ndarray
+    b_keys: np.ndarray
+
+
+class _History(NamedTuple):
+    """What decides whether a pair was compared in a band, for every band so far.
+
+    A pair is compared in band e when it agrees on the band's key bits, unless its key is one of
+    the band's split keys: then it must also agree on the extra bits, and its full key must not
+    be one of the band's skipped (still oversized) runs."""
+
+    key_positions: np.ndarray  # (bands, r)
+    extra_positions: np.ndarray  # (bands, EXTRA_BITS)
+    key_masks: np.ndarray  # (bands, words): the key positions as a filter
+    extra_masks: np.ndarray  # (bands, words)
+    split_ptr: np.ndarray  # (bands + 1,) into split_keys
+    split_keys: np.ndarray  # uint32, sorted within each band
+    skipped_ptr: np.ndarray  # (bands + 1,) into skipped_keys
+    skipped_keys: np.ndarray  # uint64 extra << 32 | key, sorted within each band
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _sorted_contains(values, lo, hi, target):
+    """Whether values[lo:hi] (sorted) holds target."""
+    end = hi
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if values[mid] < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo < end and values[lo] == target
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _agree_on(a, i, b, j, mask, e):
+    for t in range(a.shape[1]):
+        if (a[i, t] ^ b[j, t]) & mask[e, t]:
+            return False
+    return True
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _compared_before(a, i, b, j, band, history):
+    """Whether the pair was compared in an earlier band (and so already kept or rejected there)."""
+    for e in range(band):
+        if not _agree_on(a, i, b, j, history.key_masks, e):
+            continue
+        lo, hi = history.split_ptr[e], history.split_ptr[e + 1]
+        if lo == hi:
+            return True
+        key = _key_of(a, i, history.key_positions[e])
+        if not _sorted_contains(history.split_keys, lo, hi, key):
+            return True
+        if not _agree_on(a, i, b, j, history.extra_masks, e):
+            continue
+        full = (np.uint64(_key_of(a, i, history.extra_positions[e])) << np.uint64(32)) | np.uint64(key)
+        if not _sorted_contains(history.skipped_keys, history.skipped_ptr[e], history.skipped_ptr[e + 1], full):
+            return True
+    return False
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _run_end(keys, start):
+    u = start + 1
+    while u < len(keys) and keys[u] == keys[start]:
+        u += 1
+    return u
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _first_at_least(keys, target):
+    lo, hi = 0, len(keys)
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if keys[mid] < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _extra_sorted(filters, rows, lo, hi, positions):
+    """(extra keys sorted, rows in that order) for rows[lo:hi]."""
+    extra = np.empty(hi - lo, dtype=np.uint32)
+    for u in range(lo, hi):
+        extra[u - lo] = _key_of(filters, rows[u], positions)
+    order = np.argsort(extra, kind="mergesort")
+    return extra[order], rows[lo:hi][order]
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _oversized_runs(a, b, sides, extra_positions, max_pairs):
+    """This band's split keys (sorted) and skipped full keys (sorted), and the pairs skipped.
+
+    A key whose rows of a and b would make more than ``max_pairs`` pairs is split on the extra
+    bits; a split run that still would is skipped whole."""
+    split = []
+    skipped = []
+    skipped_pairs = 0
+    u = 0
+    lo = 0
+    n_b = len(sides.b_keys)
+    while u < len(sides.a_keys):
+        end = _run_end(sides.a_keys, u)
+        key = sides.a_keys[u]
+        while lo < n_b and sides.b_keys[lo] < key:
+            lo += 1
+        hi = lo
+        while hi < n_b and sides.b_keys[hi] == key:
+            hi += 1
+        if (end - u) * (hi - lo) > max_pairs:
+            split.append(key)
+            a_extra, _ = _extra_sorted(a, sides.a_rows, u, end, extra_positions)
+            b_extra, _ = _extra_sorted(b, sides.b_rows, lo, hi, extra_positions)
+            x = 0
+            while x < len(a_extra):
+                x_end = _run_end(a_extra, x)
+                y = _first_at_least(b_extra, a_extra[x])
+                y_end = _run_end(b_extra, y) if y < len(b_extra) and b_extra[y] == a_extra[x] else y
+                if (x_end - x) * (y_end - y) > max_pairs:
+                    skipped.append((np.uint64(a_extra[x]) << np.uint64(32)) | np.uint64(key))
+                    skipped_pairs += (x_end - x) * (y_end - y)
+                x = x_end
+        lo = hi
+        u = end
+    split_keys = np.array(split, dtype=np.uint32) if split else np.empty(0, dtype=np.uint32)
+    skipped_keys = np.sort(np.array(skipped, dtype=np.uint64)) if skipped else np.empty(0, dtype=np.uint64)
+    return split_keys, skipped_keys, skipped_pairs
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _considered(a, i, b, j, need, score, band, history):
+    """(keep, score): whether the pair goes into this band's results, and its Dice."""
+    value = np.float32(0.0)
+    if score:
+        # Popcounts from the rows themselves: cheaper than two more random reads of count arrays.
+        inter = 0
+        total = 0
+        for t in range(a.shape[1]):
+            x, y = a[i, t], b[j, t]
+            inter += _popcount(x & y)
+            total += _popcount(x) + _popcount(y)
+        if inter < need[total]:
+            return False, value
+        value = np.float32(2.0 * inter / total) if total > 0 else np.float32(0.0)
+    # Checked last, on kept pairs only: a pair kept in an earlier band is not kept again.
+    return not _compared_before(a, i, b, j, band, history), value
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
+def _band_join(a, b, sides, chunk_starts, need, score, band, history, caps, offsets, out_j, out_score):
+    """Pairs of rows that share this band's key: returns (kept per a entry, candidates looked at).
+
+    Entry u of the sorted a side writes at most caps[u] results from offsets[u]. Work is split at
+    run boundaries (``chunk_starts``), so every key's rows are handled by one thread."""
+    n_a = len(sides.a_keys)
+    kept = np.zeros(n_a, dtype=np.int64)
+    looked = np.zeros(len(chunk_starts) - 1, dtype=np.int64)
+    split_lo, split_hi = history.split_ptr[band], history.split_ptr[band + 1]
+    skip_lo, skip_hi = history.skipped_ptr[band], history.skipped_ptr[band + 1]
+    extra_positions = history.extra_positions[band]
+    for chunk in prange(len(chunk_starts) - 1):
+        u = chunk_starts[chunk]
+        stop = chunk_starts[chunk + 1]
+        hi = _first_at_least(sides.b_keys, sides.a_keys[u]) if u < stop else 0
+        while u < stop:
+            if u + _PREFETCH_AHEAD < n_a:  # rows a few runs ahead: both sides advance about as fast
+                _prefetch_row(a, sides.a_rows[u + _PREFETCH_AHEAD])
+            if hi + _PREFETCH_AHEAD < len(sides.b_keys):
+                _prefetch_row(b, sides.b_rows[hi + _PREFETCH_AHEAD])
+            end = _run_end(sides.a_keys, u)
+            key = sides.a_keys[u]
+            lo = hi  # both sides ascend: the walk through b only moves forward
+            while lo < len(sides.b_keys) and sides.b_keys[lo] < key:
+                lo += 1
+            hi = lo
+            while hi < len(sides.b_keys) and sides.b_keys[hi] == key:
+                hi += 1
+            if hi > lo and not _sorted_contains(history.split_keys, split_lo, split_hi, key):
+                for x in range(u, end):
+                    i = sides.a_rows[x]
+                    for y in range(lo, hi):
+                        j = sides.b_rows[y]
+                        looked[chunk] += 1
+                        keep, value = _considered(a, i, b, j, need, score, band, history)
+                        if keep:
+                            if kept[x] < caps[x]:
+                                out_j[offsets[x] + kept[x]] = j
+                                out_score[offsets[x] + kept[x]] = value
+                            kept[x] += 1
+            elif hi > lo:  # a split key: pair only rows that also share the extra bits
+                for x in range(u, end):
+                    i = sides.a_rows[x]
+                    mine = _key_of(a, i, extra_positions)
+                    full = (np.uint64(mine) << np.uint64(32)) | np.uint64(key)
+                    if _sorted_contains(history.skipped_keys, skip_lo, skip_hi, full):
+                        continue
+                    for y in range(lo, hi):
+                        j = sides.b_rows[y]
+                        if _key_of(b, j, extra_positions) != mine:
+                            continue
+                        looked[chunk] += 1
+                        keep, value = _considered(a, i, b, j, need, score, band, history)
+                        if keep:
+                            if kept[x] < caps[x]:
+                                out_j[offsets[x] + kept[x]] = j
+                                out_score[offsets[x] + kept[x]] = value
+                            kept[x] += 1
+            u = end
+    return kept, looked.sum()
+
+
+@numba.njit(cache=True, nogil=True)
+def _chunk_starts(keys, chunks):
+    """Up to ``chunks`` + 1 boundaries in sorted keys, each moved forward to the start of a run."""
+    n = len(keys)
+    starts = [0]
+    for c in range(1, chunks):
+        u = max((c * n) // chunks, starts[-1])
+        while 0 < u < n and keys[u] == keys[u - 1]:
+            u += 1
+        if u > starts[-1] and u < n:
+            starts.append(u)
+    starts.append(n)
+    return np.array(starts, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------------------------------
+# All bands
+
+
+def _band_positions(rng: np.random.Generator, bits: int, r: int, bands: int) -> tuple[np.ndarray, np.ndarray]:
+    """(key positions (bands, r), extra positions (bands, EXTRA_BITS)): each band's r + extra
+    positions drawn without replacement, bands independently, sorted so a row is read in order."""
+    extra = min(EXTRA_BITS, bits - r)
+    drawn = [rng.choice(bits, size=r + extra, replace=False) for _ in range(bands)]
+    keys = np.array([np.sort(d[:r]) for d in drawn], dtype=np.int64).reshape(bands, r)
+    extras = np.array([np.sort(d[r:]) for d in drawn], dtype=np.int64).reshape(bands, extra)
+    return keys, extras
+
+
+def _position_masks(positions: np.ndarray, words: int) -> np.ndarray:
+    masks = np.zeros((positions.shape[0], words), dtype=np.uint64)
+    for band, row in enumerate(positions):
+        for p in row:
+            masks[band, p >> 6] |= np.uint64(1) << np.uint64(p & 63)
+    return masks
+
+
+def _useful_rows(counts: np.ndarray, need: np.ndarray, bits: int) -> np.ndarray:
+    """Rows whose popcount leaves some partner popcount able to qualify (drops empties at t > 0)."""
+    lowest, highest = _partner_count_ranges(need, bits)
+    return np.flatnonzero(lowest[counts] <= highest[counts]).astype(np.int32)
+
+
+def _linked_pairs(a, b, threshold, target_completeness, rng, progress, score):
+    a = _checked_filters(a, "a")
+    b = _checked_filters(b, "b")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"a has {a.shape[1] * 64}-bit filters and b {b.shape[1] * 64}-bit ones")
+    threshold = _checked_threshold(threshold)
+    bits, words = a.shape[1] * 64, a.shape[1]
+    a_counts = popcounts(a).astype(np.int64)
+    b_counts = popcounts(b).astype(np.int64)
+    params = _parameters_for(a, b, a_counts, b_counts, threshold, target_completeness)
+    key_positions, extra_positions = _band_positions(rng, bits, params.bits_per_band, params.bands)
+    need = intersections_needed(threshold, bits)
+    a_rows = _useful_rows(a_counts, need, bits)
+    b_rows = _useful_rows(b_counts, need, bits)
+    chunks = 16 * numba.get_num_threads()
+    slots = _SLOTS_PER_ROW if score else 4 * _SLOTS_PER_ROW
+
+    split_ptr, skipped_ptr = [0], [0]
+    split_keys, skipped_keys = [np.empty(0, np.uint32)], [np.empty(0, np.uint64)]
+    pieces_i, pieces_j, pieces_s = [], [], []
+    looked_total = skipped_total = kept_total = 0
+    key_masks = _position_masks(key_positions, words)
+    extra_masks = _position_masks(extra_positions, words)
+    for band in range(params.bands):
+        a_keys = _band_keys(a, a_rows, key_positions[band])
+        b_keys = _band_keys(b, b_rows, key_positions[band])
+        a_sorted, a_order, b_sorted, b_order = _sorted_sides(a_keys, b_keys, params.bits_per_band)
+        sides = _Sides(a_rows[a_order], a_sorted, b_rows[b_order], b_sorted)
+        split, skipped, skipped_pairs = _oversized_runs(a, b, sides, extra_positions[band], MAX_BUCKET_PAIRS)
+        split_keys.append(split)
+        skipped_keys.append(skipped)
+        split_ptr.append(split_ptr[-1] + len(split))
+        skipped_ptr.append(skipped_ptr[-1] + len(skipped))
+        history = _History(
+            key_positions, extra_positions, key_masks, extra_masks,
+            np.array(split_ptr, dtype=np.int64), np.concatenate(split_keys),
+            np.array(skipped_ptr, dtype=np.int64), np.concatenate(skipped_keys),
+        )  # fmt: skip
+        starts = _chunk_starts(a_sorted, chunks)
+        args = (a, b, sides, starts, need, score, band, history)
+        caps = np.full(len(a_rows), slots, dtype=np.int64)
+        offsets = np.arange(len(a_rows), dtype=np.int64) * slots
+        out_j = np.empty(len(a_rows) * slots, dtype=np.int64)
+        out_score = np.empty(len(a_rows) * slots, dtype=np.float32)
+        kept, looked = _band_join(*args, caps, offsets, out_j, out_score)
+        if kept.max(initial=0) > slots:  # an entry overflowed its slots: join again, exactly sized
+            caps = kept
+            offsets = np.concatenate([[0], np.cumsum(kept)[:-1]]).astype(np.int64)
+            out_j = np.empty(int(kept.sum()), dtype=np.int64)
+            out_score = np.empty(int(kept.sum()), dtype=np.float32)
+            _band_join(*args, caps, offsets, out_j, out_score)
+        entries = np.flatnonzero(kept)
+        slots_used = _used_slots(offsets[entries], kept[entries])
+        pieces_i.append(np.repeat(sides.a_rows[entries].astype(np.int64), kept[entries]))
+        pieces_j.append(out_j[slots_used])
+        pieces_s.append(out_score[slots_used])
+        looked_total += int(looked)
+        skipped_total += int(skipped_pairs)
+        kept_total += int(kept.sum())
+        if progress is not None:
+            progress(BandProgress(band + 1, params.bands, looked_total, kept_total, skipped_total))
+    return _sorted_by_pair(pieces_i, pieces_j, pieces_s, b.shape[0])
+
+
+def _used_slots(offsets: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """offsets[k] + 0 .. counts[k] - 1 for each k, in order."""
+    starts = np.repeat(offsets - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    return starts + np.arange(int(counts.sum()))
+
+
+def _sorted_by_pair(pieces_i, pieces_j, pieces_s, n_b):
+    i, j, s = _concatenated(pieces_i, pieces_j, pieces_s)
+    order = np.argsort(i * np.int64(max(n_b, 1)) + j, kind="stable")
+    return i[order], j[order], s[order]
+
+
+def blocked_dice_pairs(
+    a: np.ndarray,
+    b: np.ndarray,
+    threshold: float,
+    *,
+    target_completeness: float = 0.99,
+    rng: np.random.Generator,
+    progress: Callable[[BandProgress], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs with Dice >= threshold among LSH candidates: (i int64, j int64, score float32), sorted.
+
+    Streams band by band (module docstring); ``rng`` draws the sampled bit positions, so a seeded
+    generator gives the same result every run, whatever the thread count. ``progress`` is called
+    after each band."""
+    return _linked_pairs(a, b, threshold, target_completeness, rng, progress, score=True)
+
+
+def lsh_candidates(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    threshold: float,
+    target_completeness: float = 0.99,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs (i, j) of Hamming LSH, deduplicated and sorted; nothing is scored.
+
+    With the same rng state, ``dice_pairs(a, b, t, candidates=lsh_candidates(...))`` equals
+    ``blocked_dice_pairs(a, b, t, ...)``. Holds every candidate in memory: for evaluation and
+    modest sizes; ``blocked_dice_pairs`` is the streaming path."""
+    i, j, _ = _linked_pairs(a, b, threshold, target_completeness, rng, None, score=False)
+    return i, j
+
+
+# --------------------------------------------------------------------------------------------------
+# Quality of a blocking, on index pairs (``linkage._evaluate`` does the same on record ids)
+
+
+def pairs_completeness(found: tuple[np.ndarray, np.ndarray], truth: tuple[np.ndarray, np.ndarray]) -> float:
+    """Share of the true pairs (i, j) that are among the found pairs; 1.0 when there are none."""
+    true_keys = np.unique(_pair_keys(truth))
+    if len(true_keys) == 0:
+        return 1.0
+    return float(np.isin(true_keys, _pair_keys(found)).mean())
+
+
+def reduction_ratio(candidates: int, n_a: int, n_b: int) -> float:
+    """1 - candidates / (n_a·n_b): the share of all pairs that blocking spared."""
+    return 1.0 - candidates / (n_a * n_b) if n_a * n_b else 0.0
+
+
+def _pair_keys(pairs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    i = np.asarray(pairs[0], dtype=np.int64)
+    j = np.asarray(pairs[1], dtype=np.int64)
+    return (i << np.int64(32)) | j

@@ -1,0 +1,121 @@
+"""Linkage quality against known truth: precision, recall, F1, F* and blocking quality.
+
+Truth is a table ``record_id, source, entity_id``; the true pairs are every cross-source pair of
+records that share an entity. Pairs are compared as unordered (source, record_id) pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from .errors import InputError
+
+TRUTH_COLUMNS = ("record_id", "source", "entity_id")
+PAIR_COLUMNS = ("source_a", "id_a", "source_b", "id_b")
+
+
+@dataclass(frozen=True)
+class Quality:
+    true_positives: int
+    false_positives: int
+    false_negatives: int
+
+    @property
+    def precision(self) -> float:
+        found = self.true_positives + self.false_positives
+        return self.true_positives / found if found else 1.0
+
+    @property
+    def recall(self) -> float:
+        real = self.true_positives + self.false_negatives
+        return self.true_positives / real if real else 1.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    @property
+    def f_star(self) -> float:
+        """Hand & Christen's F*: TP / (TP + FP + FN), a monotone transform of F1 that reads as a share."""
+        total = self.true_positives + self.false_positives + self.false_negatives
+        return self.true_positives / total if total else 1.0
+
+    def line(self) -> str:
+        return (
+            f"precision {self.precision:.4f}  recall {self.recall:.4f}  F1 {self.f1:.4f}  F* {self.f_star:.4f}"
+            f"  (TP {self.true_positives:,}, FP {self.false_positives:,}, FN {self.false_negatives:,})"
+        )
+
+
+def canonical_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
+    """Pairs with their ends ordered, so (a, b) and (b, a) compare equal; duplicates dropped."""
+    swap = (pl.col("source_a") > pl.col("source_b")) | (
+        (pl.col("source_a") == pl.col("source_b")) & (pl.col("id_a") > pl.col("id_b"))
+    )
+    return pairs.select(
+        pl.when(swap).then(pl.col("source_b")).otherwise(pl.col("source_a")).alias("source_a"),
+        pl.when(swap).then(pl.col("id_b")).otherwise(pl.col("id_a")).alias("id_a"),
+        pl.when(swap).then(pl.col("source_a")).otherwise(pl.col("source_b")).alias("source_b"),
+        pl.when(swap).then(pl.col("id_a")).otherwise(pl.col("id_b")).alias("id_b"),
+    ).unique()
+
+
+def true_pairs(truth: pl.DataFrame) -> pl.DataFrame:
+    """Every cross-source pair of records sharing an entity, canonically ordered."""
+    left = truth.select(pl.col("entity_id"), source_a="source", id_a="record_id")
+    right = truth.select(pl.col("entity_id"), source_b="source", id_b="record_id")
+    joined = left.join(right, on="entity_id").filter(pl.col("source_a") != pl.col("source_b"))
+    return canonical_pairs(joined.select(PAIR_COLUMNS))
+
+
+def pair_quality(found: pl.DataFrame, truth: pl.DataFrame) -> Quality:
+    """Quality of ``found`` pairs (source_a, id_a, source_b, id_b) against ``truth``."""
+    found = canonical_pairs(found.select(PAIR_COLUMNS).cast(pl.String))
+    real = true_pairs(truth.cast(pl.String))
+    tp = found.join(real, on=list(PAIR_COLUMNS), how="semi").height
+    return Quality(tp, found.height - tp, real.height - tp)
+
+
+@dataclass(frozen=True)
+class BlockingQuality:
+    candidates: int
+    possible: int  # all cross-source pairs
+    true_found: int
+    true_total: int
+
+    @property
+    def pairs_completeness(self) -> float:
+        return self.true_found / self.true_total if self.true_total else 1.0
+
+    @property
+    def reduction_ratio(self) -> float:
+        return 1.0 - self.candidates / self.possible if self.possible else 0.0
+
+
+def read_truth(path: str | Path) -> pl.DataFrame:
+    return _read_table(path, TRUTH_COLUMNS, "truth")
+
+
+def read_pairs(path: str | Path) -> pl.DataFrame:
+    return _read_table(path, (*PAIR_COLUMNS, "band"), "pairs")
+
+
+def _read_table(path: str | Path, columns: tuple[str, ...], what: str) -> pl.DataFrame:
+    path = Path(path)
+    try:
+        frame = pl.read_csv(path, infer_schema=False)
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} file not found") from None
+    except (OSError, pl.exceptions.PolarsError):
+        raise InputError(f"{path}: not a readable CSV {what} file") from None
+    absent = [c for c in columns if c not in frame.columns]
+    if absent:
+        raise InputError(f"{path}: {what} file lacks column(s) {', '.join(absent)} (expected {','.join(columns)})")
+    empty = frame.select(pl.any_horizontal(pl.col(c).is_null() for c in columns)).to_series().arg_true()
+    if len(empty):
+        raise InputError(f"{path}: row {empty[0] + 1}: empty value in a required column")
+    return frame

@@ -1,0 +1,306 @@
+"""Linking encodings of several sources: candidates, scores, clusters and bands.
+
+    per pair of sources: candidates (record filters, and name filters, at or above a loose Dice;
+    all pairs compared, or Hamming LSH when there are many) ─▶ scores (Fellegi–Sunter match
+    probability from per-group Dice, or record-level Dice) ─▶ all sources together: greedy clusters
+    holding at most one record per source ─▶ bands: ``match`` (same cluster), ``possible`` (a
+    scored pair at or above the review threshold left in different clusters)
+
+Name filters are a second way in because a record that lacks fields (victim services often hold no
+address) has a record filter too sparse to reach a loose Dice with its match.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+from ._blocking import blocked_dice_pairs, choose_blocking
+from ._compare import dice_of_pairs, dice_pairs, group_dice_of_pairs
+from ._encodings import Encodings
+from ._scoring import MatchModel, agreement_levels, fit_model
+from ._solve import greedy_clusters
+from .errors import EncodingsError, LinkageError
+
+Scoring = Literal["fs", "dice"]
+Blocking = Literal["auto", "none", "lsh"]
+
+# (match, review) thresholds per scoring: a match probability for "fs", a Dice for "dice".
+DEFAULT_THRESHOLDS: dict[str, tuple[float, float]] = {"fs": (0.5, 0.2), "dice": (0.7, 0.6)}
+RANDOM_PAIRS_PER_SOURCE_PAIR = 100_000
+EM_SAMPLE = 500_000
+COMPLETENESS_SAMPLE_ROWS = 2_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkSettings:
+    threshold: float | None = None  # None: the default of the scoring
+    review_threshold: float | None = None  # None: the default of the scoring (never above threshold)
+    scoring: Scoring = "fs"
+    blocking: Blocking = "auto"
+    candidate_dice: float = 0.70  # record filters this similar make a candidate pair
+    candidate_name_dice: float = 0.60  # so do name filters this similar
+    target_completeness: float = 0.99  # LSH: share of candidate pairs it should find
+    one_per_source: bool = True
+    seed: int = 0
+
+    def thresholds(self) -> tuple[float, float]:
+        match, review = DEFAULT_THRESHOLDS[self.scoring]
+        match = self.threshold if self.threshold is not None else match
+        review = self.review_threshold if self.review_threshold is not None else min(review, match)
+        for name, value in (("threshold", match), ("review threshold", review)):
+            if not 0.0 <= value <= 1.0:
+                raise LinkageError(f"{name} must be between 0 and 1, not {value}")
+        if review > match:
+            raise LinkageError(f"review threshold {review} is above the match threshold {match}")
+        return match, review
+
+
+@dataclass(frozen=True)
+class SourcePairStats:
+    source_a: str
+    source_b: str
+    blocking: str
+    comparisons: int
+    candidates: int
+    seconds: float
+    pairs_completeness: float | None = None  # LSH: against an exact run on a sample
+    matches: int = 0
+    possible: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class LinkResult:
+    pairs: pl.DataFrame  # source_a, id_a, source_b, id_b, similarity, band
+    clusters: pl.DataFrame  # cluster_id, source, record_id (clusters of two or more records)
+    sources: dict[str, int]  # records per source
+    stats: list[SourcePairStats]
+    scores: np.ndarray  # score of every candidate pair
+    threshold: float
+    review_threshold: float
+    scoring: Scoring
+    model: MatchModel | None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def comparisons(self) -> int:
+        return sum(s.comparisons for s in self.stats)
+
+
+def check_compatible(sources: Mapping[str, Encodings]) -> None:
+    if len(sources) < 2:
+        raise LinkageError("linking needs at least two sources")
+    (first_name, first), *rest = sources.items()
+    for name, enc in rest:
+        for what, mine, theirs in (
+            ("project", enc.project, first.project),
+            ("schema fingerprint", enc.schema_fingerprint, first.schema_fingerprint),
+            ("filter length", enc.bits, first.bits),
+            ("field groups", enc.group_names, first.group_names),
+        ):
+            if mine != theirs:
+                raise EncodingsError(f"{name}: {what} {mine} differs from {first_name}'s {theirs}; encode both with one schema")
+    for name, enc in sources.items():
+        if len(enc) == 0:
+            raise EncodingsError(f"{name}: holds no records")
+
+
+def link(
+    sources: Mapping[str, Encodings], settings: LinkSettings = LinkSettings(), *, progress: Callable[[str], None] | None = None
+) -> LinkResult:
+    """Link every pair of sources and cluster the result."""
+    check_compatible(sources)
+    match_threshold, review_threshold = settings.thresholds()
+    say = progress or (lambda _: None)
+    names = list(sources)
+    first = sources[names[0]]
+    scoring: Scoring = settings.scoring
+    if scoring == "fs" and first.group_filters is None:
+        raise LinkageError("scoring 'fs' needs group filters: encode with output.group_filters = true, or use --scoring dice")
+    rng = np.random.default_rng(settings.seed)
+    offsets = np.cumsum([0] + [len(sources[n]) for n in names])
+    started = time.perf_counter()
+
+    # 1. candidates per pair of sources
+    found: list[tuple[int, int, np.ndarray, np.ndarray]] = []
+    stats: list[SourcePairStats] = []
+    for x, y in itertools.combinations(range(len(names)), 2):
+        a, b = sources[names[x]], sources[names[y]]
+        say(f"comparing {names[x]} ({len(a):,}) with {names[y]} ({len(b):,})")
+        t0 = time.perf_counter()
+        i, j, pair_stats = _candidates(names[x], a, names[y], b, settings, rng)
+        found.append((x, y, i, j))
+        stats.append(SourcePairStats(**{**pair_stats.__dict__, "seconds": time.perf_counter() - t0}))
+    compared = time.perf_counter()
+
+    # 2. scores
+    model = None
+    if scoring == "fs":
+        levels = [agreement_levels(group_dice_of_pairs(sources[names[x]].group_filters, sources[names[y]].group_filters, i, j)) for x, y, i, j in found]
+        all_levels = np.concatenate(levels) if levels else np.zeros((0, len(first.group_names)), dtype=np.int8)
+        random_levels = np.concatenate([_random_pair_levels(sources[names[x]], sources[names[y]], rng) for x, y, _, _ in found])
+        sample = all_levels if len(all_levels) <= EM_SAMPLE else all_levels[rng.choice(len(all_levels), EM_SAMPLE, replace=False)]
+        population = sum(len(sources[names[x]]) * len(sources[names[y]]) for x, y, _, _ in found)
+        model = fit_model(first.group_names, sample, random_levels, population=population, scored=len(all_levels))
+        scores = [model.probabilities(lv).astype(np.float32) for lv in levels]
+    else:
+        scores = [dice_of_pairs(sources[names[x]].filters, sources[names[y]].filters, i, j) for x, y, i, j in found]
+    scored = time.perf_counter()
+
+    # 3. clusters over all sources, from the pairs at or above the match threshold
+    left = np.concatenate([i + offsets[x] for x, y, i, j in found])
+    right = np.concatenate([j + offsets[y] for x, y, i, j in found])
+    score = np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
+    source_of = np.repeat(np.arange(len(names)), np.diff(offsets))
+    strong = score >= match_threshold
+    labels, _ = greedy_clusters(left[strong], right[strong], score[strong], source_of, one_per_source=settings.one_per_source)
+
+    # 4. bands
+    record_ids = [sources[n].record_ids for n in names]
+    pairs = _banded_pairs(sources, names, offsets, labels, left, right, score, review_threshold, model, scoring)
+    clusters = _cluster_table(names, record_ids, offsets, labels)
+    solved = time.perf_counter()
+
+    counts = pairs.group_by("source_a", "source_b", "band").len()
+    stats = [
+        SourcePairStats(**{
+            **s.__dict__,
+            "matches": _count(counts, s.source_a, s.source_b, "match"),
+            "possible": _count(counts, s.source_a, s.source_b, "possible"),
+        })
+        for s in stats
+    ]  # fmt: skip
+    return LinkResult(
+        pairs=pairs,
+        clusters=clusters,
+        sources={n: len(sources[n]) for n in names},
+        stats=stats,
+        scores=score,
+        threshold=match_threshold,
+        review_threshold=review_threshold,
+        scoring=scoring,
+        model=model,
+        seconds={"compare": compared - started, "score": scored - compared, "solve": solved - scored},
+    )
+
+
+def _count(counts: pl.DataFrame, a: str, b: str, band: str) -> int:
+    hit = counts.filter(
+        (((pl.col("source_a") == a) & (pl.col("source_b") == b)) | ((pl.col("source_a") == b) & (pl.col("source_b") == a)))
+        & (pl.col("band") == band)
+    )
+    return int(hit.get_column("len").sum())
+
+
+def _rules(a: Encodings, b: Encodings, settings: LinkSettings) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    rules = [(a.filters, b.filters, settings.candidate_dice)]
+    if a.group_filters is not None and "name" in a.group_names:
+        g = a.group_names.index("name")
+        rules.append((np.ascontiguousarray(a.group_filters[:, g]), np.ascontiguousarray(b.group_filters[:, g]), settings.candidate_name_dice))
+    return rules
+
+
+def _candidates(
+    name_a: str, a: Encodings, name_b: str, b: Encodings, settings: LinkSettings, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, SourcePairStats]:
+    mode = choose_blocking(len(a), len(b), settings.blocking)
+    keys, comparisons, completeness = [], 0, []
+    for fa, fb, threshold in _rules(a, b, settings):
+        if mode == "none":
+            i, j, _ = dice_pairs(fa, fb, threshold)
+            comparisons += len(a) * len(b)
+        else:
+            i, j, _ = blocked_dice_pairs(fa, fb, threshold, target_completeness=settings.target_completeness, rng=rng)
+            comparisons += len(i)
+            completeness.append(_sampled_completeness(fa, fb, threshold, i, j, rng))
+        keys.append(i * len(b) + j)
+    key = np.unique(np.concatenate(keys))
+    stats = SourcePairStats(
+        source_a=name_a, source_b=name_b, blocking=mode, comparisons=comparisons, candidates=len(key), seconds=0.0,
+        pairs_completeness=min(completeness) if completeness else None,
+    )  # fmt: skip
+    return key // len(b), key % len(b), stats
+
+
+def _sampled_completeness(fa: np.ndarray, fb: np.ndarray, threshold: float, i: np.ndarray, j: np.ndarray, rng: np.random.Generator) -> float:
+    """Share of the pairs an exact comparison finds, for a sample of rows, that blocking found too."""
+    rows = np.sort(rng.choice(len(fa), min(COMPLETENESS_SAMPLE_ROWS, len(fa)), replace=False))
+    ei, ej, _ = dice_pairs(np.ascontiguousarray(fa[rows]), fb, threshold)
+    if len(ei) == 0:
+        return 1.0
+    exact = rows[ei] * len(fb) + ej
+    in_sample = np.isin(i, rows)
+    return float(np.isin(exact, i[in_sample] * len(fb) + j[in_sample]).mean())
+
+
+def _random_pair_levels(a: Encodings, b: Encodings, rng: np.random.Generator) -> np.ndarray:
+    k = min(RANDOM_PAIRS_PER_SOURCE_PAIR, len(a) * len(b))
+    i = rng.integers(0, len(a), k)
+    j = rng.integers(0, len(b), k)
+    return agreement_levels(group_dice_of_pairs(a.group_filters, b.group_filters, i, j))
+
+
+def _banded_pairs(sources, names, offsets, labels, left, right, score, review_threshold, model, scoring) -> pl.DataFrame:
+    """Every cross-source pair within a cluster (``match``), and scored pairs at or above the review
+    threshold that ended in different clusters (``possible``)."""
+    source_of = np.repeat(np.arange(len(names)), np.diff(offsets))
+    local = np.arange(offsets[-1]) - offsets[source_of]
+    # pairs within clusters
+    order = np.argsort(labels, kind="stable")
+    sizes = np.bincount(labels)
+    members = np.split(order, np.cumsum(sizes)[:-1])
+    within = [(p, q) for group in members if len(group) > 1 for p, q in itertools.combinations(sorted(group), 2)]
+    within_left = np.array([p for p, _ in within], dtype=np.int64)
+    within_right = np.array([q for _, q in within], dtype=np.int64)
+    within_score = _scores_of(sources, names, source_of, local, within_left, within_right, model, scoring)
+    possible = (score >= review_threshold) & (labels[left] != labels[right])
+    all_left = np.concatenate([within_left, left[possible]])
+    all_right = np.concatenate([within_right, right[possible]])
+    bands = np.array(["match"] * len(within_left) + ["possible"] * int(possible.sum()))
+    similarity = np.concatenate([within_score, score[possible]])
+    ids = pl.concat([sources[n].record_ids for n in names]).to_numpy()
+    names_arr = np.array(names)
+    frame = pl.DataFrame({
+        "source_a": names_arr[source_of[all_left]], "id_a": ids[all_left],
+        "source_b": names_arr[source_of[all_right]], "id_b": ids[all_right],
+        "similarity": np.round(similarity.astype(np.float64), 4), "band": bands,
+    }, schema={"source_a": pl.String, "id_a": pl.String, "source_b": pl.String, "id_b": pl.String, "similarity": pl.Float64, "band": pl.String})  # fmt: skip
+    return frame.sort(["band", "similarity", "source_a", "id_a", "source_b", "id_b"], descending=[False, True, False, False, False, False])
+
+
+def _scores_of(sources, names, source_of, local, left, right, model, scoring) -> np.ndarray:
+    """Scores of arbitrary cross-source pairs (global indices), in the given order."""
+    out = np.zeros(len(left), dtype=np.float32)
+    for x, y in itertools.combinations(range(len(names)), 2):
+        sel = (source_of[left] == x) & (source_of[right] == y)
+        if not sel.any():
+            continue
+        a, b = sources[names[x]], sources[names[y]]
+        i, j = local[left[sel]], local[right[sel]]
+        if scoring == "fs":
+            out[sel] = model.probabilities(agreement_levels(group_dice_of_pairs(a.group_filters, b.group_filters, i, j)))
+        else:
+            out[sel] = dice_of_pairs(a.filters, b.filters, i, j)
+    return out
+
+
+def _cluster_table(names, record_ids, offsets, labels) -> pl.DataFrame:
+    sizes = np.bincount(labels)
+    keep = sizes[labels] > 1
+    # Number clusters 1.. in order of their first record.
+    firsts = np.unique(labels[keep], return_index=True)
+    order = np.argsort(firsts[1])
+    renumber = np.zeros(len(sizes), dtype=np.int64)
+    renumber[firsts[0][order]] = np.arange(1, len(order) + 1)
+    source_of = np.repeat(np.arange(len(names)), np.diff(offsets))
+    ids = pl.concat(record_ids).to_numpy()
+    frame = pl.DataFrame({
+        "cluster_id": renumber[labels[keep]], "source": np.array(names)[source_of[keep]], "record_id": ids[keep],
+    }, schema={"cluster_id": pl.Int64, "source": pl.String, "record_id": pl.String})  # fmt: skip
+    return frame.sort("cluster_id", "source")
