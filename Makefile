@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench proto clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: install
 
 bench: install
 	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+# Regenerate linkage/protocol/v1 from proto/linkage/v1 (a test fails when they drift apart).
+proto: install
+	$(BIN)/python -m linkage.protocol._codegen
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

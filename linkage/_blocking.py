@@ -86,10 +86,10 @@ MAX_BANDS = 4096
 FILL_QUANTILE = 0.9
 # Measured costs (seconds, one core) of one row in one band (key, bucket, lookup) and of one
 # candidate pair (a random row of b read and scored).
-_ROW_COST = 40e-9
-_PAIR_COST = 60e-9
+_ROW_COST = 70e-9
+_PAIR_COST = 130e-9
 _SLOTS_PER_ROW = 4
-_PREFETCH_AHEAD = 0
+_PREFETCH_AHEAD = 8
 
 BlockingMode = Literal["none", "lsh", "auto"]
 

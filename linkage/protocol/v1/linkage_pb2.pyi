@@ -1,0 +1,155 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DescribeRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class DescribeResponse(_message.Message):
+    __slots__ = ("agency", "project", "schema_fingerprint", "bits", "groups", "records", "excluded", "rejected_values")
+    AGENCY_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    BITS_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_VALUES_FIELD_NUMBER: _ClassVar[int]
+    agency: str
+    project: str
+    schema_fingerprint: str
+    bits: int
+    groups: _containers.RepeatedScalarFieldContainer[str]
+    records: int
+    excluded: int
+    rejected_values: int
+    def __init__(self, agency: _Optional[str] = ..., project: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., bits: _Optional[int] = ..., groups: _Optional[_Iterable[str]] = ..., records: _Optional[int] = ..., excluded: _Optional[int] = ..., rejected_values: _Optional[int] = ...) -> None: ...
+
+class FetchEncodingsRequest(_message.Message):
+    __slots__ = ("job_id", "chunk_records")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    chunk_records: int
+    def __init__(self, job_id: _Optional[str] = ..., chunk_records: _Optional[int] = ...) -> None: ...
+
+class EncodingChunk(_message.Message):
+    __slots__ = ("record_ids", "filters", "group_filters", "present", "last", "total_records", "digest", "project", "schema_fingerprint", "bits", "groups")
+    RECORD_IDS_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FILTERS_FIELD_NUMBER: _ClassVar[int]
+    PRESENT_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    BITS_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    record_ids: _containers.RepeatedScalarFieldContainer[str]
+    filters: bytes
+    group_filters: bytes
+    present: bytes
+    last: bool
+    total_records: int
+    digest: str
+    project: str
+    schema_fingerprint: str
+    bits: int
+    groups: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, record_ids: _Optional[_Iterable[str]] = ..., filters: _Optional[bytes] = ..., group_filters: _Optional[bytes] = ..., present: _Optional[bytes] = ..., last: _Optional[bool] = ..., total_records: _Optional[int] = ..., digest: _Optional[str] = ..., project: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., bits: _Optional[int] = ..., groups: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ResultRow(_message.Message):
+    __slots__ = ("record_id", "band", "similarity", "reference", "shared_with")
+    RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    BAND_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    SHARED_WITH_FIELD_NUMBER: _ClassVar[int]
+    record_id: str
+    band: str
+    similarity: float
+    reference: str
+    shared_with: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, record_id: _Optional[str] = ..., band: _Optional[str] = ..., similarity: _Optional[float] = ..., reference: _Optional[str] = ..., shared_with: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ResultChunk(_message.Message):
+    __slots__ = ("job_id", "rows", "last", "total_rows", "digest")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_ROWS_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    rows: _containers.RepeatedCompositeFieldContainer[ResultRow]
+    last: bool
+    total_rows: int
+    digest: str
+    def __init__(self, job_id: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[ResultRow, _Mapping]]] = ..., last: _Optional[bool] = ..., total_rows: _Optional[int] = ..., digest: _Optional[str] = ...) -> None: ...
+
+class DeliveryReceipt(_message.Message):
+    __slots__ = ("job_id", "rows", "digest")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    rows: int
+    digest: str
+    def __init__(self, job_id: _Optional[str] = ..., rows: _Optional[int] = ..., digest: _Optional[str] = ...) -> None: ...
+
+class JobRequest(_message.Message):
+    __slots__ = ("agencies", "threshold", "review_threshold", "blocking", "scoring")
+    AGENCIES_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    BLOCKING_FIELD_NUMBER: _ClassVar[int]
+    SCORING_FIELD_NUMBER: _ClassVar[int]
+    agencies: _containers.RepeatedScalarFieldContainer[str]
+    threshold: float
+    review_threshold: float
+    blocking: str
+    scoring: str
+    def __init__(self, agencies: _Optional[_Iterable[str]] = ..., threshold: _Optional[float] = ..., review_threshold: _Optional[float] = ..., blocking: _Optional[str] = ..., scoring: _Optional[str] = ...) -> None: ...
+
+class JobEvent(_message.Message):
+    __slots__ = ("job_id", "message", "done", "state", "summary")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    message: str
+    done: bool
+    state: str
+    summary: str
+    def __init__(self, job_id: _Optional[str] = ..., message: _Optional[str] = ..., done: _Optional[bool] = ..., state: _Optional[str] = ..., summary: _Optional[str] = ...) -> None: ...
+
+class GetJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class JobStatus(_message.Message):
+    __slots__ = ("job_id", "state", "error", "created", "finished", "agencies")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    AGENCIES_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    state: str
+    error: str
+    created: str
+    finished: str
+    agencies: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[str] = ..., error: _Optional[str] = ..., created: _Optional[str] = ..., finished: _Optional[str] = ..., agencies: _Optional[_Iterable[str]] = ...) -> None: ...
