@@ -51,7 +51,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .errors import LinkageError
+from .errors import AuditEntryError, AuditError, AuditKeyError, LinkageError
 
 __all__ = [
     "AuditEntryError",
@@ -114,26 +114,6 @@ _SCHEMA_STATEMENTS = (
 
 
 # -- errors (to move into linkage/errors.py) -------------------------------------------------------
-class AuditError(LinkageError):
-    """An audit log cannot be read as one: missing, not an audit log, or a row that does not parse.
-
-    A log that reads but fails verification is not an error: ``verify`` returns a report.
-    """
-
-    grpc_status = "DATA_LOSS"
-
-
-class AuditKeyError(AuditError):
-    """An audit signing or verifying key is missing, malformed, would be overwritten, or does not
-    match the log it is meant to extend."""
-
-    grpc_status = "FAILED_PRECONDITION"
-
-
-class AuditEntryError(AuditError):
-    """An entry was refused before it was written: a field or detail is not fit for the log."""
-
-    grpc_status = "INVALID_ARGUMENT"
 
 
 # -- keys ------------------------------------------------------------------------------------------

@@ -12,13 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import LinkageError
-
-
-class ConfigError(LinkageError):
-    """A node or coordinator config file is missing, malformed or inconsistent."""
-
-    grpc_status = "FAILED_PRECONDITION"
+from .errors import ConfigError, LinkageError
 
 
 DISCLOSURES = ("full", "receive-only", "none")

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from .errors import LinkageError
+from .errors import PkiError
 
 if TYPE_CHECKING:  # the credential helpers import grpc lazily; see the end of this module
     import grpc
@@ -88,12 +88,6 @@ _DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _MAX_COMMON_NAME = 64  # RFC 5280 ub-common-name
 _PRIVATE_FILE_MODE = stat.S_IRUSR | stat.S_IWUSR
 _PUBLIC_FILE_MODE = _PRIVATE_FILE_MODE | stat.S_IRGRP | stat.S_IROTH
-
-
-class PkiError(LinkageError):
-    """A CA, certificate or key is missing, malformed, mismatched, expired, or would be overwritten."""
-
-    grpc_status = "FAILED_PRECONDITION"
 
 
 @dataclass(frozen=True)

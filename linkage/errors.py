@@ -9,14 +9,37 @@ import grpc: the protocol layer maps the name).
     ├── InputError               a data file is unusable: missing column, duplicate id, bad encoding
     ├── SchemaError              a schema is invalid; the message names the offending key
     ├── SecretError              a linkage secret file is missing, malformed or would be overwritten
-    └── EncodingsError           an encodings file is unreadable or was made under another schema
+    ├── EncodingsError           an encodings file is unreadable or was made under another schema
+    ├── ConfigError              a node or coordinator config is missing or malformed (names the key)
+    ├── PkiError                 a CA, certificate or key is missing, malformed, expired or foreign
+    ├── TransferError            a stream between parties arrived incomplete, altered or malformed
+    ├── JobError                 a job cannot run: unknown agency, failed transfer, mismatched schemas
+    ├── ServerError              a server cannot start (address in use)
+    └── AuditError               an audit log cannot be read as one
+        ├── AuditKeyError        an audit key is missing, malformed or does not match the log
+        └── AuditEntryError      an entry was refused: a detail is not fit for the log
 
-The CLI turns a ``LinkageError`` into one line on stderr and exit status 1.
+The CLI turns a ``LinkageError`` into one line on stderr and exit status 1; a server turns it into
+its gRPC status with the same message.
 """
 
 from __future__ import annotations
 
-__all__ = ["EncodingsError", "InputError", "LinkageError", "SchemaError", "SecretError"]
+__all__ = [
+    "AuditEntryError",
+    "AuditError",
+    "AuditKeyError",
+    "ConfigError",
+    "EncodingsError",
+    "InputError",
+    "JobError",
+    "LinkageError",
+    "PkiError",
+    "SchemaError",
+    "SecretError",
+    "ServerError",
+    "TransferError",
+]
 
 
 class LinkageError(Exception):
@@ -47,3 +70,51 @@ class EncodingsError(LinkageError):
     """An encodings file is unreadable, or does not match the schema or project expected."""
 
     grpc_status = "FAILED_PRECONDITION"
+
+
+class ConfigError(LinkageError):
+    """A node or coordinator config file is missing, malformed or inconsistent."""
+
+    grpc_status = "FAILED_PRECONDITION"
+
+
+class PkiError(LinkageError):
+    """A CA, certificate or key is missing, malformed, mismatched, expired, or would be overwritten."""
+
+    grpc_status = "FAILED_PRECONDITION"
+
+
+class TransferError(LinkageError):
+    """A stream arrived incomplete, altered or malformed."""
+
+    grpc_status = "DATA_LOSS"
+
+
+class JobError(LinkageError):
+    """A job could not run: an unknown or unreachable agency, mismatched schemas, a failed transfer."""
+
+    grpc_status = "FAILED_PRECONDITION"
+
+
+class ServerError(LinkageError):
+    """A server could not start (address in use, bad TLS material)."""
+
+    grpc_status = "UNAVAILABLE"
+
+
+class AuditError(LinkageError):
+    """An audit log cannot be read as one: missing, not an audit log, or a row that does not parse. A log that reads but fails verification is not an error: ``verify`` returns a report."""
+
+    grpc_status = "DATA_LOSS"
+
+
+class AuditKeyError(AuditError):
+    """An audit signing or verifying key is missing, malformed, would be overwritten, or does not match the log it is meant to extend."""
+
+    grpc_status = "FAILED_PRECONDITION"
+
+
+class AuditEntryError(AuditError):
+    """An entry was refused before it was written: a field or detail is not fit for the log."""
+
+    grpc_status = "INVALID_ARGUMENT"

@@ -15,14 +15,8 @@ import polars as pl
 
 from .._agency import RESULT_COLUMNS
 from .._encodings import Encodings
-from ..errors import LinkageError
+from ..errors import TransferError
 from .v1 import linkage_pb2 as pb
-
-
-class TransferError(LinkageError):
-    """A stream arrived incomplete, altered or malformed."""
-
-    grpc_status = "DATA_LOSS"
 
 
 def _ids_bytes(ids: list[str]) -> bytes:

@@ -24,19 +24,13 @@ from .._jobs import JobStore
 from .._link import LinkSettings, check_compatible, link
 from .._pki import Identity, TlsMaterial
 from .._report import link_summary
-from ..errors import LinkageError
+from ..errors import JobError, LinkageError
 from ._convert import TransferError, encodings_from_chunks, result_chunks
 from ._server import create_server, secure_channel
 from .v1 import linkage_pb2 as pb
 from .v1 import linkage_pb2_grpc as pb_grpc
 
 CALL_TIMEOUT = 600.0
-
-
-class JobError(LinkageError):
-    """A job could not run: an unknown or unreachable agency, mismatched schemas, a failed transfer."""
-
-    grpc_status = "FAILED_PRECONDITION"
 
 
 def coordinator_policy(config: CoordinatorConfig):

@@ -10,7 +10,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from .._pki import TlsMaterial, channel_credentials, server_credentials
-from ..errors import LinkageError
+from ..errors import ServerError
 from ._auth import Policy, PolicyInterceptor
 
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
@@ -19,12 +19,6 @@ CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
 ]
-
-
-class ServerError(LinkageError):
-    """A server could not start (address in use, bad TLS material)."""
-
-    grpc_status = "UNAVAILABLE"
 
 
 def create_server(
