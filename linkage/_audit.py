@@ -51,7 +51,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .errors import AuditEntryError, AuditError, AuditKeyError, LinkageError
+from .errors import AuditEntryError, AuditError, AuditKeyError
 
 __all__ = [
     "AuditEntryError",

@@ -112,7 +112,8 @@ class BandProgress:
     bands: int
     candidates: int  # pairs looked at so far (found pairs seen again are not counted)
     pairs: int  # pairs at or above the threshold so far (candidates in lsh_candidates)
-    skipped: int  # pairs passed over by the huge-bucket cap so far
+    split: int  # keys split on extra bits so far, their buckets being huge
+    skipped: int  # pairs passed over so far, in buckets still huge after the split
 
 
 # --------------------------------------------------------------------------------------------------
@@ -609,7 +610,7 @@ def _linked_pairs(a, b, threshold, target_completeness, rng, progress, score):
         skipped_total += int(skipped_pairs)
         kept_total += int(kept.sum())
         if progress is not None:
-            progress(BandProgress(band + 1, params.bands, looked_total, kept_total, skipped_total))
+            progress(BandProgress(band + 1, params.bands, looked_total, kept_total, split_ptr[-1], skipped_total))
     return _sorted_by_pair(pieces_i, pieces_j, pieces_s, b.shape[0])
 
 

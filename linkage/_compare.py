@@ -408,7 +408,7 @@ def _all_dice_pairs(a, b, threshold, a_counts, b_counts):
     words = a.shape[1]
     need = intersections_needed(threshold, bits)
     a_counts64 = a_counts.astype(np.int64)
-    a_floor = _prefix_need_floor(threshold, a_counts64, slack=-1)
+    a_floor = _prefix_need_floor(threshold, a_counts64, slack=1)
     # The prefix length is chosen with h-independent lanes; the real lanes carry h's rest counts.
     probe = _sorted_lanes(b, b_counts, need, threshold, prefix_words=words)
     h = _chosen_prefix_words(a, a_counts64, a_floor, probe, words)
