@@ -43,7 +43,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -744,3 +744,41 @@ def entries_table(entries: Sequence[Entry]) -> str:
 def entries_jsonl(entries: Sequence[Entry]) -> str:
     """One JSON object per entry and line, every column included, for export."""
     return "".join(json.dumps(e.as_record(), ensure_ascii=False) + "\n" for e in entries)
+
+
+# -- a party's own log -----------------------------------------------------------------------------
+AUDIT_LOG_FILE = "audit.db"
+AUDIT_KEY_FILE = "audit.key"
+AUDIT_PUBLIC_KEY_FILE = "audit.pub"
+
+
+def party_log(data_dir: Path, *, now: Callable[[], datetime] = utc_now) -> AuditLog:
+    """The audit log in a party's data folder, with its signing key (made on first use).
+
+    ``audit.pub`` beside it is what auditors verify against; the key never leaves the folder.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key_path = data_dir / AUDIT_KEY_FILE
+    if key_path.exists():
+        key = AuditKey.load(key_path)
+    else:
+        key = AuditKey.generate()
+        key.write(key_path)
+    public = data_dir / AUDIT_PUBLIC_KEY_FILE
+    if not public.exists():
+        public.write_bytes(key.public_pem())
+    return AuditLog(data_dir / AUDIT_LOG_FILE, key, now=now)
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time with a zone ("2026-11-23T09:00:00+00:00" or "...Z"); a bare date means UTC midnight."""
+    value = text.strip()
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise AuditEntryError(f"not an ISO 8601 time: {text!r} (e.g. 2026-11-23T09:00:00+00:00)") from None
+    if moment.tzinfo is None:
+        if len(value) == 10:  # a date alone
+            return moment.replace(tzinfo=UTC)
+        raise AuditEntryError(f"time {text!r} has no time zone (add +00:00 or Z)")
+    return moment

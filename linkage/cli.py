@@ -278,6 +278,69 @@ def _run_job(address: str, tls, agencies: list[str], *, threshold=None, review_t
     return state
 
 
+# -- audit ---------------------------------------------------------------------------------------
+def _public_key_for(args: argparse.Namespace):
+    from ._audit import AUDIT_PUBLIC_KEY_FILE, load_public_key
+
+    return load_public_key(args.key or Path(args.log).parent / AUDIT_PUBLIC_KEY_FILE)
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> None:
+    from ._audit import format_anchor, parse_anchor, verify
+
+    expected = parse_anchor(args.expect_last) if args.expect_last else None
+    report = verify(args.log, _public_key_for(args), expected_last=expected)
+    if not report.ok:
+        raise LinkageError(f"{args.log}: {report.reason}")
+    _print(f"{args.log}: {report.reason}")
+    if report.last_verified:
+        _print(f"anchor to record for the next check: --expect-last {format_anchor(report.last_verified)}")
+
+
+def _audit_entries(args: argparse.Namespace):
+    from ._audit import AuditLog, parse_time, verify
+
+    log = AuditLog(args.log, None)
+    report = verify(args.log, _public_key_for(args))
+    if not report.ok:
+        _stderr(f"linkage: warning: {args.log} does not verify: {report.reason}")
+    filters = {"job": args.job, "actor": args.agency, "action": args.action}
+    filters = {k: v for k, v in filters.items() if v}
+    if args.since:
+        filters["since"] = parse_time(args.since)
+    if args.until:
+        filters["until"] = parse_time(args.until)
+    return log, log.entries(**filters)
+
+
+def cmd_audit_list(args: argparse.Namespace) -> None:
+    from ._audit import entries_table
+
+    _, entries = _audit_entries(args)
+    _print(entries_table(entries))
+
+
+def cmd_audit_show(args: argparse.Namespace) -> None:
+    import json
+
+    from ._audit import AuditLog
+
+    entry = AuditLog(args.log, None).entry(args.seq)
+    _print(json.dumps(entry.as_record(), indent=2, ensure_ascii=False, default=str))
+
+
+def cmd_audit_export(args: argparse.Namespace) -> None:
+    from ._audit import entries_jsonl
+
+    _, entries = _audit_entries(args)
+    text = entries_jsonl(entries)
+    if args.out:
+        Path(args.out).write_text(text + ("\n" if text else ""), encoding="utf-8")
+        _print(f"wrote {len(entries):,} entries to {args.out}")
+    else:
+        print(text, flush=True)
+
+
 # -- demo ------------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> None:
     if args.workdir:
@@ -427,6 +490,31 @@ def build_parser() -> argparse.ArgumentParser:
     job_run.add_argument("--threshold", type=float, help="match threshold (default: the config's, else 0.5 for fs)")
     job_run.add_argument("--review-threshold", type=float, help="review threshold (default: the config's, else 0.2 for fs)")
     job_run.set_defaults(func=cmd_job_run)
+
+    audit = commands.add_parser("audit", help="verify and read a tamper-evident audit log").add_subparsers(
+        dest="audit_command", required=True, metavar="SUBCOMMAND"
+    )
+    audit_verify = audit.add_parser("verify", help="recompute the hash chain and every signature; name the first bad entry")
+    audit_verify.add_argument("--log", required=True, help="audit.db")
+    audit_verify.add_argument("--key", help="the log's public key (default: audit.pub beside the log)")
+    audit_verify.add_argument("--expect-last", help="SEQ:HASH recorded at an earlier check: detects a cut tail")
+    audit_verify.set_defaults(func=cmd_audit_verify)
+    for name, func, text in (("list", cmd_audit_list, "entries as a table"), ("export", cmd_audit_export, "entries as JSON Lines")):
+        sub = audit.add_parser(name, help=text)
+        sub.add_argument("--log", required=True)
+        sub.add_argument("--key", help="the log's public key (default: audit.pub beside the log)")
+        sub.add_argument("--job", help="only this job")
+        sub.add_argument("--agency", help="only entries by this actor (certificate subject, e.g. node/police)")
+        sub.add_argument("--action", help='only this action, e.g. "results delivered"')
+        sub.add_argument("--since", help="from this time (ISO 8601, inclusive)")
+        sub.add_argument("--until", help="before this time (ISO 8601)")
+        if name == "export":
+            sub.add_argument("--out", help="file to write (default: standard output)")
+        sub.set_defaults(func=func)
+    audit_show = audit.add_parser("show", help="one entry in full")
+    audit_show.add_argument("--log", required=True)
+    audit_show.add_argument("seq", type=int)
+    audit_show.set_defaults(func=cmd_audit_show)
 
     demo = commands.add_parser("demo", help="a whole task force on loopback: CA, three agency nodes, a coordinator, one job")
     demo.add_argument("--workdir", help="keep everything in this folder (default: a temporary one)")

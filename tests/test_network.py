@@ -281,3 +281,56 @@ def test_coordinator_serve_in_a_subprocess(task_force):
         out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "stopped" in out and "Traceback" not in err
+
+
+def test_every_step_of_a_job_is_in_the_audit_logs(task_force, run_cli):
+    from linkage._audit import verify, load_public_key
+
+    last, _ = run(f"127.0.0.1:{task_force.coordinator_port}", task_force.tls, list(AGENCIES))
+    assert last.state == "done"
+    log = task_force.layout.coordinator / "audit.db"
+    report = verify(log, load_public_key(task_force.layout.coordinator / "audit.pub"))
+    assert report.ok, report.reason
+    listed = run_cli("audit", "list", "--log", log, "--job", last.job_id)
+    assert listed.code == 0, listed.err
+    actions = [line.split("  ")[2].strip() for line in listed.out.splitlines()[2:]]
+    assert "job started" in listed.out and listed.out.count("encodings received") == 3
+    assert listed.out.count("results delivered") == 3 and "encodings deleted" in listed.out and "job finished" in listed.out
+    assert actions  # a table row per entry
+    node_log = task_force.layout.agency("police") / "audit.db"
+    assert verify(node_log, load_public_key(task_force.layout.agency("police") / "audit.pub")).ok
+    node_listed = run_cli("audit", "list", "--log", node_log, "--job", last.job_id)
+    assert "encodings sent" in node_listed.out and "results received" in node_listed.out
+
+
+def test_auditors_read_the_log_over_grpc_and_each_read_is_logged(task_force):
+    address = f"127.0.0.1:{task_force.coordinator_port}"
+    with grpc.secure_channel(address, channel_credentials(tls_of(task_force.layout, "auditor"))) as channel:
+        stub = pb_grpc.AuditStub(channel)
+        entries = list(stub.ListEntries(pb.AuditQuery(action="job started"), timeout=10))
+        verified = stub.Verify(pb.AuditVerifyRequest(), timeout=10)
+    assert entries and all('"job started"' in e.json for e in entries)
+    assert verified.ok and verified.public_key_pem == (task_force.layout.coordinator / "audit.pub").read_text()
+    with grpc.secure_channel(address, channel_credentials(tls_of(task_force.layout, "auditor"))) as channel:
+        reads = list(pb_grpc.AuditStub(channel).ListEntries(pb.AuditQuery(action="audit log read"), timeout=10))
+    assert any('"actor":"auditor/auditor"' in r.json.replace(" ", "") for r in reads)
+    for who in ("police", "coordinator"):
+        with grpc.secure_channel(address, channel_credentials(tls_of(task_force.layout, who))) as channel:
+            with pytest.raises(grpc.RpcError) as info:
+                list(pb_grpc.AuditStub(channel).ListEntries(pb.AuditQuery(), timeout=10))
+            assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_audit_verify_names_the_edited_entry(task_force, tmp_path, run_cli):
+    import shutil
+    import sqlite3
+
+    log = tmp_path / "audit.db"
+    shutil.copy(task_force.layout.coordinator / "audit.db", log)
+    shutil.copy(task_force.layout.coordinator / "audit.pub", tmp_path / "audit.pub")
+    assert run_cli("audit", "verify", "--log", log).code == 0
+    with sqlite3.connect(log) as db:
+        db.execute("DROP TRIGGER entries_append_only_update")
+        db.execute("UPDATE entries SET actor = 'coordinator/someone-else' WHERE seq = 2")
+    result = run_cli("audit", "verify", "--log", log)
+    assert result.code == 1 and "entry 2: contents do not match its hash (edited)" in result.err

@@ -43,8 +43,8 @@ def encoding_chunks(encodings: Encodings, chunk_records: int) -> Iterator[pb.Enc
     )  # fmt: skip
 
 
-def encodings_from_chunks(chunks: Iterable[pb.EncodingChunk], *, peer: str) -> Encodings:
-    """Reassemble and verify; ``peer`` names the sender in errors."""
+def encodings_from_chunks(chunks: Iterable[pb.EncodingChunk], *, peer: str) -> tuple[Encodings, str]:
+    """Reassemble and verify; returns the encodings and the stream's digest. ``peer`` names the sender."""
     digest = hashlib.sha256()
     ids: list[str] = []
     filters, groups, present = [], [], []
@@ -83,7 +83,7 @@ def encodings_from_chunks(chunks: Iterable[pb.EncodingChunk], *, peer: str) -> E
         present=np.frombuffer(raw_present, dtype="<u2").astype(np.uint16),
         schema_fingerprint=trailer.schema_fingerprint,
         project=trailer.project,
-    )
+    ), trailer.digest
 
 
 def _row_bytes(row: pb.ResultRow) -> bytes:

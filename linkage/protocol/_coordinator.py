@@ -17,6 +17,8 @@ from pathlib import Path
 import grpc
 import polars as pl
 
+from .. import __version__
+from .._audit import AUDIT_PUBLIC_KEY_FILE, AuditLog, entries_jsonl, load_public_key, parse_time, party_log, verify
 from .._config import CoordinatorConfig
 from .._disclosure import agency_results
 from .._encodings import Encodings, write_encodings
@@ -25,6 +27,7 @@ from .._link import LinkSettings, check_compatible, link
 from .._pki import Identity, TlsMaterial
 from .._report import link_summary
 from ..errors import JobError, LinkageError
+from ._auth import caller
 from ._convert import TransferError, encodings_from_chunks, result_chunks
 from ._server import create_server, secure_channel
 from .v1 import linkage_pb2 as pb
@@ -35,6 +38,8 @@ CALL_TIMEOUT = 600.0
 
 def coordinator_policy(config: CoordinatorConfig):
     def policy(method: str, identity: Identity) -> str | None:
+        if method.startswith("/linkage.v1.Audit/"):
+            return None if identity.role == "auditor" else f"role {identity.role} may not read the audit log; only an auditor may"
         if identity.role != "coordinator" or identity.name != config.name:
             return f"only coordinator {config.name} may call {method}"
         return None
@@ -51,8 +56,9 @@ def _peer_error(agency: str, error: grpc.RpcError) -> str:
 class JobRunner:
     """One job, from fetching to delivery. Network I/O only; the work is the library's."""
 
-    def __init__(self, config: CoordinatorConfig, tls: TlsMaterial, store: JobStore) -> None:
-        self._config, self._tls, self._store = config, tls, store
+    def __init__(self, config: CoordinatorConfig, tls: TlsMaterial, store: JobStore, audit: AuditLog) -> None:
+        self._config, self._tls, self._store, self._audit = config, tls, store, audit
+        self._me = f"coordinator/{config.name}"
 
     def fetch(self, agency: str, job_id: str, say: Callable[[str], None]) -> Encodings:
         entry = self._config.agencies[agency]
@@ -65,7 +71,11 @@ class JobRunner:
                     if described.agency != agency:
                         raise JobError(f"{agency}: the node at {entry.address} says it is {described.agency!r}")
                     started = time.perf_counter()
-                    encodings = encodings_from_chunks(stub.FetchEncodings(pb.FetchEncodingsRequest(job_id=job_id), timeout=CALL_TIMEOUT), peer=agency)
+                    encodings, digest = encodings_from_chunks(stub.FetchEncodings(pb.FetchEncodingsRequest(job_id=job_id), timeout=CALL_TIMEOUT), peer=agency)
+                self._audit.append(self._me, "encodings received", project=encodings.project, job=job_id, details={
+                    "agency": agency, "records": len(encodings), "excluded_by_agency": described.excluded,
+                    "schema_fingerprint": encodings.schema_fingerprint, "bits": encodings.bits, "digest": digest,
+                })  # fmt: skip
                 say(
                     f"{agency}: received {len(encodings):,} encodings in {time.perf_counter() - started:.2f} s"
                     f" ({described.excluded:,} records excluded by the agency)"
@@ -89,14 +99,28 @@ class JobRunner:
         if receipt.digest != chunks[-1].digest or receipt.rows != results.height:
             raise JobError(f"{agency}: the delivery receipt does not match what was sent")
         self._store.delivered(job_id, agency, results.height, receipt.digest)
+        bands = results.get_column("band").value_counts().rows()
+        self._audit.append(self._me, "results delivered", job=job_id, details={
+            "agency": agency, "rows": results.height, "digest": receipt.digest, "bands": dict(sorted(bands)),
+        })  # fmt: skip
 
-    def run(self, job_id: str, agencies: list[str], settings: LinkSettings, say: Callable[[str], None]) -> str:
-        store, config = self._store, self._config
+    def run(self, job_id: str, agencies: list[str], settings: LinkSettings, say: Callable[[str], None], *, actor: str) -> str:
+        store, config, audit = self._store, self._config, self._audit
         job_dir = config.data_dir / "jobs" / job_id
+        match_threshold, review_threshold = settings.thresholds()
+        audit.append(actor, "job started", job=job_id, details={
+            "agencies": agencies, "threshold": match_threshold, "review_threshold": review_threshold,
+            "scoring": settings.scoring, "blocking": settings.blocking, "software": f"linkage {__version__}",
+            "disclosure": {a: config.agencies[a].disclosure for a in agencies},
+        })  # fmt: skip
+        project = ""
+        sources: dict[str, Encodings] = {}
         try:
             store.set_state(job_id, "fetching")
-            sources = {agency: self.fetch(agency, job_id, say) for agency in agencies}
+            for agency in agencies:
+                sources[agency] = self.fetch(agency, job_id, say)
             check_compatible(sources)
+            project = next(iter(sources.values())).project
             if config.retain_encodings:
                 (job_dir / "encodings").mkdir(parents=True, exist_ok=True)
                 for agency, enc in sources.items():
@@ -105,7 +129,13 @@ class JobRunner:
             started = time.perf_counter()
             result = link(sources, settings, progress=say)
             summary = link_summary(result, time.perf_counter() - started)
-            del sources  # encodings end with the job unless retained above
+            self._forget(job_id, project, sources)
+            bands = result.pairs.get_column("band").value_counts().rows()
+            audit.append(self._me, "job linked", project=project, job=job_id, details={
+                "comparisons": result.comparisons, "candidates": int(len(result.scores)),
+                "pairs": dict(sorted(bands)), "clusters": int(result.clusters.get_column("cluster_id").n_unique()),
+                "records": result.sources,
+            })  # fmt: skip
             job_dir.mkdir(parents=True, exist_ok=True)
             result.pairs.write_csv(job_dir / "pairs.csv")
             result.clusters.write_csv(job_dir / "clusters.csv")
@@ -117,13 +147,27 @@ class JobRunner:
                 self.deliver(agency, job_id, per_agency[agency])
                 say(f"{agency}: delivered {per_agency[agency].height:,} results")
             store.set_state(job_id, "done", summary=summary)
+            audit.append(self._me, "job finished", project=project, job=job_id, details={"state": "done", "delivered_to": agencies})
             return summary
-        except LinkageError as error:
-            store.set_state(job_id, "failed", error=str(error))
-            raise
         except Exception as error:
-            store.set_state(job_id, "failed", error=f"internal error ({type(error).__name__})")
+            reason = str(error) if isinstance(error, LinkageError) else f"internal error ({type(error).__name__})"
+            self._forget(job_id, project, sources)
+            store.set_state(job_id, "failed", error=reason)
+            job = store.get(job_id)
+            audit.append(self._me, "job finished", project=project, job=job_id, details={
+                "state": "failed", "reason": reason[:400], "delivered_to": list(job.delivered) if job else [],
+            })  # fmt: skip
             raise
+
+    def _forget(self, job_id: str, project: str, sources: dict[str, Encodings]) -> None:
+        """Encodings end with the job: dropped from memory (and never written, unless retained)."""
+        if not sources:
+            return
+        agencies = sorted(sources)
+        sources.clear()
+        self._audit.append(self._me, "encodings deleted", project=project, job=job_id, details={
+            "agencies": agencies, "retained_on_disk": self._config.retain_encodings,
+        })  # fmt: skip
 
 
 def _job_key(job_dir: Path) -> bytes:
@@ -145,9 +189,9 @@ def _write_references(job_dir: Path, per_agency: dict[str, pl.DataFrame]) -> Non
 
 
 class CoordinatorService(pb_grpc.CoordinatorServicer):
-    def __init__(self, config: CoordinatorConfig, tls: TlsMaterial, store: JobStore) -> None:
+    def __init__(self, config: CoordinatorConfig, tls: TlsMaterial, store: JobStore, audit: AuditLog) -> None:
         self._config, self._store = config, store
-        self._runner = JobRunner(config, tls, store)
+        self._runner = JobRunner(config, tls, store, audit)
 
     def _settings(self, request: pb.JobRequest) -> LinkSettings:
         defaults = self._config.job
@@ -169,10 +213,11 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         settings.thresholds()  # refuse bad thresholds before a job exists
         job_id = self._store.create(agencies, {k: v for k, v in settings.__dict__.items()})
         events: queue.Queue[pb.JobEvent] = queue.Queue()
+        actor = str(caller(context))
 
         def work() -> None:
             try:
-                summary = self._runner.run(job_id, agencies, settings, lambda line: events.put(pb.JobEvent(job_id=job_id, message=line)))
+                summary = self._runner.run(job_id, agencies, settings, lambda line: events.put(pb.JobEvent(job_id=job_id, message=line)), actor=actor)
                 events.put(pb.JobEvent(job_id=job_id, done=True, state="done", summary=summary))
             except LinkageError as error:
                 events.put(pb.JobEvent(job_id=job_id, done=True, state="failed", summary=str(error)))
@@ -196,14 +241,54 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         )
 
 
+class AuditService(pb_grpc.AuditServicer):
+    """Read access to the coordinator's audit log, for auditors; each read is itself an entry."""
+
+    def __init__(self, audit: AuditLog, public_pem: bytes) -> None:
+        self._audit, self._public_pem = audit, public_pem
+
+    def ListEntries(self, request: pb.AuditQuery, context: grpc.ServicerContext) -> Iterator[pb.AuditRecord]:
+        query = {k: v for k, v in (("job", request.job), ("actor", request.actor), ("action", request.action),
+                 ("since", request.since), ("until", request.until)) if v}  # fmt: skip
+        if request.seq:
+            query["seq"] = request.seq
+        entries = [self._audit.entry(request.seq)] if request.seq else self._audit.entries(**_entry_filters(query))
+        self._audit.append(str(caller(context)), "audit log read", details={"query": {k: str(v) for k, v in query.items()}, "entries": len(entries)})
+        for entry in entries:
+            yield pb.AuditRecord(json=entries_jsonl([entry]))
+
+    def Verify(self, request: pb.AuditVerifyRequest, context: grpc.ServicerContext) -> pb.AuditVerifyResponse:
+        report = verify(self._audit.path, load_public_key(self._public_pem))
+        self._audit.append(str(caller(context)), "audit log read", details={"query": {"verify": "all"}, "entries": report.checked})
+        return pb.AuditVerifyResponse(
+            ok=report.ok, checked=report.checked, first_bad=report.first_bad or 0, reason=report.reason, public_key_pem=self._public_pem.decode()
+        )
+
+
+def _entry_filters(query: dict) -> dict:
+    out = dict(query)
+    for key in ("since", "until"):
+        if key in out:
+            out[key] = parse_time(out[key])
+    return out
+
+
 def start_coordinator(config: CoordinatorConfig, tls: TlsMaterial):
     """A started coordinator server: (server, port, health servicer). Unfinished jobs are marked failed."""
     store = JobStore(config.data_dir / "jobs.db")
-    store.fail_interrupted()
-    service = CoordinatorService(config, tls, store)
-    return create_server(
-        config.listen, tls, coordinator_policy(config), lambda server: pb_grpc.add_CoordinatorServicer_to_server(service, server)
-    )
+    audit = party_log(config.data_dir)
+    for job in store.fail_interrupted():
+        audit.append(f"coordinator/{config.name}", "job finished", job=job.id, details={
+            "state": "failed", "reason": "coordinator stopped while the job ran", "delivered_to": list(job.delivered),
+        })  # fmt: skip
+    service = CoordinatorService(config, tls, store, audit)
+    audit_service = AuditService(audit, (config.data_dir / AUDIT_PUBLIC_KEY_FILE).read_bytes())
+
+    def register(server: grpc.Server) -> None:
+        pb_grpc.add_CoordinatorServicer_to_server(service, server)
+        pb_grpc.add_AuditServicer_to_server(audit_service, server)
+
+    return create_server(config.listen, tls, coordinator_policy(config), register)
 
 
 def run_job_remotely(address: str, tls: TlsMaterial, request: pb.JobRequest) -> Iterator[pb.JobEvent]:

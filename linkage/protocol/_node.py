@@ -8,9 +8,11 @@ from collections.abc import Iterator
 import grpc
 
 from .._agency import AgencyEncodings, agency_encodings, write_results
+from .._audit import party_log
 from .._config import NodeConfig
 from .._pki import Identity, TlsMaterial
 from ..errors import InputError
+from ._auth import caller
 from ._convert import encoding_chunks, results_from_chunks
 from ._server import create_server
 from .v1 import linkage_pb2 as pb
@@ -34,6 +36,8 @@ class NodeService(pb_grpc.NodeServicer):
         self._lock = threading.Lock()
         self._cached: tuple[tuple, AgencyEncodings] | None = None
         self._on_results = on_results  # called with (job_id, path) after results are stored
+        self._audit = party_log(config.data_dir)
+        self._me = f"node/{config.agency}"
 
     def _encodings(self) -> AgencyEncodings:
         """Encode once per version of the input, schema and secret files."""
@@ -54,13 +58,23 @@ class NodeService(pb_grpc.NodeServicer):
 
     def FetchEncodings(self, request: pb.FetchEncodingsRequest, context: grpc.ServicerContext) -> Iterator[pb.EncodingChunk]:
         chunk = request.chunk_records or self._config.chunk_records
-        yield from encoding_chunks(self._encodings().encodings, min(chunk, 100_000))
+        held = self._encodings()
+        last = None
+        for last in encoding_chunks(held.encodings, min(chunk, 100_000)):
+            yield last
+        self._audit.append(self._me, "encodings sent", project=held.encodings.project, job=request.job_id[:80], details={
+            "to": str(caller(context)), "records": len(held.encodings), "excluded": held.excluded,
+            "schema_fingerprint": held.encodings.schema_fingerprint, "digest": last.digest if last else "",
+        })  # fmt: skip
 
     def DeliverResults(self, request_iterator, context: grpc.ServicerContext) -> pb.DeliveryReceipt:
         job_id, results, digest = results_from_chunks(request_iterator, peer="coordinator")
         if not job_id.replace("-", "").isalnum():
             raise InputError("results: malformed job id")
         path = write_results(self._config.data_dir, job_id, results)
+        self._audit.append(self._me, "results received", job=job_id, details={
+            "from": str(caller(context)), "rows": results.height, "digest": digest,
+        })  # fmt: skip
         if self._on_results:
             self._on_results(job_id, path)
         return pb.DeliveryReceipt(job_id=job_id, rows=results.height, digest=digest)

@@ -153,3 +153,43 @@ class JobStatus(_message.Message):
     finished: str
     agencies: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, job_id: _Optional[str] = ..., state: _Optional[str] = ..., error: _Optional[str] = ..., created: _Optional[str] = ..., finished: _Optional[str] = ..., agencies: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AuditQuery(_message.Message):
+    __slots__ = ("job", "actor", "action", "since", "until", "seq")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    job: str
+    actor: str
+    action: str
+    since: str
+    until: str
+    seq: int
+    def __init__(self, job: _Optional[str] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., since: _Optional[str] = ..., until: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
+
+class AuditRecord(_message.Message):
+    __slots__ = ("json",)
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    json: str
+    def __init__(self, json: _Optional[str] = ...) -> None: ...
+
+class AuditVerifyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AuditVerifyResponse(_message.Message):
+    __slots__ = ("ok", "checked", "first_bad", "reason", "public_key_pem")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_FIELD_NUMBER: _ClassVar[int]
+    FIRST_BAD_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_PEM_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    checked: int
+    first_bad: int
+    reason: str
+    public_key_pem: str
+    def __init__(self, ok: _Optional[bool] = ..., checked: _Optional[int] = ..., first_bad: _Optional[int] = ..., reason: _Optional[str] = ..., public_key_pem: _Optional[str] = ...) -> None: ...

@@ -300,3 +300,121 @@ class Coordinator:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class AuditStub:
+    """Auditors read the coordinator's tamper-evident log; every read is itself logged.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ListEntries = channel.unary_stream(
+                '/linkage.v1.Audit/ListEntries',
+                request_serializer=linkage_dot_v1_dot_linkage__pb2.AuditQuery.SerializeToString,
+                response_deserializer=linkage_dot_v1_dot_linkage__pb2.AuditRecord.FromString,
+                _registered_method=True)
+        self.Verify = channel.unary_unary(
+                '/linkage.v1.Audit/Verify',
+                request_serializer=linkage_dot_v1_dot_linkage__pb2.AuditVerifyRequest.SerializeToString,
+                response_deserializer=linkage_dot_v1_dot_linkage__pb2.AuditVerifyResponse.FromString,
+                _registered_method=True)
+
+
+class AuditServicer:
+    """Auditors read the coordinator's tamper-evident log; every read is itself logged.
+    """
+
+    def ListEntries(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Verify(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AuditServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ListEntries': grpc.unary_stream_rpc_method_handler(
+                    servicer.ListEntries,
+                    request_deserializer=linkage_dot_v1_dot_linkage__pb2.AuditQuery.FromString,
+                    response_serializer=linkage_dot_v1_dot_linkage__pb2.AuditRecord.SerializeToString,
+            ),
+            'Verify': grpc.unary_unary_rpc_method_handler(
+                    servicer.Verify,
+                    request_deserializer=linkage_dot_v1_dot_linkage__pb2.AuditVerifyRequest.FromString,
+                    response_serializer=linkage_dot_v1_dot_linkage__pb2.AuditVerifyResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'linkage.v1.Audit', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('linkage.v1.Audit', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Audit:
+    """Auditors read the coordinator's tamper-evident log; every read is itself logged.
+    """
+
+    @staticmethod
+    def ListEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/linkage.v1.Audit/ListEntries',
+            linkage_dot_v1_dot_linkage__pb2.AuditQuery.SerializeToString,
+            linkage_dot_v1_dot_linkage__pb2.AuditRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Verify(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.Audit/Verify',
+            linkage_dot_v1_dot_linkage__pb2.AuditVerifyRequest.SerializeToString,
+            linkage_dot_v1_dot_linkage__pb2.AuditVerifyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
