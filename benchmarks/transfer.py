@@ -1,0 +1,111 @@
+"""Transfer and end-to-end job: real servers on loopback with mTLS, certificates from linkage's PKI.
+
+1. Encodings per second moved node -> coordinator (FetchEncodings, verified: count and digest) for
+   --records FEBRL-like records (the node encodes once before timing; the stream is timed alone).
+2. End-to-end job over three agencies from linkage._synthetic, about --agency-records each:
+   fetch, link (blocking auto), deliver; wall time from the job request to the last event.
+
+    python benchmarks/transfer.py [--records 1000000] [--agency-records 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine_line, peak_rss_mib  # noqa: E402
+from encode import febrl_like  # noqa: E402
+
+from linkage._config import load_coordinator_config, load_node_config  # noqa: E402
+from linkage._datasets import FEBRL_COLUMNS  # noqa: E402
+from linkage._demo import AGENCIES, prepare_demo, write_coordinator_config  # noqa: E402
+from linkage._pki import channel_credentials, load_tls  # noqa: E402
+from linkage._schema import Schema  # noqa: E402
+from linkage.protocol._convert import encodings_from_chunks  # noqa: E402
+from linkage.protocol._coordinator import run_job_remotely, start_coordinator  # noqa: E402
+from linkage.protocol._node import start_node  # noqa: E402
+from linkage.protocol._server import CHANNEL_OPTIONS  # noqa: E402
+from linkage.protocol.v1 import linkage_pb2 as pb  # noqa: E402
+from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc  # noqa: E402
+
+
+def transfer(root: Path, records: int) -> tuple[float, int, float]:
+    import grpc
+
+    layout, _ = prepare_demo(root, people=50, seed=1)
+    folder = layout.agency("police")
+    febrl_like(records, 3).write_csv(folder / "input.csv")
+    (folder / "schema.toml").write_text(Schema.for_columns(list(FEBRL_COLUMNS), project="bench").to_toml())
+    text = (folder / "node.toml").read_text().replace('exclude_column = "no_consent"\n', "")
+    (folder / "node.toml").write_text(text)
+    config = load_node_config(folder / "node.toml")
+    server, port, _ = start_node(config, load_tls(config.tls.ca, config.tls.cert, config.tls.key))
+    tls = load_tls(layout.pki / "ca.pem", layout.pki / "coordinator.pem", layout.pki / "coordinator.key")
+    try:
+        with grpc.secure_channel(f"127.0.0.1:{port}", channel_credentials(tls), options=CHANNEL_OPTIONS) as channel:
+            stub = pb_grpc.NodeStub(channel)
+            started = time.perf_counter()
+            stub.Describe(pb.DescribeRequest(job_id="bench"), timeout=3600)  # the node encodes here
+            encoded = time.perf_counter() - started
+            started = time.perf_counter()
+            encodings, _ = encodings_from_chunks(stub.FetchEncodings(pb.FetchEncodingsRequest(job_id="bench"), timeout=3600), peer="police")
+            seconds = time.perf_counter() - started
+    finally:
+        server.stop(0).wait()
+    return seconds, len(encodings), encoded
+
+
+def job(root: Path, agency_records: int) -> tuple[float, dict[str, int], str]:
+    people = int(agency_records / 0.63)  # police holds about 63% of the generated people
+    layout, _ = prepare_demo(root, people=people, seed=2)
+    servers, ports = [], {}
+    try:
+        for name in AGENCIES:
+            config = load_node_config(layout.node_config(name))
+            server, port, _ = start_node(config, load_tls(config.tls.ca, config.tls.cert, config.tls.key))
+            servers.append(server)
+            ports[name] = port
+        config = load_coordinator_config(write_coordinator_config(layout, ports))
+        tls = load_tls(config.tls.ca, config.tls.cert, config.tls.key)
+        server, port, _ = start_coordinator(config, tls)
+        servers.append(server)
+        sizes = {name: pl.scan_csv(layout.agency(name) / "input.csv").select(pl.len()).collect().item() for name in AGENCIES}
+        started = time.perf_counter()
+        last = None
+        for event in run_job_remotely(f"127.0.0.1:{port}", tls, pb.JobRequest(agencies=list(AGENCIES))):
+            if not event.done:
+                print(f"  [{time.perf_counter() - started:6.1f} s] {event.message}", flush=True)
+            last = event
+        seconds = time.perf_counter() - started
+        return seconds, sizes, last.state if last else "none"
+    finally:
+        for server in servers:
+            server.stop(0).wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--agency-records", type=int, default=200_000)
+    args = parser.parse_args()
+    np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(prefix="linkage-transfer-") as temp:
+        seconds, moved, encoded = transfer(Path(temp) / "transfer", args.records)
+        print(f"transfer: {moved:,} encodings (1024-bit record filter + group filters) in {seconds:.2f} s: {moved / seconds:,.0f} encodings/s (node encode before it: {encoded:.1f} s)")
+        job_seconds, sizes, state = job(Path(temp) / "job", args.agency_records)
+        print(f"job: {state} in {job_seconds:.1f} s for {', '.join(f'{k} {v:,}' for k, v in sizes.items())}")
+    print(
+        f"transfer: {moved / seconds:,.0f} encodings/s over mTLS loopback ({moved:,} records); end-to-end job of"
+        f" {sum(sizes.values()):,} records in 3 agencies: {job_seconds:.1f} s ({state}); peak RSS {peak_rss_mib():,.0f} MiB; {machine_line()}"
+    )
+
+
+if __name__ == "__main__":
+    main()
