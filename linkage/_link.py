@@ -251,13 +251,7 @@ def _banded_pairs(sources, names, offsets, labels, left, right, score, review_th
     threshold that ended in different clusters (``possible``)."""
     source_of = np.repeat(np.arange(len(names)), np.diff(offsets))
     local = np.arange(offsets[-1]) - offsets[source_of]
-    # pairs within clusters
-    order = np.argsort(labels, kind="stable")
-    sizes = np.bincount(labels)
-    members = np.split(order, np.cumsum(sizes)[:-1])
-    within = [(p, q) for group in members if len(group) > 1 for p, q in itertools.combinations(sorted(group), 2)]
-    within_left = np.array([p for p, _ in within], dtype=np.int64)
-    within_right = np.array([q for _, q in within], dtype=np.int64)
+    within_left, within_right = _pairs_within_clusters(labels)
     within_score = _scores_of(sources, names, source_of, local, within_left, within_right, model, scoring)
     possible = (score >= review_threshold) & (labels[left] != labels[right])
     all_left = np.concatenate([within_left, left[possible]])
@@ -272,6 +266,23 @@ def _banded_pairs(sources, names, offsets, labels, left, right, score, review_th
         "similarity": np.round(similarity.astype(np.float64), 4), "band": bands,
     }, schema={"source_a": pl.String, "id_a": pl.String, "source_b": pl.String, "id_b": pl.String, "similarity": pl.Float64, "band": pl.String})  # fmt: skip
     return frame.sort(["band", "similarity", "source_a", "id_a", "source_b", "id_b"], descending=[False, True, False, False, False, False])
+
+
+def _pairs_within_clusters(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair (p < q) of records sharing a cluster label; records of a cluster sit together once
+    sorted by label, so a member d places ahead is a partner exactly when its label is the same."""
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    largest = int(np.bincount(labels).max()) if len(labels) else 0
+    left, right = [], []
+    for d in range(1, largest):
+        same = sorted_labels[:-d] == sorted_labels[d:]
+        left.append(order[:-d][same])
+        right.append(order[d:][same])
+    if not left:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    left_all, right_all = np.concatenate(left), np.concatenate(right)
+    return np.minimum(left_all, right_all), np.maximum(left_all, right_all)
 
 
 def _scores_of(sources, names, source_of, local, left, right, model, scoring) -> np.ndarray:

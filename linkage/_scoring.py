@@ -113,6 +113,9 @@ def fit_model(
     against a match.
     """
     scored = levels.shape[0] if scored is None else scored
+    # EM needs each distinct agreement pattern once, with its count: at most 7^groups rows.
+    patterns, counts = np.unique(levels, axis=0, return_counts=True)
+    counts = counts.astype(np.float64)
     u = level_frequencies(random_levels)
     m = np.tile(np.linspace(0.02, 1.0, N_LEVELS) ** 3, (len(groups), 1))
     m /= m.sum(axis=1, keepdims=True)
@@ -120,23 +123,24 @@ def fit_model(
     prior = 0.1
     done = 0
     for done in range(1, iterations + 1):
-        posterior = MatchModel(groups, m, u_scored, prior, done).probabilities(levels)
-        new_prior = float(np.clip(posterior.mean(), 1e-9, 1 - 1e-6))
-        m = level_frequencies(levels, posterior)
-        u_scored = level_frequencies(levels, 1.0 - posterior)
+        posterior = MatchModel(groups, m, u_scored, prior, done).probabilities(patterns)
+        new_prior = float(np.clip((posterior * counts).sum() / counts.sum(), 1e-9, 1 - 1e-6))
+        m = level_frequencies(patterns, posterior * counts)
+        u_scored = level_frequencies(patterns, (1.0 - posterior) * counts)
         shift = abs(new_prior - prior)
         prior = new_prior
         if shift < tolerance:
             break
     expected_matches = prior * scored
     population_prior = float(np.clip(expected_matches / max(population, 1.0), 1e-12, 0.5))
-    return _with_monotone_weights(MatchModel(groups, m, u, population_prior, done), levels)
+    return _with_monotone_weights(MatchModel(groups, m, u, population_prior, done), patterns, counts)
 
 
-def _with_monotone_weights(model: MatchModel, levels: np.ndarray) -> MatchModel:
+def _with_monotone_weights(model: MatchModel, patterns: np.ndarray, pattern_counts: np.ndarray) -> MatchModel:
     m = model.m.copy()
     for g in range(len(model.groups)):
-        counts = np.bincount(levels[levels[:, g] >= 0, g], minlength=N_LEVELS).astype(float)
+        present = patterns[:, g] >= 0
+        counts = np.bincount(patterns[present, g], weights=pattern_counts[present], minlength=N_LEVELS)
         weight = np.log2(m[g]) - np.log2(model.u[g])
         m[g] = model.u[g] * np.exp2(monotone(weight, counts + 1.0))
     return MatchModel(model.groups, m, model.u, model.prior, model.iterations)
