@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -59,7 +60,7 @@ from ._compare import (
     _concatenated,
     _checked_filters,
     _checked_threshold,
-    _partner_count_ranges,
+    partner_count_ranges,
     _popcount,
     intersections_needed,
     popcounts,
@@ -275,19 +276,6 @@ def _radix_sorted(keys, key_bits):
     return k0, i0
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _sorted_sides(a_keys, b_keys, key_bits):
-    """Both sides radix-sorted at once, one side a thread: (a keys, a order, b keys, b order)."""
-    keys = np.empty(len(a_keys) + len(b_keys), dtype=np.uint32)
-    order = np.empty(len(a_keys) + len(b_keys), dtype=np.int32)
-    for side in prange(2):
-        lo = 0 if side == 0 else len(a_keys)
-        k, o = _radix_sorted(a_keys if side == 0 else b_keys, key_bits)
-        keys[lo : lo + len(k)] = k
-        order[lo : lo + len(o)] = o
-    return keys[: len(a_keys)], order[: len(a_keys)], keys[len(a_keys) :], order[len(a_keys) :]
-
-
 class _Sides(NamedTuple):
     """One band's rows of a and b sorted by key: row numbers and keys in key order."""
 
@@ -311,7 +299,8 @@ class _History(NamedTuple):
     split_ptr: np.ndarray  # (bands + 1,) into split_keys
     split_keys: np.ndarray  # uint32, sorted within each band
     skipped_ptr: np.ndarray  # (bands + 1,) into skipped_keys
-    skipped_keys: np.ndarray  # uint64 extra << 32 | key, sorted within each band
+    skipped_keys: np.ndarray  # uint64 key << 32 | extra key, sorted within each band
+    skipped_pairs: int = 0  # in the latest band
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
@@ -349,7 +338,7 @@ def _compared_before(a, i, b, j, band, history):
             return True
         if not _agree_on(a, i, b, j, history.extra_masks, e):
             continue
-        full = (np.uint64(_key_of(a, i, history.extra_positions[e])) << np.uint64(32)) | np.uint64(key)
+        full = (np.uint64(key) << np.uint64(32)) | np.uint64(_key_of(a, i, history.extra_positions[e]))
         if not _sorted_contains(history.skipped_keys, history.skipped_ptr[e], history.skipped_ptr[e + 1], full):
             return True
     return False
@@ -376,26 +365,34 @@ def _first_at_least(keys, target):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _extra_sorted(filters, rows, lo, hi, positions):
-    """(extra keys sorted, rows in that order) for rows[lo:hi]."""
-    extra = np.empty(hi - lo, dtype=np.uint32)
+def _sorted_extra_keys(filters, rows, lo, hi, positions):
+    """The extra keys of rows[lo:hi], sorted (shell sort: rare, small, and quick to compile)."""
+    keys = np.empty(hi - lo, dtype=np.uint32)
     for u in range(lo, hi):
-        extra[u - lo] = _key_of(filters, rows[u], positions)
-    order = np.argsort(extra, kind="mergesort")
-    return extra[order], rows[lo:hi][order]
+        keys[u - lo] = _key_of(filters, rows[u], positions)
+    gap = len(keys) // 2
+    while gap > 0:
+        for u in range(gap, len(keys)):
+            value = keys[u]
+            v = u
+            while v >= gap and keys[v - gap] > value:
+                keys[v] = keys[v - gap]
+                v -= gap
+            keys[v] = value
+        gap //= 2
+    return keys
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _oversized_runs(a, b, sides, extra_positions, max_pairs):
-    """This band's split keys (sorted) and skipped full keys (sorted), and the pairs skipped.
+def _oversized_runs(a, b, sides, extra_positions, max_pairs, split_keys, skipped_keys):
+    """Fill this band's split keys and skipped full keys (ascending); returns (split, skipped, pairs
+    skipped).
 
     A key whose rows of a and b would make more than ``max_pairs`` pairs is split on the extra
-    bits; a split run that still would is skipped whole."""
-    split = []
-    skipped = []
-    skipped_pairs = 0
-    u = 0
-    lo = 0
+    bits; a split run that still would is skipped whole. The output arrays need room for one key
+    per distinct key of a."""
+    n_split = n_skipped = skipped_pairs = 0
+    u = lo = 0
     n_b = len(sides.b_keys)
     while u < len(sides.a_keys):
         end = _run_end(sides.a_keys, u)
@@ -406,23 +403,27 @@ def _oversized_runs(a, b, sides, extra_positions, max_pairs):
         while hi < n_b and sides.b_keys[hi] == key:
             hi += 1
         if (end - u) * (hi - lo) > max_pairs:
-            split.append(key)
-            a_extra, _ = _extra_sorted(a, sides.a_rows, u, end, extra_positions)
-            b_extra, _ = _extra_sorted(b, sides.b_rows, lo, hi, extra_positions)
-            x = 0
+            split_keys[n_split] = key
+            n_split += 1
+            a_extra = _sorted_extra_keys(a, sides.a_rows, u, end, extra_positions)
+            b_extra = _sorted_extra_keys(b, sides.b_rows, lo, hi, extra_positions)
+            x = y = 0
             while x < len(a_extra):
                 x_end = _run_end(a_extra, x)
-                y = _first_at_least(b_extra, a_extra[x])
-                y_end = _run_end(b_extra, y) if y < len(b_extra) and b_extra[y] == a_extra[x] else y
+                while y < len(b_extra) and b_extra[y] < a_extra[x]:
+                    y += 1
+                y_end = y
+                while y_end < len(b_extra) and b_extra[y_end] == a_extra[x]:
+                    y_end += 1
                 if (x_end - x) * (y_end - y) > max_pairs:
-                    skipped.append((np.uint64(a_extra[x]) << np.uint64(32)) | np.uint64(key))
+                    # keys ascend, and extra keys within a key: full keys come out sorted
+                    skipped_keys[n_skipped] = (np.uint64(key) << np.uint64(32)) | np.uint64(a_extra[x])
+                    n_skipped += 1
                     skipped_pairs += (x_end - x) * (y_end - y)
                 x = x_end
         lo = hi
         u = end
-    split_keys = np.array(split, dtype=np.uint32) if split else np.empty(0, dtype=np.uint32)
-    skipped_keys = np.sort(np.array(skipped, dtype=np.uint64)) if skipped else np.empty(0, dtype=np.uint64)
-    return split_keys, skipped_keys, skipped_pairs
+    return n_split, n_skipped, skipped_pairs
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
@@ -444,82 +445,57 @@ def _considered(a, i, b, j, need, score, band, history):
     return not _compared_before(a, i, b, j, band, history), value
 
 
-@numba.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def _band_join(a, b, sides, chunk_starts, need, score, band, history, caps, offsets, out_j, out_score):
-    """Pairs of rows that share this band's key: returns (kept per a entry, candidates looked at).
-
-    Entry u of the sorted a side writes at most caps[u] results from offsets[u]. Work is split at
-    run boundaries (``chunk_starts``), so every key's rows are handled by one thread."""
-    n_a = len(sides.a_keys)
-    kept = np.zeros(n_a, dtype=np.int64)
-    looked = np.zeros(len(chunk_starts) - 1, dtype=np.int64)
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _join_chunk(a, b, sides, u, stop, need, score, band, history, caps, offsets, out_j, out_score, kept):
+    """Pairs of rows that share this band's key, for the a entries u..stop (whole runs); returns
+    the candidates looked at. Entry x writes at most caps[x] results from offsets[x] and counts
+    them in kept[x]. Chunks of whole runs touch disjoint entries, so threads can share a band."""
+    looked = 0
+    n_a, n_b = len(sides.a_keys), len(sides.b_keys)
     split_lo, split_hi = history.split_ptr[band], history.split_ptr[band + 1]
     skip_lo, skip_hi = history.skipped_ptr[band], history.skipped_ptr[band + 1]
     extra_positions = history.extra_positions[band]
-    for chunk in prange(len(chunk_starts) - 1):
-        u = chunk_starts[chunk]
-        stop = chunk_starts[chunk + 1]
-        hi = _first_at_least(sides.b_keys, sides.a_keys[u]) if u < stop else 0
-        while u < stop:
-            if u + _PREFETCH_AHEAD < n_a:  # rows a few runs ahead: both sides advance about as fast
-                _prefetch_row(a, sides.a_rows[u + _PREFETCH_AHEAD])
-            if hi + _PREFETCH_AHEAD < len(sides.b_keys):
-                _prefetch_row(b, sides.b_rows[hi + _PREFETCH_AHEAD])
-            end = _run_end(sides.a_keys, u)
-            key = sides.a_keys[u]
-            lo = hi  # both sides ascend: the walk through b only moves forward
-            while lo < len(sides.b_keys) and sides.b_keys[lo] < key:
-                lo += 1
-            hi = lo
-            while hi < len(sides.b_keys) and sides.b_keys[hi] == key:
-                hi += 1
-            if hi > lo and not _sorted_contains(history.split_keys, split_lo, split_hi, key):
-                for x in range(u, end):
-                    i = sides.a_rows[x]
-                    for y in range(lo, hi):
-                        j = sides.b_rows[y]
-                        looked[chunk] += 1
-                        keep, value = _considered(a, i, b, j, need, score, band, history)
-                        if keep:
-                            if kept[x] < caps[x]:
-                                out_j[offsets[x] + kept[x]] = j
-                                out_score[offsets[x] + kept[x]] = value
-                            kept[x] += 1
-            elif hi > lo:  # a split key: pair only rows that also share the extra bits
-                for x in range(u, end):
-                    i = sides.a_rows[x]
-                    mine = _key_of(a, i, extra_positions)
-                    full = (np.uint64(mine) << np.uint64(32)) | np.uint64(key)
-                    if _sorted_contains(history.skipped_keys, skip_lo, skip_hi, full):
-                        continue
-                    for y in range(lo, hi):
-                        j = sides.b_rows[y]
-                        if _key_of(b, j, extra_positions) != mine:
-                            continue
-                        looked[chunk] += 1
-                        keep, value = _considered(a, i, b, j, need, score, band, history)
-                        if keep:
-                            if kept[x] < caps[x]:
-                                out_j[offsets[x] + kept[x]] = j
-                                out_score[offsets[x] + kept[x]] = value
-                            kept[x] += 1
-            u = end
-    return kept, looked.sum()
+    hi = _first_at_least(sides.b_keys, sides.a_keys[u]) if u < stop else 0
+    while u < stop:
+        if u + _PREFETCH_AHEAD < n_a:  # rows a few runs ahead: both sides advance about as fast
+            _prefetch_row(a, sides.a_rows[u + _PREFETCH_AHEAD])
+        if hi + _PREFETCH_AHEAD < n_b:
+            _prefetch_row(b, sides.b_rows[hi + _PREFETCH_AHEAD])
+        end = _run_end(sides.a_keys, u)
+        key = sides.a_keys[u]
+        lo = hi  # both sides ascend: the walk through b only moves forward
+        while lo < n_b and sides.b_keys[lo] < key:
+            lo += 1
+        hi = lo
+        while hi < n_b and sides.b_keys[hi] == key:
+            hi += 1
+        split = hi > lo and _sorted_contains(history.split_keys, split_lo, split_hi, key)
+        for x in range(u, end if hi > lo else u):
+            i = sides.a_rows[x]
+            mine = _key_of(a, i, extra_positions) if split else np.uint32(0)
+            full = (np.uint64(key) << np.uint64(32)) | np.uint64(mine)
+            if split and _sorted_contains(history.skipped_keys, skip_lo, skip_hi, full):
+                continue
+            for y in range(lo, hi):
+                j = sides.b_rows[y]
+                if split and _key_of(b, j, extra_positions) != mine:
+                    continue  # a split key pairs only rows that also share the extra bits
+                looked += 1
+                keep, value = _considered(a, i, b, j, need, score, band, history)
+                if keep:
+                    if kept[x] < caps[x]:
+                        out_j[offsets[x] + kept[x]] = j
+                        out_score[offsets[x] + kept[x]] = value
+                    kept[x] += 1
+        u = end
+    return looked
 
 
-@numba.njit(cache=True, nogil=True)
-def _chunk_starts(keys, chunks):
-    """Up to ``chunks`` + 1 boundaries in sorted keys, each moved forward to the start of a run."""
+def _chunk_starts(keys: np.ndarray, chunks: int) -> np.ndarray:
+    """Up to ``chunks`` + 1 boundaries in sorted keys, each moved to the start of its run."""
     n = len(keys)
-    starts = [0]
-    for c in range(1, chunks):
-        u = max((c * n) // chunks, starts[-1])
-        while 0 < u < n and keys[u] == keys[u - 1]:
-            u += 1
-        if u > starts[-1] and u < n:
-            starts.append(u)
-    starts.append(n)
-    return np.array(starts, dtype=np.int64)
+    cuts = np.searchsorted(keys, keys[(np.arange(1, chunks) * n) // chunks], side="left") if n else []
+    return np.unique(np.concatenate([[0], cuts, [n]])).astype(np.int64)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -544,9 +520,9 @@ def _position_masks(positions: np.ndarray, words: int) -> np.ndarray:
     return masks
 
 
-def _useful_rows(counts: np.ndarray, need: np.ndarray, bits: int) -> np.ndarray:
+def _useful_rows(counts: np.ndarray, threshold: float, bits: int) -> np.ndarray:
     """Rows whose popcount leaves some partner popcount able to qualify (drops empties at t > 0)."""
-    lowest, highest = _partner_count_ranges(need, bits)
+    lowest, highest = partner_count_ranges(threshold, bits)
     return np.flatnonzero(lowest[counts] <= highest[counts]).astype(np.int32)
 
 
@@ -562,56 +538,80 @@ def _linked_pairs(a, b, threshold, target_completeness, rng, progress, score):
     params = _parameters_for(a, b, a_counts, b_counts, threshold, target_completeness)
     key_positions, extra_positions = _band_positions(rng, bits, params.bits_per_band, params.bands)
     need = intersections_needed(threshold, bits)
-    a_rows = _useful_rows(a_counts, need, bits)
-    b_rows = _useful_rows(b_counts, need, bits)
-    chunks = 16 * numba.get_num_threads()
+    a_rows = _useful_rows(a_counts, threshold, bits)
+    b_rows = _useful_rows(b_counts, threshold, bits)
+    threads = numba.get_num_threads()
     slots = _SLOTS_PER_ROW if score else 4 * _SLOTS_PER_ROW
-
-    split_ptr, skipped_ptr = [0], [0]
-    split_keys, skipped_keys = [np.empty(0, np.uint32)], [np.empty(0, np.uint64)]
+    history = _History(
+        key_positions, extra_positions, _position_masks(key_positions, words),
+        _position_masks(extra_positions, words), np.zeros(1, dtype=np.int64), np.empty(0, dtype=np.uint32),
+        np.zeros(1, dtype=np.int64), np.empty(0, dtype=np.uint64),
+    )  # fmt: skip
     pieces_i, pieces_j, pieces_s = [], [], []
     looked_total = skipped_total = kept_total = 0
-    key_masks = _position_masks(key_positions, words)
-    extra_masks = _position_masks(extra_positions, words)
-    for band in range(params.bands):
-        a_keys = _band_keys(a, a_rows, key_positions[band])
-        b_keys = _band_keys(b, b_rows, key_positions[band])
-        a_sorted, a_order, b_sorted, b_order = _sorted_sides(a_keys, b_keys, params.bits_per_band)
-        sides = _Sides(a_rows[a_order], a_sorted, b_rows[b_order], b_sorted)
-        split, skipped, skipped_pairs = _oversized_runs(a, b, sides, extra_positions[band], MAX_BUCKET_PAIRS)
-        split_keys.append(split)
-        skipped_keys.append(skipped)
-        split_ptr.append(split_ptr[-1] + len(split))
-        skipped_ptr.append(skipped_ptr[-1] + len(skipped))
-        history = _History(
-            key_positions, extra_positions, key_masks, extra_masks,
-            np.array(split_ptr, dtype=np.int64), np.concatenate(split_keys),
-            np.array(skipped_ptr, dtype=np.int64), np.concatenate(skipped_keys),
-        )  # fmt: skip
-        starts = _chunk_starts(a_sorted, chunks)
-        args = (a, b, sides, starts, need, score, band, history)
-        caps = np.full(len(a_rows), slots, dtype=np.int64)
-        offsets = np.arange(len(a_rows), dtype=np.int64) * slots
-        out_j = np.empty(len(a_rows) * slots, dtype=np.int64)
-        out_score = np.empty(len(a_rows) * slots, dtype=np.float32)
-        kept, looked = _band_join(*args, caps, offsets, out_j, out_score)
-        if kept.max(initial=0) > slots:  # an entry overflowed its slots: join again, exactly sized
-            caps = kept
-            offsets = np.concatenate([[0], np.cumsum(kept)[:-1]]).astype(np.int64)
-            out_j = np.empty(int(kept.sum()), dtype=np.int64)
-            out_score = np.empty(int(kept.sum()), dtype=np.float32)
-            _band_join(*args, caps, offsets, out_j, out_score)
-        entries = np.flatnonzero(kept)
-        slots_used = _used_slots(offsets[entries], kept[entries])
-        pieces_i.append(np.repeat(sides.a_rows[entries].astype(np.int64), kept[entries]))
-        pieces_j.append(out_j[slots_used])
-        pieces_s.append(out_score[slots_used])
-        looked_total += int(looked)
-        skipped_total += int(skipped_pairs)
-        kept_total += int(kept.sum())
-        if progress is not None:
-            progress(BandProgress(band + 1, params.bands, looked_total, kept_total, split_ptr[-1], skipped_total))
+    # Threads: the kernels release the GIL, so a pool of numba's thread count shares each band.
+    # (A numba prange here compiled for ten seconds; these chunks compile in two.)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for band in range(params.bands):
+            a_keys = _band_keys(a, a_rows, key_positions[band])
+            b_keys = _band_keys(b, b_rows, key_positions[band])
+            sorted_a = pool.submit(_radix_sorted, a_keys, params.bits_per_band)
+            b_sorted, b_order = _radix_sorted(b_keys, params.bits_per_band)
+            a_sorted, a_order = sorted_a.result()
+            sides = _Sides(a_rows[a_order], a_sorted, b_rows[b_order], b_sorted)
+            history = _with_oversized_runs(history, a, b, sides, band)
+            starts = _chunk_starts(a_sorted, 4 * threads)
+
+            def join(caps, offsets, out_j, out_score):
+                kept = np.zeros(len(a_rows), dtype=np.int64)
+                chunks = [
+                    pool.submit(
+                        _join_chunk, a, b, sides, starts[c], starts[c + 1], need, score, band, history,
+                        caps, offsets, out_j, out_score, kept,
+                    )  # fmt: skip
+                    for c in range(len(starts) - 1)
+                ]
+                return kept, sum(chunk.result() for chunk in chunks)
+
+            caps = np.full(len(a_rows), slots, dtype=np.int64)
+            offsets = np.arange(len(a_rows), dtype=np.int64) * slots
+            out_j = np.empty(len(a_rows) * slots, dtype=np.int64)
+            out_score = np.empty(len(a_rows) * slots, dtype=np.float32)
+            kept, looked = join(caps, offsets, out_j, out_score)
+            if kept.max(initial=0) > slots:  # an entry overflowed its slots: join again, exactly sized
+                caps = kept
+                offsets = np.concatenate([[0], np.cumsum(kept)[:-1]]).astype(np.int64)
+                out_j = np.empty(int(kept.sum()), dtype=np.int64)
+                out_score = np.empty(int(kept.sum()), dtype=np.float32)
+                join(caps, offsets, out_j, out_score)
+            entries = np.flatnonzero(kept)
+            slots_used = _used_slots(offsets[entries], kept[entries])
+            pieces_i.append(np.repeat(sides.a_rows[entries].astype(np.int64), kept[entries]))
+            pieces_j.append(out_j[slots_used])
+            pieces_s.append(out_score[slots_used])
+            looked_total += int(looked)
+            skipped_total += int(history.skipped_pairs)
+            kept_total += int(kept.sum())
+            if progress is not None:
+                split = len(history.split_keys)
+                progress(BandProgress(band + 1, params.bands, looked_total, kept_total, split, skipped_total))
     return _sorted_by_pair(pieces_i, pieces_j, pieces_s, b.shape[0])
+
+
+def _with_oversized_runs(history: _History, a, b, sides: _Sides, band: int) -> _History:
+    """The history with this band's split and skipped keys appended."""
+    split = np.empty(len(sides.a_keys), dtype=np.uint32)
+    skipped = np.empty(len(sides.a_keys), dtype=np.uint64)
+    n_split, n_skipped, pairs = _oversized_runs(
+        a, b, sides, history.extra_positions[band], MAX_BUCKET_PAIRS, split, skipped
+    )
+    return history._replace(
+        split_ptr=np.append(history.split_ptr, history.split_ptr[-1] + n_split),
+        split_keys=np.concatenate([history.split_keys, split[:n_split]]),
+        skipped_ptr=np.append(history.skipped_ptr, history.skipped_ptr[-1] + n_skipped),
+        skipped_keys=np.concatenate([history.skipped_keys, skipped[:n_skipped]]),
+        skipped_pairs=pairs,
+    )
 
 
 def _used_slots(offsets: np.ndarray, counts: np.ndarray) -> np.ndarray:

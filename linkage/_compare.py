@@ -27,6 +27,7 @@ chunk whose rows overflow is scanned again into buffers of the exact size.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numba
@@ -165,14 +166,7 @@ def _dice_score(intersection: int, total: int) -> np.float32:
     return np.float32(2.0 * intersection / total)
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
-def _intersection(a: np.ndarray, i: int, b: np.ndarray, j: int) -> int:
-    s = 0
-    for t in range(a.shape[1]):
-        s += _popcount(a[i, t] & b[j, t])
-    return s
-
-
+@functools.lru_cache(maxsize=32)
 def intersections_needed(threshold: float, bits: int) -> np.ndarray:
     """need[s]: the least intersection for which 2·k / s >= threshold (float64), s = |x| + |y|.
 
@@ -190,22 +184,36 @@ def intersections_needed(threshold: float, bits: int) -> np.ndarray:
         need = np.where(step_up, need + 1, need)
     need[0] = 0 if threshold <= 0.0 else _IMPOSSIBLE  # both empty: Dice is 0 by definition
     need[need > totals // 2] = _IMPOSSIBLE
+    need.flags.writeable = False  # cached and shared
     return need
 
 
-@numba.njit(cache=True, nogil=True)
+def partner_count_ranges(threshold: float, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """``_partner_count_ranges`` for a threshold, computed once per (threshold, bits)."""
+    return _cached_partner_count_ranges(threshold, bits)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_partner_count_ranges(threshold: float, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    lowest, highest = _partner_count_ranges(intersections_needed(threshold, bits), bits)
+    lowest.flags.writeable = highest.flags.writeable = False
+    return lowest, highest
+
+
 def _partner_count_ranges(need: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """(lowest, highest) popcount of a partner that can qualify with a filter of each popcount.
 
     The length filter: Dice <= 2·min(c, d) / (c + d). Rows with no feasible partner get lowest >
     highest. Taking the extremes of the feasible set keeps it correct even if it had holes."""
+    counts = np.arange(bits + 1)
     lowest = np.full(bits + 1, bits + 1, dtype=np.int64)
     highest = np.full(bits + 1, -1, dtype=np.int64)
-    for c in range(bits + 1):
-        for d in range(bits + 1):
-            if min(c, d) >= need[c + d]:
-                lowest[c] = min(lowest[c], d)
-                highest[c] = max(highest[c], d)
+    for start in range(0, bits + 1, 256):  # 256 rows of the (bits + 1)² table at a time
+        c = counts[start : start + 256, None]
+        feasible = np.minimum(c, counts[None, :]) >= need[c + counts[None, :]]
+        anywhere = feasible.any(axis=1)
+        lowest[start : start + 256] = np.where(anywhere, feasible.argmax(axis=1), bits + 1)
+        highest[start : start + 256] = np.where(anywhere, bits - feasible[:, ::-1].argmax(axis=1), -1)
     return lowest, highest
 
 
@@ -254,7 +262,7 @@ def _sorted_lanes(b, b_counts, need, threshold, prefix_words) -> _SortedLanes:
     x = _prefix_need_floor(threshold, counts, slack=0)
     y = x - (counts - head)
     unreachable = np.full(pad, _IMPOSSIBLE)
-    lowest, highest = _partner_count_ranges(need, bits)
+    lowest, highest = partner_count_ranges(threshold, bits)
     first = np.searchsorted(counts, lowest, side="left") // LANES
     stop = -(-np.searchsorted(counts, highest, side="right") // LANES)
     return _SortedLanes(
@@ -269,24 +277,6 @@ def _sorted_lanes(b, b_counts, need, threshold, prefix_words) -> _SortedLanes:
 
 
 @numba.njit(cache=True, nogil=True)
-def _sort_segment_by_row(out_j, out_score, start, stop):
-    if stop - start <= 32:  # insertion sort: rows rarely hold more than a few results
-        for u in range(start + 1, stop):
-            j, s = out_j[u], out_score[u]
-            v = u - 1
-            while v >= start and out_j[v] > j:
-                out_j[v + 1] = out_j[v]
-                out_score[v + 1] = out_score[v]
-                v -= 1
-            out_j[v + 1] = j
-            out_score[v + 1] = s
-    else:
-        order = np.argsort(out_j[start:stop], kind="mergesort") + start
-        out_j[start:stop] = out_j[order]
-        out_score[start:stop] = out_score[order]
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
 def _keep_lane(found, inter, k, total, need, sl, cap, offset, out_j, out_score):
     """Record lane k if it qualifies; returns the new found count (counts past cap too)."""
     if sl.rows[k] < 0 or inter < need[total]:
@@ -297,105 +287,84 @@ def _keep_lane(found, inter, k, total, need, sl, cap, offset, out_j, out_score):
     return found + 1
 
 
-@numba.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _scan_row(a, i, a_count, a_head, a_floor, sl, need, prefix_words, row, offset, cap, out_j, out_score):
+    """Qualifying partners of a[i] in the sorted lanes, written from offset (at most cap of them);
+    returns how many qualify. ``row``: scratch for a[i] broadcast to (words, 4)."""
+    words = a.shape[1]
+    first, stop = sl.first_block[a_count], sl.stop_block[a_count]
+    if first >= stop:
+        return 0
+    for t in range(words):
+        for lane in range(LANES):
+            row[t, lane] = a[i, t]
+    q = a_floor
+    p = q - (a_count - a_head)
+    found = 0
+    for block in range(first, stop):
+        mask, s0, s1, s2, s3 = _block_prefix(row, sl.lanes, block, prefix_words, p, q, sl.x, sl.y)
+        if mask == 0:
+            continue
+        if prefix_words < words:
+            u0, u1, u2, u3 = _block_intersections(row, sl.lanes, block, prefix_words, words)
+            s0 += u0
+            s1 += u1
+            s2 += u2
+            s3 += u3
+        k = block * LANES
+        found = _keep_lane(found, s0, k, a_count + sl.counts[k], need, sl, cap, offset, out_j, out_score)
+        found = _keep_lane(found, s1, k + 1, a_count + sl.counts[k + 1], need, sl, cap, offset, out_j, out_score)
+        found = _keep_lane(found, s2, k + 2, a_count + sl.counts[k + 2], need, sl, cap, offset, out_j, out_score)
+        found = _keep_lane(found, s3, k + 3, a_count + sl.counts[k + 3], need, sl, cap, offset, out_j, out_score)
+    return found
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _scan_rows(
     a, a_counts, a_heads, a_floor, row_start, row_stop, sl, need, prefix_words, offsets, caps, out_j, out_score, threads
 ):
-    """Qualifying partners of a[row_start:row_stop] in the sorted lanes; returns the count per row.
-
-    Row r writes at most caps[r] results from offsets[r], sorted by partner row. Rows are dealt to
-    threads round-robin so that sorted or clustered inputs still share the work evenly."""
+    """``_scan_row`` for a[row_start:row_stop]; returns the count per row. Row r writes at most
+    caps[r] results from offsets[r], in popcount order of the partners. Rows are dealt to threads
+    round-robin so that sorted or clustered inputs still share the work."""
     n_rows = row_stop - row_start
-    words = a.shape[1]
-    found_per_row = np.zeros(n_rows, dtype=np.int64)
-    broadcast = np.empty((threads, words, LANES), dtype=np.uint64)
+    found = np.zeros(n_rows, dtype=np.int64)
+    broadcast = np.empty((threads, a.shape[1], LANES), dtype=np.uint64)
+    # The parallel body stays small: numba's parfor compile time grows with the body.
     for thread in prange(threads):
-        row = broadcast[thread]
         for r in range(thread, n_rows, threads):
             i = row_start + r
-            ca = a_counts[i]
-            first, stop = sl.first_block[ca], sl.stop_block[ca]
-            if first >= stop:
-                continue
-            for t in range(words):
-                for lane in range(LANES):
-                    row[t, lane] = a[i, t]
-            q = a_floor[i]
-            p = q - (ca - a_heads[i])
-            offset, cap = offsets[r], caps[r]
-            found = 0
-            for block in range(first, stop):
-                mask, s0, s1, s2, s3 = _block_prefix(row, sl.lanes, block, prefix_words, p, q, sl.x, sl.y)
-                if mask == 0:
-                    continue
-                if prefix_words < words:
-                    u0, u1, u2, u3 = _block_intersections(row, sl.lanes, block, prefix_words, words)
-                    s0 += u0
-                    s1 += u1
-                    s2 += u2
-                    s3 += u3
-                k = block * LANES
-                found = _keep_lane(found, s0, k, ca + sl.counts[k], need, sl, cap, offset, out_j, out_score)
-                found = _keep_lane(found, s1, k + 1, ca + sl.counts[k + 1], need, sl, cap, offset, out_j, out_score)
-                found = _keep_lane(found, s2, k + 2, ca + sl.counts[k + 2], need, sl, cap, offset, out_j, out_score)
-                found = _keep_lane(found, s3, k + 3, ca + sl.counts[k + 3], need, sl, cap, offset, out_j, out_score)
-            if found <= cap:
-                _sort_segment_by_row(out_j, out_score, offset, offset + found)
-            found_per_row[r] = found
-    return found_per_row
+            found[r] = _scan_row(
+                a, i, a_counts[i], a_heads[i], a_floor[i], sl, need, prefix_words, broadcast[thread],
+                offsets[r], caps[r], out_j, out_score,
+            )  # fmt: skip
+    return found
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
-def _prefix_cost(a, a_counts, a_floor, sl, words, samples_a, blocks_per_row) -> np.ndarray:
-    """cost[h] for h = 0..words: words read per block when the prefix bound is checked after h words.
-
-    cost = h + (words - h) · P(some lane of the block survives the bound), estimated on a sample of
-    rows of ``a`` against evenly spaced blocks of their feasible ranges."""
-    cost = np.zeros(words + 1)
-    n = a.shape[0]
-    survived = np.zeros(words + 1)
-    seen = 0
-    cum = np.zeros((LANES, words + 1), dtype=np.int64)
-    lane_cum = np.zeros((LANES, words + 1), dtype=np.int64)
-    a_cum = np.zeros(words + 1, dtype=np.int64)
-    for sample in range(samples_a):
-        i = (sample * n) // samples_a
-        ca = a_counts[i]
-        first, stop = sl.first_block[ca], sl.stop_block[ca]
-        if first >= stop:
-            continue
-        for t in range(words):
-            a_cum[t + 1] = a_cum[t] + _popcount(a[i, t])
-        step = max(1, (stop - first) // blocks_per_row)
-        for block in range(first, stop, step):
-            for lane in range(LANES):
-                for t in range(words):
-                    w = sl.lanes[block, t, lane]
-                    cum[lane, t + 1] = cum[lane, t] + _popcount(a[i, t] & w)
-                    lane_cum[lane, t + 1] = lane_cum[lane, t] + _popcount(w)
-            seen += 1
-            for h in range(words + 1):
-                alive = False
-                for lane in range(LANES):
-                    k = block * LANES + lane
-                    if sl.rows[k] < 0:
-                        continue
-                    rest = min(ca - a_cum[h], lane_cum[lane, words] - lane_cum[lane, h])
-                    floor_b = sl.x[block, lane]  # floor(t·|y|/2)
-                    if cum[lane, h] + rest >= a_floor[i] + floor_b:
-                        alive = True
-                survived[h] += alive
-    for h in range(words + 1):
-        p = survived[h] / seen if seen else 1.0
-        cost[h] = h + (words - h) * p
-    return cost
-
-
-def _chosen_prefix_words(a, a_counts, a_floor, sl_full, words) -> int:
-    if words <= 1:
+def _chosen_prefix_words(a, a_counts, a_floor, sl, words) -> int:
+    """The h that minimises the words read per block, h + (words - h)·P(block survives at h),
+    estimated on up to 48 rows of a against 32 evenly spaced blocks of each one's range."""
+    rows = np.unique(np.linspace(0, a.shape[0] - 1, min(48, a.shape[0])).astype(np.int64))
+    first, stop = sl.first_block[a_counts[rows]], sl.stop_block[a_counts[rows]]
+    rows, first, stop = rows[stop > first], first[stop > first], stop[stop > first]
+    if words <= 1 or len(rows) == 0:
         return words
-    cost = _prefix_cost(a, a_counts, a_floor, sl_full, words, min(48, a.shape[0]), 32)
-    return int(np.argmin(cost))
+    blocks = first[:, None] + ((stop - 1 - first)[:, None] * np.arange(32)[None, :]) // 31  # (rows, 32)
+    lanes = sl.lanes[blocks]  # (rows, 32, words, 4)
+    row_words = a[rows][:, None, :, None]
+
+    def cumulative(counts):  # over the word axis, starting from 0 words
+        return np.concatenate([np.zeros_like(counts[:, :, :1]), np.cumsum(counts, axis=2)], axis=2)
+
+    inter = cumulative(np.bitwise_count(lanes & row_words).astype(np.int64))  # (rows, 32, words + 1, 4)
+    lane_prefix = cumulative(np.bitwise_count(lanes).astype(np.int64))
+    a_prefix = cumulative(np.bitwise_count(row_words).astype(np.int64))
+    a_rest = a_counts[rows][:, None, None, None] - a_prefix
+    rest = np.minimum(a_rest, lane_prefix[:, :, -1:, :] - lane_prefix)
+    alive = inter + rest >= (a_floor[rows][:, None, None, None] + sl.x[blocks][:, :, None, :])
+    alive &= (sl.rows.reshape(-1, LANES)[blocks] >= 0)[:, :, None, :]
+    survived = alive.any(axis=3).mean(axis=(0, 1))
+    h = np.arange(words + 1)
+    return int(np.argmin(h + (words - h) * survived))
 
 
 def _row_chunk(m: int, threads: int) -> int:
@@ -436,9 +405,12 @@ def _all_dice_pairs(a, b, threshold, a_counts, b_counts):
             keep = slice(None)
         else:
             keep = (np.arange(slots)[None, :] < found[:, None]).ravel()
-        pieces_i.append(np.repeat(np.arange(start, stop, dtype=np.int64), found))
-        pieces_j.append(out_j[keep])
-        pieces_s.append(out_s[keep])
+        i = np.repeat(np.arange(start, stop, dtype=np.int64), found)
+        j, score = out_j[keep], out_s[keep]
+        order = np.argsort(i * np.int64(b.shape[0]) + j, kind="stable")  # rows come out in i order
+        pieces_i.append(i[order])
+        pieces_j.append(j[order])
+        pieces_s.append(score[order])
     return _concatenated(pieces_i, pieces_j, pieces_s)
 
 
@@ -453,29 +425,35 @@ def _concatenated(pieces_i, pieces_j, pieces_s):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def _candidate_intersections(a, b, a_counts, b_counts, i, j, need) -> np.ndarray:
-    """Intersection of each candidate pair, or -1 where the length filter rules it out unread."""
-    out = np.empty(len(i), dtype=np.int64)
+def _pair_counts(a, b, i, j):
+    """(|a[i] ∧ b[j]|, |a[i]|, |b[j]|) for each pair: int32 arrays."""
+    inter = np.empty(len(i), dtype=np.int32)
+    a_count = np.empty(len(i), dtype=np.int32)
+    b_count = np.empty(len(i), dtype=np.int32)
     for p in prange(len(i)):
-        ca, cb = a_counts[i[p]], b_counts[j[p]]
-        if min(ca, cb) < need[ca + cb]:
-            out[p] = -1
-        else:
-            out[p] = _intersection(a, i[p], b, j[p])
-    return out
+        x, y = i[p], j[p]
+        s = ca = cb = 0
+        for t in range(a.shape[1]):
+            u, v = a[x, t], b[y, t]
+            s += _popcount(u & v)
+            ca += _popcount(u)
+            cb += _popcount(v)
+        inter[p], a_count[p], b_count[p] = s, ca, cb
+    return inter, a_count, b_count
 
 
-def _candidate_dice_pairs(a, b, threshold, a_counts, b_counts, i, j):
-    need = intersections_needed(threshold, a.shape[1] * 64)
-    ca, cb = a_counts.astype(np.int64), b_counts.astype(np.int64)
-    inter = _candidate_intersections(a, b, ca, cb, i, j, need)
-    totals = ca[i] + cb[j]
-    keep = (inter >= 0) & (inter >= need[totals])
-    i, j, inter, totals = i[keep], j[keep], inter[keep], totals[keep]
-    key = i * np.int64(b.shape[0]) + j
-    key, first = np.unique(key, return_index=True)  # sorted by (i, j), duplicates dropped
-    scores = np.where(totals[first] > 0, 2.0 * inter[first] / np.maximum(totals[first], 1), 0.0)
-    return i[first], j[first], scores.astype(np.float32)
+def _dice_scores(inter: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """float32 of 2·inter / total in float64 (as the kernels compute it); 0 where total is 0."""
+    return np.where(total > 0, 2.0 * inter / np.maximum(total, 1), 0.0).astype(np.float32)
+
+
+def _candidate_dice_pairs(a, b, threshold, i, j):
+    key, first = np.unique(i * np.int64(b.shape[0]) + j, return_index=True)  # sorted by (i, j), once
+    i, j = i[first], j[first]
+    inter, a_count, b_count = _pair_counts(a, b, i, j)
+    total = a_count.astype(np.int64) + b_count
+    keep = inter >= intersections_needed(threshold, a.shape[1] * 64)[total]
+    return i[keep], j[keep], _dice_scores(inter[keep], total[keep])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -495,36 +473,22 @@ def dice_pairs(
 
     Without ``candidates`` all n × m pairs are compared; with ``candidates = (i, j)`` (from
     blocking, say) only those, duplicates counted once. Either way the result is sorted by (i, j).
-    ``a_counts``/``b_counts`` (popcounts) may be passed when the caller already has them.
+    ``a_counts``/``b_counts`` (popcounts, for the all-pairs scan) may be passed when the caller
+    already has them.
     Threads: numba's, as set by ``numba.set_num_threads``."""
     a = _checked_filters(a, "a")
     b = _checked_filters(b, "b")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"a has {a.shape[1] * 64}-bit filters and b {b.shape[1] * 64}-bit ones")
     threshold = _checked_threshold(threshold)
-    a_counts = popcounts(a) if a_counts is None else _checked_counts(a_counts, a, "a_counts")
-    b_counts = popcounts(b) if b_counts is None else _checked_counts(b_counts, b, "b_counts")
     if candidates is not None:
         i, j = _checked_pairs(candidates, a.shape[0], b.shape[0])
-        return _candidate_dice_pairs(a, b, threshold, a_counts, b_counts, i, j)
+        return _candidate_dice_pairs(a, b, threshold, i, j)
+    a_counts = popcounts(a) if a_counts is None else _checked_counts(a_counts, a, "a_counts")
+    b_counts = popcounts(b) if b_counts is None else _checked_counts(b_counts, b, "b_counts")
     if a.shape[0] == 0 or b.shape[0] == 0:
         return _concatenated([], [], [])
     return _all_dice_pairs(a, b, threshold, a_counts, b_counts)
-
-
-@numba.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def _dice_of_pairs(a, b, i, j) -> np.ndarray:
-    out = np.empty(len(i), dtype=np.float32)
-    for p in prange(len(i)):
-        x, y = i[p], j[p]
-        inter = 0
-        total = 0
-        for t in range(a.shape[1]):
-            u, v = a[x, t], b[y, t]
-            inter += _popcount(u & v)
-            total += _popcount(u) + _popcount(v)
-        out[p] = _dice_score(inter, total)
-    return out
 
 
 def dice_of_pairs(a: np.ndarray, b: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
@@ -534,27 +498,8 @@ def dice_of_pairs(a: np.ndarray, b: np.ndarray, i: np.ndarray, j: np.ndarray) ->
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"a has {a.shape[1] * 64}-bit filters and b {b.shape[1] * 64}-bit ones")
     i, j = _checked_pairs((i, j), a.shape[0], b.shape[0])
-    return _dice_of_pairs(a, b, i, j)
-
-
-@numba.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def _group_dice_of_pairs(a, b, i, j) -> np.ndarray:
-    pairs, groups, words = len(i), a.shape[1], a.shape[2]
-    out = np.empty((pairs, groups), dtype=np.float32)
-    for p in prange(pairs):
-        x, y = i[p], j[p]
-        for g in range(groups):
-            inter = 0
-            ca = 0
-            cb = 0
-            for t in range(words):
-                u, v = a[x, g, t], b[y, g, t]
-                inter += _popcount(u & v)
-                ca += _popcount(u)
-                cb += _popcount(v)
-            # An empty group filter means the field is missing: neither agreement nor disagreement.
-            out[p, g] = np.float32(np.nan) if ca == 0 or cb == 0 else _dice_score(inter, ca + cb)
-    return out
+    inter, a_count, b_count = _pair_counts(a, b, i, j)
+    return _dice_scores(inter, a_count.astype(np.int64) + b_count)
 
 
 def group_dice_of_pairs(a_groups: np.ndarray, b_groups: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
@@ -566,7 +511,17 @@ def group_dice_of_pairs(a_groups: np.ndarray, b_groups: np.ndarray, i: np.ndarra
     if a_groups.shape[1:] != b_groups.shape[1:]:
         raise ValueError(f"group filters differ in shape: {a_groups.shape[1:]} and {b_groups.shape[1:]}")
     i, j = _checked_pairs((i, j), a_groups.shape[0], b_groups.shape[0])
-    return _group_dice_of_pairs(a_groups, b_groups, i, j)
+    groups, words = a_groups.shape[1], a_groups.shape[2]
+    # Each group filter as a row of its own: pair p, group g compares rows i·groups + g, j·groups + g.
+    g = np.arange(groups, dtype=np.int64)
+    inter, a_count, b_count = _pair_counts(
+        a_groups.reshape(-1, words), b_groups.reshape(-1, words),
+        (i[:, None] * groups + g).ravel(), (j[:, None] * groups + g).ravel(),
+    )  # fmt: skip
+    dice = _dice_scores(inter, a_count.astype(np.int64) + b_count)
+    # An empty group filter means the field is missing: neither agreement nor disagreement.
+    dice[(a_count == 0) | (b_count == 0)] = np.nan
+    return dice.reshape(len(i), groups)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The files of a demo task force: a CA, three agencies with synthetic records, configs.
 
 Everything is written under one folder; servers are started by the caller. The agencies share one
-schema and secret (what `linkage keys share` arranges in a real project).
+schema; the secret is either written for them or left to the key ceremony.
 """
 
 from __future__ import annotations
@@ -47,8 +47,14 @@ class DemoLayout:
         return self.coordinator / "coordinator.toml"
 
 
-def prepare_demo(root: Path, *, people: int = 2000, seed: int = 2026) -> tuple[DemoLayout, pl.DataFrame]:
-    """Write the CA, certificates, agencies' inputs and node configs; returns the layout and the truth."""
+def prepare_demo(
+    root: Path, *, people: int = 2000, seed: int = 2026, with_secret: bool = True
+) -> tuple[DemoLayout, pl.DataFrame]:
+    """Write the CA, certificates, agencies' inputs and node configs; returns the layout and the truth.
+
+    ``with_secret``: give every agency the same secret file directly; without it the agencies must
+    run the key ceremony (`linkage keys publish|share|receive`) before a job.
+    """
     layout = DemoLayout(root)
     if layout.pki.exists():
         shutil.rmtree(layout.pki)
@@ -70,7 +76,8 @@ def prepare_demo(root: Path, *, people: int = 2000, seed: int = 2026) -> tuple[D
         no_consent = np.where(rng.random(frame.height) < 0.02, "yes", "")
         frame.with_columns(no_consent=pl.Series(no_consent)).write_csv(folder / "input.csv")
         (folder / "schema.toml").write_text(schema.to_toml(), encoding="utf-8")
-        secret.write(folder / "secret.key")
+        if with_secret:
+            secret.write(folder / "secret.key")
         (folder / "node.toml").write_text(
             f"""# linkage node of {name}
 [node]

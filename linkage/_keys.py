@@ -71,6 +71,10 @@ class Secret:
         """A short public name for the secret: safe to log, useless for recovering it."""
         return hashlib.sha256(b"linkage/v1/fingerprint" + self._value).hexdigest()[:16]
 
+    def raw_bytes(self) -> bytes:
+        """The secret itself: for wrapping it to another agency (the key ceremony), nothing else."""
+        return self._value
+
     def derive(self, project: str, purpose: str, length: int = KEY_BYTES) -> bytes:
         """The key for one purpose within one project."""
         info = b"|".join((_KDF_INFO_PREFIX, project.encode(), purpose.encode()))

@@ -486,7 +486,7 @@ def _san_uris(cert: x509.Certificate) -> list[str]:
 def _parse_certificate(pem: bytes, where: str) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(pem)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, x509.InvalidVersion):
         raise PkiError(f"{where}: not a PEM certificate") from None
 
 

@@ -78,6 +78,43 @@ def cmd_keys_new(args: argparse.Namespace) -> None:
     _print("share it with the project's agencies only; never with the coordinator")
 
 
+def _node_tls(args: argparse.Namespace):
+    from ._config import load_node_config
+    from ._pki import load_tls
+
+    config = load_node_config(args.config)
+    return config, load_tls(config.tls.ca, config.tls.cert, config.tls.key)
+
+
+def cmd_keys_publish(args: argparse.Namespace) -> None:
+    from .protocol._keyshare import publish_card
+
+    config, tls = _node_tls(args)
+    card = publish_card(config, tls, args.coordinator)
+    _print(f"published the key card of {config.agency}: agreement key {card.agreement_key_fingerprint}")
+    _print("read this fingerprint to the other agencies over another channel; they see it when they share")
+
+
+def cmd_keys_share(args: argparse.Namespace) -> None:
+    from .protocol._keyshare import share_secret
+
+    config, tls = _node_tls(args)
+    recipients = [a.strip() for a in args.to.split(",") if a.strip()]
+    info = share_secret(config, tls, args.coordinator, project=args.project, recipients=recipients, epoch=args.epoch)
+    _print(f"shared a new secret for project {info.project} (epoch {info.epoch}) with {', '.join(r for r in recipients if r != config.agency)}")
+    _print(f"stored in {config.secret}, fingerprint {info.fingerprint}; the coordinator relayed copies it cannot open")
+
+
+def cmd_keys_receive(args: argparse.Namespace) -> None:
+    from .protocol._keyshare import receive_secret
+
+    config, tls = _node_tls(args)
+    trusted = [a.strip() for a in args.sender.split(",")] if args.sender else None
+    info = receive_secret(config, tls, args.coordinator, project=args.project, trusted_senders=trusted, expected_epoch=args.epoch)
+    _print(f"received the secret of project {info.project} (epoch {info.epoch}) from {info.sender}")
+    _print(f"stored in {config.secret}, fingerprint {info.fingerprint}: compare it with {info.sender}'s")
+
+
 # -- encode ----------------------------------------------------------------------------------------
 def rejects_path_for(out: Path) -> Path:
     return out.with_name(out.name.removesuffix(out.suffix) + ".rejects.csv")
@@ -341,6 +378,28 @@ def cmd_audit_export(args: argparse.Namespace) -> None:
         print(text, flush=True)
 
 
+def _key_ceremony(layout, coordinator: str) -> None:
+    """The agencies agree a secret through the coordinator, which relays what it cannot open."""
+    from ._config import load_node_config
+    from ._demo import AGENCIES
+    from ._pki import load_tls
+    from .protocol._keyshare import publish_card, receive_secret, share_secret
+
+    configs = {name: load_node_config(layout.node_config(name)) for name in AGENCIES}
+    tls = {name: load_tls(c.tls.ca, c.tls.cert, c.tls.key) for name, c in configs.items()}
+    _print("key ceremony (the coordinator relays; it never sees the secret):")
+    for name in AGENCIES:
+        card = publish_card(configs[name], tls[name], coordinator)
+        _print(f"  $ linkage keys publish --config {layout.node_config(name)} ...   agreement key {card.agreement_key_fingerprint}")
+    lead, *others = AGENCIES
+    info = share_secret(configs[lead], tls[lead], coordinator, project="task-force-demo", recipients=list(AGENCIES), epoch=1)
+    _print(f"  $ linkage keys share --config {layout.node_config(lead)} --project task-force-demo --to {','.join(AGENCIES)} ...   secret {info.fingerprint}")
+    for name in others:
+        got = receive_secret(configs[name], tls[name], coordinator, project="task-force-demo", trusted_senders=[lead])
+        _print(f"  $ linkage keys receive --config {layout.node_config(name)} --project task-force-demo --sender {lead} ...   secret {got.fingerprint}")
+    _print("")
+
+
 # -- demo ------------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> None:
     if args.workdir:
@@ -361,7 +420,7 @@ def _run_demo(workdir: Path, people: int) -> None:
 
     started = time.perf_counter()
     _print(f"linkage demo in {workdir}: a task force of {', '.join(AGENCIES)} and a coordinator")
-    layout, truth = prepare_demo(workdir, people=people)
+    layout, truth = prepare_demo(workdir, people=people, with_secret=False)
     _print(f"  CA and certificates in {layout.pki}; synthetic records of {people:,} people spread over the agencies")
     servers, ports = [], {}
     try:
@@ -377,6 +436,7 @@ def _run_demo(workdir: Path, people: int) -> None:
         server, port, health_servicer = start_coordinator(config, tls)
         servers.append((server, health_servicer))
         _print(f"  coordinator          on 127.0.0.1:{port}\n")
+        _key_ceremony(layout, f"127.0.0.1:{port}")
         _print(f"$ linkage job run --config {layout.coordinator_config} --coordinator 127.0.0.1:{port} --agencies {','.join(AGENCIES)}")
         state = _run_job(f"127.0.0.1:{port}", tls, list(AGENCIES))
         if state != "done":
@@ -427,6 +487,25 @@ def build_parser() -> argparse.ArgumentParser:
     new = keys.add_parser("new", help="write a fresh 32-byte secret (mode 0600; never overwrites)")
     new.add_argument("--out", required=True)
     new.set_defaults(func=cmd_keys_new)
+
+    publish = keys.add_parser("publish", help="publish this agency's key card (its agreement key, signed by its certificate)")
+    publish.add_argument("--config", required=True, help="node.toml")
+    publish.add_argument("--coordinator", required=True, help="HOST:PORT of the coordinator that relays")
+    publish.set_defaults(func=cmd_keys_publish)
+    share = keys.add_parser("share", help="make a project secret and wrap it for the named agencies' key cards")
+    share.add_argument("--config", required=True, help="node.toml (the secret is stored at its data.secret)")
+    share.add_argument("--coordinator", required=True, help="HOST:PORT of the coordinator that relays")
+    share.add_argument("--project", required=True)
+    share.add_argument("--to", required=True, help="comma-separated agencies (this one may be listed too)")
+    share.add_argument("--epoch", type=int, default=1, help="key epoch of this secret (default 1; a new secret, a new epoch)")
+    share.set_defaults(func=cmd_keys_share)
+    receive = keys.add_parser("receive", help="fetch, check and store the project secret wrapped for this agency")
+    receive.add_argument("--config", required=True, help="node.toml (the secret is stored at its data.secret)")
+    receive.add_argument("--coordinator", required=True, help="HOST:PORT of the coordinator that relays")
+    receive.add_argument("--project", required=True)
+    receive.add_argument("--sender", help="accept the secret only from these agencies (comma-separated)")
+    receive.add_argument("--epoch", type=int, help="accept only this key epoch")
+    receive.set_defaults(func=cmd_keys_receive)
 
     enc = commands.add_parser("encode", help="encode a CSV or Parquet file into keyed Bloom filters (Parquet)")
     enc.add_argument("--schema", required=True, help="schema file (TOML)")

@@ -12,6 +12,7 @@ import grpc: the protocol layer maps the name).
     ├── EncodingsError           an encodings file is unreadable or was made under another schema
     ├── ConfigError              a node or coordinator config is missing or malformed (names the key)
     ├── PkiError                 a CA, certificate or key is missing, malformed, expired or foreign
+    ├── CeremonyError            a key card or wrapped secret is forged, altered or not meant for us
     ├── TransferError            a stream between parties arrived incomplete, altered or malformed
     ├── JobError                 a job cannot run: unknown agency, failed transfer, mismatched schemas
     ├── ServerError              a server cannot start (address in use)
@@ -29,6 +30,7 @@ __all__ = [
     "AuditEntryError",
     "AuditError",
     "AuditKeyError",
+    "CeremonyError",
     "ConfigError",
     "EncodingsError",
     "InputError",
@@ -80,6 +82,12 @@ class ConfigError(LinkageError):
 
 class PkiError(LinkageError):
     """A CA, certificate or key is missing, malformed, mismatched, expired, or would be overwritten."""
+
+    grpc_status = "FAILED_PRECONDITION"
+
+
+class CeremonyError(LinkageError):
+    """A key card or wrapped secret is malformed, forged, altered, expired or not meant for this agency."""
 
     grpc_status = "FAILED_PRECONDITION"
 

@@ -29,6 +29,7 @@ from .._report import link_summary
 from ..errors import JobError, LinkageError
 from ._auth import caller
 from ._convert import TransferError, encodings_from_chunks, result_chunks
+from ._relay import KeyRelayService
 from ._server import create_server, secure_channel
 from .v1 import linkage_pb2 as pb
 from .v1 import linkage_pb2_grpc as pb_grpc
@@ -40,6 +41,8 @@ def coordinator_policy(config: CoordinatorConfig):
     def policy(method: str, identity: Identity) -> str | None:
         if method.startswith("/linkage.v1.Audit/"):
             return None if identity.role == "auditor" else f"role {identity.role} may not read the audit log; only an auditor may"
+        if method.startswith("/linkage.v1.KeyRelay/"):
+            return None if identity.role == "node" else f"role {identity.role} takes no part in the key ceremony; only agency nodes do"
         if identity.role != "coordinator" or identity.name != config.name:
             return f"only coordinator {config.name} may call {method}"
         return None
@@ -284,9 +287,12 @@ def start_coordinator(config: CoordinatorConfig, tls: TlsMaterial):
     service = CoordinatorService(config, tls, store, audit)
     audit_service = AuditService(audit, (config.data_dir / AUDIT_PUBLIC_KEY_FILE).read_bytes())
 
+    relay = KeyRelayService(config.data_dir / "keys.db", audit)
+
     def register(server: grpc.Server) -> None:
         pb_grpc.add_CoordinatorServicer_to_server(service, server)
         pb_grpc.add_AuditServicer_to_server(audit_service, server)
+        pb_grpc.add_KeyRelayServicer_to_server(relay, server)
 
     return create_server(config.listen, tls, coordinator_policy(config), register)
 

@@ -193,3 +193,43 @@ class AuditVerifyResponse(_message.Message):
     reason: str
     public_key_pem: str
     def __init__(self, ok: _Optional[bool] = ..., checked: _Optional[int] = ..., first_bad: _Optional[int] = ..., reason: _Optional[str] = ..., public_key_pem: _Optional[str] = ...) -> None: ...
+
+class KeyCardMessage(_message.Message):
+    __slots__ = ("card",)
+    CARD_FIELD_NUMBER: _ClassVar[int]
+    card: bytes
+    def __init__(self, card: _Optional[bytes] = ...) -> None: ...
+
+class ListKeyCardsRequest(_message.Message):
+    __slots__ = ("agencies",)
+    AGENCIES_FIELD_NUMBER: _ClassVar[int]
+    agencies: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, agencies: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class KeyCards(_message.Message):
+    __slots__ = ("cards",)
+    CARDS_FIELD_NUMBER: _ClassVar[int]
+    cards: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, cards: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class WrappedSecrets(_message.Message):
+    __slots__ = ("project", "epoch", "wrapped")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    WRAPPED_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    epoch: int
+    wrapped: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, project: _Optional[str] = ..., epoch: _Optional[int] = ..., wrapped: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class FetchWrappedRequest(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    def __init__(self, project: _Optional[str] = ...) -> None: ...
+
+class RelayAck(_message.Message):
+    __slots__ = ("count",)
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    def __init__(self, count: _Optional[int] = ...) -> None: ...

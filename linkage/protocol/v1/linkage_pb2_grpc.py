@@ -302,6 +302,213 @@ class Coordinator:
             _registered_method=True)
 
 
+class KeyRelayStub:
+    """The key ceremony: the coordinator relays agencies' key cards and wrapped secrets, which it cannot
+    open. Only nodes call it; each may publish only its own card and fetch only copies meant for it.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.PublishKeyCard = channel.unary_unary(
+                '/linkage.v1.KeyRelay/PublishKeyCard',
+                request_serializer=linkage_dot_v1_dot_linkage__pb2.KeyCardMessage.SerializeToString,
+                response_deserializer=linkage_dot_v1_dot_linkage__pb2.RelayAck.FromString,
+                _registered_method=True)
+        self.ListKeyCards = channel.unary_unary(
+                '/linkage.v1.KeyRelay/ListKeyCards',
+                request_serializer=linkage_dot_v1_dot_linkage__pb2.ListKeyCardsRequest.SerializeToString,
+                response_deserializer=linkage_dot_v1_dot_linkage__pb2.KeyCards.FromString,
+                _registered_method=True)
+        self.PostWrappedSecrets = channel.unary_unary(
+                '/linkage.v1.KeyRelay/PostWrappedSecrets',
+                request_serializer=linkage_dot_v1_dot_linkage__pb2.WrappedSecrets.SerializeToString,
+                response_deserializer=linkage_dot_v1_dot_linkage__pb2.RelayAck.FromString,
+                _registered_method=True)
+        self.FetchWrappedSecrets = channel.unary_unary(
+                '/linkage.v1.KeyRelay/FetchWrappedSecrets',
+                request_serializer=linkage_dot_v1_dot_linkage__pb2.FetchWrappedRequest.SerializeToString,
+                response_deserializer=linkage_dot_v1_dot_linkage__pb2.WrappedSecrets.FromString,
+                _registered_method=True)
+
+
+class KeyRelayServicer:
+    """The key ceremony: the coordinator relays agencies' key cards and wrapped secrets, which it cannot
+    open. Only nodes call it; each may publish only its own card and fetch only copies meant for it.
+    """
+
+    def PublishKeyCard(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListKeyCards(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PostWrappedSecrets(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FetchWrappedSecrets(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_KeyRelayServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'PublishKeyCard': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishKeyCard,
+                    request_deserializer=linkage_dot_v1_dot_linkage__pb2.KeyCardMessage.FromString,
+                    response_serializer=linkage_dot_v1_dot_linkage__pb2.RelayAck.SerializeToString,
+            ),
+            'ListKeyCards': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKeyCards,
+                    request_deserializer=linkage_dot_v1_dot_linkage__pb2.ListKeyCardsRequest.FromString,
+                    response_serializer=linkage_dot_v1_dot_linkage__pb2.KeyCards.SerializeToString,
+            ),
+            'PostWrappedSecrets': grpc.unary_unary_rpc_method_handler(
+                    servicer.PostWrappedSecrets,
+                    request_deserializer=linkage_dot_v1_dot_linkage__pb2.WrappedSecrets.FromString,
+                    response_serializer=linkage_dot_v1_dot_linkage__pb2.RelayAck.SerializeToString,
+            ),
+            'FetchWrappedSecrets': grpc.unary_unary_rpc_method_handler(
+                    servicer.FetchWrappedSecrets,
+                    request_deserializer=linkage_dot_v1_dot_linkage__pb2.FetchWrappedRequest.FromString,
+                    response_serializer=linkage_dot_v1_dot_linkage__pb2.WrappedSecrets.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'linkage.v1.KeyRelay', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('linkage.v1.KeyRelay', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class KeyRelay:
+    """The key ceremony: the coordinator relays agencies' key cards and wrapped secrets, which it cannot
+    open. Only nodes call it; each may publish only its own card and fetch only copies meant for it.
+    """
+
+    @staticmethod
+    def PublishKeyCard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.KeyRelay/PublishKeyCard',
+            linkage_dot_v1_dot_linkage__pb2.KeyCardMessage.SerializeToString,
+            linkage_dot_v1_dot_linkage__pb2.RelayAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKeyCards(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.KeyRelay/ListKeyCards',
+            linkage_dot_v1_dot_linkage__pb2.ListKeyCardsRequest.SerializeToString,
+            linkage_dot_v1_dot_linkage__pb2.KeyCards.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PostWrappedSecrets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.KeyRelay/PostWrappedSecrets',
+            linkage_dot_v1_dot_linkage__pb2.WrappedSecrets.SerializeToString,
+            linkage_dot_v1_dot_linkage__pb2.RelayAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchWrappedSecrets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.KeyRelay/FetchWrappedSecrets',
+            linkage_dot_v1_dot_linkage__pb2.FetchWrappedRequest.SerializeToString,
+            linkage_dot_v1_dot_linkage__pb2.WrappedSecrets.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class AuditStub:
     """Auditors read the coordinator's tamper-evident log; every read is itself logged.
     """

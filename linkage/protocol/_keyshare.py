@@ -1,0 +1,125 @@
+"""A node's side of the key ceremony, over the coordinator's KeyRelay service.
+
+    publish: make (once) the node's agreement key, sign a key card with its certificate, post it
+    share:   one agency makes a fresh secret, wraps it for each named agency's verified card, posts
+    receive: the others fetch the copy meant for them, check who made it, and store the secret
+
+The secret is stored (mode 0600, never overwritten) at the node config's ``data.secret``, with a
+sidecar ``<secret>.json`` holding project, epoch, sender and the secret's fingerprint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import grpc
+
+from .._ceremony import (
+    AgreementKey, KeyCard, SecretInfo, WrappedSecret, read_secret_info, unwrap_secret, verify_key_card, wrap_secret,
+    write_secret_info,
+)  # fmt: skip
+from .._config import NodeConfig
+from .._keys import Secret
+from .._pki import TlsMaterial
+from ..errors import CeremonyError, JobError, SecretError
+from ._server import secure_channel
+from .v1 import linkage_pb2 as pb
+from .v1 import linkage_pb2_grpc as pb_grpc
+
+AGREEMENT_KEY_FILE = "agreement.key"
+
+
+def secret_info_path(secret_path: Path) -> Path:
+    return secret_path.with_name(secret_path.name + ".json")
+
+
+def key_epoch_of(secret_path: Path) -> int:
+    """The epoch recorded beside a secret by the ceremony; 0 for a secret made by `keys new`."""
+    info = secret_info_path(secret_path)
+    return read_secret_info(info).epoch if info.exists() else 0
+
+
+def _relay(address: str, tls: TlsMaterial, call):
+    try:
+        with secure_channel(address, tls) as channel:
+            return call(pb_grpc.KeyRelayStub(channel))
+    except grpc.RpcError as error:
+        raise JobError(f"coordinator at {address}: {error.code().name}: {error.details()}") from None
+
+
+def agreement_key(config: NodeConfig) -> AgreementKey:
+    path = config.data_dir / AGREEMENT_KEY_FILE
+    if path.exists():
+        return AgreementKey.load(path)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    key = AgreementKey.generate()
+    key.write(path)
+    return key
+
+
+def publish_card(config: NodeConfig, tls: TlsMaterial, address: str, *, now: dt.datetime | None = None) -> KeyCard:
+    card = KeyCard.from_bytes(make_card_bytes(config, tls, now=now))
+    _relay(address, tls, lambda stub: stub.PublishKeyCard(pb.KeyCardMessage(card=card.to_bytes()), timeout=30))
+    return card
+
+
+def make_card_bytes(config: NodeConfig, tls: TlsMaterial, *, now: dt.datetime | None = None) -> bytes:
+    from .._ceremony import make_key_card
+
+    return make_key_card(agreement_key(config), tls, now=now or dt.datetime.now(dt.UTC)).to_bytes()
+
+
+def _refuse_existing_secret(path: Path) -> None:
+    if path.exists():
+        raise SecretError(f"{path}: a secret is already there; for a new epoch point data.secret at a new file")
+
+
+def share_secret(
+    config: NodeConfig, tls: TlsMaterial, address: str, *, project: str, recipients: list[str], epoch: int,
+    now: dt.datetime | None = None,
+) -> SecretInfo:  # fmt: skip
+    """Make a fresh secret, wrap it for every other named agency, post the copies, keep our own."""
+    _refuse_existing_secret(config.secret)
+    now = now or dt.datetime.now(dt.UTC)
+    others = [r for r in dict.fromkeys(recipients) if r != config.agency]
+    if not others:
+        raise CeremonyError("name at least one other agency to share the secret with")
+    cards = _relay(address, tls, lambda stub: stub.ListKeyCards(pb.ListKeyCardsRequest(agencies=others), timeout=30)).cards
+    secret = Secret.generate()
+    wrapped = [
+        wrap_secret(secret, project=project, epoch=epoch, recipient=name, recipient_card=KeyCard.from_bytes(card), sender=tls, now=now)
+        for name, card in zip(others, cards, strict=True)
+    ]
+    _relay(address, tls, lambda stub: stub.PostWrappedSecrets(
+        pb.WrappedSecrets(project=project, epoch=epoch, wrapped=[w.to_bytes() for w in wrapped]), timeout=30))  # fmt: skip
+    info = SecretInfo(project=project, epoch=epoch, sender=config.agency, fingerprint=secret.fingerprint)
+    config.secret.parent.mkdir(parents=True, exist_ok=True)
+    secret.write(config.secret)
+    write_secret_info(secret_info_path(config.secret), info)
+    return info
+
+
+def receive_secret(
+    config: NodeConfig, tls: TlsMaterial, address: str, *, project: str, trusted_senders: list[str] | None = None,
+    expected_epoch: int | None = None, now: dt.datetime | None = None,
+) -> SecretInfo:  # fmt: skip
+    """Fetch the copy meant for this agency, check who made it, store the secret."""
+    _refuse_existing_secret(config.secret)
+    response = _relay(address, tls, lambda stub: stub.FetchWrappedSecrets(pb.FetchWrappedRequest(project=project), timeout=30))
+    if not response.wrapped:
+        raise CeremonyError(f"no wrapped secret for {config.agency} in project {project!r}")
+    secret, info = unwrap_secret(
+        WrappedSecret.from_bytes(response.wrapped[0]), agreement_key=agreement_key(config), my_name=config.agency,
+        ca_pem=tls.ca_pem, expected_project=project, expected_epoch=expected_epoch,
+        trusted_senders=set(trusted_senders) if trusted_senders else None, now=now,
+    )  # fmt: skip
+    config.secret.parent.mkdir(parents=True, exist_ok=True)
+    secret.write(config.secret)
+    write_secret_info(secret_info_path(config.secret), info)
+    return info
+
+
+def verified_card_fingerprint(card: KeyCard, ca_pem: bytes) -> str:
+    verify_key_card(card, ca_pem, expected_name=card.agency)
+    return card.agreement_key_fingerprint

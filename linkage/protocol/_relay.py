@@ -1,0 +1,106 @@
+"""The coordinator's side of the key ceremony: it stores and relays what it cannot open.
+
+Key cards and wrapped secrets are signed by the agencies' certificates and sealed to the
+recipients' agreement keys (see ``linkage._ceremony``); the coordinator checks only who may post
+or fetch what, keeps the blobs in ``keys.db`` and logs every step.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import sqlite3
+import threading
+from pathlib import Path
+
+import grpc
+
+from .._audit import AuditLog
+from .._ceremony import KeyCard, WrappedSecret
+from ..errors import CeremonyError
+from ._auth import caller
+from .v1 import linkage_pb2 as pb
+from .v1 import linkage_pb2_grpc as pb_grpc
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cards (agency TEXT PRIMARY KEY, card BLOB NOT NULL, published TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS wrapped (
+    project TEXT NOT NULL, epoch INTEGER NOT NULL, sender TEXT NOT NULL, recipient TEXT NOT NULL,
+    blob BLOB NOT NULL, posted TEXT NOT NULL, PRIMARY KEY (project, epoch, sender, recipient)
+);
+"""
+
+
+class RelayPermissionError(CeremonyError):
+    grpc_status = "PERMISSION_DENIED"
+
+
+def _digest(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()
+
+
+class KeyRelayService(pb_grpc.KeyRelayServicer):
+    def __init__(self, path: Path, audit: AuditLog) -> None:
+        self._path, self._audit = path, audit
+        self._lock = threading.Lock()
+        with sqlite3.connect(path) as db:
+            db.executescript(_SCHEMA)
+
+    def _now(self) -> str:
+        return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+    def PublishKeyCard(self, request: pb.KeyCardMessage, context: grpc.ServicerContext) -> pb.RelayAck:
+        me = caller(context)
+        card = KeyCard.from_bytes(request.card)
+        if card.agency != me.name:
+            raise RelayPermissionError(f"{me}: may publish only its own key card, not {card.agency}'s")
+        with self._lock, sqlite3.connect(self._path) as db:
+            db.execute("INSERT OR REPLACE INTO cards VALUES (?, ?, ?)", (card.agency, request.card, self._now()))
+        self._audit.append(str(me), "key card published", details={
+            "agency": card.agency, "agreement_key": card.agreement_key_fingerprint, "digest": _digest(request.card),
+        })  # fmt: skip
+        return pb.RelayAck(count=1)
+
+    def ListKeyCards(self, request: pb.ListKeyCardsRequest, context: grpc.ServicerContext) -> pb.KeyCards:
+        with sqlite3.connect(self._path) as db:
+            found = dict(db.execute("SELECT agency, card FROM cards"))
+        missing = [a for a in request.agencies if a not in found]
+        if missing:
+            raise CeremonyError(f"no key card published by {', '.join(missing)} (run `linkage keys publish` there)")
+        return pb.KeyCards(cards=[found[a] for a in request.agencies])
+
+    def PostWrappedSecrets(self, request: pb.WrappedSecrets, context: grpc.ServicerContext) -> pb.RelayAck:
+        me = caller(context)
+        copies = [(WrappedSecret.from_bytes(blob), blob) for blob in request.wrapped]
+        for wrapped, _ in copies:
+            if wrapped.sender != me.name:
+                raise RelayPermissionError(f"{me}: may post only copies it wrapped, not {wrapped.sender}'s")
+            if wrapped.project != request.project or wrapped.epoch != request.epoch:
+                raise CeremonyError(f"a copy for {wrapped.recipient} is for another project or epoch")
+        with self._lock, sqlite3.connect(self._path) as db:
+            for wrapped, blob in copies:
+                db.execute(
+                    "INSERT OR REPLACE INTO wrapped VALUES (?, ?, ?, ?, ?, ?)",
+                    (wrapped.project, wrapped.epoch, wrapped.sender, wrapped.recipient, blob, self._now()),
+                )
+        self._audit.append(str(me), "secret relayed", project=request.project, details={
+            "epoch": request.epoch, "sender": me.name, "recipients": sorted(w.recipient for w, _ in copies),
+            "digests": [_digest(blob) for _, blob in copies],
+        })  # fmt: skip
+        return pb.RelayAck(count=len(copies))
+
+    def FetchWrappedSecrets(self, request: pb.FetchWrappedRequest, context: grpc.ServicerContext) -> pb.WrappedSecrets:
+        me = caller(context)
+        with sqlite3.connect(self._path) as db:
+            rows = db.execute(
+                "SELECT epoch, blob FROM wrapped WHERE project = ? AND recipient = ? ORDER BY epoch DESC, posted DESC",
+                (request.project, me.name),
+            ).fetchall()
+        if not rows:
+            raise CeremonyError(f"no wrapped secret for {me.name} in project {request.project!r} yet")
+        epoch = rows[0][0]
+        blobs = [blob for e, blob in rows if e == epoch]
+        self._audit.append(str(me), "wrapped secret fetched", project=request.project, details={
+            "epoch": epoch, "recipient": me.name, "digests": [_digest(b) for b in blobs],
+        })  # fmt: skip
+        return pb.WrappedSecrets(project=request.project, epoch=epoch, wrapped=blobs)
