@@ -1,0 +1,91 @@
+"""The key ceremony over real servers: the coordinator relays, and cannot open or swap."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+
+import grpc
+import pytest
+
+from linkage._ceremony import AgreementKey, make_key_card
+from linkage._config import load_coordinator_config, load_node_config
+from linkage._demo import AGENCIES, prepare_demo, write_coordinator_config
+from linkage._keys import Secret
+from linkage._pki import channel_credentials, load_tls
+from linkage.errors import CeremonyError, JobError
+from linkage.protocol._coordinator import start_coordinator
+from linkage.protocol._keyshare import key_epoch_of, publish_card, receive_secret, share_secret
+from linkage.protocol.v1 import linkage_pb2 as pb
+from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
+
+
+@pytest.fixture
+def relay(tmp_path):
+    layout, _ = prepare_demo(tmp_path, people=50, seed=3, with_secret=False)
+    config = load_coordinator_config(write_coordinator_config(layout, {name: 1 for name in AGENCIES}))
+    server, port, _ = start_coordinator(config, load_tls(config.tls.ca, config.tls.cert, config.tls.key))
+    nodes = {name: load_node_config(layout.node_config(name)) for name in AGENCIES}
+    tls = {name: load_tls(c.tls.ca, c.tls.cert, c.tls.key) for name, c in nodes.items()}
+    yield layout, f"127.0.0.1:{port}", nodes, tls
+    server.stop(0).wait()
+
+
+def test_agencies_end_with_the_same_secret_the_coordinator_never_held(relay):
+    layout, address, nodes, tls = relay
+    for name in AGENCIES:
+        publish_card(nodes[name], tls[name], address)
+    shared = share_secret(nodes["police"], tls["police"], address, project="p1", recipients=list(AGENCIES), epoch=3)
+    for name in ("child_welfare", "victim_services"):
+        got = receive_secret(nodes[name], tls[name], address, project="p1", trusted_senders=["police"], expected_epoch=3)
+        assert got.fingerprint == shared.fingerprint and got.epoch == 3
+        assert Secret.from_file(nodes[name].secret) == Secret.from_file(nodes["police"].secret)
+        assert key_epoch_of(nodes[name].secret) == 3
+    secret = Secret.from_file(nodes["police"].secret).raw_bytes()
+    stored = b"".join(p.read_bytes() for p in layout.coordinator.rglob("*") if p.is_file())
+    assert secret not in stored and secret.hex().encode() not in stored
+    log = (layout.coordinator / "audit.db").read_bytes()
+    assert b"secret relayed" in log and b"key card published" in log
+
+
+def test_a_coordinator_that_swaps_a_key_card_is_caught(relay):
+    layout, address, nodes, tls = relay
+    for name in AGENCIES:
+        publish_card(nodes[name], tls[name], address)
+    # The coordinator replaces victim_services' card with one for an agreement key of its own,
+    # signed... with the only certificate key it has: its own.
+    coordinator_tls = load_tls(layout.pki / "ca.pem", layout.pki / "coordinator.pem", layout.pki / "coordinator.key")
+    with pytest.raises(CeremonyError):
+        make_key_card(AgreementKey.generate(), coordinator_tls, now=dt.datetime.now(dt.UTC))
+    # So it swaps in another agency's genuine card under victim_services' name instead.
+    with sqlite3.connect(layout.coordinator / "keys.db") as db:
+        police_card = db.execute("SELECT card FROM cards WHERE agency = 'police'").fetchone()[0]
+        db.execute("UPDATE cards SET card = ? WHERE agency = 'victim_services'", (police_card,))
+    with pytest.raises(CeremonyError):
+        share_secret(nodes["police"], tls["police"], address, project="p1", recipients=list(AGENCIES), epoch=1)
+    assert not nodes["police"].secret.exists()
+
+
+def test_who_may_use_the_relay(relay):
+    layout, address, nodes, tls = relay
+    publish_card(nodes["police"], tls["police"], address)
+    # a node may not publish another agency's card
+    card = make_key_card(AgreementKey.generate(), tls["child_welfare"], now=dt.datetime.now(dt.UTC))
+    with grpc.secure_channel(address, channel_credentials(tls["police"])) as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            pb_grpc.KeyRelayStub(channel).PublishKeyCard(pb.KeyCardMessage(card=card.to_bytes()), timeout=10)
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # the coordinator's and the auditor's certificates take no part
+    for who in ("coordinator", "auditor"):
+        other = load_tls(layout.pki / "ca.pem", layout.pki / f"{who}.pem", layout.pki / f"{who}.key")
+        with grpc.secure_channel(address, channel_credentials(other)) as channel:
+            with pytest.raises(grpc.RpcError) as info:
+                pb_grpc.KeyRelayStub(channel).ListKeyCards(pb.ListKeyCardsRequest(agencies=["police"]), timeout=10)
+            assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # a secret from an untrusted sender is refused; a missing card is named
+    with pytest.raises(JobError, match="no key card published by child_welfare, victim_services"):
+        share_secret(nodes["police"], tls["police"], address, project="p1", recipients=list(AGENCIES), epoch=1)
+    publish_card(nodes["child_welfare"], tls["child_welfare"], address)
+    share_secret(nodes["child_welfare"], tls["child_welfare"], address, project="p2", recipients=["police"], epoch=1)
+    with pytest.raises(CeremonyError):
+        receive_secret(nodes["police"], tls["police"], address, project="p2", trusted_senders=["victim_services"])
