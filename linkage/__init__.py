@@ -5,6 +5,7 @@ The public surface is re-exported here; implementation modules are private (``_s
 
 from ._encodings import Encodings, read_encodings, write_encodings
 from ._keys import Secret
+from ._link import LinkResult, LinkSettings, link
 from ._records import read_records
 from ._schema import ENCODING_VERSION, FieldSpec, FilterSpec, HardeningSpec, Schema, kind_for_column
 from .bloom import EncodeResult, encode
@@ -21,6 +22,8 @@ __all__ = [
     "FilterSpec",
     "HardeningSpec",
     "InputError",
+    "LinkResult",
+    "LinkSettings",
     "LinkageError",
     "Schema",
     "SchemaError",
@@ -28,6 +31,7 @@ __all__ = [
     "SecretError",
     "encode",
     "kind_for_column",
+    "link",
     "read_encodings",
     "read_records",
     "write_encodings",
