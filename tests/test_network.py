@@ -334,3 +334,37 @@ def test_audit_verify_names_the_edited_entry(task_force, tmp_path, run_cli):
         db.execute("UPDATE entries SET actor = 'coordinator/someone-else' WHERE seq = 2")
     result = run_cli("audit", "verify", "--log", log)
     assert result.code == 1 and "entry 2: contents do not match its hash (edited)" in result.err
+
+
+class DyingNode(NodeService):
+    """Breaks off the stream after its first chunk, on the first ``times`` calls (None: always)."""
+
+    def __init__(self, *args, times=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls, self.times = 0, times
+
+    def FetchEncodings(self, request, context):
+        self.calls += 1
+        for n, chunk in enumerate(super().FetchEncodings(request, context)):
+            if n == 1 and (self.times is None or self.calls <= self.times):
+                context.abort(grpc.StatusCode.UNAVAILABLE, "node went away")
+            yield chunk
+
+
+@pytest.mark.parametrize(("times", "state"), [(1, "done"), (None, "failed")])
+def test_a_node_dying_mid_stream_is_retried_then_fails_the_job(task_force, tmp_path, times, state):
+    config = dataclasses.replace(task_force.node_configs["police"], chunk_records=64)
+    service = DyingNode(config, times=times)
+    server, port, _ = create_server("127.0.0.1:0", load_tls(config.tls.ca, config.tls.cert, config.tls.key), node_policy(config),
+                                    lambda s: pb_grpc.add_NodeServicer_to_server(service, s))  # fmt: skip
+    coordinator, coordinator_port, _ = coordinator_with(task_force, tmp_path, {"police": port})
+    try:
+        last, events = run(f"127.0.0.1:{coordinator_port}", task_force.tls, list(AGENCIES))
+        assert last.state == state, last.summary
+        assert any("police: transfer attempt 1 failed" in e.message and "node went away" in e.message for e in events)
+        if state == "failed":
+            assert last.summary.startswith("police: transfer failed after 3 attempts")
+            assert not list((task_force.layout.agency("child_welfare") / "results").glob(f"{last.job_id}*"))
+    finally:
+        server.stop(0).wait()
+        coordinator.stop(0).wait()
