@@ -36,9 +36,7 @@ import hmac
 import json
 import math
 import numbers
-import os
 import sqlite3
-import stat
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -51,6 +49,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from ._files import write_new_file
 from .errors import AuditEntryError, AuditError, AuditKeyError
 
 __all__ = [
@@ -201,15 +200,7 @@ class AuditKey:
         pem = self._private.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
-        except FileExistsError:
-            raise AuditKeyError(f"{path}: already exists; refusing to overwrite an audit key") from None
-        except OSError as exc:
-            raise AuditKeyError(f"{path}: cannot create audit key file ({exc.strerror})") from None
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), stat.S_IRUSR | stat.S_IWUSR)  # whatever the umask
-            handle.write(pem)
+        write_new_file(path, pem, what="an audit key", error=AuditKeyError)
 
     @property
     def public_key(self) -> AuditPublicKey:

@@ -47,7 +47,6 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import os
 import re
 import stat
 from collections.abc import Collection
@@ -64,6 +63,7 @@ from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 
 from ._keys import SECRET_BYTES, Secret
 from ._pki import CLOCK_SKEW_ALLOWANCE, Identity, PkiError, TlsMaterial, verify_chain
+from ._files import write_new_file
 from .errors import CeremonyError
 
 __all__ = [
@@ -151,7 +151,7 @@ class AgreementKey:
         pem = self._private_key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        _write_new_file(path, pem, what="an agreement key")
+        write_new_file(path, pem, what="an agreement key", error=CeremonyError)
 
     @property
     def public_bytes(self) -> bytes:
@@ -540,7 +540,7 @@ def write_secret_info(path: str | Path, info: SecretInfo) -> None:
         "fingerprint": info.fingerprint,
     }
     text = json.dumps(document, sort_keys=True, indent=2, ensure_ascii=True) + "\n"
-    _write_new_file(Path(path), text.encode("ascii"), what="a secret's record")
+    write_new_file(Path(path), text.encode("ascii"), what="a secret's record", error=CeremonyError)
 
 
 def read_secret_info(path: str | Path) -> SecretInfo:
@@ -783,19 +783,3 @@ def _base64(data: bytes) -> str:
 
 def _format_timestamp(value: dt.datetime) -> str:
     return value.astimezone(dt.timezone.utc).strftime(_TIMESTAMP_FORMAT)
-
-
-def _write_new_file(path: Path, data: bytes, *, what: str) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _PRIVATE_FILE_MODE)
-    except FileExistsError:
-        raise CeremonyError(f"{path}: already exists; refusing to overwrite {what}") from None
-    except OSError as exc:
-        raise CeremonyError(f"{path}: cannot create ({exc.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), _PRIVATE_FILE_MODE)  # exactly 0600, whatever the umask
-            handle.write(data)
-    except OSError as exc:
-        path.unlink(missing_ok=True)
-        raise CeremonyError(f"{path}: cannot write ({exc.strerror})") from None

@@ -9,14 +9,13 @@ purpose say nothing about another and encodings of two projects cannot be joined
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
-import stat
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from ._files import write_new_file
 from .errors import SecretError
 
 SECRET_BYTES = 32
@@ -56,15 +55,7 @@ class Secret:
 
     def write(self, path: str | Path) -> None:
         """Write the secret to a new file readable by its owner only; never overwrite."""
-        path = Path(path)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
-        except FileExistsError:
-            raise SecretError(f"{path}: already exists; refusing to overwrite a secret") from None
-        except OSError as exc:
-            raise SecretError(f"{path}: cannot create secret file ({exc.strerror})") from None
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(self._value)
+        write_new_file(Path(path), self._value, what="a secret", error=SecretError)
 
     @property
     def fingerprint(self) -> str:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import re
 import stat
 from collections.abc import Iterable, Sequence
@@ -39,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
+from ._files import write_new_file
 from .errors import PkiError
 
 if TYPE_CHECKING:  # the credential helpers import grpc lazily; see the end of this module
@@ -547,27 +547,9 @@ def _write_pair(
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    _write_new_file(key_path, key_pem, _PRIVATE_FILE_MODE, what=what)
+    write_new_file(key_path, key_pem, what=what, error=PkiError, mode=_PRIVATE_FILE_MODE)
     try:
-        _write_new_file(cert_path, cert.public_bytes(serialization.Encoding.PEM), _PUBLIC_FILE_MODE, what=what)
+        write_new_file(cert_path, cert.public_bytes(serialization.Encoding.PEM), what=what, error=PkiError, mode=_PUBLIC_FILE_MODE)
     except BaseException:
         key_path.unlink(missing_ok=True)
         raise
-
-
-def _write_new_file(path: Path, data: bytes, mode: int, *, what: str) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    except FileExistsError:
-        raise PkiError(f"{path}: already exists; refusing to overwrite {what}") from None
-    except OSError as exc:
-        raise PkiError(f"{path}: cannot create ({exc.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            # os.open's mode is filtered by the umask; set it exactly so a key is never
-            # group-readable and a certificate is readable by the services that need it.
-            os.fchmod(handle.fileno(), mode)
-            handle.write(data)
-    except OSError as exc:
-        path.unlink(missing_ok=True)
-        raise PkiError(f"{path}: cannot write ({exc.strerror})") from None

@@ -1,0 +1,30 @@
+"""Writing key files: created exclusively, with an exact mode, never over an existing file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import LinkageError
+
+PRIVATE_FILE_MODE = 0o600
+
+
+def write_new_file(path: Path, data: bytes, *, what: str, error: type[LinkageError], mode: int = PRIVATE_FILE_MODE) -> None:
+    """Create ``path`` holding ``data`` with exactly ``mode`` (the umask aside); refuse if it exists.
+
+    A partly written file is removed. Errors are ``error`` naming the path and ``what`` it holds.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        raise error(f"{path}: already exists; refusing to overwrite {what}") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot create {what} file ({exc.strerror})") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)  # os.open's mode passes through the umask; set it exactly
+            handle.write(data)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise error(f"{path}: cannot write {what} ({exc.strerror})") from None
