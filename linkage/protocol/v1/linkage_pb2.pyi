@@ -13,7 +13,7 @@ class DescribeRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class DescribeResponse(_message.Message):
-    __slots__ = ("agency", "project", "schema_fingerprint", "bits", "groups", "records", "excluded", "rejected_values")
+    __slots__ = ("agency", "project", "schema_fingerprint", "bits", "groups", "records", "excluded", "rejected_values", "key_epoch")
     AGENCY_FIELD_NUMBER: _ClassVar[int]
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +22,7 @@ class DescribeResponse(_message.Message):
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     EXCLUDED_FIELD_NUMBER: _ClassVar[int]
     REJECTED_VALUES_FIELD_NUMBER: _ClassVar[int]
+    KEY_EPOCH_FIELD_NUMBER: _ClassVar[int]
     agency: str
     project: str
     schema_fingerprint: str
@@ -30,7 +31,8 @@ class DescribeResponse(_message.Message):
     records: int
     excluded: int
     rejected_values: int
-    def __init__(self, agency: _Optional[str] = ..., project: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., bits: _Optional[int] = ..., groups: _Optional[_Iterable[str]] = ..., records: _Optional[int] = ..., excluded: _Optional[int] = ..., rejected_values: _Optional[int] = ...) -> None: ...
+    key_epoch: int
+    def __init__(self, agency: _Optional[str] = ..., project: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., bits: _Optional[int] = ..., groups: _Optional[_Iterable[str]] = ..., records: _Optional[int] = ..., excluded: _Optional[int] = ..., rejected_values: _Optional[int] = ..., key_epoch: _Optional[int] = ...) -> None: ...
 
 class FetchEncodingsRequest(_message.Message):
     __slots__ = ("job_id", "chunk_records")
@@ -41,7 +43,7 @@ class FetchEncodingsRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., chunk_records: _Optional[int] = ...) -> None: ...
 
 class EncodingChunk(_message.Message):
-    __slots__ = ("record_ids", "filters", "group_filters", "present", "last", "total_records", "digest", "project", "schema_fingerprint", "bits", "groups")
+    __slots__ = ("record_ids", "filters", "group_filters", "present", "last", "total_records", "digest", "project", "schema_fingerprint", "bits", "groups", "key_epoch")
     RECORD_IDS_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
     GROUP_FILTERS_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +55,7 @@ class EncodingChunk(_message.Message):
     SCHEMA_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     BITS_FIELD_NUMBER: _ClassVar[int]
     GROUPS_FIELD_NUMBER: _ClassVar[int]
+    KEY_EPOCH_FIELD_NUMBER: _ClassVar[int]
     record_ids: _containers.RepeatedScalarFieldContainer[str]
     filters: bytes
     group_filters: bytes
@@ -64,7 +67,8 @@ class EncodingChunk(_message.Message):
     schema_fingerprint: str
     bits: int
     groups: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, record_ids: _Optional[_Iterable[str]] = ..., filters: _Optional[bytes] = ..., group_filters: _Optional[bytes] = ..., present: _Optional[bytes] = ..., last: _Optional[bool] = ..., total_records: _Optional[int] = ..., digest: _Optional[str] = ..., project: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., bits: _Optional[int] = ..., groups: _Optional[_Iterable[str]] = ...) -> None: ...
+    key_epoch: int
+    def __init__(self, record_ids: _Optional[_Iterable[str]] = ..., filters: _Optional[bytes] = ..., group_filters: _Optional[bytes] = ..., present: _Optional[bytes] = ..., last: _Optional[bool] = ..., total_records: _Optional[int] = ..., digest: _Optional[str] = ..., project: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., bits: _Optional[int] = ..., groups: _Optional[_Iterable[str]] = ..., key_epoch: _Optional[int] = ...) -> None: ...
 
 class ResultRow(_message.Message):
     __slots__ = ("record_id", "band", "similarity", "reference", "shared_with")
