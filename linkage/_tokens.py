@@ -69,39 +69,53 @@ def _qgram_keys(code_points: np.ndarray, lengths: np.ndarray, q: int) -> tuple[n
     return offsets, keys
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _slot(key: int, bits: int) -> int:
+    return np.int64((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
+
+
 @numba.njit(cache=True, nogil=True)
 def _distinct_ids(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Dense ids of int64 keys in first-seen order, the distinct keys and where each first occurs.
 
-    An open-addressing hash table: one pass, faster than sorting.
+    An open-addressing hash table: one pass, faster than sorting. It starts at most 2^16 slots
+    and doubles when half full, so that few distinct keys among many stay in cache. Key -1
+    marks an empty slot: it gets id -1 and is never counted.
     """
-    size = 1
-    while size < 2 * keys.shape[0] + 16:
-        size <<= 1
-    mask = size - 1
-    slot_key = np.full(size, -1, dtype=np.int64)
-    slot_id = np.empty(size, dtype=np.int64)
-    ids = np.empty(keys.shape[0], dtype=np.int64)
-    distinct = np.empty(keys.shape[0], dtype=np.int64)
-    first = np.empty(keys.shape[0], dtype=np.int64)
+    n = keys.shape[0]
+    bits = 4
+    while bits < 16 and (1 << bits) < 2 * n:
+        bits += 1
+    slots = np.full((1 << bits, 2), -1, dtype=np.int64)  # (key, id): one cache line per probe
+    ids = np.empty(n, dtype=np.int64)
+    distinct = np.empty(n, dtype=np.int64)
+    first = np.empty(n, dtype=np.int64)
     count = 0
-    for i in range(keys.shape[0]):
+    for i in range(n):
         key = keys[i]
-        h = (np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(20)
-        s = np.int64(h) & mask
+        s = _slot(key, bits)
         while True:
-            if slot_key[s] == key:
-                ids[i] = slot_id[s]
+            if slots[s, 0] == key:
+                ids[i] = slots[s, 1]
                 break
-            if slot_key[s] == -1:
-                slot_key[s] = key
-                slot_id[s] = count
+            if slots[s, 0] == -1:
+                slots[s, 0] = key
+                slots[s, 1] = count
                 distinct[count] = key
                 first[count] = i
                 ids[i] = count
                 count += 1
+                if 2 * count > 1 << bits:  # half full: double and re-insert
+                    bits += 1
+                    slots = np.full((1 << bits, 2), -1, dtype=np.int64)
+                    for d in range(count):
+                        t = _slot(distinct[d], bits)
+                        while slots[t, 0] != -1:
+                            t = (t + 1) & ((1 << bits) - 1)
+                        slots[t, 0] = distinct[d]
+                        slots[t, 1] = d
                 break
-            s = (s + 1) & mask
+            s = (s + 1) & ((1 << bits) - 1)
     return ids, distinct[:count], first[:count]
 
 
@@ -119,22 +133,12 @@ def factorised(values: pl.Series) -> tuple[np.ndarray, pl.Series]:
     """
     present = values.is_not_null().to_numpy()
     hashes = values.hash(seed=0x5EED).to_numpy().view(np.int64) & np.int64(0x7FFFFFFFFFFFFFFF)
-    hashes = np.where(present, hashes, -2)  # keeps nulls out of the real keys' way
-    ids, keys, first = _distinct_ids(hashes)
-    keep = keys != -2
-    remap = np.cumsum(keep) - 1
-    codes = np.where(present, remap[ids], -1)
-    distinct = values.gather(first[keep])
+    # Key -1 (absent) gets id -1 and is not counted: nulls are code -1 and no distinct value.
+    codes, _, first = _distinct_ids(np.where(present, hashes, -1))
+    distinct = values.gather(first)
     if not (distinct.gather(codes[present]) == values.filter(pl.Series(present))).all():
         return _factorised_exactly(values)
     return codes, distinct
-
-
-def mapped_codes(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """``table[codes]`` where codes are -1 for "none", which stays -1."""
-    if len(table) == 0:
-        return np.full(len(codes), -1, dtype=np.int64)
-    return np.where(codes >= 0, table[np.maximum(codes, 0)], -1)
 
 
 def _factorised_exactly(values: pl.Series) -> tuple[np.ndarray, pl.Series]:
@@ -148,8 +152,8 @@ def _value_keys(spec: FieldSpec, values: pl.Series, qgram: int) -> tuple[np.ndar
     """(offsets, keys): the token keys of each distinct value."""
     if spec.kind in QGRAM_KINDS:
         lengths = values.str.len_chars().to_numpy().astype(np.int64)
-        code_points = np.frombuffer("".join(values.to_list()).encode("utf-32-le"), dtype=np.uint32)
-        return _qgram_keys(code_points.astype(np.int64), lengths, qgram)
+        code_points = np.frombuffer(values.str.join("").item().encode("utf-32-le"), dtype=np.uint32)
+        return _qgram_keys(code_points, lengths, qgram)
     if spec.kind == "date":
         # "YYYY-MM-DD", a part unknown as "??": one token per known part.
         parts = pl.DataFrame({"d": values}).select(

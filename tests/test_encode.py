@@ -1,6 +1,8 @@
 """Encoder properties. Data: literal synthetic rows, hypothesis-generated names, and FEBRL4."""
 
 import dataclasses
+import datetime as dt
+import hashlib
 import tomllib
 
 import numpy as np
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 
 from conftest import PEOPLE_COLUMNS, people
 from linkage import HardeningSpec, Schema, Secret, encode, read_encodings, write_encodings
+from linkage.bloom._filters import fill_value_filters
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -164,3 +167,27 @@ def test_encodings_file_round_trips_and_holds_no_raw_value(tmp_path, febrl4, feb
     ids = "\n".join(records.get_column("record_id").to_list())
     leaked = [v for v in raw if v.strip().encode() in blob and v.strip() not in ids]
     assert leaked == []
+
+
+def test_febrl_encodings_match_the_frozen_reference(febrl4, febrl_schema, secret):
+    # Agencies encoding apart must get the same bits, release after release: a change to this
+    # digest is a change of ENCODING_VERSION, never a speed-up.
+    enc = encode(febrl4[0], febrl_schema, secret, today=dt.date(2026, 11, 23)).encodings
+    digest = hashlib.sha256(enc.filters.tobytes() + enc.group_filters.tobytes() + enc.present.tobytes()).hexdigest()
+    assert digest == "238f1edefc14b42cc65c45f795da8fdebd9839c12ff906b296deb86d210fe344"
+
+
+@given(st.integers(1, 20), st.sampled_from([1, 4, 16]), st.data())
+def test_value_filters_set_exactly_their_tokens_positions(hashes, words, data):
+    # Short filters OR ready-made token filters, long ones set bits one by one: both must agree.
+    n_tokens = data.draw(st.integers(1, 12))
+    positions = np.array(data.draw(st.lists(st.lists(st.integers(0, words * 64 - 1), min_size=hashes, max_size=hashes),
+                                            min_size=n_tokens, max_size=n_tokens)), dtype=np.uint32)  # fmt: skip
+    held = data.draw(st.lists(st.lists(st.integers(0, n_tokens - 1), max_size=6), min_size=1, max_size=8))
+    offsets = np.cumsum([0] + [len(h) for h in held]).astype(np.int64)
+    token_ids = np.array([t for h in held for t in h], dtype=np.int64)
+    out = np.full((len(held), words), 0xFFFF, dtype=np.uint64)  # stale memory must not leak through
+    fill_value_filters(out, offsets, token_ids, positions)
+    bits = np.unpackbits(out.view(np.uint8), axis=1, bitorder="little")
+    for u, tokens in enumerate(held):
+        assert set(np.flatnonzero(bits[u])) == {int(p) for t in tokens for p in positions[t]}

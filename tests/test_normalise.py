@@ -7,7 +7,15 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from linkage import FieldSpec, Schema
-from linkage._normalise import normalise
+from linkage._normalise import (
+    _accepted_text,
+    _dates_by_expressions,
+    _folded_text,
+    _is_missing,
+    _utf8,
+    normalise,
+    normalised_values,
+)
 
 TODAY = dt.date(2026, 11, 23)
 
@@ -86,3 +94,62 @@ def test_missing_and_rejected_values_are_counted_and_reported():
     assert rejects.get_column("row").to_list() == [6, 7]
     assert rejects.get_column("field").to_list() == ["dob", "dob"]
     assert "31/31/31" not in str(rejects.to_dicts())
+
+
+# The compiled kernels settle ASCII values; the expressions define what they must give.
+ascii_text = st.text(st.characters(min_codepoint=0, max_codepoint=127), max_size=24)
+address_words = st.lists(
+    st.sampled_from(["street", "St", "STR", "av", "Ave", "north", "saint", "Mount", "12", "O'Brien", "x`y", "-", ",",
+                     " ", "  ", "\t", "apartment", "Boulevard", "streets", "123456789", "12345-6789"]),
+    max_size=6,
+).map("".join)  # fmt: skip
+
+
+@given(st.lists(st.one_of(ascii_text, address_words), min_size=1, max_size=30))
+def test_ascii_kernel_agrees_with_the_expressions(values):
+    raw = pl.Series("raw", values, dtype=pl.String)
+    for kind in ("name", "address", "postcode", "city", "state", "text", "sex"):
+        spec = FieldSpec(name="v", kind=kind, weight=1.0, group="g")
+        folded = raw.to_frame("raw").select(_folded_text(kind, pl.col("raw"))).to_series()
+        expected = folded.to_frame("raw").select(_accepted_text(kind, pl.col("raw"))).to_series()
+        assert normalised_values(spec, raw, TODAY).to_list() == expected.to_list(), kind
+
+
+def _written(parts: tuple[int, int, int, int]) -> str:
+    year, month, day, form = parts
+    return [f"{year:04d}{month:02d}{day:02d}", f"{year:04d}-{month:02d}-{day:02d}", f"{month:02d}/{day:02d}/{year:04d}"][form]
+
+
+date_like = st.one_of(
+    st.tuples(st.integers(1870, 2030), st.integers(0, 13), st.integers(0, 32), st.integers(0, 2)).map(_written),
+    st.tuples(st.integers(0, 9999), st.integers(0, 99), st.integers(0, 99), st.integers(0, 2)).map(_written),
+    st.text(st.sampled_from("0123456789-/ T:x\t"), max_size=12),
+    ascii_text,
+)
+
+
+@given(st.lists(date_like, min_size=1, max_size=30))
+def test_date_kernel_agrees_with_the_expressions(values):
+    raw = pl.Series("raw", values, dtype=pl.String)
+    spec = FieldSpec(name="v", kind="date", weight=1.0, group="g")
+    expected = _dates_by_expressions(raw.str.strip_chars(), spec, TODAY)
+    assert normalised_values(spec, raw, TODAY).to_list() == expected.to_list()
+
+
+def test_date_kernel_knows_leap_years_and_today():
+    assert normalised("date", ["20000229", "19000229", "20240229", "20230229", "20261123", "20261124", "11/23/2026"]) == [
+        "2000-02-29", None, "2024-02-29", None, "2026-11-23", None, "2026-11-23",
+    ]
+
+
+def test_dates_in_other_digits_are_rejected_not_fatal():
+    assert normalised("date", ["１９８５-０３-１４", "١٩٨٥٠٣١٤", "1985-03-14"]) == [None, None, "1985-03-14"]
+
+
+@given(st.lists(st.one_of(st.sampled_from([" NA ", "n/A", "\tunknown\n", "\x1cna", "na\x1f", "\u00a0na", " Ñ/A ", "不明 ", "?"]),
+                          ascii_text), min_size=1, max_size=30))  # fmt: skip
+def test_missing_values_are_found_as_the_expression_finds_them(values):
+    raw = pl.Series("raw", values, dtype=pl.String)
+    words = ("", "na", "n/a", "unknown", "ñ/a", "不明", "?")
+    expected = raw.str.strip_chars().str.to_lowercase().is_in(list(words)).to_list()
+    assert _is_missing(raw, *_utf8(raw), words).tolist() == expected

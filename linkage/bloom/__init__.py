@@ -21,10 +21,10 @@ import polars as pl
 
 from .._encodings import Encodings
 from .._keys import Secret
-from .._normalise import normalise
+from .._normalise import map_concurrently, normalise
 from .._schema import FieldSpec, Schema
-from .._tokens import field_tokens, salt_values, salted
-from ._filters import record_filters, value_filters
+from .._tokens import FieldTokens, field_tokens, salt_values, salted
+from ._filters import fill_value_filters, record_filters
 from ._hardening import balanced, blipped, keyed_permutation, xor_folded
 from ._hashing import token_positions
 
@@ -60,26 +60,32 @@ def encode(
 
     bits, words = schema.filter.bits, schema.filter.bits // 64
     groups = schema.groups
-    tables, codes = [], []
-    offset = 0
-    for spec in schema.fields:
+
+    def positioned_tokens(spec: FieldSpec) -> tuple[FieldTokens, np.ndarray]:
         normalised = values[spec.name]
         tokens = field_tokens(normalised.codes, normalised.values, spec, schema.filter.qgram)
         if spec.salt_with:
             salt = values[spec.salt_with]
             tokens = salted(tokens, salt.codes, salt_values(salt.values, schema.field(spec.salt_with).kind))
         key = secret.derive(schema.project, f"tokens/{token_space(spec)}")
-        positions = token_positions(key, tokens.keys, tokens.salts, schema.hashes_for(spec), bits)
-        tables.append(value_filters(tokens.offsets, tokens.token_ids, positions, words))
-        codes.append(np.where(tokens.codes >= 0, tokens.codes + offset, -1))
-        offset += tokens.n_values
+        return tokens, token_positions(key, tokens.keys, tokens.salts, schema.hashes_for(spec), bits)
+
+    fields = map_concurrently(positioned_tokens, schema.fields)
+    # All fields' value filters in one table: field f's values start at row starts[f].
+    starts = np.cumsum([0] + [tokens.n_values for tokens, _ in fields])
+    table = np.empty((starts[-1], words), dtype=np.uint64)
+    codes = np.empty((len(fields), records.height), dtype=np.int64)
+
+    def fill_field(f: int) -> None:
+        tokens, positions = fields[f]
+        fill_value_filters(table[starts[f] : starts[f + 1]], tokens.offsets, tokens.token_ids, positions)
+        codes[f] = np.where(tokens.codes >= 0, tokens.codes + starts[f], -1)
+
+    map_concurrently(fill_field, range(len(fields)))
     clock.lap("tokens")
 
-    table = np.concatenate(tables) if tables else np.zeros((0, words), dtype=np.uint64)
     field_group = np.array([groups.index(spec.group) for spec in schema.fields], dtype=np.int64)
-    record, group_filters, present = record_filters(
-        np.ascontiguousarray(np.stack(codes, axis=1)), table, field_group, len(groups), schema.group_filters
-    )
+    record, group_filters, present = record_filters(codes, table, field_group, len(groups), schema.group_filters)
     clock.lap("filters")
 
     record_ids = records.get_column("record_id")
@@ -91,11 +97,8 @@ def encode(
         )
     clock.lap("hardening")
 
-    rejects = rejects.join(
-        records.select("record_id").with_row_index("row", offset=1).with_columns(pl.col("row").cast(pl.Int64)),
-        on="row",
-        how="left",
-    ).select("row", "record_id", "field", "reason")
+    record_id = record_ids.gather(rejects.get_column("row") - 1)  # row 1 is the first record
+    rejects = rejects.select("row", pl.lit(record_id).alias("record_id"), "field", "reason")
     encodings = Encodings(
         record_ids=record_ids,
         filters=record,

@@ -19,11 +19,15 @@ def token_positions(key: bytes, tokens: np.ndarray, salts: list[bytes], hashes: 
     """Bit positions, shape (tokens, hashes), of each (token, salt) under ``key``."""
     blocks = -(-hashes // _WORDS_PER_BLOCK)
     out = np.empty((len(tokens), blocks * _WORDS_PER_BLOCK), dtype=np.uint32)
+    # Keying is a compression of its own: key each block's hash once, then copy it per token.
+    keyed = [hashlib.blake2b(key=key, digest_size=64, person=block.to_bytes(2, "little")) for block in range(blocks)]
     raw = bytearray()
     for token, salt in zip(tokens.tolist(), salts, strict=True):
         message = len(salt).to_bytes(2, "little") + salt + token.to_bytes(8, "little")
-        for block in range(blocks):
-            raw += hashlib.blake2b(message, key=key, digest_size=64, person=block.to_bytes(2, "little")).digest()
+        for block in keyed:
+            digest = block.copy()
+            digest.update(message)
+            raw += digest.digest()
     if len(tokens):
         out[:] = np.frombuffer(bytes(raw), dtype="<u4").reshape(out.shape)
     # Modulo bias is below bits / 2**32 (< 2e-5 for 64k-bit filters): negligible.
