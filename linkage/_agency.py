@@ -9,6 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
+from ._ceremony import key_epoch_of
 from ._config import NodeConfig
 from ._encodings import Encodings
 from ._keys import Secret
@@ -43,7 +44,7 @@ def agency_encodings(config: NodeConfig) -> AgencyEncodings:
         flag = records.get_column(config.exclude_column).str.strip_chars().str.to_lowercase().is_in(_EXCLUDED)
         excluded = int(flag.sum())
         records = records.filter(~flag).drop(config.exclude_column)
-    result = encode(records, schema, secret)
+    result = encode(records, schema, secret, key_epoch=key_epoch_of(config.secret))
     config.data_dir.mkdir(parents=True, exist_ok=True)
     result.rejects.write_csv(config.data_dir / "rejects.csv")
     return AgencyEncodings(result.encodings, excluded, result.rejects.height)

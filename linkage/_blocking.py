@@ -21,14 +21,17 @@ taken at the 90th percentile of the data's fill, so pairs of fuller-than-usual f
 further apart at the same Dice) are still covered. Unrelated filters agree on a bit with
 probability q = f² + (1 - f)² (the mean fill), so a band makes about n_a·n_b·q^r random candidates.
 r is the value that minimises the estimated work, bands × (row cost × (n_a + n_b) + pair cost ×
-n_a·n_b·q^r), with both costs measured on this code (``_ROW_COST``, ``_PAIR_COST``). At t = 0.8 and
-f = 0.5, p = 0.8 against q = 0.5, which is why LSH pays off there; as t falls towards
-1 - 1/(4f)... p nears q and no choice of r separates matches from noise.
+n_a·n_b·q^r), with both costs measured on this code (``_ROW_COST``, ``_PAIR_COST``). Matches
+agree on bits more often than random pairs (p > q) exactly when t > f: at t = 0.8 and f = 0.5,
+p = 0.8 against q = 0.5 and LSH pays off; as t falls towards f no r separates matches from noise,
+``lsh_parameters`` refuses targets it cannot reach within ``MAX_BANDS`` and ``choose_blocking``
+(given the threshold) keeps to all pairs once LSH would be slower.
 
 Streaming. Bands run one after another. A band reads its r bits of each row into a uint32 key,
-radix-sorts both sides by key (one side a thread), and walks the two sorted lists together; each
-pair of rows sharing a key is scored at once and kept if it reaches the threshold. Between bands
-only the kept pairs are held, so memory is the inputs, one band's keys and the results.
+radix-sorts both sides by key (one side a thread), and walks the two sorted lists together; pairs
+of rows sharing a key are queued and scored a few thousand at a time, the rows of later pairs
+prefetched while earlier ones are scored, and kept if they reach the threshold. Between bands only
+the kept pairs are held, so memory is the inputs, one band's keys and the results.
 
 Each pair is kept once: when a band keeps a pair it first checks, from the positions of the
 earlier bands alone (``_History``), whether an earlier band compared it. That check runs on kept
@@ -43,6 +46,7 @@ on the band's keys, so the history can replay them.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -52,17 +56,17 @@ from typing import Literal, NamedTuple
 import numba
 import numpy as np
 from llvmlite import ir
-from numba import prange, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._compare import (
-    _concatenated,
     _checked_filters,
     _checked_threshold,
-    partner_count_ranges,
+    _concatenated,
     _popcount,
     intersections_needed,
+    partner_count_ranges,
     popcounts,
 )
 
@@ -77,20 +81,22 @@ __all__ = [
     "reduction_ratio",
 ]
 
-# `auto` compares all pairs up to this many (about 1 s on two cores at ~500 M comparisons/s, where
-# LSH's fixed cost per band starts to lose); see benchmarks/compare.py.
-UNBLOCKED_PAIR_LIMIT = 500_000_000
+# `auto` compares all pairs up to this many: measured (benchmarks/compare.py --crossover) LSH took
+# 2.2x as long as all pairs at 4e8 pairs and 0.7x at 1.6e9, and all pairs finds every match.
+UNBLOCKED_PAIR_LIMIT = 1_000_000_000
 MAX_BUCKET_PAIRS = 1 << 20
 MAX_KEY_BITS = 32  # keys are uint32: enough for 10^9 rows a side
 EXTRA_BITS = 16
 MAX_BANDS = 4096
 FILL_QUANTILE = 0.9
-# Measured costs (seconds, one core) of one row in one band (key, bucket, lookup) and of one
-# candidate pair (a random row of b read and scored).
-_ROW_COST = 70e-9
-_PAIR_COST = 130e-9
+# Measured costs (seconds, one core of this AMD EPYC) of one row in one band (key, sort, walk) and
+# of one candidate pair (two random rows read and scored); see benchmarks/compare.py --scale.
+_ROW_COST = 52e-9
+_PAIR_COST = 50e-9
+_UNBLOCKED_RATE = 300e6  # comparisons a second, one core, all pairs at 50 % fill
 _SLOTS_PER_ROW = 4
-_PREFETCH_AHEAD = 8
+_PREFETCH_AHEAD = 8  # candidates: measured best of 4, 8, 16, 32
+_CANDIDATE_BATCH = 4096
 
 BlockingMode = Literal["none", "lsh", "auto"]
 
@@ -105,13 +111,14 @@ class LSHParameters:
     agreement_random: float  # q: per-bit agreement of two unrelated filters
     expected_completeness: float  # P(a pair at the threshold collides in some band)
     expected_candidates: float  # random collisions summed over bands
+    estimated_seconds: float  # the cost model's work, on one core
 
 
 @dataclass(frozen=True)
 class BandProgress:
     band: int  # bands done
     bands: int
-    candidates: int  # pairs looked at so far (found pairs seen again are not counted)
+    candidates: int  # candidate pairs looked at so far, a pair once for each band it collides in
     pairs: int  # pairs at or above the threshold so far (candidates in lsh_candidates)
     split: int  # keys split on extra bits so far, their buckets being huge
     skipped: int  # pairs passed over so far, in buckets still huge after the split
@@ -145,7 +152,7 @@ def lsh_parameters(
     if not 0.0 < target_completeness < 1.0:
         raise ValueError("target_completeness: must lie strictly between 0 and 1")
     high_fill = fill if high_fill is None else high_fill
-    distance = 2.0 * high_fill * bits * (1.0 - threshold)
+    distance = min(2.0 * high_fill * bits * (1.0 - threshold), float(bits))
     p = 1.0 - distance / bits
     q = fill * fill + (1.0 - fill) * (1.0 - fill)
     pairs = float(n_a) * float(n_b)
@@ -160,10 +167,13 @@ def lsh_parameters(
         cost = bands * (_ROW_COST * (n_a + n_b) + _PAIR_COST * pairs * q**r)
         if best is None or cost < best[0]:
             best = (cost, r, bands, hit)
-    if best is None:  # the target is out of reach: spend the most bands on single bits
-        hit = _band_collision_probability(bits, distance, 1)
-        best = (math.inf, 1, MAX_BANDS, hit)
-    _, r, bands, hit = best
+    if best is None:
+        raise ValueError(
+            f"Hamming LSH cannot find {target_completeness:.0%} of pairs at Dice {threshold} within"
+            f" {MAX_BANDS} bands (matches agree on a bit with probability {p:.2f}, random pairs"
+            f" {q:.2f}): compare all pairs instead"
+        )
+    cost, r, bands, hit = best
     return LSHParameters(
         bits_per_band=r,
         bands=bands,
@@ -171,6 +181,7 @@ def lsh_parameters(
         agreement_random=q,
         expected_completeness=1.0 - (1.0 - hit) ** bands,
         expected_candidates=bands * pairs * q**r,
+        estimated_seconds=cost,
     )
 
 
@@ -188,13 +199,31 @@ def _parameters_for(a, b, a_counts, b_counts, threshold, target_completeness) ->
     )
 
 
-def choose_blocking(n_a: int, n_b: int, mode: BlockingMode = "auto") -> Literal["none", "lsh"]:
-    """``none`` or ``lsh``: ``auto`` compares all pairs while there are at most UNBLOCKED_PAIR_LIMIT."""
-    if mode == "auto":
-        return "none" if n_a * n_b <= UNBLOCKED_PAIR_LIMIT else "lsh"
+def choose_blocking(
+    n_a: int,
+    n_b: int,
+    mode: BlockingMode = "auto",
+    *,
+    threshold: float | None = None,
+    bits: int = 1024,
+    fill: float = 0.5,
+) -> Literal["none", "lsh"]:
+    """``none`` or ``lsh``. ``auto`` compares all pairs while there are at most
+    UNBLOCKED_PAIR_LIMIT of them; given the threshold, also while LSH would not be quicker (at low
+    thresholds matches and random pairs agree on bits almost equally often, and LSH loses)."""
     if mode in ("none", "lsh"):
         return mode
-    raise ValueError(f"blocking mode: expected one of none, lsh, auto, not {mode!r}")
+    if mode != "auto":
+        raise ValueError(f"blocking mode: expected one of none, lsh, auto, not {mode!r}")
+    if n_a * n_b <= UNBLOCKED_PAIR_LIMIT:
+        return "none"
+    if threshold is None:
+        return "lsh"
+    try:
+        lsh = lsh_parameters(threshold, bits=bits, n_a=n_a, n_b=n_b, fill=fill)
+    except ValueError:
+        return "none"
+    return "lsh" if lsh.estimated_seconds < n_a * n_b / _UNBLOCKED_RATE else "none"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -221,15 +250,16 @@ def _prefetch_row(typingctx, filters, row):
             builder.module, ir.FunctionType(ir.VoidType(), [i8p] + [ir.IntType(32)] * 3), "llvm.prefetch.p0"
         )
         base = builder.bitcast(pointer, i8p)
-        read, keep, data = ir.Constant(ir.IntType(32), 0), ir.Constant(ir.IntType(32), 3), ir.Constant(ir.IntType(32), 1)
+        # llvm.prefetch(address, read (0), keep in every cache level (3), data not code (1))
+        flags = [ir.Constant(ir.IntType(32), value) for value in (0, 3, 1)]
         for line in (0, 64):
-            builder.call(prefetch, [builder.gep(base, [ir.Constant(ir.IntType(64), line)]), read, keep, data])
+            builder.call(prefetch, [builder.gep(base, [ir.Constant(ir.IntType(64), line)]), *flags])
         return context.get_dummy_value()
 
     return sig, codegen
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+@numba.njit(cache=True, nogil=True, boundscheck=False)
 def _key_of(filters, row, positions):
     """Bit k of the key is the filter's bit at positions[k] (at most 32 positions)."""
     value = np.uint64(0)
@@ -239,12 +269,17 @@ def _key_of(filters, row, positions):
     return np.uint32(value)
 
 
-@numba.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def _band_keys(filters, rows, positions):
-    keys = np.empty(len(rows), dtype=np.uint32)
-    for r in prange(len(rows)):
-        keys[r] = _key_of(filters, rows[r], positions)
-    return keys
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _keys_into(filters, rows, positions, keys, lo, hi):
+    """keys[r] = the key of rows[r] for lo <= r < hi: ``_key_of`` written out, which measured 30 %
+    faster than calling it once a row."""
+    for r in range(lo, hi):
+        row = rows[r]
+        value = np.uint64(0)
+        for k in range(len(positions)):
+            p = positions[k]
+            value |= ((filters[row, p >> 6] >> np.uint64(p & 63)) & np.uint64(1)) << np.uint64(k)
+        keys[r] = np.uint32(value)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
@@ -345,6 +380,16 @@ def _compared_before(a, i, b, j, band, history):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
+def _longest_run(keys):
+    """The most rows sharing one key (keys sorted)."""
+    longest = run = min(len(keys), 1)
+    for u in range(1, len(keys)):
+        run = run + 1 if keys[u] == keys[u - 1] else 1
+        longest = max(longest, run)
+    return longest
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
 def _run_end(keys, start):
     u = start + 1
     while u < len(keys) and keys[u] == keys[start]:
@@ -394,13 +439,17 @@ def _oversized_runs(a, b, sides, extra_positions, max_pairs, split_keys, skipped
     n_split = n_skipped = skipped_pairs = 0
     u = lo = 0
     n_b = len(sides.b_keys)
-    while u < len(sides.a_keys):
-        end = _run_end(sides.a_keys, u)
-        key = sides.a_keys[u]
-        while lo < n_b and sides.b_keys[lo] < key:
+    a_keys, b_keys = sides.a_keys, sides.b_keys
+    n_a = len(a_keys)
+    while u < n_a:
+        key = a_keys[u]
+        end = u + 1
+        while end < n_a and a_keys[end] == key:
+            end += 1
+        while lo < n_b and b_keys[lo] < key:
             lo += 1
         hi = lo
-        while hi < n_b and sides.b_keys[hi] == key:
+        while hi < n_b and b_keys[hi] == key:
             hi += 1
         if (end - u) * (hi - lo) > max_pairs:
             split_keys[n_split] = key
@@ -427,68 +476,93 @@ def _oversized_runs(a, b, sides, extra_positions, max_pairs, split_keys, skipped
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _considered(a, i, b, j, need, score, band, history):
-    """(keep, score): whether the pair goes into this band's results, and its Dice."""
-    value = np.float32(0.0)
-    if score:
-        # Popcounts from the rows themselves: cheaper than two more random reads of count arrays.
-        inter = 0
-        total = 0
-        for t in range(a.shape[1]):
-            x, y = a[i, t], b[j, t]
-            inter += _popcount(x & y)
-            total += _popcount(x) + _popcount(y)
-        if inter < need[total]:
-            return False, value
-        value = np.float32(2.0 * inter / total) if total > 0 else np.float32(0.0)
-    # Checked last, on kept pairs only: a pair kept in an earlier band is not kept again.
-    return not _compared_before(a, i, b, j, band, history), value
+def _scored_candidates(a, b, pending, count, need, score, band, history, caps, offsets, out_j, out_score, kept):
+    """Score the ``count`` candidates in ``pending`` (rows (entry x, i, j)) and keep those that
+    qualify, in order. The rows of the candidate ``_PREFETCH_AHEAD`` places on are requested
+    before each pair is scored, so several random rows are on their way from memory at once.
+
+    With ``score`` a pair is kept when its Dice reaches the threshold (``need`` by popcount
+    total), else every candidate is kept with score 0. Either way a pair that an earlier band
+    compared is not kept again; that check runs on kept pairs only."""
+    words = a.shape[1]
+    for p in range(count):
+        if p + _PREFETCH_AHEAD < count:
+            _prefetch_row(a, pending[p + _PREFETCH_AHEAD, 1])
+            _prefetch_row(b, pending[p + _PREFETCH_AHEAD, 2])
+        x, i, j = pending[p, 0], pending[p, 1], pending[p, 2]
+        value = np.float32(0.0)
+        if score:
+            # Popcounts from the rows themselves: cheaper than two more random reads.
+            inter = total = 0
+            for t in range(words):
+                u, v = a[i, t], b[j, t]
+                inter += _popcount(u & v)
+                total += _popcount(u) + _popcount(v)
+            if inter < need[total]:
+                continue
+            value = np.float32(2.0 * inter / total) if total > 0 else np.float32(0.0)
+        if _compared_before(a, i, b, j, band, history):
+            continue
+        if kept[x] < caps[x]:
+            out_j[offsets[x] + kept[x]] = j
+            out_score[offsets[x] + kept[x]] = value
+        kept[x] += 1
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _join_chunk(a, b, sides, u, stop, need, score, band, history, caps, offsets, out_j, out_score, kept):
     """Pairs of rows that share this band's key, for the a entries u..stop (whole runs); returns
     the candidates looked at. Entry x writes at most caps[x] results from offsets[x] and counts
-    them in kept[x]. Chunks of whole runs touch disjoint entries, so threads can share a band."""
+    them in kept[x]. Chunks of whole runs touch disjoint entries, so threads can share a band.
+
+    The walk through both sorted sides reads no filter (unless a key was split); candidates are
+    queued and scored a batch at a time by ``_scored_candidates``."""
     looked = 0
-    n_a, n_b = len(sides.a_keys), len(sides.b_keys)
+    a_rows, a_keys, b_rows, b_keys = sides.a_rows, sides.a_keys, sides.b_rows, sides.b_keys
+    n_a, n_b = len(a_keys), len(b_keys)
     split_lo, split_hi = history.split_ptr[band], history.split_ptr[band + 1]
     skip_lo, skip_hi = history.skipped_ptr[band], history.skipped_ptr[band + 1]
     extra_positions = history.extra_positions[band]
-    hi = _first_at_least(sides.b_keys, sides.a_keys[u]) if u < stop else 0
+    pending = np.empty((_CANDIDATE_BATCH, 3), dtype=np.int64)
+    count = 0
+    hi = _first_at_least(b_keys, a_keys[u]) if u < stop else 0
     while u < stop:
-        if u + _PREFETCH_AHEAD < n_a:  # rows a few runs ahead: both sides advance about as fast
-            _prefetch_row(a, sides.a_rows[u + _PREFETCH_AHEAD])
-        if hi + _PREFETCH_AHEAD < n_b:
-            _prefetch_row(b, sides.b_rows[hi + _PREFETCH_AHEAD])
-        end = _run_end(sides.a_keys, u)
-        key = sides.a_keys[u]
+        key = a_keys[u]
+        end = u + 1
+        while end < n_a and a_keys[end] == key:
+            end += 1
         lo = hi  # both sides ascend: the walk through b only moves forward
-        while lo < n_b and sides.b_keys[lo] < key:
+        while lo < n_b and b_keys[lo] < key:
             lo += 1
         hi = lo
-        while hi < n_b and sides.b_keys[hi] == key:
+        while hi < n_b and b_keys[hi] == key:
             hi += 1
-        split = hi > lo and _sorted_contains(history.split_keys, split_lo, split_hi, key)
-        for x in range(u, end if hi > lo else u):
-            i = sides.a_rows[x]
+        if hi == lo:
+            u = end
+            continue
+        split = split_hi > split_lo and _sorted_contains(history.split_keys, split_lo, split_hi, key)
+        for x in range(u, end):
+            i = a_rows[x]
             mine = _key_of(a, i, extra_positions) if split else np.uint32(0)
-            full = (np.uint64(key) << np.uint64(32)) | np.uint64(mine)
-            if split and _sorted_contains(history.skipped_keys, skip_lo, skip_hi, full):
-                continue
+            if split:
+                full = (np.uint64(key) << np.uint64(32)) | np.uint64(mine)
+                if _sorted_contains(history.skipped_keys, skip_lo, skip_hi, full):
+                    continue
             for y in range(lo, hi):
-                j = sides.b_rows[y]
+                j = b_rows[y]
                 if split and _key_of(b, j, extra_positions) != mine:
                     continue  # a split key pairs only rows that also share the extra bits
-                looked += 1
-                keep, value = _considered(a, i, b, j, need, score, band, history)
-                if keep:
-                    if kept[x] < caps[x]:
-                        out_j[offsets[x] + kept[x]] = j
-                        out_score[offsets[x] + kept[x]] = value
-                    kept[x] += 1
+                pending[count, 0], pending[count, 1], pending[count, 2] = x, i, j
+                count += 1
+                if count == _CANDIDATE_BATCH:
+                    _scored_candidates(
+                        a, b, pending, count, need, score, band, history, caps, offsets, out_j, out_score, kept
+                    )
+                    looked += count
+                    count = 0
         u = end
-    return looked
+    _scored_candidates(a, b, pending, count, need, score, band, history, caps, offsets, out_j, out_score, kept)
+    return looked + count
 
 
 def _chunk_starts(keys: np.ndarray, chunks: int) -> np.ndarray:
@@ -522,11 +596,12 @@ def _position_masks(positions: np.ndarray, words: int) -> np.ndarray:
 
 def _useful_rows(counts: np.ndarray, threshold: float, bits: int) -> np.ndarray:
     """Rows whose popcount leaves some partner popcount able to qualify (drops empties at t > 0)."""
-    lowest, highest = partner_count_ranges(threshold, bits)
+    lowest, highest = partner_count_ranges(threshold, bits, counts)
     return np.flatnonzero(lowest[counts] <= highest[counts]).astype(np.int32)
 
 
 def _linked_pairs(a, b, threshold, target_completeness, rng, progress, score):
+    """(i, j, score) over all bands: blocked_dice_pairs with ``score``, lsh_candidates without."""
     a = _checked_filters(a, "a")
     b = _checked_filters(b, "b")
     if a.shape[1] != b.shape[1]:
@@ -537,69 +612,109 @@ def _linked_pairs(a, b, threshold, target_completeness, rng, progress, score):
     b_counts = popcounts(b).astype(np.int64)
     params = _parameters_for(a, b, a_counts, b_counts, threshold, target_completeness)
     key_positions, extra_positions = _band_positions(rng, bits, params.bits_per_band, params.bands)
-    need = intersections_needed(threshold, bits)
-    a_rows = _useful_rows(a_counts, threshold, bits)
-    b_rows = _useful_rows(b_counts, threshold, bits)
-    threads = numba.get_num_threads()
-    slots = _SLOTS_PER_ROW if score else 4 * _SLOTS_PER_ROW
     history = _History(
         key_positions, extra_positions, _position_masks(key_positions, words),
         _position_masks(extra_positions, words), np.zeros(1, dtype=np.int64), np.empty(0, dtype=np.uint32),
         np.zeros(1, dtype=np.int64), np.empty(0, dtype=np.uint64),
     )  # fmt: skip
-    pieces_i, pieces_j, pieces_s = [], [], []
-    looked_total = skipped_total = kept_total = 0
+    need = intersections_needed(threshold, bits)
+    a_rows = _useful_rows(a_counts, threshold, bits)
+    b_rows = _useful_rows(b_counts, threshold, bits)
+    slots = _Slots.for_rows(len(a_rows), _SLOTS_PER_ROW if score else 4 * _SLOTS_PER_ROW)
+    pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    looked = skipped = kept = 0
     # Threads: the kernels release the GIL, so a pool of numba's thread count shares each band.
-    # (A numba prange here compiled for ten seconds; these chunks compile in two.)
+    # No numba prange here: its OpenMP workers spin between the many short steps of a band and
+    # starve the pool (measured), and a prange over the join compiled for ten seconds.
+    threads = numba.get_num_threads()
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for band in range(params.bands):
-            a_keys = _band_keys(a, a_rows, key_positions[band])
-            b_keys = _band_keys(b, b_rows, key_positions[band])
-            sorted_a = pool.submit(_radix_sorted, a_keys, params.bits_per_band)
-            b_sorted, b_order = _radix_sorted(b_keys, params.bits_per_band)
-            a_sorted, a_order = sorted_a.result()
-            sides = _Sides(a_rows[a_order], a_sorted, b_rows[b_order], b_sorted)
+            sides = _band_sides(pool, a, b, a_rows, b_rows, key_positions[band], params.bits_per_band, 2 * threads)
             history = _with_oversized_runs(history, a, b, sides, band)
-            starts = _chunk_starts(a_sorted, 4 * threads)
-
-            def join(caps, offsets, out_j, out_score):
-                kept = np.zeros(len(a_rows), dtype=np.int64)
-                chunks = [
-                    pool.submit(
-                        _join_chunk, a, b, sides, starts[c], starts[c + 1], need, score, band, history,
-                        caps, offsets, out_j, out_score, kept,
-                    )  # fmt: skip
-                    for c in range(len(starts) - 1)
-                ]
-                return kept, sum(chunk.result() for chunk in chunks)
-
-            caps = np.full(len(a_rows), slots, dtype=np.int64)
-            offsets = np.arange(len(a_rows), dtype=np.int64) * slots
-            out_j = np.empty(len(a_rows) * slots, dtype=np.int64)
-            out_score = np.empty(len(a_rows) * slots, dtype=np.float32)
-            kept, looked = join(caps, offsets, out_j, out_score)
-            if kept.max(initial=0) > slots:  # an entry overflowed its slots: join again, exactly sized
-                caps = kept
-                offsets = np.concatenate([[0], np.cumsum(kept)[:-1]]).astype(np.int64)
-                out_j = np.empty(int(kept.sum()), dtype=np.int64)
-                out_score = np.empty(int(kept.sum()), dtype=np.float32)
-                join(caps, offsets, out_j, out_score)
-            entries = np.flatnonzero(kept)
-            slots_used = _used_slots(offsets[entries], kept[entries])
-            pieces_i.append(np.repeat(sides.a_rows[entries].astype(np.int64), kept[entries]))
-            pieces_j.append(out_j[slots_used])
-            pieces_s.append(out_score[slots_used])
-            looked_total += int(looked)
-            skipped_total += int(history.skipped_pairs)
-            kept_total += int(kept.sum())
+            join = functools.partial(_joined, pool, a, b, sides, need, score, band, history, 4 * threads)
+            *found, band_looked = _band_pairs(join, sides, slots)
+            pieces.append(found)
+            looked, skipped, kept = looked + band_looked, skipped + history.skipped_pairs, kept + len(found[0])
             if progress is not None:
                 split = len(history.split_keys)
-                progress(BandProgress(band + 1, params.bands, looked_total, kept_total, split, skipped_total))
-    return _sorted_by_pair(pieces_i, pieces_j, pieces_s, b.shape[0])
+                progress(BandProgress(band + 1, params.bands, looked, kept, split, skipped))
+    return _sorted_by_pair(pieces, b.shape[0])
+
+
+def _band_sides(pool, a, b, a_rows, b_rows, positions, key_bits, chunks) -> _Sides:
+    """Both sides' keys for one band, sorted; the work shared out on the pool's threads."""
+    a_keys = np.empty(len(a_rows), dtype=np.uint32)
+    b_keys = np.empty(len(b_rows), dtype=np.uint32)
+    work = [
+        pool.submit(_keys_into, filters, rows, positions, keys, lo, hi)
+        for filters, rows, keys in ((a, a_rows, a_keys), (b, b_rows, b_keys))
+        for lo, hi in _even_ranges(len(rows), chunks)
+    ]
+    for done in work:
+        done.result()
+    sorting_a = pool.submit(_radix_sorted, a_keys, key_bits)
+    sorting_b = pool.submit(_radix_sorted, b_keys, key_bits)
+    (a_sorted, a_order), (b_sorted, b_order) = sorting_a.result(), sorting_b.result()
+    return _Sides(a_rows[a_order], a_sorted, b_rows[b_order], b_sorted)
+
+
+def _even_ranges(n: int, parts: int) -> list[tuple[int, int]]:
+    cuts = [(k * n) // parts for k in range(parts + 1)]
+    return [(lo, hi) for lo, hi in zip(cuts, cuts[1:]) if hi > lo]
+
+
+class _Slots(NamedTuple):
+    """Where each a entry of a band writes what it keeps: at most caps[x] pairs from offsets[x]."""
+
+    caps: np.ndarray
+    offsets: np.ndarray
+    out_j: np.ndarray
+    out_score: np.ndarray
+
+    @classmethod
+    def for_rows(cls, rows: int, slots: int) -> _Slots:
+        return cls.exact(np.full(rows, slots, dtype=np.int64))
+
+    @classmethod
+    def exact(cls, caps: np.ndarray) -> _Slots:
+        offsets = np.concatenate([[0], np.cumsum(caps)[:-1]]).astype(np.int64)
+        total = int(caps.sum())
+        return cls(caps, offsets, np.empty(total, dtype=np.int64), np.empty(total, dtype=np.float32))
+
+
+def _joined(pool, a, b, sides, need, score, band, history, chunks, slots: _Slots):
+    """(kept per a entry, candidates looked at): ``_join_chunk`` over chunks of whole runs."""
+    starts = _chunk_starts(sides.a_keys, chunks)
+    kept = np.zeros(len(sides.a_keys), dtype=np.int64)
+    work = [
+        pool.submit(_join_chunk, a, b, sides, starts[c], starts[c + 1], need, score, band, history, *slots, kept)
+        for c in range(len(starts) - 1)
+    ]
+    return kept, sum(chunk.result() for chunk in work)
+
+
+def _band_pairs(join, sides: _Sides, slots: _Slots):
+    """(i, j, score, candidates looked at) kept in one band. The slots are reused band after
+    band; a band where an entry keeps more than its slots hold is joined again, exactly sized."""
+    kept, looked = join(slots)
+    if (kept > slots.caps).any():
+        slots = _Slots.exact(kept)
+        join(slots)
+    entries = np.flatnonzero(kept)
+    used = _used_slots(slots.offsets[entries], kept[entries])
+    i = np.repeat(sides.a_rows[entries].astype(np.int64), kept[entries])
+    return i, slots.out_j[used], slots.out_score[used], looked
 
 
 def _with_oversized_runs(history: _History, a, b, sides: _Sides, band: int) -> _History:
     """The history with this band's split and skipped keys appended."""
+    if _longest_run(sides.a_keys) * _longest_run(sides.b_keys) <= MAX_BUCKET_PAIRS:
+        # The usual case, found in a quick scan: no key can make too many pairs.
+        return history._replace(
+            split_ptr=np.append(history.split_ptr, history.split_ptr[-1]),
+            skipped_ptr=np.append(history.skipped_ptr, history.skipped_ptr[-1]),
+            skipped_pairs=0,
+        )
     split = np.empty(len(sides.a_keys), dtype=np.uint32)
     skipped = np.empty(len(sides.a_keys), dtype=np.uint64)
     n_split, n_skipped, pairs = _oversized_runs(
@@ -620,10 +735,10 @@ def _used_slots(offsets: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return starts + np.arange(int(counts.sum()))
 
 
-def _sorted_by_pair(pieces_i, pieces_j, pieces_s, n_b):
-    i, j, s = _concatenated(pieces_i, pieces_j, pieces_s)
+def _sorted_by_pair(pieces, n_b):
+    i, j, score = _concatenated(*zip(*pieces)) if pieces else _concatenated([], [], [])
     order = np.argsort(i * np.int64(max(n_b, 1)) + j, kind="stable")
-    return i[order], j[order], s[order]
+    return i[order], j[order], score[order]
 
 
 def blocked_dice_pairs(

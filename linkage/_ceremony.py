@@ -783,3 +783,14 @@ def _base64(data: bytes) -> str:
 
 def _format_timestamp(value: dt.datetime) -> str:
     return value.astimezone(dt.timezone.utc).strftime(_TIMESTAMP_FORMAT)
+
+
+def secret_info_path(secret_path: Path) -> Path:
+    """Where the ceremony records a secret's project, epoch and sender: ``<secret>.json``."""
+    return secret_path.with_name(secret_path.name + ".json")
+
+
+def key_epoch_of(secret_path: Path) -> int:
+    """The epoch recorded beside a secret by the ceremony; 0 for a secret made by `keys new`."""
+    info = secret_info_path(secret_path)
+    return read_secret_info(info).epoch if info.exists() else 0

@@ -44,6 +44,9 @@ _IMPOSSIBLE = np.int64(1 << 40)  # an intersection no pair reaches
 _CHUNK_COMPARISONS = 1 << 26  # all-pairs work per chunk: ~0.1 s, so thread start-up is noise
 _SLOTS_PER_ROW = 8  # results a row may write before its chunk is rescanned with exact buffers
 _MAX_SLOT_ENTRIES = 1 << 24  # bound on rows × slots held at once (~200 MB)
+# A block that survives the prefix bound costs, beyond its remaining words, about as much as 16
+# more words (a mispredicted branch, four lanes checked): measured on this machine (AMD EPYC, AVX2).
+_SURVIVOR_OVERHEAD_WORDS = 16
 
 _I64 = ir.IntType(64)
 _I32 = ir.IntType(32)
@@ -81,7 +84,8 @@ def _load_v4(builder, pointer):
 def _lane_intersections_ir(context, builder, row_type, row, lanes_type, lanes, block, start, stop):
     """<4 x i64>: popcount(row[t] & lanes[block, t, l]) summed over start <= t < stop, per lane l.
 
-    ``row`` is one filter broadcast to shape (words, 4) so that both operands are plain loads."""
+    ``row`` is one filter broadcast to shape (words, 4) so that both operands are plain loads; the
+    last axis of both must be contiguous (the kernels only pass arrays built here)."""
     ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V4, [_V4]), "llvm.ctpop.v4i64")
     zero = ir.Constant(_I64, 0)
     total = cgutils.alloca_once_value(builder, ir.Constant(_V4, None))
@@ -94,7 +98,8 @@ def _lane_intersections_ir(context, builder, row_type, row, lanes_type, lanes, b
 
 def _splat(builder, value):
     one = builder.insert_element(ir.Constant(_V4, ir.Undefined), value, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(one, ir.Constant(_V4, ir.Undefined), ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
+    zeros = ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES)
+    return builder.shuffle_vector(one, ir.Constant(_V4, ir.Undefined), zeros)
 
 
 @intrinsic
@@ -141,8 +146,7 @@ def _block_intersections(typingctx, row, lanes, block, start, stop):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _prefix_popcounts(filters: np.ndarray, words: int) -> np.ndarray:
-    """Bits set in the first ``words`` words of each row: int32."""
+def _parallel_prefix_popcounts(filters: np.ndarray, words: int) -> np.ndarray:
     n = filters.shape[0]
     out = np.empty(n, dtype=np.int32)
     for r in prange(n):
@@ -151,6 +155,13 @@ def _prefix_popcounts(filters: np.ndarray, words: int) -> np.ndarray:
             c += _popcount(filters[r, t])
         out[r] = c
     return out
+
+
+def _prefix_popcounts(filters: np.ndarray, words: int) -> np.ndarray:
+    """Bits set in the first ``words`` words of each row: int32."""
+    if filters.shape[0] * words < 1 << 16:  # small: waking numba's threads would cost more
+        return np.bitwise_count(filters[:, :words]).sum(axis=1, dtype=np.int32)
+    return _parallel_prefix_popcounts(filters, words)
 
 
 def popcounts(filters: np.ndarray) -> np.ndarray:
@@ -188,32 +199,24 @@ def intersections_needed(threshold: float, bits: int) -> np.ndarray:
     return need
 
 
-def partner_count_ranges(threshold: float, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """``_partner_count_ranges`` for a threshold, computed once per (threshold, bits)."""
-    return _cached_partner_count_ranges(threshold, bits)
-
-
-@functools.lru_cache(maxsize=32)
-def _cached_partner_count_ranges(threshold: float, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    lowest, highest = _partner_count_ranges(intersections_needed(threshold, bits), bits)
-    lowest.flags.writeable = highest.flags.writeable = False
-    return lowest, highest
-
-
-def _partner_count_ranges(need: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """(lowest, highest) popcount of a partner that can qualify with a filter of each popcount.
+def partner_count_ranges(threshold: float, bits: int, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lowest, highest) popcount of a partner that can qualify, indexed by popcount 0..bits and
+    filled in for the popcounts in ``counts`` (others get the empty range).
 
     The length filter: Dice <= 2·min(c, d) / (c + d). Rows with no feasible partner get lowest >
-    highest. Taking the extremes of the feasible set keeps it correct even if it had holes."""
-    counts = np.arange(bits + 1)
+    highest. Taking the extremes of the feasible set keeps it correct even if it had holes (it
+    can: at high thresholds small odd totals cannot reach it)."""
+    need = intersections_needed(threshold, bits)
     lowest = np.full(bits + 1, bits + 1, dtype=np.int64)
     highest = np.full(bits + 1, -1, dtype=np.int64)
-    for start in range(0, bits + 1, 256):  # 256 rows of the (bits + 1)² table at a time
-        c = counts[start : start + 256, None]
-        feasible = np.minimum(c, counts[None, :]) >= need[c + counts[None, :]]
+    present = np.unique(counts)
+    partners = np.arange(bits + 1)
+    for start in range(0, len(present), 256):  # 256 rows of the table at a time
+        c = present[start : start + 256, None]
+        feasible = np.minimum(c, partners[None, :]) >= need[c + partners[None, :]]
         anywhere = feasible.any(axis=1)
-        lowest[start : start + 256] = np.where(anywhere, feasible.argmax(axis=1), bits + 1)
-        highest[start : start + 256] = np.where(anywhere, bits - feasible[:, ::-1].argmax(axis=1), -1)
+        lowest[c[:, 0]] = np.where(anywhere, feasible.argmax(axis=1), bits + 1)
+        highest[c[:, 0]] = np.where(anywhere, bits - feasible[:, ::-1].argmax(axis=1), -1)
     return lowest, highest
 
 
@@ -240,8 +243,8 @@ class _SortedLanes(NamedTuple):
     counts: np.ndarray  # (blocks·4,) popcount of each lane
     x: np.ndarray  # (blocks, 4) prefix-bound term: floor(t·|y|/2)
     y: np.ndarray  # (blocks, 4) prefix-bound term: x - (|y| - |y[:h]|)
-    first_block: np.ndarray  # per popcount c of a: first block holding a partner count >= lowest
-    stop_block: np.ndarray  # per popcount c of a: one past the last block holding a feasible partner
+    first_block: np.ndarray  # per popcount c of a row of a: first block that may hold a partner
+    stop_block: np.ndarray  # per popcount c of a row of a: one past the last such block
 
 
 def _lane_blocks(sorted_filters: np.ndarray) -> np.ndarray:
@@ -252,45 +255,44 @@ def _lane_blocks(sorted_filters: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(padded.reshape(blocks, LANES, words).transpose(0, 2, 1))
 
 
-def _sorted_lanes(b, b_counts, need, threshold, prefix_words) -> _SortedLanes:
+def _sorted_lanes(b, b_counts, threshold, a_counts) -> _SortedLanes:
+    """The lanes of b, with the prefix bound set for h = all words (``_with_prefix_bound`` sets h)."""
     bits = b.shape[1] * 64
     order = np.argsort(b_counts, kind="stable")
     counts = b_counts[order].astype(np.int64)
     blocks = -(-len(order) // LANES)
     pad = blocks * LANES - len(order)
-    head = _prefix_popcounts(b, prefix_words)[order].astype(np.int64)
-    x = _prefix_need_floor(threshold, counts, slack=0)
-    y = x - (counts - head)
-    unreachable = np.full(pad, _IMPOSSIBLE)
-    lowest, highest = partner_count_ranges(threshold, bits)
+    x = np.concatenate([_prefix_need_floor(threshold, counts, slack=0), np.full(pad, _IMPOSSIBLE)])
+    lowest, highest = partner_count_ranges(threshold, bits, a_counts)
     first = np.searchsorted(counts, lowest, side="left") // LANES
     stop = -(-np.searchsorted(counts, highest, side="right") // LANES)
     return _SortedLanes(
         lanes=_lane_blocks(b[order]),
         rows=np.concatenate([order.astype(np.int64), np.full(pad, -1)]),
         counts=np.concatenate([counts, np.zeros(pad, dtype=np.int64)]),
-        x=np.concatenate([x, unreachable]).reshape(blocks, LANES),
-        y=np.concatenate([y, unreachable]).reshape(blocks, LANES),
+        x=x.reshape(blocks, LANES),
+        y=x.reshape(blocks, LANES),
         first_block=first.astype(np.int64),
         stop_block=np.maximum(stop, first).astype(np.int64),
     )
 
 
-@numba.njit(cache=True, nogil=True)
-def _keep_lane(found, inter, k, total, need, sl, cap, offset, out_j, out_score):
-    """Record lane k if it qualifies; returns the new found count (counts past cap too)."""
-    if sl.rows[k] < 0 or inter < need[total]:
-        return found
-    if found < cap:
-        out_j[offset + found] = sl.rows[k]
-        out_score[offset + found] = _dice_score(inter, total)
-    return found + 1
+def _with_prefix_bound(sl: _SortedLanes, b: np.ndarray, prefix_words: int) -> _SortedLanes:
+    """The lanes with y = x - (bits of the lane after its first ``prefix_words`` words)."""
+    real = sl.rows >= 0
+    rest = np.zeros(len(sl.rows), dtype=np.int64)
+    rest[real] = sl.counts[real] - _prefix_popcounts(b, prefix_words)[sl.rows[real]]
+    return sl._replace(y=sl.x - rest.reshape(sl.x.shape))
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _scan_row(a, i, a_count, a_head, a_floor, sl, need, prefix_words, row, offset, cap, out_j, out_score):
     """Qualifying partners of a[i] in the sorted lanes, written from offset (at most cap of them);
-    returns how many qualify. ``row``: scratch for a[i] broadcast to (words, 4)."""
+    returns how many qualify. ``row``: scratch (words + 1, 4): a[i] broadcast, then one row for
+    the four intersections of a block.
+
+    Everything stays in this one function: a helper taking arrays would pay a reference count per
+    array per call, which made each block that survives the prefix bound several times dearer."""
     words = a.shape[1]
     first, stop = sl.first_block[a_count], sl.stop_block[a_count]
     if first >= stop:
@@ -300,22 +302,28 @@ def _scan_row(a, i, a_count, a_head, a_floor, sl, need, prefix_words, row, offse
             row[t, lane] = a[i, t]
     q = a_floor
     p = q - (a_count - a_head)
+    lanes, x, y, rows, counts = sl.lanes, sl.x, sl.y, sl.rows, sl.counts
     found = 0
     for block in range(first, stop):
-        mask, s0, s1, s2, s3 = _block_prefix(row, sl.lanes, block, prefix_words, p, q, sl.x, sl.y)
+        mask, s0, s1, s2, s3 = _block_prefix(row, lanes, block, prefix_words, p, q, x, y)
         if mask == 0:
             continue
         if prefix_words < words:
-            u0, u1, u2, u3 = _block_intersections(row, sl.lanes, block, prefix_words, words)
+            u0, u1, u2, u3 = _block_intersections(row, lanes, block, prefix_words, words)
             s0 += u0
             s1 += u1
             s2 += u2
             s3 += u3
-        k = block * LANES
-        found = _keep_lane(found, s0, k, a_count + sl.counts[k], need, sl, cap, offset, out_j, out_score)
-        found = _keep_lane(found, s1, k + 1, a_count + sl.counts[k + 1], need, sl, cap, offset, out_j, out_score)
-        found = _keep_lane(found, s2, k + 2, a_count + sl.counts[k + 2], need, sl, cap, offset, out_j, out_score)
-        found = _keep_lane(found, s3, k + 3, a_count + sl.counts[k + 3], need, sl, cap, offset, out_j, out_score)
+        row[words, 0], row[words, 1], row[words, 2], row[words, 3] = s0, s1, s2, s3
+        for lane in range(LANES):
+            k = block * LANES + lane
+            inter = np.int64(row[words, lane])
+            total = a_count + counts[k]
+            if rows[k] >= 0 and inter >= need[total]:
+                if found < cap:
+                    out_j[offset + found] = rows[k]
+                    out_score[offset + found] = _dice_score(inter, total)
+                found += 1
     return found
 
 
@@ -328,7 +336,7 @@ def _scan_rows(
     round-robin so that sorted or clustered inputs still share the work."""
     n_rows = row_stop - row_start
     found = np.zeros(n_rows, dtype=np.int64)
-    broadcast = np.empty((threads, a.shape[1], LANES), dtype=np.uint64)
+    broadcast = np.empty((threads, a.shape[1] + 1, LANES), dtype=np.uint64)
     # The parallel body stays small: numba's parfor compile time grows with the body.
     for thread in prange(threads):
         for r in range(thread, n_rows, threads):
@@ -341,8 +349,8 @@ def _scan_rows(
 
 
 def _chosen_prefix_words(a, a_counts, a_floor, sl, words) -> int:
-    """The h that minimises the words read per block, h + (words - h)·P(block survives at h),
-    estimated on up to 48 rows of a against 32 evenly spaced blocks of each one's range."""
+    """The h that minimises the work per block, h + P(block survives at h)·(words - h + overhead)
+    in words, P estimated on up to 48 rows of a against 32 evenly spaced blocks of each one's range."""
     rows = np.unique(np.linspace(0, a.shape[0] - 1, min(48, a.shape[0])).astype(np.int64))
     first, stop = sl.first_block[a_counts[rows]], sl.stop_block[a_counts[rows]]
     rows, first, stop = rows[stop > first], first[stop > first], stop[stop > first]
@@ -364,7 +372,7 @@ def _chosen_prefix_words(a, a_counts, a_floor, sl, words) -> int:
     alive &= (sl.rows.reshape(-1, LANES)[blocks] >= 0)[:, :, None, :]
     survived = alive.any(axis=3).mean(axis=(0, 1))
     h = np.arange(words + 1)
-    return int(np.argmin(h + (words - h) * survived))
+    return int(np.argmin(h + (words - h + _SURVIVOR_OVERHEAD_WORDS) * survived))
 
 
 def _row_chunk(m: int, threads: int) -> int:
@@ -378,10 +386,9 @@ def _all_dice_pairs(a, b, threshold, a_counts, b_counts):
     need = intersections_needed(threshold, bits)
     a_counts64 = a_counts.astype(np.int64)
     a_floor = _prefix_need_floor(threshold, a_counts64, slack=1)
-    # The prefix length is chosen with h-independent lanes; the real lanes carry h's rest counts.
-    probe = _sorted_lanes(b, b_counts, need, threshold, prefix_words=words)
-    h = _chosen_prefix_words(a, a_counts64, a_floor, probe, words)
-    sl = probe if h == words else _sorted_lanes(b, b_counts, need, threshold, prefix_words=h)
+    sl = _sorted_lanes(b, b_counts, threshold, a_counts)
+    h = _chosen_prefix_words(a, a_counts64, a_floor, sl, words)
+    sl = _with_prefix_bound(sl, b, h)
     a_heads = _prefix_popcounts(a, h).astype(np.int64)
 
     pieces_i, pieces_j, pieces_s = [], [], []
@@ -395,13 +402,14 @@ def _all_dice_pairs(a, b, threshold, a_counts, b_counts):
         caps = np.full(rows, slots, dtype=np.int64)
         out_j = np.empty(rows * slots, dtype=np.int64)
         out_s = np.empty(rows * slots, dtype=np.float32)
-        found = _scan_rows(a, a_counts64, a_heads, a_floor, start, stop, sl, need, h, offsets, caps, out_j, out_s, threads)
+        scan = (a, a_counts64, a_heads, a_floor, start, stop, sl, need, h)
+        found = _scan_rows(*scan, offsets, caps, out_j, out_s, threads)
         if found.max(initial=0) > slots:
             # Overflow: scan the chunk again into buffers of the exact size (found counts them all).
             offsets = np.concatenate([[0], np.cumsum(found)[:-1]]).astype(np.int64)
             out_j = np.empty(int(found.sum()), dtype=np.int64)
             out_s = np.empty(int(found.sum()), dtype=np.float32)
-            _scan_rows(a, a_counts64, a_heads, a_floor, start, stop, sl, need, h, offsets, found, out_j, out_s, threads)
+            _scan_rows(*scan, offsets, found, out_j, out_s, threads)
             keep = slice(None)
         else:
             keep = (np.arange(slots)[None, :] < found[:, None]).ravel()

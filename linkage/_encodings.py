@@ -4,7 +4,7 @@ On disk: Parquet, one row per record. Columns: ``record_id`` (string), ``clk`` (
 bytes), ``group_<name>`` (one filter per field group, when the schema asks for them) and
 ``present`` (bit g set when group g has a value). Filter bytes are the packed uint64 words in
 little-endian order. The file metadata carries the encoding version, schema fingerprint, project,
-filter length and group names. Never a raw value.
+key epoch, filter length and group names. Never a raw value.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class Encodings:
     schema_fingerprint: str
     project: str
     encoding_version: int = ENCODING_VERSION
+    key_epoch: int = 0  # epoch of the project secret used (0: a secret from `linkage keys new`)
 
     def __len__(self) -> int:
         return self.filters.shape[0]
@@ -48,6 +49,7 @@ class Encodings:
             f"{_META_PREFIX}project": self.project,
             f"{_META_PREFIX}bits": str(self.bits),
             f"{_META_PREFIX}groups": ",".join(self.group_names),
+            f"{_META_PREFIX}key_epoch": str(self.key_epoch),
             f"{_META_PREFIX}bit_order": "uint64-little-endian",
         }
 
@@ -89,6 +91,7 @@ def read_encodings(path: str | Path) -> Encodings:
         groups = tuple(g for g in meta[f"{_META_PREFIX}groups"].split(",") if g)
         fingerprint = meta[f"{_META_PREFIX}schema_fingerprint"]
         project = meta[f"{_META_PREFIX}project"]
+        key_epoch = int(meta.get(f"{_META_PREFIX}key_epoch", "0"))
     except (KeyError, ValueError):
         raise EncodingsError(f"{path}: not a linkage encodings file (metadata missing)") from None
     if version != ENCODING_VERSION:
@@ -110,4 +113,5 @@ def read_encodings(path: str | Path) -> Encodings:
         schema_fingerprint=fingerprint,
         project=project,
         encoding_version=version,
+        key_epoch=key_epoch,
     )

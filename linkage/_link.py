@@ -100,6 +100,7 @@ def check_compatible(sources: Mapping[str, Encodings]) -> None:
     for name, enc in rest:
         for what, mine, theirs in (
             ("project", enc.project, first.project),
+            ("key epoch", enc.key_epoch, first.key_epoch),
             ("schema fingerprint", enc.schema_fingerprint, first.schema_fingerprint),
             ("filter length", enc.bits, first.bits),
             ("field groups", enc.group_names, first.group_names),

@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from . import __version__
+from ._ceremony import key_epoch_of
 from ._encodings import Encodings, write_encodings
 from ._keys import Secret
 from ._records import read_records
@@ -128,6 +129,7 @@ def encode_file(
     *,
     id_column: str,
     encoding: str = "utf-8",
+    secret_path: Path | None = None,
     say: Callable[[str], None] = _print,
 ) -> EncodeResult:
     """Read, encode and write one file; print the summary through ``say``."""
@@ -137,7 +139,7 @@ def encode_file(
     if records.height > PROGRESS_ABOVE_RECORDS:
         _stderr(f"encoding {records.height:,} records from {input_path}")
         progress = lambda stage: _stderr(f"  {stage} done ({time.perf_counter() - started:.1f} s)")  # noqa: E731
-    result = encode(records, schema, secret, progress=progress)
+    result = encode(records, schema, secret, key_epoch=key_epoch_of(secret_path) if secret_path else 0, progress=progress)
     _write_atomically(out, lambda path: write_encodings(result.encodings, path))
     rejects_path = rejects_path_for(out)
     result.rejects.write_csv(rejects_path)
@@ -194,7 +196,9 @@ def cmd_encode(args: argparse.Namespace) -> None:
     if args.project and args.project != schema.project:
         schema = Schema.from_dict({**schema.to_dict(), "project": {"id": args.project}}, source="--project")
     secret = Secret.from_file(args.secret)
-    encode_file(Path(args.input), Path(args.out), schema, secret, id_column=args.id_column, encoding=args.encoding)
+    encode_file(
+        Path(args.input), Path(args.out), schema, secret, id_column=args.id_column, encoding=args.encoding, secret_path=Path(args.secret)
+    )
 
 
 # -- link ----------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from linkage._keys import Secret
 from linkage._pki import channel_credentials, load_tls
 from linkage.errors import CeremonyError, JobError
 from linkage.protocol._coordinator import start_coordinator
-from linkage.protocol._keyshare import key_epoch_of, publish_card, receive_secret, share_secret
+from linkage._ceremony import key_epoch_of
+from linkage.protocol._keyshare import publish_card, receive_secret, share_secret
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
 

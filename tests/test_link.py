@@ -143,3 +143,15 @@ def test_link_and_evaluate_commands(tmp_path, agencies, run_cli):
 def test_true_pairs_are_every_cross_source_pair_of_an_entity():
     truth = pl.DataFrame({"record_id": ["1", "2", "3", "4"], "source": ["a", "b", "c", "a"], "entity_id": ["x", "x", "x", "y"]})
     assert true_pairs(truth).height == 3
+
+
+def test_encodings_of_different_key_epochs_are_never_compared(febrl_encodings, tmp_path):
+    import dataclasses
+
+    from linkage import read_encodings
+
+    rotated = dataclasses.replace(febrl_encodings["b"], key_epoch=2)
+    write_encodings(rotated, tmp_path / "b.parquet")
+    assert read_encodings(tmp_path / "b.parquet").key_epoch == 2
+    with pytest.raises(EncodingsError, match="^b: key epoch 2 differs from a's 0"):
+        link({"a": febrl_encodings["a"], "b": read_encodings(tmp_path / "b.parquet")})

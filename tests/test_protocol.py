@@ -22,6 +22,9 @@ def encodings(febrl4, febrl_schema):
 
 
 def test_encodings_round_trip_in_chunks(encodings):
+    import dataclasses
+
+    encodings = dataclasses.replace(encodings, key_epoch=5)
     chunks = list(encoding_chunks(encodings, 128))
     assert len(chunks) == 9 and chunks[-1].last
     back, digest = encodings_from_chunks(iter(chunks), peer="police")
@@ -29,6 +32,7 @@ def test_encodings_round_trip_in_chunks(encodings):
     assert np.array_equal(back.filters, encodings.filters) and np.array_equal(back.group_filters, encodings.group_filters)
     assert np.array_equal(back.present, encodings.present) and back.record_ids.to_list() == encodings.record_ids.to_list()
     assert back.schema_fingerprint == encodings.schema_fingerprint and back.project == encodings.project
+    assert back.key_epoch == 5
 
 
 def test_altered_truncated_or_padded_streams_are_refused(encodings):

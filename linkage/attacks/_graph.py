@@ -29,6 +29,7 @@ import polars as pl
 from .._keys import Secret
 from .._schema import Schema
 from ..bloom import encode
+from ._matching import assignment, surest
 from ._result import AttackResult, scored
 from ._views import RECORD, dice_matrix, unpacked_bits, view_blocks, view_filters
 
@@ -70,29 +71,25 @@ def graph_matching_attack(
 
     anchors = known
     n = len(graphs_a[0])
-    assignment = np.full(n, -1, dtype=np.int64)
-    margin = np.zeros(n)
     for round_ in range(settings.rounds):
         score = _scores(graphs_a, graphs_b, structure_a, structure_b, anchors, settings.structural_weight)
-        rows, cols = _assigned(score)
-        assignment = np.full(n, -1, dtype=np.int64)
-        assignment[rows] = cols
-        margin = np.full(n, -np.inf)
-        margin[rows] = _margins(score, rows, cols)
-        if round_ == settings.rounds - 1:
-            break
-        share = settings.anchor_shares[min(round_, len(settings.anchor_shares) - 1)]
-        anchors = _next_anchors(known, rows, cols, margin[rows], share, settings.max_anchors, n)
+        rows, cols, margins = assignment(score)
+        if round_ < settings.rounds - 1:
+            share = settings.anchor_shares[min(round_, len(settings.anchor_shares) - 1)]
+            anchors = surest(known, rows, cols, margins, min(int(share * n), settings.max_anchors - len(known)))
 
-    assignment[known[:, 0]] = known[:, 1]
+    assigned = np.full(n, -1, dtype=np.int64)
+    assigned[rows] = cols
+    margin = np.full(n, -np.inf)
+    margin[rows] = margins
+    assigned[known[:, 0]] = known[:, 1]
     margin[known[:, 0]] = np.inf
-    sure = margin > 0  # mutual best: the assigned pair beats every rival in its row and its column
-    guesses = np.where(sure, assignment, -1)
+    guesses = np.where(margin > 0, assigned, -1)  # mutual best: the pair beats every rival in its row and column
     details = {"anchors": float(len(anchors)), "rounds": float(settings.rounds)}
     if truth is not None:
         counted = np.ones(n, dtype=bool)
         counted[known[:, 0]] = False
-        details["assigned_correct"] = float((counted & (assignment >= 0) & (assignment == truth)).sum())
+        details["assigned_correct"] = float((counted & (assigned == np.asarray(truth))).sum())
     return scored(
         "graph", view, guesses, margin, truth=truth, known_pairs=known, seconds=time.perf_counter() - started, details=details
     )
@@ -129,7 +126,9 @@ def _structural_features(graph: np.ndarray, top: int) -> np.ndarray:
     thresholds = np.quantile(upper, [0.9, 0.99, 0.999]) if len(upper) else np.zeros(3)
     degrees = np.stack([(others >= t).sum(axis=1) for t in thresholds], axis=1).astype(np.float32)
     adjacency = (others >= thresholds[1]).astype(np.float32)
-    neighbour_degree = np.divide(adjacency @ degrees[:, 1], degrees[:, 1], out=np.zeros(len(graph), dtype=np.float32), where=degrees[:, 1] > 0)
+    neighbour_degree = np.divide(
+        adjacency @ degrees[:, 1], degrees[:, 1], out=np.zeros(len(graph), dtype=np.float32), where=degrees[:, 1] > 0
+    )
     mean = others.mean(axis=1)
     return np.column_stack([highest, np.log1p(degrees), np.log1p(neighbour_degree), mean]).astype(np.float32)
 
@@ -142,29 +141,3 @@ def _scores(graphs_a, graphs_b, structure_a, structure_b, anchors: np.ndarray, s
     profile_a = _standardised_rows(np.hstack([_standardised_columns(g[:, anchors[:, 0]]) for g in graphs_a]))
     profile_b = _standardised_rows(np.hstack([_standardised_columns(g[:, anchors[:, 1]]) for g in graphs_b]))
     return profile_a @ profile_b.T + structural_weight * structural
-
-
-def _assigned(score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from scipy.optimize import linear_sum_assignment
-
-    return linear_sum_assignment(score.astype(np.float64), maximize=True)
-
-
-def _margins(score: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """How far each assigned pair beats the best rival in its row and in its column."""
-    chosen = score[rows, cols]
-    row_rival = score[rows].copy()
-    row_rival[np.arange(len(rows)), cols] = -np.inf
-    col_rival = score[:, cols].T.copy()
-    col_rival[np.arange(len(rows)), rows] = -np.inf
-    return chosen - np.maximum(row_rival.max(axis=1), col_rival.max(axis=1))
-
-
-def _next_anchors(known, rows, cols, margins, share, max_anchors, n) -> np.ndarray:
-    """Known pairs plus the surest mutual-best pairs of this round."""
-    take = min(int(share * n), max_anchors - len(known))
-    is_known = np.zeros(n, dtype=bool)
-    is_known[known[:, 0]] = True
-    order = np.argsort(-margins)
-    order = order[(margins[order] > 0) & ~is_known[rows[order]]][: max(take, 0)]
-    return np.concatenate([known, np.stack([rows[order], cols[order]], axis=1)]).astype(np.int64)

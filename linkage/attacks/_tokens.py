@@ -47,7 +47,9 @@ def view_groups(schema: Schema, view: str) -> list[tuple[str, ...]]:
     return [(view,)]
 
 
-def plaintext_tokens(plaintext: pl.DataFrame, schema: Schema, groups: tuple[str, ...], *, today: dt.date | None = None) -> PlaintextTokens:
+def plaintext_tokens(
+    plaintext: pl.DataFrame, schema: Schema, groups: tuple[str, ...], *, today: dt.date | None = None
+) -> PlaintextTokens:
     """The tokens each record of ``plaintext`` contributes to a filter of ``groups``' fields."""
     frame = plaintext.select(*(pl.col(c).cast(pl.String) for c in schema.columns))
     values, _, _ = normalise(frame, schema, today=today or dt.date.today())

@@ -50,9 +50,13 @@ def encode(
     secret: Secret,
     *,
     today: dt.date | None = None,
+    key_epoch: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> EncodeResult:
-    """Encode ``records`` (a ``record_id`` column plus one string column per schema field)."""
+    """Encode ``records`` (a ``record_id`` column plus one string column per schema field).
+
+    ``key_epoch`` is stamped on the encodings: encodings of different epochs are never compared.
+    """
     today = today or dt.date.today()
     clock = _Clock(progress)
     values, rejects, missing = normalise(records, schema, today=today)
@@ -107,6 +111,7 @@ def encode(
         present=present,
         schema_fingerprint=schema.fingerprint,
         project=schema.project,
+        key_epoch=key_epoch,
     )
     return EncodeResult(encodings=encodings, rejects=rejects, missing=missing, seconds=clock.seconds)
 

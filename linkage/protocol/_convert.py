@@ -40,6 +40,7 @@ def encoding_chunks(encodings: Encodings, chunk_records: int) -> Iterator[pb.Enc
     yield pb.EncodingChunk(
         last=True, total_records=n, digest=digest.hexdigest(), project=encodings.project,
         schema_fingerprint=encodings.schema_fingerprint, bits=encodings.bits, groups=list(encodings.group_names),
+        key_epoch=encodings.key_epoch,
     )  # fmt: skip
 
 
@@ -83,6 +84,7 @@ def encodings_from_chunks(chunks: Iterable[pb.EncodingChunk], *, peer: str) -> t
         present=np.frombuffer(raw_present, dtype="<u2").astype(np.uint16),
         schema_fingerprint=trailer.schema_fingerprint,
         project=trailer.project,
+        key_epoch=trailer.key_epoch,
     ), trailer.digest
 
 

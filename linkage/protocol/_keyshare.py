@@ -16,8 +16,8 @@ from pathlib import Path
 import grpc
 
 from .._ceremony import (
-    AgreementKey, KeyCard, SecretInfo, WrappedSecret, read_secret_info, unwrap_secret, verify_key_card, wrap_secret,
-    write_secret_info,
+    AgreementKey, KeyCard, SecretInfo, WrappedSecret, secret_info_path, unwrap_secret, verify_key_card,
+    wrap_secret, write_secret_info,
 )  # fmt: skip
 from .._config import NodeConfig
 from .._keys import Secret
@@ -28,16 +28,6 @@ from .v1 import linkage_pb2 as pb
 from .v1 import linkage_pb2_grpc as pb_grpc
 
 AGREEMENT_KEY_FILE = "agreement.key"
-
-
-def secret_info_path(secret_path: Path) -> Path:
-    return secret_path.with_name(secret_path.name + ".json")
-
-
-def key_epoch_of(secret_path: Path) -> int:
-    """The epoch recorded beside a secret by the ceremony; 0 for a secret made by `keys new`."""
-    info = secret_info_path(secret_path)
-    return read_secret_info(info).epoch if info.exists() else 0
 
 
 def _relay(address: str, tls: TlsMaterial, call):

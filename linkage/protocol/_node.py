@@ -54,6 +54,7 @@ class NodeService(pb_grpc.NodeServicer):
         return pb.DescribeResponse(
             agency=self._config.agency, project=enc.project, schema_fingerprint=enc.schema_fingerprint, bits=enc.bits,
             groups=list(enc.group_names), records=len(enc), excluded=held.excluded, rejected_values=held.rejected_values,
+            key_epoch=enc.key_epoch,
         )  # fmt: skip
 
     def FetchEncodings(self, request: pb.FetchEncodingsRequest, context: grpc.ServicerContext) -> Iterator[pb.EncodingChunk]:
