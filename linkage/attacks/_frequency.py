@@ -310,8 +310,10 @@ def _labels(
     """Token index per block (-1: none), by share and by co-occurrence with blocks labelled before.
 
     Blocks are labelled largest first (large shares are the least ambiguous); each later block's
-    co-occurrence with the labelled ones is a fingerprint that the right token reproduces. A few
-    sweeps then relabel every block given all the others, keeping labels one-to-one.
+    co-occurrence with the labelled ones is a fingerprint that the right token reproduces. The
+    first few labels are searched jointly (the labelling that fits best overall wins), a few sweeps
+    then relabel every block given all the others, keeping labels one-to-one, and blocks that fit
+    no token, or none clearly, are left unlabelled.
     """
     if not found:
         return np.zeros(0, dtype=np.int64)
