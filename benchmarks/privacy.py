@@ -57,7 +57,7 @@ TARGET_F1 = 0.99
 @dataclasses.dataclass(frozen=True)
 class Setting:
     label: str
-    hardening: HardeningSpec = HardeningSpec()
+    hardening: HardeningSpec = HardeningSpec(xor_fold=False)
     salt_names: bool = False  # attribute salting: name tokens hashed with the year of birth
     group_filters: bool = True  # emit per-field-group filters (needed by the default fs scoring)
     dice_threshold: float | None = None  # link with record-level Dice at this threshold instead of the defaults
@@ -79,14 +79,14 @@ class Setting:
 
 SETTINGS = (
     Setting("none"),
-    Setting("balance", HardeningSpec(balance=True)),
+    Setting("balance", HardeningSpec(balance=True, xor_fold=False)),
     Setting("xor_fold", HardeningSpec(xor_fold=True)),
-    Setting("blip 0.02", HardeningSpec(blip=0.02)),
-    Setting("blip 0.05", HardeningSpec(blip=0.05)),
-    Setting("blip 0.1", HardeningSpec(blip=0.1)),
+    Setting("blip 0.02", HardeningSpec(blip=0.02, xor_fold=False)),
+    Setting("blip 0.05", HardeningSpec(blip=0.05, xor_fold=False)),
+    Setting("blip 0.1", HardeningSpec(blip=0.1, xor_fold=False)),
     Setting("salt names+yob", salt_names=True),
-    Setting("balance+blip 0.05", HardeningSpec(balance=True, blip=0.05)),
-    Setting("salt+blip 0.05", HardeningSpec(blip=0.05), salt_names=True),
+    Setting("balance+blip 0.05", HardeningSpec(balance=True, blip=0.05, xor_fold=False)),
+    Setting("salt+blip 0.05", HardeningSpec(blip=0.05, xor_fold=False), salt_names=True),
     Setting("balance+xor_fold", HardeningSpec(balance=True, xor_fold=True)),
     Setting("xor_fold, no groups", HardeningSpec(xor_fold=True), group_filters=False),
     Setting("balance+xor_fold, no groups", HardeningSpec(balance=True, xor_fold=True), group_filters=False),

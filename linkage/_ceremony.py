@@ -41,6 +41,7 @@ for no choices; HPKE, signing and the wire helpers below them are private. `Agre
 
 from __future__ import annotations
 
+
 import base64
 import binascii
 import datetime as dt
@@ -55,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -62,7 +64,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 
 from ._keys import SECRET_BYTES, Secret
-from ._pki import CLOCK_SKEW_ALLOWANCE, Identity, PkiError, TlsMaterial, verify_chain
+from ._pki import CLOCK_SKEW_ALLOWANCE, Identity, PkiError, TlsMaterial, refusing_malformed_certificates, verify_chain
 from ._files import write_new_file
 from .errors import CeremonyError
 
@@ -693,15 +695,17 @@ def _parse_certificate(pem: object, what: str) -> x509.Certificate:
     if not isinstance(pem, bytes):
         raise CeremonyError(f"{what}: must be PEM bytes")
     try:
-        return x509.load_pem_x509_certificate(pem)
-    except (ValueError, TypeError, x509.InvalidVersion):  # InvalidVersion is no ValueError
+        with refusing_malformed_certificates():
+            return x509.load_pem_x509_certificate(pem)
+    except (ValueError, TypeError, x509.InvalidVersion, CryptographyDeprecationWarning):  # InvalidVersion is no ValueError
         raise CeremonyError(f"{what}: not a PEM certificate") from None
 
 
 def _pem_from_der(der: bytes, what: str) -> bytes:
     try:
-        return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
-    except (ValueError, TypeError, x509.InvalidVersion):
+        with refusing_malformed_certificates():
+            return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+    except (ValueError, TypeError, x509.InvalidVersion, CryptographyDeprecationWarning):
         raise CeremonyError(f"{what}: not a DER certificate") from None
 
 

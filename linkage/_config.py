@@ -55,7 +55,7 @@ class AgencyEntry:
 class JobDefaults:
     threshold: float | None = None
     review_threshold: float | None = None
-    scoring: str = "fs"
+    scoring: str = "auto"
     blocking: str = "auto"
 
 
@@ -183,10 +183,10 @@ def load_coordinator_config(path: str | Path, *, listen: str | None = None) -> C
     for key in job:
         if key not in ("threshold", "review_threshold", "scoring", "blocking"):
             raise ConfigError(f"{path}: job.{key}: unknown key (allowed: blocking, review_threshold, scoring, threshold)")
-    scoring = r.get(job, "job", "scoring", str, "fs")
+    scoring = r.get(job, "job", "scoring", str, "auto")
     blocking = r.get(job, "job", "blocking", str, "auto")
-    if scoring not in ("fs", "dice"):
-        raise ConfigError(f"{path}: job.scoring: fs or dice (not {scoring!r})")
+    if scoring not in ("auto", "fs", "dice"):
+        raise ConfigError(f"{path}: job.scoring: auto, fs or dice (not {scoring!r})")
     if blocking not in ("auto", "none", "lsh"):
         raise ConfigError(f"{path}: job.blocking: auto, none or lsh (not {blocking!r})")
     attempts = r.get(c, "coordinator", "fetch_attempts", int, 3)

@@ -22,16 +22,20 @@ credential helpers at the end import grpc only when called, so the core never lo
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import datetime as dt
 import ipaddress
 import re
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryptography import x509
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -485,8 +489,9 @@ def _san_uris(cert: x509.Certificate) -> list[str]:
 
 def _parse_certificate(pem: bytes, where: str) -> x509.Certificate:
     try:
-        return x509.load_pem_x509_certificate(pem)
-    except (ValueError, TypeError, x509.InvalidVersion):
+        with refusing_malformed_certificates():
+            return x509.load_pem_x509_certificate(pem)
+    except (ValueError, TypeError, x509.InvalidVersion, CryptographyDeprecationWarning):
         raise PkiError(f"{where}: not a PEM certificate") from None
 
 
@@ -553,3 +558,12 @@ def _write_pair(
     except BaseException:
         key_path.unlink(missing_ok=True)
         raise
+
+
+
+@contextlib.contextmanager
+def refusing_malformed_certificates() -> Iterator[None]:
+    """cryptography only warns about some malformed certificates (a negative serial, say): refuse them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CryptographyDeprecationWarning)
+        yield

@@ -46,12 +46,16 @@ def cmd_schema_init(args: argparse.Namespace) -> None:
     columns = [c.strip() for c in args.columns.split(",") if c.strip()]
     if not columns:
         raise SchemaError("--columns: name at least one column")
-    schema = Schema.for_columns(columns, project=args.project)
+    schema = Schema.for_columns(columns, project=args.project, group_filters=args.group_filters)
     out = Path(args.out)
     if out.exists() and not args.force:
         raise SchemaError(f"{out}: already exists (pass --force to replace it)")
     out.write_text(schema.to_toml(), encoding="utf-8")
     _print(f"wrote {out}: project {schema.project}, {len(schema.fields)} fields, fingerprint {schema.fingerprint}")
+    if schema.group_filters:
+        _print("  warning: group filters let a curious coordinator re-identify most records (README: Privacy)")
+    else:
+        _print("  filters XOR-folded, no group filters: the private default (README: Privacy)")
     for spec in schema.fields:
         _print(f"  {spec.name:<20} {spec.kind:<9} group {spec.group:<8} weight {spec.weight}")
 
@@ -480,6 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--out", required=True, help="schema file to write (TOML)")
     init.add_argument("--project", help="project id the keys are bound to (default: a random one)")
     init.add_argument("--force", action="store_true", help="replace an existing schema file")
+    init.add_argument("--group-filters", action="store_true",
+                      help="emit per-group filters for Fellegi-Sunter scoring (better on messy data, far weaker privacy)")  # fmt: skip
     init.set_defaults(func=cmd_schema_init)
     show = schema.add_parser("show", help="validate a schema and print its fields and fingerprint")
     show.add_argument("--schema", required=True)
@@ -523,11 +529,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     lk = commands.add_parser("link", help="link encodings of two or more sources (a source is named by its file's stem)")
     lk.add_argument("encodings", nargs="+", help="encodings files (Parquet) from `linkage encode`")
-    lk.add_argument("--threshold", type=float, help="match threshold (default 0.5 for fs, a match probability; 0.7 for dice)")
-    lk.add_argument("--review-threshold", type=float, help="lower bound of possible matches for review (default 0.2 for fs, 0.6 for dice)")
+    lk.add_argument("--threshold", type=float, help="match threshold (default 0.5 for fs, a match probability; 0.6 for dice)")
+    lk.add_argument("--review-threshold", type=float, help="lower bound of possible matches for review (default 0.2 for fs, 0.5 for dice)")
     lk.add_argument("--blocking", choices=("auto", "none", "lsh"), default="auto", help="auto: all pairs while few, LSH beyond")
-    lk.add_argument("--scoring", choices=("fs", "dice"), default="fs",
-                    help="fs: Fellegi-Sunter match probability from per-group Dice, weights learned by EM (default); dice: record Dice")  # fmt: skip
+    lk.add_argument("--scoring", choices=("auto", "fs", "dice"), default="auto",
+                    help="fs: Fellegi-Sunter match probability from per-group Dice, weights learned by EM; dice: record Dice;"
+                         " auto (default): fs when the encodings carry group filters, else dice")  # fmt: skip
     lk.add_argument("--many-per-source", action="store_true", help="let a cluster hold several records of one source")
     lk.add_argument("--out", required=True, help="pairs CSV: source_a,id_a,source_b,id_b,similarity,band")
     lk.add_argument("--clusters", help="clusters CSV: cluster_id,source,record_id")
@@ -570,8 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
     job_run.add_argument("--config", required=True, help="coordinator.toml (its certificate and address)")
     job_run.add_argument("--agencies", required=True, help="comma-separated agency names from the config")
     job_run.add_argument("--coordinator", help="HOST:PORT of the coordinator (default: the config's coordinator.listen)")
-    job_run.add_argument("--threshold", type=float, help="match threshold (default: the config's, else 0.5 for fs)")
-    job_run.add_argument("--review-threshold", type=float, help="review threshold (default: the config's, else 0.2 for fs)")
+    job_run.add_argument("--threshold", type=float, help="match threshold (default: the config's, else 0.5 for fs, 0.6 for dice)")
+    job_run.add_argument("--review-threshold", type=float, help="review threshold (default: the config's, else 0.2 for fs, 0.5 for dice)")
     job_run.set_defaults(func=cmd_job_run)
 
     audit = commands.add_parser("audit", help="verify and read a tamper-evident audit log").add_subparsers(

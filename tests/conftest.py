@@ -29,12 +29,13 @@ def secret() -> Secret:
 
 @pytest.fixture
 def people_schema() -> Schema:
-    return Schema.for_columns(PEOPLE_COLUMNS, project="test-project")
+    """Unhardened, with group filters: the encoder's properties are easiest to see there."""
+    return Schema.for_columns(PEOPLE_COLUMNS, project="test-project", group_filters=True)
 
 
 @pytest.fixture(scope="session")
 def febrl_schema() -> Schema:
-    return Schema.for_columns(list(FEBRL_COLUMNS), project="febrl-test")
+    return Schema.for_columns(list(FEBRL_COLUMNS), project="febrl-test", group_filters=True)
 
 
 @pytest.fixture(scope="session")

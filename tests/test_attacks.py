@@ -44,7 +44,9 @@ def scenario() -> AttackScenario:
 
 
 def schema_with(**hardening) -> Schema:
-    return dataclasses.replace(Schema.for_columns(COLUMNS, project="attack-test"), hardening=HardeningSpec(**hardening))
+    # Unhardened unless asked: HardeningSpec's defaults are the project's chosen ones (xor_fold on).
+    spec = HardeningSpec(**{"xor_fold": False, **hardening})
+    return dataclasses.replace(Schema.for_columns(COLUMNS, project="attack-test", group_filters=True), hardening=spec)
 
 
 def graph(scenario: AttackScenario, schema: Schema, view: str = RECORD, truth: np.ndarray | None = None):

@@ -23,7 +23,7 @@ AGENCY_COLUMNS = ["given_name", "middle_name", "surname", "date_of_birth", "sex"
 @pytest.fixture(scope="module")
 def agencies():
     data = generate_agencies(1500, rng=np.random.default_rng(11))
-    schema = Schema.for_columns(AGENCY_COLUMNS, project="synthetic-test")
+    schema = Schema.for_columns(AGENCY_COLUMNS, project="synthetic-test", group_filters=True)
     from linkage import Secret
 
     secret = Secret(bytes(range(32)))
@@ -155,3 +155,18 @@ def test_encodings_of_different_key_epochs_are_never_compared(febrl_encodings, t
     assert read_encodings(tmp_path / "b.parquet").key_epoch == 2
     with pytest.raises(EncodingsError, match="^b: key epoch 2 differs from a's 0"):
         link({"a": febrl_encodings["a"], "b": read_encodings(tmp_path / "b.parquet")})
+
+
+def test_the_private_default_links_febrl4(febrl4):
+    """The default schema: XOR-folded record filters, no group filters; link scores them by Dice."""
+    from linkage import Secret
+
+    schema = Schema.for_columns(["given_name", "surname", "street_number", "address_1", "address_2", "suburb",
+                                 "postcode", "state", "date_of_birth"], project="private")  # fmt: skip
+    assert schema.hardening.xor_fold and not schema.group_filters and schema.output_bits == 512
+    encodings = {name: encode(frame, schema, Secret(bytes(range(32)))).encodings for name, frame in zip(("a", "b"), febrl4, strict=True)}
+    assert all(e.group_filters is None for e in encodings.values())
+    result = link(encodings)
+    assert result.scoring == "dice" and result.threshold == 0.6
+    quality = pair_quality(matches(result), febrl_truth(encodings))
+    assert quality.f1 >= 0.99, quality.line()
