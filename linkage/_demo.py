@@ -122,7 +122,7 @@ cert = "../pki/{COORDINATOR}.pem"
 key = "../pki/{COORDINATOR}.key"
 
 [job]
-scoring = "fs"
+scoring = "auto"
 blocking = "auto"
 
 {agencies}""",

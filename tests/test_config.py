@@ -38,7 +38,7 @@ def test_bad_node_config_names_the_key(tmp_path, old, new, key):
     ("old", "new", "key"),
     [
         ('disclosure = "receive-only"', 'disclosure = "secret"', "agencies.victim_services.disclosure"),
-        ('scoring = "fs"', 'scoring = "magic"', "job.scoring"),
+        ('scoring = "auto"', 'scoring = "magic"', "job.scoring"),
         ("fetch_attempts = 3", "fetch_attempts = 0", "coordinator.fetch_attempts"),
         ("retain_encodings = false", 'retain_encodings = "no"', "coordinator.retain_encodings"),
     ],
