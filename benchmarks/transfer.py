@@ -36,7 +36,7 @@ from linkage.protocol.v1 import linkage_pb2 as pb  # noqa: E402
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc  # noqa: E402
 
 
-def transfer(root: Path, records: int) -> tuple[float, int, float]:
+def transfer(root: Path, records: int) -> tuple[float, int, float, str]:
     import grpc
 
     layout, _ = prepare_demo(root, people=50, seed=1)
@@ -59,7 +59,8 @@ def transfer(root: Path, records: int) -> tuple[float, int, float]:
             seconds = time.perf_counter() - started
     finally:
         server.stop(0).wait()
-    return seconds, len(encodings), encoded
+    shape = f"{encodings.bits}-bit filters" + (f" + {len(encodings.group_names)} group filters" if encodings.group_filters is not None else "")
+    return seconds, len(encodings), encoded, shape
 
 
 def job(root: Path, agency_records: int) -> tuple[float, dict[str, int], str]:
@@ -97,8 +98,8 @@ def main() -> None:
     args = parser.parse_args()
     np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="linkage-transfer-") as temp:
-        seconds, moved, encoded = transfer(Path(temp) / "transfer", args.records)
-        print(f"transfer: {moved:,} encodings (1024-bit record filter + group filters) in {seconds:.2f} s: {moved / seconds:,.0f} encodings/s (node encode before it: {encoded:.1f} s)")
+        seconds, moved, encoded, shape = transfer(Path(temp) / "transfer", args.records)
+        print(f"transfer: {moved:,} encodings ({shape}, default schema) in {seconds:.2f} s: {moved / seconds:,.0f} encodings/s (node encode before it: {encoded:.1f} s)")
         job_seconds, sizes, state = job(Path(temp) / "job", args.agency_records)
         print(f"job: {state} in {job_seconds:.1f} s for {', '.join(f'{k} {v:,}' for k, v in sizes.items())}")
     print(
