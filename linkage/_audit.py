@@ -49,7 +49,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ._files import write_new_file
+from ._files import read_file, write_new_file
 from .errors import AuditEntryError, AuditError, AuditKeyError
 
 __all__ = [
@@ -223,12 +223,7 @@ class AuditKey:
 
 
 def _read_key_file(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise AuditKeyError(f"{path}: key file not found") from None
-    except OSError as exc:
-        raise AuditKeyError(f"{path}: cannot read key file ({exc.strerror})") from None
+    return read_file(path, what="key", error=AuditKeyError)
 
 
 def load_public_key(path_or_pem: str | Path | bytes) -> AuditPublicKey:

@@ -65,7 +65,7 @@ from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 
 from ._keys import SECRET_BYTES, Secret
 from ._pki import CLOCK_SKEW_ALLOWANCE, Identity, PkiError, TlsMaterial, refusing_malformed_certificates, verify_chain
-from ._files import write_new_file
+from ._files import read_file, write_new_file
 from .errors import CeremonyError
 
 __all__ = [
@@ -131,12 +131,7 @@ class AgreementKey:
     def load(cls, path: str | Path) -> AgreementKey:
         """Read a key written by `write`; errors name the file, never its contents."""
         path = Path(path)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise CeremonyError(f"{path}: agreement key file not found") from None
-        except OSError as exc:
-            raise CeremonyError(f"{path}: cannot read agreement key file ({exc.strerror})") from None
+        data = read_file(path, what="agreement key", error=CeremonyError)
         try:
             key = serialization.load_pem_private_key(data, password=None)
         except TypeError:

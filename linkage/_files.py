@@ -28,3 +28,14 @@ def write_new_file(path: Path, data: bytes, *, what: str, error: type[LinkageErr
     except OSError as exc:
         path.unlink(missing_ok=True)
         raise error(f"{path}: cannot write {what} ({exc.strerror})") from None
+
+
+def read_file(path: Path, *, what: str, error: type[LinkageError]) -> bytes:
+    """The bytes of ``path``; a missing or unreadable file is ``error`` naming the path and ``what``."""
+    kind = f"{what} file" if what else "file"
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{path}: {kind} not found") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read {kind} ({exc.strerror})") from None

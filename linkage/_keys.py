@@ -15,7 +15,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ._files import write_new_file
+from ._files import read_file, write_new_file
 from .errors import SecretError
 
 SECRET_BYTES = 32
@@ -40,12 +40,7 @@ class Secret:
     @classmethod
     def from_file(cls, path: str | Path) -> Secret:
         path = Path(path)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise SecretError(f"{path}: secret file not found") from None
-        except OSError as exc:
-            raise SecretError(f"{path}: cannot read secret file ({exc.strerror})") from None
+        data = read_file(path, what="secret", error=SecretError)
         if len(data) != SECRET_BYTES:
             raise SecretError(
                 f"{path}: not a linkage secret (expected {SECRET_BYTES} bytes, found {len(data)});"

@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from ._files import write_new_file
+from ._files import read_file, write_new_file
 from .errors import PkiError
 
 if TYPE_CHECKING:  # the credential helpers import grpc lazily; see the end of this module
@@ -507,12 +507,7 @@ def _parse_private_key(pem: bytes, where: str) -> ec.EllipticCurvePrivateKey:
 
 
 def _read_file(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise PkiError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise PkiError(f"{path}: cannot read ({exc.strerror})") from None
+    return read_file(path, what="", error=PkiError)
 
 
 def _load_ca(directory: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
