@@ -68,7 +68,7 @@ def main() -> None:
                 continue
             for threshold in thresholds:
                 started = time.perf_counter()
-                review = min(threshold, 0.1 if scoring == "fs" else 0.58)
+                review = min(threshold, 0.1) if scoring == "fs" else threshold
                 result = link(sources, LinkSettings(scoring=scoring, threshold=threshold, review_threshold=review))
                 quality = pair_quality(result.pairs.filter(pl.col("band") == "match"), truth)
                 default = "*" if threshold == DEFAULT_THRESHOLDS[scoring][0] else " "
