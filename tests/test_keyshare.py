@@ -46,7 +46,7 @@ def test_agencies_end_with_the_same_secret_the_coordinator_never_held(relay):
     stored = b"".join(p.read_bytes() for p in layout.coordinator.rglob("*") if p.is_file())
     assert secret not in stored and secret.hex().encode() not in stored
     log = (layout.coordinator / "audit.db").read_bytes()
-    assert b"secret relayed" in log and b"key card published" in log
+    assert b"secret relayed" in log and b"key card published" in log and b"project created" in log
 
 
 def test_a_coordinator_that_swaps_a_key_card_is_caught(relay):

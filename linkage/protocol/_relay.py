@@ -78,11 +78,16 @@ class KeyRelayService(pb_grpc.KeyRelayServicer):
             if wrapped.project != request.project or wrapped.epoch != request.epoch:
                 raise CeremonyError(f"a copy for {wrapped.recipient} is for another project or epoch")
         with self._lock, sqlite3.connect(self._path) as db:
+            new_project = db.execute("SELECT 1 FROM wrapped WHERE project = ? LIMIT 1", (request.project,)).fetchone() is None
             for wrapped, blob in copies:
                 db.execute(
                     "INSERT OR REPLACE INTO wrapped VALUES (?, ?, ?, ?, ?, ?)",
                     (wrapped.project, wrapped.epoch, wrapped.sender, wrapped.recipient, blob, self._now()),
                 )
+        if new_project:
+            self._audit.append(str(me), "project created", project=request.project, details={
+                "epoch": request.epoch, "by": me.name, "agencies": sorted({me.name} | {w.recipient for w, _ in copies}),
+            })  # fmt: skip
         self._audit.append(str(me), "secret relayed", project=request.project, details={
             "epoch": request.epoch, "sender": me.name, "recipients": sorted(w.recipient for w, _ in copies),
             "digests": [_digest(blob) for _, blob in copies],
