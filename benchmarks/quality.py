@@ -27,8 +27,8 @@ from linkage._link import DEFAULT_THRESHOLDS, LinkSettings, link  # noqa: E402
 from linkage._synthetic import generate_agencies  # noqa: E402
 
 THRESHOLDS = {"fs": (0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99), "dice": (0.58, 0.6, 0.62, 0.65, 0.7, 0.75)}
-# The default schema (XOR-folded, no group filters) is scored by Dice; group filters allow fs.
-PROFILES = {"default": False, "group filters": True}
+# The default schema (group filters) is scored by fs; the private one (folded, no groups) by Dice.
+PROFILES = {"default": True, "private": False}
 AGENCY_COLUMNS = ["given_name", "middle_name", "surname", "date_of_birth", "sex", "address", "city", "postcode"]
 
 

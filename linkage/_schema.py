@@ -100,9 +100,9 @@ class HardeningSpec:
     """Hardening applied to every filter, in this order: balance, xor_fold, blip."""
 
     balance: bool = False  # append the complement and permute with a keyed permutation (2x length)
-    # On by default: measured by the attack harness (benchmarks/privacy.py), folding a ~50%-full
-    # filter takes similarity-graph matching from 99% re-identification to under 1%.
-    xor_fold: bool = True  # XOR the two halves (0.5x length)
+    # Measured (benchmarks/privacy.py): folding a ~50%-full record filter takes similarity-graph
+    # matching from 99% re-identification to under 1%, but only when no group filters are sent.
+    xor_fold: bool = False  # XOR the two halves (0.5x length)
     blip: float = 0.0  # randomised response: flip each bit with this probability
     # attribute salting is per field (FieldSpec.salt_with)
 
@@ -113,9 +113,9 @@ class Schema:
     fields: tuple[FieldSpec, ...]
     filter: FilterSpec = FilterSpec()
     hardening: HardeningSpec = HardeningSpec()
-    # Off by default: per-group filters let the attacks re-identify 90-100% of records whatever the
-    # hardening (benchmarks/privacy.py). On, they buy Fellegi-Sunter scoring on messy data.
-    group_filters: bool = False  # also emit one filter per field group, plus a presence mask
+    # Per-group filters let the attacks re-identify 90-100% of records whatever the hardening
+    # (benchmarks/privacy.py); without them linkage quality collapses at scale (README: Privacy).
+    group_filters: bool = True  # also emit one filter per field group, plus a presence mask
     missing_values: tuple[str, ...] = DEFAULT_MISSING_VALUES
 
     def __post_init__(self) -> None:
@@ -165,11 +165,11 @@ class Schema:
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
-    def for_columns(cls, columns: list[str], *, project: str | None = None, group_filters: bool = False) -> Schema:
+    def for_columns(cls, columns: list[str], *, project: str | None = None, group_filters: bool = True) -> Schema:
         """A schema for these columns, each field's kind chosen from its name.
 
-        ``group_filters``: emit per-group filters for Fellegi–Sunter scoring, unhardened (the
-        measured trade-off is in the README); by default filters are XOR-folded and alone.
+        ``group_filters=False`` is the private profile: the record filter alone, XOR-folded (the
+        measured trade-off is in the README).
         """
         fields = []
         for column in columns:
@@ -177,7 +177,7 @@ class Schema:
             fields.append(
                 FieldSpec(name=column.strip(), kind=kind, weight=DEFAULT_WEIGHTS[kind], group=KINDS[kind])
             )
-        hardening = HardeningSpec(xor_fold=False) if group_filters else HardeningSpec()
+        hardening = HardeningSpec() if group_filters else HardeningSpec(xor_fold=True)
         return cls(project=project or f"p-{secrets.token_hex(6)}", fields=tuple(fields), hardening=hardening, group_filters=group_filters)
 
     @classmethod
@@ -229,7 +229,7 @@ class Schema:
                 fields=tuple(fields),
                 filter=FilterSpec(**{k: _typed(v, int, source, f"filter.{k}") for k, v in filt.items()}),
                 hardening=HardeningSpec(**_hardening_values(hard, source)),
-                group_filters=_typed(output.get("group_filters", False), bool, source, "output.group_filters"),
+                group_filters=_typed(output.get("group_filters", True), bool, source, "output.group_filters"),
                 missing_values=tuple(
                     _typed(v, str, source, "missing.values").strip().lower()
                     for v in _typed(missing.get("values", list(DEFAULT_MISSING_VALUES)), list, source, "missing.values")

@@ -46,7 +46,7 @@ def test_schema_init_lists_kinds_and_refuses_to_overwrite(tmp_path, run_cli):
     out = tmp_path / "s.toml"
     first = run_cli("schema", "init", "--columns", "first_name,dob,zip,notes", "--out", out, "--project", "tf-2026")
     assert first.code == 0 and "tf-2026" in first.out
-    assert "XOR-folded, no group filters" in first.out.splitlines()[1]
+    assert "group filters on" in first.out.splitlines()[1]
     assert [line.split()[1] for line in first.out.splitlines()[2:]] == ["name", "date", "postcode", "text"]
     again = run_cli("schema", "init", "--columns", "surname", "--out", out)
     assert again.code == 1 and "already exists" in again.err
