@@ -96,6 +96,20 @@ class BlockingQuality:
         return 1.0 - self.candidates / self.possible if self.possible else 0.0
 
 
+def blocking_quality(candidates: pl.DataFrame, truth: pl.DataFrame) -> BlockingQuality:
+    """How many true pairs the candidate pairs hold, and how few of all cross-source pairs they are."""
+    found = canonical_pairs(candidates.select(PAIR_COLUMNS).cast(pl.String))
+    real = true_pairs(truth.cast(pl.String))
+    sizes = truth.group_by("source").len().get_column("len").to_list()
+    possible = sum(sizes[x] * sizes[y] for x in range(len(sizes)) for y in range(x + 1, len(sizes)))
+    hit = real.join(found, on=list(PAIR_COLUMNS), how="semi").height
+    return BlockingQuality(candidates=found.height, possible=possible, true_found=hit, true_total=real.height)
+
+
+def read_candidates(path: str | Path) -> pl.DataFrame:
+    return _read_table(path, PAIR_COLUMNS, "candidates")
+
+
 def read_truth(path: str | Path) -> pl.DataFrame:
     return _read_table(path, TRUTH_COLUMNS, "truth")
 

@@ -96,10 +96,24 @@ class LinkResult:
     scoring: Scoring
     model: MatchModel | None
     seconds: dict[str, float] = field(default_factory=dict)
+    candidate_left: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # global record index
+    candidate_right: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    record_ids: pl.Series = field(default_factory=lambda: pl.Series(dtype=pl.String))  # all sources, in order
 
     @property
     def comparisons(self) -> int:
         return sum(s.comparisons for s in self.stats)
+
+    def candidate_pairs(self) -> pl.DataFrame:
+        """Every scored candidate pair: source_a, id_a, source_b, id_b, score (for blocking evaluation)."""
+        names = np.array(list(self.sources))
+        source_of = np.repeat(np.arange(len(names)), list(self.sources.values()))
+        ids = self.record_ids.to_numpy()
+        left, right = self.candidate_left, self.candidate_right
+        return pl.DataFrame({
+            "source_a": names[source_of[left]], "id_a": ids[left], "source_b": names[source_of[right]], "id_b": ids[right],
+            "score": np.round(self.scores.astype(np.float64), 4),
+        }, schema={"source_a": pl.String, "id_a": pl.String, "source_b": pl.String, "id_b": pl.String, "score": pl.Float64})  # fmt: skip
 
 
 def check_compatible(sources: Mapping[str, Encodings]) -> None:
@@ -198,6 +212,9 @@ def link(
         scoring=scoring,
         model=model,
         seconds={"compare": compared - started, "score": scored - compared, "solve": solved - scored},
+        candidate_left=left,
+        candidate_right=right,
+        record_ids=pl.concat(record_ids),
     )
 
 

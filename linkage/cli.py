@@ -25,7 +25,7 @@ from ._records import read_records
 from ._schema import Schema
 from .bloom import EncodeResult, encode
 from ._encodings import read_encodings
-from ._evaluate import pair_quality, read_pairs, read_truth
+from ._evaluate import blocking_quality, pair_quality, read_candidates, read_pairs, read_truth
 from ._link import LinkSettings, link
 from ._report import link_summary
 from .errors import LinkageError, SchemaError
@@ -228,6 +228,8 @@ def cmd_link(args: argparse.Namespace) -> None:
     _write_atomically(out, lambda path: result.pairs.write_csv(path))
     if args.clusters:
         _write_atomically(Path(args.clusters), lambda path: result.clusters.write_csv(path))
+    if args.candidates:
+        _write_atomically(Path(args.candidates), lambda path: result.candidate_pairs().write_csv(path))
     _print(link_summary(result, elapsed, out, Path(args.clusters) if args.clusters else None))
 
 
@@ -237,6 +239,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     for band in ("match", "match+possible"):
         chosen = pairs.filter(pl.col("band") == "match") if band == "match" else pairs
         _print(f"{band:<15} {pair_quality(chosen, truth).line()}")
+    if args.candidates:
+        b = blocking_quality(read_candidates(args.candidates), truth)
+        _print(
+            f"{'candidates':<15} pairs completeness {b.pairs_completeness:.4f}  reduction ratio {b.reduction_ratio:.6f}"
+            f"  ({b.candidates:,} candidate pairs of {b.possible:,}; {b.true_found:,} of {b.true_total:,} true pairs)"
+        )
 
 
 # -- pki, node, coordinator, job ------------------------------------------------------------------
@@ -538,11 +546,13 @@ def build_parser() -> argparse.ArgumentParser:
     lk.add_argument("--many-per-source", action="store_true", help="let a cluster hold several records of one source")
     lk.add_argument("--out", required=True, help="pairs CSV: source_a,id_a,source_b,id_b,similarity,band")
     lk.add_argument("--clusters", help="clusters CSV: cluster_id,source,record_id")
+    lk.add_argument("--candidates", help="candidates CSV: every scored pair (source_a,id_a,source_b,id_b,score), for `evaluate`")
     lk.set_defaults(func=cmd_link)
 
     ev = commands.add_parser("evaluate", help="precision, recall, F1 and F* of a pairs file against known truth")
     ev.add_argument("--pairs", required=True, help="pairs CSV from `linkage link`")
     ev.add_argument("--truth", required=True, help="truth CSV: record_id,source,entity_id")
+    ev.add_argument("--candidates", help="candidates CSV from `link --candidates`: adds pairs completeness and reduction ratio")
     ev.set_defaults(func=cmd_evaluate)
 
     pki = commands.add_parser("pki", help="the task-force CA and every party's certificate").add_subparsers(
