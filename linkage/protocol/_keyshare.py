@@ -16,7 +16,7 @@ from pathlib import Path
 import grpc
 
 from .._ceremony import (
-    AgreementKey, KeyCard, SecretInfo, WrappedSecret, secret_info_path, unwrap_secret, verify_key_card,
+    AgreementKey, KeyCard, SecretInfo, WrappedSecret, make_key_card, secret_info_path, unwrap_secret,
     wrap_secret, write_secret_info,
 )  # fmt: skip
 from .._config import NodeConfig
@@ -49,15 +49,9 @@ def agreement_key(config: NodeConfig) -> AgreementKey:
 
 
 def publish_card(config: NodeConfig, tls: TlsMaterial, address: str, *, now: dt.datetime | None = None) -> KeyCard:
-    card = KeyCard.from_bytes(make_card_bytes(config, tls, now=now))
+    card = make_key_card(agreement_key(config), tls, now=now or dt.datetime.now(dt.UTC))
     _relay(address, tls, lambda stub: stub.PublishKeyCard(pb.KeyCardMessage(card=card.to_bytes()), timeout=30))
     return card
-
-
-def make_card_bytes(config: NodeConfig, tls: TlsMaterial, *, now: dt.datetime | None = None) -> bytes:
-    from .._ceremony import make_key_card
-
-    return make_key_card(agreement_key(config), tls, now=now or dt.datetime.now(dt.UTC)).to_bytes()
 
 
 def _refuse_existing_secret(path: Path) -> None:
@@ -108,8 +102,3 @@ def receive_secret(
     secret.write(config.secret)
     write_secret_info(secret_info_path(config.secret), info)
     return info
-
-
-def verified_card_fingerprint(card: KeyCard, ca_pem: bytes) -> str:
-    verify_key_card(card, ca_pem, expected_name=card.agency)
-    return card.agreement_key_fingerprint
