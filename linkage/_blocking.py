@@ -24,8 +24,9 @@ r is the value that minimises the estimated work, bands × (row cost × (n_a + n
 n_a·n_b·q^r), with both costs measured on this code (``_ROW_COST``, ``_PAIR_COST``). Matches
 agree on bits more often than random pairs (p > q) exactly when t > f: at t = 0.8 and f = 0.5,
 p = 0.8 against q = 0.5 and LSH pays off; as t falls towards f no r separates matches from noise,
-``lsh_parameters`` refuses targets it cannot reach within ``MAX_BANDS`` and ``choose_blocking``
-(given the threshold) keeps to all pairs once LSH would be slower.
+``lsh_parameters`` refuses targets it cannot reach within ``MAX_BANDS``; ``plan_blocking`` keeps to
+all pairs once LSH would be slower, and where all pairs would take too long it tightens the
+threshold to one LSH can serve (and says so).
 
 Streaming. Bands run one after another. A band reads its r bits of each row into a uint32 key,
 radix-sorts both sides by key (one side a thread), and walks the two sorted lists together; pairs
@@ -72,12 +73,13 @@ from ._compare import (
 
 __all__ = [
     "BandProgress",
+    "BlockingPlan",
     "LSHParameters",
     "blocked_dice_pairs",
-    "choose_blocking",
     "lsh_candidates",
     "lsh_parameters",
     "pairs_completeness",
+    "plan_blocking",
     "reduction_ratio",
 ]
 
@@ -85,6 +87,14 @@ __all__ = [
 # benchmarks/compare.py --crossover: all pairs 0.15 s / LSH 0.13 s at 1e8 pairs, 0.6 s / 0.3 s at
 # 4e8, 2.7 s / 1.2 s at 1.6e9; LSH gains more from there on, all pairs misses nothing.
 UNBLOCKED_PAIR_LIMIT = 500_000_000
+# Beyond that, `auto` still compares all pairs if that takes at most AUTO_EXACT_SECONDS on one core
+# (about 100,000 × 200,000 records) and LSH cannot do better at the threshold asked for; otherwise
+# it tightens the threshold until LSH fits in AUTO_LSH_SECONDS (one core; two threads halve both).
+AUTO_EXACT_SECONDS = 120.0
+AUTO_LSH_SECONDS = 120.0
+MAX_AUTO_THRESHOLD = 0.95
+TRIAL_ROWS = 100_000  # rows a side on which a band's collisions are measured
+TRIAL_BANDS = 3
 MAX_BUCKET_PAIRS = 1 << 20
 MAX_KEY_BITS = 32  # keys are uint32: enough for 10^9 rows a side
 EXTRA_BITS = 16
@@ -144,11 +154,14 @@ def lsh_parameters(
     fill: float,
     high_fill: float | None = None,
     target_completeness: float = 0.99,
+    collisions: Callable[[int], float] | None = None,
 ) -> LSHParameters:
     """(r, bands) for Dice ``threshold`` on ``bits``-bit filters; derivation in the module docstring.
 
     ``fill``: mean fraction of bits set; ``high_fill``: the fill that pairs should be covered up to
-    (default ``fill``)."""
+    (default ``fill``). ``collisions(r)``: pairs that collide in one band of r bits, as measured on
+    the data (see ``_measured_collisions``); without it, n_a·n_b·q^r, which real records (common
+    names, correlated bits) exceed many times over."""
     threshold = _checked_threshold(threshold)
     if not 0.0 < target_completeness < 1.0:
         raise ValueError("target_completeness: must lie strictly between 0 and 1")
@@ -165,28 +178,29 @@ def lsh_parameters(
         bands = 1 if hit >= 1.0 else math.ceil(math.log1p(-target_completeness) / math.log1p(-hit))
         if bands > MAX_BANDS:
             continue
-        cost = bands * (_ROW_COST * (n_a + n_b) + _PAIR_COST * pairs * q**r)
+        per_band = pairs * q**r if collisions is None else collisions(r)
+        cost = bands * (_ROW_COST * (n_a + n_b) + _PAIR_COST * per_band)
         if best is None or cost < best[0]:
-            best = (cost, r, bands, hit)
+            best = (cost, r, bands, hit, per_band)
     if best is None:
         raise ValueError(
             f"Hamming LSH cannot find {target_completeness:.0%} of pairs at Dice {threshold} within"
             f" {MAX_BANDS} bands (matches agree on a bit with probability {p:.2f}, random pairs"
             f" {q:.2f}): compare all pairs instead"
         )
-    cost, r, bands, hit = best
+    cost, r, bands, hit, per_band = best
     return LSHParameters(
         bits_per_band=r,
         bands=bands,
         agreement_at_threshold=p,
         agreement_random=q,
         expected_completeness=1.0 - (1.0 - hit) ** bands,
-        expected_candidates=bands * pairs * q**r,
+        expected_candidates=bands * per_band,
         estimated_seconds=cost,
     )
 
 
-def _parameters_for(a, b, a_counts, b_counts, threshold, target_completeness) -> LSHParameters:
+def _parameters_for(a, b, a_counts, b_counts, threshold, target_completeness, collisions=None) -> LSHParameters:
     bits = a.shape[1] * 64
     counts = np.concatenate([a_counts, b_counts]).astype(np.float64)
     return lsh_parameters(
@@ -197,34 +211,111 @@ def _parameters_for(a, b, a_counts, b_counts, threshold, target_completeness) ->
         fill=float(counts.mean()) / bits if len(counts) else 0.5,
         high_fill=float(np.quantile(counts, FILL_QUANTILE)) / bits if len(counts) else 0.5,
         target_completeness=target_completeness,
+        collisions=collisions if collisions is not None else _measured_collisions(a, b),
     )
 
 
-def choose_blocking(
-    n_a: int,
-    n_b: int,
+def _measured_collisions(a: np.ndarray, b: np.ndarray) -> Callable[[int], float]:
+    """r -> pairs colliding in one band of r bits, measured: keys of TRIAL_ROWS rows a side on
+    TRIAL_BANDS random bands, colliding pairs counted exactly per key and scaled up to n_a × n_b.
+
+    Unrelated records agree on a sampled bit far more often than independent bits would: common
+    names and values set the same bits in many filters, and bits set by one q-gram go together. The
+    independent-bit estimate undercounted a band's work thirty-fold on generated agencies, so the
+    cost model asks the data. Seeded by the data's shape, so a rerun measures the same."""
+    seeded = np.random.default_rng([a.shape[0], b.shape[0], a.shape[1], TRIAL_BANDS])
+    sample_a = np.sort(seeded.choice(a.shape[0], min(TRIAL_ROWS, a.shape[0]), replace=False))
+    sample_b = np.sort(seeded.choice(b.shape[0], min(TRIAL_ROWS, b.shape[0]), replace=False))
+    scale = (a.shape[0] / max(len(sample_a), 1)) * (b.shape[0] / max(len(sample_b), 1))
+    bits = a.shape[1] * 64
+
+    @functools.cache
+    def collisions(r: int) -> float:
+        total = 0
+        for _ in range(TRIAL_BANDS):
+            positions = np.sort(seeded.choice(bits, r, replace=False)).astype(np.int64)
+            keys_a = np.empty(len(sample_a), dtype=np.uint32)
+            keys_b = np.empty(len(sample_b), dtype=np.uint32)
+            _keys_into(a, sample_a, positions, keys_a, 0, len(sample_a))
+            _keys_into(b, sample_b, positions, keys_b, 0, len(sample_b))
+            values_a, count_a = np.unique(keys_a, return_counts=True)
+            values_b, count_b = np.unique(keys_b, return_counts=True)
+            _, in_a, in_b = np.intersect1d(values_a, values_b, assume_unique=True, return_indices=True)
+            total += int((count_a[in_a].astype(np.int64) * count_b[in_b]).sum())
+        return total / TRIAL_BANDS * scale
+
+    return collisions
+
+
+@dataclass(frozen=True)
+class BlockingPlan:
+    """How one candidate rule is run: every pair compared, or LSH, and at which Dice threshold."""
+
+    mode: Literal["none", "lsh"]
+    threshold: float  # the threshold run; above ``requested`` when auto had to tighten it
+    requested: float
+    estimated_seconds: float  # one core: all pairs at _UNBLOCKED_RATE, or the LSH cost model
+
+    @property
+    def tightened(self) -> bool:
+        return self.threshold > self.requested
+
+
+def plan_blocking(
+    a: np.ndarray,
+    b: np.ndarray,
+    threshold: float,
     mode: BlockingMode = "auto",
     *,
-    threshold: float | None = None,
-    bits: int = 1024,
-    fill: float = 0.5,
-) -> Literal["none", "lsh"]:
-    """``none`` or ``lsh``. ``auto`` compares all pairs while there are at most
-    UNBLOCKED_PAIR_LIMIT of them; given the threshold, also while LSH would not be quicker (at low
-    thresholds matches and random pairs agree on bits almost equally often, and LSH loses)."""
-    if mode in ("none", "lsh"):
-        return mode
+    target_completeness: float = 0.99,
+) -> BlockingPlan:
+    """How to find the pairs at or above Dice ``threshold`` between filters ``a`` and ``b``.
+
+    ``none`` and ``lsh`` do as told (``lsh`` raises ValueError where it cannot reach the target).
+    ``auto`` compares all pairs while there are at most UNBLOCKED_PAIR_LIMIT; up to AUTO_EXACT_SECONDS
+    of all pairs it takes whichever of all pairs and LSH is quicker; beyond, LSH if it fits in
+    AUTO_LSH_SECONDS, else LSH at the loosest threshold (in steps of 0.01) that does: at low
+    thresholds matches and random pairs agree on bits almost equally often and no LSH is quick, so
+    the rule is tightened rather than left to run for hours. Callers report a tightened plan."""
+    threshold = _checked_threshold(threshold)
+    a, b = _checked_filters(a, "a"), _checked_filters(b, "b")
+    n_a, n_b = a.shape[0], b.shape[0]
+    exact_seconds = n_a * n_b / _UNBLOCKED_RATE
+    exact = BlockingPlan("none", threshold, threshold, exact_seconds)
+    if mode == "none":
+        return exact
+    a_counts, b_counts = popcounts(a), popcounts(b)
+    collisions = _measured_collisions(a, b)
+
+    def lsh_at(t: float) -> BlockingPlan:
+        parameters = _parameters_for(a, b, a_counts, b_counts, t, target_completeness, collisions)
+        return BlockingPlan("lsh", t, threshold, parameters.estimated_seconds)
+
+    if mode == "none":
+        return exact
+    if mode == "lsh":
+        return lsh_at(threshold)
     if mode != "auto":
         raise ValueError(f"blocking mode: expected one of none, lsh, auto, not {mode!r}")
-    if n_a * n_b <= UNBLOCKED_PAIR_LIMIT:
-        return "none"
-    if threshold is None:
-        return "lsh"
+    if n_a * n_b <= UNBLOCKED_PAIR_LIMIT or n_a == 0 or n_b == 0:
+        return exact
     try:
-        lsh = lsh_parameters(threshold, bits=bits, n_a=n_a, n_b=n_b, fill=fill)
+        lsh: BlockingPlan | None = lsh_at(threshold)
     except ValueError:
-        return "none"
-    return "lsh" if lsh.estimated_seconds < n_a * n_b / _UNBLOCKED_RATE else "none"
+        lsh = None
+    if exact_seconds <= AUTO_EXACT_SECONDS:
+        return lsh if lsh is not None and lsh.estimated_seconds < exact_seconds else exact
+    if lsh is not None and lsh.estimated_seconds <= AUTO_LSH_SECONDS:
+        return lsh
+    for step in range(1, int(round((MAX_AUTO_THRESHOLD - threshold) * 100)) + 1):
+        t = round(threshold + step / 100, 2)
+        try:
+            plan = lsh_at(t)
+        except ValueError:
+            continue
+        if plan.estimated_seconds <= AUTO_LSH_SECONDS:
+            return plan
+    return exact
 
 
 # --------------------------------------------------------------------------------------------------

@@ -43,6 +43,8 @@ LANES = 4  # b rows per vector block: 4 × 64 bits is one AVX2 register
 _IMPOSSIBLE = np.int64(1 << 40)  # an intersection no pair reaches
 _CHUNK_COMPARISONS = 1 << 26  # all-pairs work per chunk: ~0.1 s, so thread start-up is noise
 _SLOTS_PER_ROW = 8  # results a row may write before its chunk is rescanned with exact buffers
+TILE_ROWS = 16  # rows of a that share each tile of b (per thread)
+TILE_BLOCKS = 256  # blocks of b per tile: 256 × 4 rows × 128 bytes = 128 KiB of 1024-bit filters
 _MAX_SLOT_ENTRIES = 1 << 24  # bound on rows × slots held at once (~200 MB)
 # A block that survives the prefix bound costs, beyond its remaining words, about as much as 16
 # more words (a mispredicted branch, four lanes checked): measured on this machine (AMD EPYC, AVX2).
@@ -286,15 +288,15 @@ def _with_prefix_bound(sl: _SortedLanes, b: np.ndarray, prefix_words: int) -> _S
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _scan_row(a, i, a_count, a_head, a_floor, sl, need, prefix_words, row, offset, cap, out_j, out_score):
-    """Qualifying partners of a[i] in the sorted lanes, written from offset (at most cap of them);
-    returns how many qualify. ``row``: scratch (words + 1, 4): a[i] broadcast, then one row for
-    the four intersections of a block.
+def _scan_row(a, i, a_count, a_head, a_floor, sl, need, prefix_words, row, offset, cap, out_j, out_score, tile_lo, tile_hi):
+    """Qualifying partners of a[i] among the sorted lanes' blocks [tile_lo, tile_hi), written from
+    offset (at most cap of them); returns how many qualify. ``row``: scratch (words + 1, 4): a[i]
+    broadcast, then one row for the four intersections of a block.
 
     Everything stays in this one function: a helper taking arrays would pay a reference count per
     array per call, which made each block that survives the prefix bound several times dearer."""
     words = a.shape[1]
-    first, stop = sl.first_block[a_count], sl.stop_block[a_count]
+    first, stop = max(sl.first_block[a_count], tile_lo), min(sl.stop_block[a_count], tile_hi)
     if first >= stop:
         return 0
     for t in range(words):
@@ -333,18 +335,27 @@ def _scan_rows(
 ):
     """``_scan_row`` for a[row_start:row_stop]; returns the count per row. Row r writes at most
     caps[r] results from offsets[r], in popcount order of the partners. Rows are dealt to threads
-    round-robin so that sorted or clustered inputs still share the work."""
+    round-robin so that sorted or clustered inputs still share the work.
+
+    Tiled for the cache: a thread takes TILE_ROWS of its rows at a time and walks the lanes in
+    tiles of TILE_BLOCKS blocks, every row of the group scanning a tile before the next is read.
+    Scanning all of b once a row would stream it from memory for every row: at 100,000 rows a side
+    b no longer fits in cache and the kernel ran at a third of its in-cache speed (measured)."""
     n_rows = row_stop - row_start
     found = np.zeros(n_rows, dtype=np.int64)
     broadcast = np.empty((threads, a.shape[1] + 1, LANES), dtype=np.uint64)
+    n_blocks = sl.lanes.shape[0]
     # The parallel body stays small: numba's parfor compile time grows with the body.
     for thread in prange(threads):
-        for r in range(thread, n_rows, threads):
-            i = row_start + r
-            found[r] = _scan_row(
-                a, i, a_counts[i], a_heads[i], a_floor[i], sl, need, prefix_words, broadcast[thread],
-                offsets[r], caps[r], out_j, out_score,
-            )  # fmt: skip
+        for group in range(thread, n_rows, threads * TILE_ROWS):
+            last = min(group + threads * TILE_ROWS, n_rows)
+            for tile in range(0, n_blocks, TILE_BLOCKS):
+                for r in range(group, last, threads):
+                    i = row_start + r
+                    found[r] += _scan_row(
+                        a, i, a_counts[i], a_heads[i], a_floor[i], sl, need, prefix_words, broadcast[thread],
+                        offsets[r] + found[r], max(caps[r] - found[r], 0), out_j, out_score, tile, tile + TILE_BLOCKS,
+                    )  # fmt: skip
     return found
 
 

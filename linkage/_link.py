@@ -1,12 +1,13 @@
 """Linking encodings of several sources: candidates, scores, clusters and bands.
 
-    per pair of sources: candidates (record filters, and name filters, at or above a loose Dice;
-    all pairs compared, or Hamming LSH when there are many) ─▶ scores (Fellegi–Sunter match
+    per pair of sources: candidates (record filters, and names-and-birth-date filters, at or above
+    a loose Dice, tightened where unrelated pairs would swamp the budget; all pairs compared, or
+    Hamming LSH when there are many) ─▶ scores (Fellegi–Sunter match
     probability from per-group Dice, or record-level Dice) ─▶ all sources together: greedy clusters
     holding at most one record per source ─▶ bands: ``match`` (same cluster), ``possible`` (a
     scored pair at or above the review threshold left in different clusters)
 
-Name filters are a second way in because a record that lacks fields (victim services often hold no
+Names-and-birth-date filters are a second way in because a record that lacks fields (victim services often hold no
 address) has a record filter too sparse to reach a loose Dice with its match.
 """
 
@@ -22,7 +23,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from ._blocking import blocked_dice_pairs, choose_blocking
+from ._blocking import BandProgress, blocked_dice_pairs, plan_blocking
 from ._compare import dice_of_pairs, dice_pairs, group_dice_of_pairs
 from ._encodings import Encodings
 from ._scoring import MatchModel, agreement_levels, fit_model
@@ -40,6 +41,13 @@ DEFAULT_THRESHOLDS: dict[str, tuple[float, float]] = {"fs": (0.5, 0.2), "dice": 
 RANDOM_PAIRS_PER_SOURCE_PAIR = 100_000
 EM_SAMPLE = 500_000
 COMPLETENESS_SAMPLE_ROWS = 2_000
+# Candidate budget: a rule may keep about max(CANDIDATE_FLOOR, CANDIDATES_PER_RECORD × records) random
+# pairs (shared between the rules), so scoring and memory grow with the records, not their product.
+# A rule whose threshold would let more through is tightened; its rate is measured on RATE_SAMPLE
+# random pairs. At 10,000 a side nothing is tightened.
+CANDIDATE_FLOOR = 4_000_000
+CANDIDATES_PER_RECORD = 20
+RATE_SAMPLE = 1_000_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,7 +57,7 @@ class LinkSettings:
     scoring: Scoring = "auto"  # fs when the encodings carry group filters, dice otherwise
     blocking: Blocking = "auto"
     candidate_dice: float = 0.70  # record filters this similar make a candidate pair
-    candidate_name_dice: float = 0.60  # so do name filters this similar
+    candidate_name_dice: float = 0.60  # so do filters of names and date of birth this similar
     target_completeness: float = 0.99  # LSH: share of candidate pairs it should find
     one_per_source: bool = True
     seed: int = 0
@@ -82,6 +90,7 @@ class SourcePairStats:
     pairs_completeness: float | None = None  # LSH: against an exact run on a sample
     matches: int = 0
     possible: int = 0
+    notes: tuple[str, ...] = ()  # rules auto tightened or left out, to show the coordinator
 
 
 @dataclass(frozen=True, eq=False)
@@ -159,7 +168,7 @@ def link(
         a, b = sources[names[x]], sources[names[y]]
         say(f"comparing {names[x]} ({len(a):,}) with {names[y]} ({len(b):,})")
         t0 = time.perf_counter()
-        i, j, pair_stats = _candidates(names[x], a, names[y], b, settings, rng)
+        i, j, pair_stats = _candidates(names[x], a, names[y], b, settings, rng, say)
         found.append((x, y, i, j))
         stats.append(SourcePairStats(**{**pair_stats.__dict__, "seconds": time.perf_counter() - t0}))
     compared = time.perf_counter()
@@ -226,38 +235,103 @@ def _count(counts: pl.DataFrame, a: str, b: str, band: str) -> int:
     return int(hit.get_column("len").sum())
 
 
-def _rules(a: Encodings, b: Encodings, settings: LinkSettings) -> list[tuple[np.ndarray, np.ndarray, float]]:
+def _rules(a: Encodings, b: Encodings, settings: LinkSettings) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
     record_threshold = settings.candidate_dice
     if settings.scoring == "dice":  # the score is this Dice: every pair down to the review threshold counts
         record_threshold = min(record_threshold, settings.thresholds()[1])
-    rules = [(a.filters, b.filters, record_threshold)]
+    rules = [("record", a.filters, b.filters, record_threshold)]
     if a.group_filters is not None and "name" in a.group_names:
-        g = a.group_names.index("name")
-        rules.append((np.ascontiguousarray(a.group_filters[:, g]), np.ascontiguousarray(b.group_filters[:, g]), settings.candidate_name_dice))
+        # Names with the date of birth where there is one: at an equal share of unrelated pairs let
+        # through, it holds more true pairs than names alone (measured on generated agencies:
+        # 83 % against 53 % at about 1 in 10,000 random pairs).
+        groups = [a.group_names.index(g) for g in ("name", "dob", "date") if g in a.group_names]
+        label = "+".join(a.group_names[g] for g in groups)
+        rules.append((label, _union(a.group_filters, groups), _union(b.group_filters, groups), settings.candidate_name_dice))
     return rules
 
 
+def _union(group_filters: np.ndarray, groups: list[int]) -> np.ndarray:
+    """The OR of some group filters: a filter of those fields alone."""
+    return np.ascontiguousarray(np.bitwise_or.reduce(group_filters[:, groups], axis=1))
+
+
 def _candidates(
-    name_a: str, a: Encodings, name_b: str, b: Encodings, settings: LinkSettings, rng: np.random.Generator
+    name_a: str, a: Encodings, name_b: str, b: Encodings, settings: LinkSettings, rng: np.random.Generator,
+    say: Callable[[str], None] = lambda _: None,
 ) -> tuple[np.ndarray, np.ndarray, SourcePairStats]:
+    """Candidate pairs by every rule. A rule that would let through more unrelated pairs than the
+    budget is tightened; in ``auto``, so is one that all pairs would take hours over and LSH cannot
+    serve quickly at its threshold. Each tightening is noted for the summary."""
+    keys, comparisons, completeness, modes, notes = [], 0, [], set(), []
     rules = _rules(a, b, settings)
-    mode = choose_blocking(len(a), len(b), settings.blocking, threshold=min(t for _, _, t in rules), bits=a.bits)
-    keys, comparisons, completeness = [], 0, []
-    for fa, fb, threshold in rules:
-        if mode == "none":
-            i, j, _ = dice_pairs(fa, fb, threshold)
+    budget = max(CANDIDATE_FLOOR, CANDIDATES_PER_RECORD * (len(a) + len(b))) / len(rules)
+    for rule, fa, fb, asked in rules:
+        threshold = _budgeted_threshold(fa, fb, asked, budget)
+        if threshold > asked:
+            notes.append(
+                f"{rule} rule tightened from Dice >= {asked:g} to {threshold:g}: at {asked:g} about"
+                f" {_random_rate(fa, fb, asked) * len(a) * len(b):,.0f} unrelated pairs would be candidates"
+            )
+        try:
+            plan = plan_blocking(fa, fb, threshold, settings.blocking, target_completeness=settings.target_completeness)
+        except ValueError as exc:
+            raise LinkageError(f"{name_a} ~ {name_b}: {rule} rule at Dice {threshold:g}: {exc}") from None
+        if plan.tightened:
+            notes.append(f"{rule} rule tightened from Dice >= {threshold:g} to {plan.threshold:g} so that LSH stays quick; --blocking none compares all pairs")
+        modes.add(plan.mode)
+        if plan.mode == "none":
+            i, j, _ = dice_pairs(fa, fb, plan.threshold)
             comparisons += len(a) * len(b)
         else:
-            i, j, _ = blocked_dice_pairs(fa, fb, threshold, target_completeness=settings.target_completeness, rng=rng)
-            comparisons += len(i)
-            completeness.append(_sampled_completeness(fa, fb, threshold, i, j, rng))
+            reporter = _BandReporter(say, rule)
+            i, j, _ = blocked_dice_pairs(fa, fb, plan.threshold, target_completeness=settings.target_completeness, rng=rng, progress=reporter)
+            comparisons += reporter.compared
+            completeness.append(_sampled_completeness(fa, fb, plan.threshold, i, j, rng))
         keys.append(i * len(b) + j)
     key = np.unique(np.concatenate(keys))
     stats = SourcePairStats(
-        source_a=name_a, source_b=name_b, blocking=mode, comparisons=comparisons, candidates=len(key), seconds=0.0,
-        pairs_completeness=min(completeness) if completeness else None,
+        source_a=name_a, source_b=name_b, blocking="lsh" if "lsh" in modes else "none", comparisons=comparisons, candidates=len(key),
+        seconds=0.0, pairs_completeness=min(completeness) if completeness else None, notes=tuple(notes),
     )  # fmt: skip
     return key // len(b), key % len(b), stats
+
+
+def _random_rate(fa: np.ndarray, fb: np.ndarray, threshold: float) -> float:
+    return float(np.mean(_random_dice(fa, fb) >= threshold))
+
+
+def _random_dice(fa: np.ndarray, fb: np.ndarray) -> np.ndarray:
+    """Dice of RATE_SAMPLE random pairs (seeded by the rule's data, so a rerun picks the same)."""
+    k = min(RATE_SAMPLE, len(fa) * len(fb))
+    seeded = np.random.default_rng([len(fa), len(fb), int(fa[0, 0] % (1 << 62)), int(fb[0, 0] % (1 << 62))])
+    return dice_of_pairs(fa, fb, seeded.integers(0, len(fa), k), seeded.integers(0, len(fb), k))
+
+
+def _budgeted_threshold(fa: np.ndarray, fb: np.ndarray, threshold: float, budget: float) -> float:
+    """The loosest threshold (``threshold`` or above, in steps of 0.01) at which unrelated pairs
+    would make at most ``budget`` candidates, judged on random pairs."""
+    pairs = len(fa) * len(fb)
+    if pairs <= budget:
+        return threshold
+    dice = np.sort(_random_dice(fa, fb))
+    allowed = budget / pairs
+    t = threshold
+    while t < 0.99 and (len(dice) - np.searchsorted(dice, t, side="left")) / len(dice) > allowed:
+        t = round(t + 0.01, 2)
+    return t
+
+
+class _BandReporter:
+    """Progress about ten times a rule, not once a band (there can be thousands); keeps the count
+    of pairs the bands compared."""
+
+    def __init__(self, say: Callable[[str], None], rule: str) -> None:
+        self.say, self.rule, self.compared = say, rule, 0
+
+    def __call__(self, p: BandProgress) -> None:
+        self.compared = p.candidates
+        if p.band == p.bands or p.band % max(1, p.bands // 10) == 0:
+            self.say(f"  {self.rule} rule: LSH band {p.band:,} of {p.bands:,}, {p.pairs:,} pairs kept")
 
 
 def _sampled_completeness(fa: np.ndarray, fb: np.ndarray, threshold: float, i: np.ndarray, j: np.ndarray, rng: np.random.Generator) -> float:

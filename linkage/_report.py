@@ -21,6 +21,7 @@ def link_summary(result: LinkResult, elapsed: float, out: Path | None = None, cl
     for s in result.stats:
         completeness = "1 (all pairs compared)" if s.blocking == "none" else f"{s.pairs_completeness:.4f} (estimated on a sample)"
         lines.append(f"  {s.source_a + ' ~ ' + s.source_b:<40} {s.blocking:<8} {s.candidates:>11,} {s.matches:>8,} {s.possible:>8,}  {completeness}")
+        lines += [f"    note: {note}" for note in s.notes]
     if result.model is not None:
         lines += result.model.describe()
     lines.append(f"score distribution of candidate pairs ({'match probability' if result.scoring == 'fs' else 'Dice'}):")

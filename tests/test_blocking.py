@@ -15,10 +15,10 @@ from linkage import _blocking
 from linkage._blocking import (
     BandProgress,
     blocked_dice_pairs,
-    choose_blocking,
     lsh_candidates,
     lsh_parameters,
     pairs_completeness,
+    plan_blocking,
     reduction_ratio,
 )
 from linkage._compare import dice_of_pairs, dice_pairs
@@ -168,15 +168,46 @@ def test_parameters_follow_the_derivation():
     assert bigger.bits_per_band > params.bits_per_band  # more records: more bits keep noise down
 
 
-def test_choose_blocking():
-    assert choose_blocking(20_000, 20_000) == "none"
-    assert choose_blocking(1_000_000, 1_000_000) == "lsh"
-    assert choose_blocking(1_000_000, 1_000_000, threshold=0.8) == "lsh"
-    assert choose_blocking(1_000_000, 1_000_000, threshold=0.55) == "none"  # LSH would be slower
-    assert choose_blocking(10, 10, "lsh") == "lsh"
-    assert choose_blocking(10**7, 10**7, "none") == "none"
+def half_full(n: int, seed: int = 0) -> np.ndarray:
+    """n random 1024-bit filters, every bit set with probability 1/2."""
+    return np.random.default_rng(seed).integers(0, 2**64, size=(n, 16), dtype=np.uint64)
+
+
+def test_plan_blocking_modes():
+    assert plan_blocking(half_full(20_000), half_full(20_000, 1), 0.8).mode == "none"  # few pairs: exact
+    big = plan_blocking(half_full(1_000_000), half_full(1_000_000, 1), 0.8)
+    assert (big.mode, big.threshold, big.tightened) == ("lsh", 0.8, False)
+    assert plan_blocking(half_full(10), half_full(10, 1), 0.8, "lsh").mode == "lsh"
+    assert plan_blocking(half_full(10), half_full(10, 1), 0.8, "none").mode == "none"
     with pytest.raises(ValueError):
-        choose_blocking(10, 10, "sorted-neighbourhood")  # type: ignore[arg-type]
+        plan_blocking(half_full(10), half_full(10, 1), 0.8, "sorted-neighbourhood")  # type: ignore[arg-type]
+
+
+def test_plan_blocking_auto_keeps_all_pairs_while_they_are_quick():
+    # 150k x 150k at Dice 0.55: LSH cannot separate matches from noise, all pairs take ~75 s a core.
+    plan = plan_blocking(half_full(150_000), half_full(150_000, 1), 0.55)
+    assert (plan.mode, plan.threshold) == ("none", 0.55)
+
+
+def test_plan_blocking_auto_tightens_where_all_pairs_would_take_hours():
+    a, b = half_full(1_000_000), half_full(1_000_000, 1)
+    plan = plan_blocking(a, b, 0.55)
+    assert plan.mode == "lsh" and plan.tightened and plan.requested == 0.55
+    assert 0.55 < plan.threshold <= _blocking.MAX_AUTO_THRESHOLD
+    assert plan.estimated_seconds <= _blocking.AUTO_LSH_SECONDS
+    looser = plan_blocking(a, b, round(plan.threshold - 0.01, 2), "lsh")
+    assert looser.estimated_seconds > _blocking.AUTO_LSH_SECONDS  # the loosest threshold that fits, not any
+
+
+def test_measured_collisions_see_what_independent_bits_miss():
+    # Half the rows of each side are copies of one filter (a very common name): a band's keys
+    # collide for all of those pairs, which n_a·n_b·q^r misses.
+    a, b = half_full(200_000), half_full(200_000, 1)
+    a[::2] = a[0]
+    b[::2] = a[0]
+    measured = _blocking._measured_collisions(a, b)(20)
+    assert measured >= 0.9 * 100_000 * 100_000
+    assert _blocking._measured_collisions(half_full(200_000), half_full(200_000, 1))(20) < 1e5  # random: ~4e4
 
 
 def test_quality_measures():

@@ -96,6 +96,25 @@ def test_blocked_and_unblocked_runs_agree(febrl_encodings):
     assert pair_quality(matches(blocked), truth).recall >= exact.recall - 0.01
 
 
+def test_the_candidate_budget_tightens_rules_and_says_so(agencies, monkeypatch):
+    from linkage import _link
+
+    _, encodings = agencies
+    loose = link(encodings)
+    assert all(not s.notes for s in loose.stats)  # 1,500 people: nothing near the budget
+    monkeypatch.setattr(_link, "CANDIDATE_FLOOR", 2_000)
+    monkeypatch.setattr(_link, "CANDIDATES_PER_RECORD", 1)
+    tight = link(encodings)
+    for before, after in zip(loose.stats, tight.stats, strict=True):
+        assert after.candidates < before.candidates
+        assert any(re.match(r"name\+dob rule tightened from Dice >= 0\.6 to 0\.\d+", note) for note in after.notes), after.notes
+        # The budget is about unrelated pairs: what is left is at most a little over it plus true pairs.
+        assert after.candidates <= 2 * 2_000 + 2 * max(loose.sources.values())
+    from linkage._report import link_summary
+
+    assert "    note: name+dob rule tightened from Dice >= 0.6 to" in link_summary(tight, 1.0)
+
+
 def test_incompatible_encodings_are_refused_naming_the_source(febrl_encodings, febrl4):
     from linkage import Secret
 

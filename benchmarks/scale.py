@@ -1,0 +1,124 @@
+"""Scale: `linkage link` on n × n records, blocked, with default settings.
+
+Data (seeded): two agencies from linkage._synthetic (the police and child-welfare profiles, default
+messiness), each cut to exactly n records, encoded with the default schema and written as Parquet.
+The benchmark then runs the real command, in a child process, as a coordinator would:
+
+    linkage link police.parquet child_welfare.parquet --out pairs.csv --candidates candidates.csv
+
+and reports its wall time and peak RSS (the child's alone: generating and encoding the data is not
+counted), the blocking it chose (``auto``: all pairs while quick, LSH beyond, the record rule
+tightened where all pairs would take hours), and pairs completeness measured here, independently of
+the command's own estimate: an unblocked comparison of ``--sample`` rows of police against all of
+child welfare, at the threshold each rule ran at, against the candidates the command wrote. Linkage
+quality against the generator's truth is printed too (P / R / F1 of the ``match`` band).
+
+    python benchmarks/scale.py [--sizes 10000,100000,1000000] [--sample 1000] [--seed 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine_line  # noqa: E402
+
+from linkage import Schema, Secret, encode, read_encodings, write_encodings  # noqa: E402
+from linkage._compare import dice_pairs  # noqa: E402
+from linkage._evaluate import pair_quality  # noqa: E402
+from linkage._link import LinkSettings, _rules  # noqa: E402
+from linkage._synthetic import CHILD_WELFARE, POLICE, generate_agencies  # noqa: E402
+
+COLUMNS = ["given_name", "middle_name", "surname", "date_of_birth", "sex", "address", "city", "postcode"]
+# People per record wanted: each person is held by one agency, or by both with probability 1/2,
+# so an agency holds about 3/4 of them; 1.4 leaves room to cut both to exactly n.
+PEOPLE_PER_RECORD = 1.4
+
+
+def agencies(n: int, directory: Path, seed: int) -> tuple[list[Path], pl.DataFrame]:
+    data = generate_agencies(round(n * PEOPLE_PER_RECORD), (POLICE, CHILD_WELFARE), rng=np.random.default_rng(seed), overlap=0.5)
+    schema = Schema.for_columns(COLUMNS, project="scale-benchmark")
+    secret = Secret(bytes(range(32)))
+    paths, kept = [], []
+    for name, frame in data.frames.items():
+        if frame.height < n:
+            raise SystemExit(f"generated only {frame.height:,} {name} records for n = {n:,}")
+        records = frame.head(n).rename({"rec_id": "record_id"}).select("record_id", *COLUMNS)
+        paths.append(directory / f"{name}.parquet")
+        write_encodings(encode(records, schema, secret).encodings, paths[-1])
+        kept.append(records.select("record_id", source=pl.lit(name)))
+    truth = data.truth.join(pl.concat(kept), on=["record_id", "source"])
+    return paths, truth
+
+
+def rule_thresholds(summary: str, settings: LinkSettings, a, b) -> dict[str, float]:
+    """The threshold each candidate rule ran at: as asked, or the last the summary says it was
+    tightened to."""
+    run = {rule: threshold for rule, _, _, threshold in _rules(a, b, settings)}
+    for rule, new in re.findall(r"note: ([\w+]+) rule tightened from Dice >= [\d.]+ to ([\d.]+)", summary):
+        run[rule] = float(new)
+    return run
+
+
+def sampled_completeness(paths: list[Path], candidates: pl.DataFrame, summary: str, sample: int, seed: int) -> float:
+    a, b = read_encodings(paths[0]), read_encodings(paths[1])
+    rows = np.sort(np.random.default_rng(seed).choice(len(a), min(sample, len(a)), replace=False))
+    found = set(zip(*(candidates.get_column(c).to_list() for c in ("id_a", "id_b")), strict=True))
+    exact: set[tuple[str, str]] = set()
+    ids_a, ids_b = a.record_ids.to_numpy(), b.record_ids.to_numpy()
+    for rule, fa, fb, _ in _rules(a, b, LinkSettings()):
+        threshold = rule_thresholds(summary, LinkSettings(), a, b)[rule]
+        i, j, _ = dice_pairs(np.ascontiguousarray(fa[rows]), fb, threshold)
+        exact |= set(zip(ids_a[rows[i]], ids_b[j], strict=True))
+    return len(exact & found) / len(exact) if exact else 1.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated n (records per agency)")
+    parser.add_argument("--sample", type=int, default=1000, help="rows of police compared unblocked for pairs completeness")
+    parser.add_argument("--seed", type=int, default=5)
+    args = parser.parse_args()
+    linkage = Path(sys.executable).with_name("linkage")
+    print(f"{'n':>10}  {'wall s':>7}  {'peak RSS MiB':>12}  {'candidates':>11}  {'completeness':>12}  {'P':>5}  {'R':>5}  {'F1':>5}  blocking")
+    for n in (int(x) for x in args.sizes.split(",")):
+        with tempfile.TemporaryDirectory(prefix="linkage-scale-") as tmp:
+            folder = Path(tmp)
+            paths, truth = agencies(n, folder, args.seed)
+            command = [str(linkage), "link", *map(str, paths), "--out", str(folder / "pairs.csv"), "--candidates", str(folder / "candidates.csv")]
+            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            started = time.perf_counter()
+            run = subprocess.run(command, capture_output=True, text=True)
+            wall = time.perf_counter() - started
+            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            if run.returncode != 0:
+                raise SystemExit(f"linkage link failed for n = {n:,}: {run.stderr.strip()}")
+            summary = run.stdout
+            candidates = pl.read_csv(folder / "candidates.csv", schema_overrides={"id_a": pl.String, "id_b": pl.String})
+            completeness = sampled_completeness(paths, candidates, summary, args.sample, args.seed)
+            pairs = pl.read_csv(folder / "pairs.csv", schema_overrides={"id_a": pl.String, "id_b": pl.String})
+            quality = pair_quality(pairs.filter(pl.col("band") == "match"), truth)
+            blocking = " ".join(line.strip() for line in summary.splitlines() if " ~ " in line or "note:" in line)
+            blocking = re.sub(r"\s+", " ", blocking)
+            # A child's ru_maxrss is the largest of all children so far: report it only where it grew.
+            rss = f"{peak / 1024:,.0f}" if peak > before else f"<= {before / 1024:,.0f}"
+            print(
+                f"{n:>10,}  {wall:>7.1f}  {rss:>12}  {candidates.height:>11,}  {completeness:>12.4f}  {quality.precision:>5.3f}"
+                f"  {quality.recall:>5.3f}  {quality.f1:>5.3f}  {blocking}",
+                flush=True,
+            )
+    print(machine_line())
+
+
+if __name__ == "__main__":
+    main()
