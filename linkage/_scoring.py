@@ -104,7 +104,10 @@ def fit_model(
     """A model for every possible pair, learned without labels.
 
     1. EM over the scored pairs (``levels``, perhaps a sample of ``scored`` pairs) separates them
-       into matches and non-matches: it gives m and the expected number of matches.
+       into matches and non-matches: it gives m and the expected number of matches. It starts from
+       the pairs that agree on what identifies a person (see ``identity_seed``): started blind, EM
+       can settle on another split of the candidates (on 100,000 generated records a side it took
+       relatives who share an address for the matches, and found 42% of true pairs instead of 81%).
     2. u comes from random pairs, which stand for all ``population`` pairs: nearly all are
        non-matches. u fitted on the scored pairs alone would learn how they were selected
        (they all look alike) and make disagreement look like weak evidence.
@@ -117,10 +120,17 @@ def fit_model(
     patterns, counts = np.unique(levels, axis=0, return_counts=True)
     counts = counts.astype(np.float64)
     u = level_frequencies(random_levels)
-    m = np.tile(np.linspace(0.02, 1.0, N_LEVELS) ** 3, (len(groups), 1))
-    m /= m.sum(axis=1, keepdims=True)
-    u_scored = u
-    prior = 0.1
+    seed = identity_seed(groups, patterns)
+    seeded = float(counts[seed].sum())
+    if 0 < seeded < counts.sum():
+        m = level_frequencies(patterns, seed * counts)
+        u_scored = level_frequencies(patterns, ~seed * counts)
+        prior = seeded / float(counts.sum())
+    else:  # nothing (or everything) looks like the same person: a neutral start
+        m = np.tile(np.linspace(0.02, 1.0, N_LEVELS) ** 3, (len(groups), 1))
+        m /= m.sum(axis=1, keepdims=True)
+        u_scored = u
+        prior = 0.1
     done = 0
     for done in range(1, iterations + 1):
         posterior = MatchModel(groups, m, u_scored, prior, done).probabilities(patterns)
@@ -134,6 +144,22 @@ def fit_model(
     expected_matches = prior * scored
     population_prior = float(np.clip(expected_matches / max(population, 1.0), 1e-12, 0.5))
     return _with_monotone_weights(MatchModel(groups, m, u, population_prior, done), patterns, counts)
+
+
+# Where EM starts: pairs whose names agree at Dice >= 0.85 and birth dates at >= 0.95 (levels 4 and 5)
+# are taken for matches. Relatives share a surname and an address, rarely a given name and a birthday.
+IDENTITY_LEVELS = {"name": 4, "dob": 5, "date": 5}
+
+
+def identity_seed(groups: tuple[str, ...], patterns: np.ndarray) -> np.ndarray:
+    """Patterns that agree on every identifying group the schema has (names, date of birth): both
+    present and at or above ``IDENTITY_LEVELS``. A schema with neither asks every present group for
+    level 4 instead, with at least two groups present."""
+    identifying = [(g, IDENTITY_LEVELS[name]) for g, name in enumerate(groups) if name in IDENTITY_LEVELS]
+    if identifying:
+        return np.logical_and.reduce([patterns[:, g] >= level for g, level in identifying])
+    present = patterns >= 0
+    return np.all((patterns >= 4) | ~present, axis=1) & (present.sum(axis=1) >= 2)
 
 
 def _with_monotone_weights(model: MatchModel, patterns: np.ndarray, pattern_counts: np.ndarray) -> MatchModel:

@@ -55,3 +55,19 @@ def test_missing_groups_are_neither_agreement_nor_disagreement():
     disagree = model.weights(np.array([[5, 0]], dtype=np.int8))[0]
     assert disagree < half < full
     assert half == pytest.approx(model.weight_table()[0, 5])
+
+
+def test_em_takes_people_not_households_for_matches():
+    # Candidates where relatives (same surname and address, another given name and birthday)
+    # outnumber the true pairs three to one, as they do once a loose record rule lets them in.
+    rng = np.random.default_rng(5)
+    groups = ("name", "dob", "sex", "address")
+    match = [[0.0, 0.0, 0.02, 0.08, 0.2, 0.7], [0.0, 0.02, 0.05, 0.05, 0.08, 0.8], [0.05, 0, 0, 0, 0, 0.95], [0.5, 0.05, 0.05, 0.1, 0.1, 0.2]]
+    household = [[0.0, 0.1, 0.5, 0.3, 0.1, 0.0], [0.6, 0.3, 0.08, 0.01, 0.01, 0.0], [0.5, 0, 0, 0, 0, 0.5], [0.0, 0.0, 0.0, 0.02, 0.08, 0.9]]
+    unrelated = [[0.7, 0.25, 0.05, 0, 0, 0], [0.8, 0.15, 0.04, 0.01, 0, 0], [0.5, 0, 0, 0, 0, 0.5], [0.8, 0.15, 0.05, 0, 0, 0]]
+    candidates = np.concatenate([draw_levels(rng, match, 3_000), draw_levels(rng, household, 9_000), draw_levels(rng, unrelated, 20_000)])
+    model = fit_model(groups, candidates, draw_levels(rng, unrelated, 100_000), population=1e8)
+    moved = model.probabilities(np.array([[5, 5, 5, 0]], dtype=np.int8))[0]
+    relative = model.probabilities(np.array([[2, 0, 5, 5]], dtype=np.int8))[0]
+    assert moved > 0.5 > relative
+    assert model.weight_table()[0, 5] > model.weight_table()[3, 5]
