@@ -33,6 +33,12 @@ def link_summary(result: LinkResult, elapsed: float, out: Path | None = None, cl
     matches = int((result.pairs.get_column("band") == "match").sum())
     where = f"wrote {out}: " if out else ""
     lines.append(f"{where}{matches:,} matching pairs in {n_clusters:,} clusters, {result.pairs.height - matches:,} possible matches for review")
+    if matches == 0:
+        best = f"{float(result.scores.max()):.3g}" if len(result.scores) else "none"
+        lines.append(
+            f"note: no candidate pair reached the match threshold {result.threshold:g} (highest score {best}); heavy"
+            " hardening (blip) can push true pairs below the candidate rules, and sources that share no one give none"
+        )
     if clusters:
         lines.append(f"wrote {clusters}: {result.clusters.height:,} records in {n_clusters:,} clusters")
     lines.append(f"done in {elapsed:.2f} s")
