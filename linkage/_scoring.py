@@ -146,7 +146,8 @@ def fit_model(
     return _with_monotone_weights(MatchModel(groups, m, u, population_prior, done), patterns, counts)
 
 
-# Where EM starts: pairs whose names agree at Dice >= 0.85 and birth dates at >= 0.95 (levels 4 and 5)
+# The groups that identify a person (the names+dob candidate rule ORs them too), and where EM
+# starts: pairs whose names agree at Dice >= 0.85 and birth dates at >= 0.95 (levels 4 and 5)
 # are taken for matches. Relatives share a surname and an address, rarely a given name and a birthday.
 IDENTITY_LEVELS = {"name": 4, "dob": 5, "date": 5}
 
