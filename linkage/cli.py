@@ -46,16 +46,16 @@ def cmd_schema_init(args: argparse.Namespace) -> None:
     columns = [c.strip() for c in args.columns.split(",") if c.strip()]
     if not columns:
         raise SchemaError("--columns: name at least one column")
-    schema = Schema.for_columns(columns, project=args.project, group_filters=not args.private)
+    schema = Schema.for_columns(columns, project=args.project, group_filters=args.field_scoring)
     out = Path(args.out)
     if out.exists() and not args.force:
         raise SchemaError(f"{out}: already exists (pass --force to replace it)")
     out.write_text(schema.to_toml(), encoding="utf-8")
     _print(f"wrote {out}: project {schema.project}, {len(schema.fields)} fields, fingerprint {schema.fingerprint}")
     if schema.group_filters:
-        _print("  group filters on: best linkage, but a curious coordinator can re-identify most records (README: Privacy)")
+        _print("  field scoring: group filters on; links messy data best, but a curious coordinator can re-identify nearly every record (README: Privacy)")
     else:
-        _print("  private profile: XOR-folded record filter, no group filters; weaker linkage at scale (README: Privacy)")
+        _print("  XOR-folded record filter, no group filters: the measured attacks re-identify under 1% of records (README: Privacy)")
     for spec in schema.fields:
         _print(f"  {spec.name:<20} {spec.kind:<9} group {spec.group:<8} weight {spec.weight}")
 
@@ -492,8 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--out", required=True, help="schema file to write (TOML)")
     init.add_argument("--project", help="project id the keys are bound to (default: a random one)")
     init.add_argument("--force", action="store_true", help="replace an existing schema file")
-    init.add_argument("--private", action="store_true",
-                      help="XOR-folded record filter only, no group filters: resists the measured attacks, links far worse at scale")  # fmt: skip
+    init.add_argument("--field-scoring", action="store_true",
+                      help="also send per-field-group filters for Fellegi-Sunter scoring: better linkage on messy data, but re-identifiable (README: Privacy)")  # fmt: skip
     init.set_defaults(func=cmd_schema_init)
     show = schema.add_parser("show", help="validate a schema and print its fields and fingerprint")
     show.add_argument("--schema", required=True)

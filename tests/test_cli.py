@@ -6,6 +6,7 @@ import polars as pl
 import pytest
 
 from conftest import PEOPLE_COLUMNS, run_linkage_subprocess
+from linkage import Schema
 
 GOOD_CSV = (
     "rec_id,given_name,surname,date_of_birth,sex,address,postcode\n"
@@ -46,10 +47,14 @@ def test_schema_init_lists_kinds_and_refuses_to_overwrite(tmp_path, run_cli):
     out = tmp_path / "s.toml"
     first = run_cli("schema", "init", "--columns", "first_name,dob,zip,notes", "--out", out, "--project", "tf-2026")
     assert first.code == 0 and "tf-2026" in first.out
-    assert "group filters on" in first.out.splitlines()[1]
+    assert "XOR-folded record filter, no group filters" in first.out.splitlines()[1]
     assert [line.split()[1] for line in first.out.splitlines()[2:]] == ["name", "date", "postcode", "text"]
+    assert Schema.load(out).hardening.xor_fold and not Schema.load(out).group_filters
     again = run_cli("schema", "init", "--columns", "surname", "--out", out)
     assert again.code == 1 and "already exists" in again.err
+    fs = run_cli("schema", "init", "--columns", "first_name,dob", "--out", tmp_path / "fs.toml", "--field-scoring")
+    assert fs.code == 0 and "re-identify nearly every record" in fs.out
+    assert Schema.load(tmp_path / "fs.toml").group_filters and not Schema.load(tmp_path / "fs.toml").hardening.xor_fold
     shown = run_cli("schema", "show", "--schema", out)
     assert shown.code == 0 and "fingerprint" in shown.out
 
