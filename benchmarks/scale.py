@@ -13,7 +13,10 @@ the command's own estimate: an unblocked comparison of ``--sample`` rows of poli
 child welfare, at the threshold each rule ran at, against the candidates the command wrote. Linkage
 quality against the generator's truth is printed too (P / R / F1 of the ``match`` band).
 
-    python benchmarks/scale.py [--sizes 10000,100000,1000000] [--sample 1000] [--seed 5]
+    python benchmarks/scale.py [--sizes 10000,100000,1000000] [--sample 1000] [--seed 5] [--field-scoring]
+
+``--field-scoring`` encodes with group filters (``schema init --field-scoring``): fs scoring and a
+second candidate rule on names and date of birth.
 """
 
 from __future__ import annotations
@@ -45,9 +48,9 @@ COLUMNS = ["given_name", "middle_name", "surname", "date_of_birth", "sex", "addr
 PEOPLE_PER_RECORD = 1.4
 
 
-def agencies(n: int, directory: Path, seed: int) -> tuple[list[Path], pl.DataFrame]:
+def agencies(n: int, directory: Path, seed: int, field_scoring: bool) -> tuple[list[Path], pl.DataFrame]:
     data = generate_agencies(round(n * PEOPLE_PER_RECORD), (POLICE, CHILD_WELFARE), rng=np.random.default_rng(seed), overlap=0.5)
-    schema = Schema.for_columns(COLUMNS, project="scale-benchmark")
+    schema = Schema.for_columns(COLUMNS, project="scale-benchmark", group_filters=field_scoring)
     secret = Secret(bytes(range(32)))
     paths, kept = [], []
     for name, frame in data.frames.items():
@@ -76,8 +79,9 @@ def sampled_completeness(paths: list[Path], candidates: pl.DataFrame, summary: s
     found = set(zip(*(candidates.get_column(c).to_list() for c in ("id_a", "id_b")), strict=True))
     exact: set[tuple[str, str]] = set()
     ids_a, ids_b = a.record_ids.to_numpy(), b.record_ids.to_numpy()
-    for rule, fa, fb, _ in _rules(a, b, LinkSettings()):
-        threshold = rule_thresholds(summary, LinkSettings(), a, b)[rule]
+    settings = LinkSettings().resolved(a.group_filters is not None)  # the rules `link` ran with
+    for rule, fa, fb, _ in _rules(a, b, settings):
+        threshold = rule_thresholds(summary, settings, a, b)[rule]
         i, j, _ = dice_pairs(np.ascontiguousarray(fa[rows]), fb, threshold)
         exact |= set(zip(ids_a[rows[i]], ids_b[j], strict=True))
     return len(exact & found) / len(exact) if exact else 1.0
@@ -88,13 +92,14 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated n (records per agency)")
     parser.add_argument("--sample", type=int, default=1000, help="rows of police compared unblocked for pairs completeness")
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--field-scoring", action="store_true", help="encode with group filters (fs scoring) instead of the default")
     args = parser.parse_args()
     linkage = Path(sys.executable).with_name("linkage")
     print(f"{'n':>10}  {'wall s':>7}  {'peak RSS MiB':>12}  {'candidates':>11}  {'completeness':>12}  {'P':>5}  {'R':>5}  {'F1':>5}  blocking")
     for n in (int(x) for x in args.sizes.split(",")):
         with tempfile.TemporaryDirectory(prefix="linkage-scale-") as tmp:
             folder = Path(tmp)
-            paths, truth = agencies(n, folder, args.seed)
+            paths, truth = agencies(n, folder, args.seed, args.field_scoring)
             command = [str(linkage), "link", *map(str, paths), "--out", str(folder / "pairs.csv"), "--candidates", str(folder / "candidates.csv")]
             before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             started = time.perf_counter()
