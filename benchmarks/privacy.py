@@ -61,10 +61,10 @@ class Setting:
     salt_names: bool = False  # attribute salting: name tokens hashed with the year of birth
     group_filters: bool = True  # emit per-field-group filters (field scoring, fs)
     dice_threshold: float | None = None  # link with record-level Dice at this threshold instead of the defaults
-    even_weights: bool = False  # no group filters, but the field-scoring weights (the address counts as much as fs lets it)
+    fs_weights: bool = False  # field scoring's weights (FIELD_SCORING_WEIGHTS) even without group filters
 
     def schema(self, columns: list[str], project: str) -> Schema:
-        schema = Schema.for_columns(columns, project=project, group_filters=self.group_filters or self.even_weights)
+        schema = Schema.for_columns(columns, project=project, group_filters=self.group_filters or self.fs_weights)
         fields = schema.fields
         if self.salt_names:
             fields = tuple(dataclasses.replace(f, salt_with="date_of_birth") if f.kind == "name" else f for f in fields)
@@ -90,10 +90,11 @@ SETTINGS = (
     Setting("balance+blip 0.05", HardeningSpec(balance=True, blip=0.05, xor_fold=False)),
     Setting("salt+blip 0.05", HardeningSpec(blip=0.05, xor_fold=False), salt_names=True),
     Setting("balance+xor_fold", HardeningSpec(balance=True, xor_fold=True)),
-    Setting("xor_fold, no groups, fs weights", FOLD, group_filters=False, even_weights=True, dice_threshold=0.6),
+    Setting("xor_fold, no groups, fs weights", FOLD, group_filters=False, fs_weights=True, dice_threshold=0.6),
     Setting("balance+xor_fold, no groups", HardeningSpec(balance=True, xor_fold=True), group_filters=False),
     Setting("default: xor_fold, no groups", FOLD, group_filters=False),
 )
+
 
 def attacks(setting: Setting, scenario, secret: Secret, seed: int) -> dict[tuple[str, str], AttackResult]:
     schema = setting.schema(AGENCY_COLUMNS, "privacy-attack")
