@@ -537,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lk = commands.add_parser("link", help="link encodings of two or more sources (a source is named by its file's stem)")
     lk.add_argument("encodings", nargs="+", help="encodings files (Parquet) from `linkage encode`")
-    lk.add_argument("--threshold", type=float, help="match threshold (default 0.5 for fs, a match probability; 0.6 for dice)")
+    lk.add_argument("--threshold", type=float, help="match threshold (default 0.5 for fs, a match probability; 0.62 for dice)")
     lk.add_argument("--review-threshold", type=float, help="lower bound of possible matches for review (default 0.2 for fs; for dice the match threshold)")
     lk.add_argument("--blocking", choices=("auto", "none", "lsh"), default="auto", help="auto: all pairs while few, LSH beyond")
     lk.add_argument("--scoring", choices=("auto", "fs", "dice"), default="auto",
@@ -587,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     job_run.add_argument("--config", required=True, help="coordinator.toml (its certificate and address)")
     job_run.add_argument("--agencies", required=True, help="comma-separated agency names from the config")
     job_run.add_argument("--coordinator", help="HOST:PORT of the coordinator (default: the config's coordinator.listen)")
-    job_run.add_argument("--threshold", type=float, help="match threshold (default: the config's, else 0.5 for fs, 0.6 for dice)")
+    job_run.add_argument("--threshold", type=float, help="match threshold (default: the config's, else 0.5 for fs, 0.62 for dice)")
     job_run.add_argument("--review-threshold", type=float, help="review threshold (default: the config's, else 0.2 for fs; for dice the match threshold)")
     job_run.set_defaults(func=cmd_job_run)
 

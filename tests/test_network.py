@@ -6,6 +6,7 @@ Data: three agencies from linkage._synthetic (seeded), certificates from linkage
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import signal
@@ -297,6 +298,10 @@ def test_every_step_of_a_job_is_in_the_audit_logs(task_force, run_cli):
     assert "job started" in listed.out and listed.out.count("encodings received") == 3
     assert listed.out.count("results delivered") == 3 and "encodings deleted" in listed.out and "job finished" in listed.out
     assert actions  # a table row per entry
+    exported = run_cli("audit", "export", "--log", log, "--job", last.job_id, "--action", "job linked")
+    linked = [json.loads(line)["details"] for line in exported.out.splitlines() if line.strip()]
+    # The scoring and thresholds linking used, not the defaults the request left open.
+    assert len(linked) == 1 and linked[0]["scoring"] == "dice" and linked[0]["threshold"] >= 0.62, linked
     node_log = task_force.layout.agency("police") / "audit.db"
     assert verify(node_log, load_public_key(task_force.layout.agency("police") / "audit.pub")).ok
     node_listed = run_cli("audit", "list", "--log", node_log, "--job", last.job_id)

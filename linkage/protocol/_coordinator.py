@@ -110,9 +110,9 @@ class JobRunner:
     def run(self, job_id: str, agencies: list[str], settings: LinkSettings, say: Callable[[str], None], *, actor: str) -> str:
         store, config, audit = self._store, self._config, self._audit
         job_dir = config.data_dir / "jobs" / job_id
-        match_threshold, review_threshold = settings.thresholds()
+        # As asked (None: the scoring's default); "job linked" records what linking used.
         audit.append(actor, "job started", job=job_id, details={
-            "agencies": agencies, "threshold": match_threshold, "review_threshold": review_threshold,
+            "agencies": agencies, "threshold": settings.threshold, "review_threshold": settings.review_threshold,
             "scoring": settings.scoring, "blocking": settings.blocking, "software": f"linkage {__version__}",
             "disclosure": {a: config.agencies[a].disclosure for a in agencies},
         })  # fmt: skip
@@ -135,6 +135,7 @@ class JobRunner:
             self._forget(job_id, project, sources)
             bands = result.pairs.get_column("band").value_counts().rows()
             audit.append(self._me, "job linked", project=project, job=job_id, details={
+                "scoring": result.scoring, "threshold": result.threshold, "review_threshold": result.review_threshold,
                 "comparisons": result.comparisons, "candidates": int(len(result.scores)),
                 "pairs": dict(sorted(bands)), "clusters": int(result.clusters.get_column("cluster_id").n_unique()),
                 "records": result.sources,
