@@ -22,6 +22,7 @@ second candidate rule on names and date of birth.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import resource
 import subprocess
@@ -65,8 +66,11 @@ def agencies(n: int, directory: Path, seed: int, field_scoring: bool) -> tuple[l
 
 
 def rule_thresholds(summary: str, settings: LinkSettings, a, b) -> dict[str, float]:
-    """The threshold each candidate rule ran at: as asked, or the last the summary says it was
-    tightened to."""
+    """The threshold each candidate rule ran at: as asked (after any dice threshold the summary
+    says was raised for the sources' size), or the last the summary says it was tightened to."""
+    raised = re.search(r"note: dice match threshold raised from [\d.]+ to ([\d.]+)", summary)
+    if raised:
+        settings = dataclasses.replace(settings, threshold=float(raised[1]), review_threshold=float(raised[1]))
     run = {rule: threshold for rule, _, _, threshold in _rules(a, b, settings)}
     for rule, new in re.findall(r"note: ([\w+]+) rule tightened from Dice >= [\d.]+ to ([\d.]+)", summary):
         run[rule] = float(new)

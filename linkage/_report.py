@@ -17,6 +17,7 @@ def link_summary(result: LinkResult, elapsed: float, out: Path | None = None, cl
         f" ({result.comparisons / max(compare_seconds, 1e-9) / 1e6:,.1f} M comparisons/s);"
         f" {len(result.scores):,} candidate pairs scored ({result.scoring})"
     )
+    lines += [f"note: {note}" for note in result.notes]
     lines.append(f"  {'sources':<40} {'blocking':<8} {'candidates':>11} {'matches':>8} {'possible':>8}  pairs completeness")
     for s in result.stats:
         completeness = "1 (all pairs compared)" if s.blocking == "none" else f"{s.pairs_completeness:.4f} (estimated on a sample)"

@@ -251,3 +251,44 @@ def test_a_run_without_matches_says_so(agencies):
     assert result.pairs.filter(pl.col("band") == "match").height == 0
     assert "note: no candidate pair reached the match threshold 0.999" in summary
     assert "note: no candidate pair" not in link_summary(link(encodings), 1.0)
+
+
+@pytest.fixture(scope="module")
+def default_agencies():
+    """The agencies fixture's people, encoded with the default schema (folded record filter alone)."""
+    from linkage import Secret
+
+    data = generate_agencies(1500, rng=np.random.default_rng(11))
+    schema = Schema.for_columns(AGENCY_COLUMNS, project="default-test")
+    encodings = {
+        name: encode(frame.rename({"rec_id": "record_id"}).select("record_id", *AGENCY_COLUMNS), schema, Secret(bytes(range(32)))).encodings
+        for name, frame in data.frames.items()
+    }
+    return data, encodings
+
+
+def test_dice_threshold_rises_where_unrelated_pairs_would_swamp_it(default_agencies, monkeypatch):
+    import linkage._link as link_module
+    from linkage._report import link_summary
+
+    data, encodings = default_agencies
+    base = link(encodings)
+    assert base.threshold == 0.62 and base.notes == ()  # 1,500 people: few unrelated pairs reach 0.62
+    # As if the sources were far larger: allow fewer unrelated pairs per record than these reach.
+    monkeypatch.setattr(link_module, "UNRELATED_PER_RECORD", 0.02)
+    raised = link(encodings)
+    assert raised.threshold > 0.62 and raised.review_threshold == raised.threshold
+    assert raised.notes and raised.notes[0].startswith(f"dice match threshold raised from 0.62 to {raised.threshold:g}")
+    assert f"note: {raised.notes[0]}" in link_summary(raised, 1.0)
+    assert pair_quality(matches(raised), data.truth).precision > pair_quality(matches(base), data.truth).precision
+    asked = link(encodings, LinkSettings(threshold=0.62))  # a threshold given is the threshold used
+    assert asked.threshold == 0.62 and asked.notes == ()
+
+
+def test_random_pairs_within_a_source_never_pair_a_record_with_itself():
+    from linkage._link import _within_dice
+
+    filters = np.zeros((3, 2), dtype=np.uint64)
+    filters[:, 0] = [1, 2, 4]  # three records, no bit in common: Dice 0 unless paired with itself
+    assert len(_within_dice(filters)) == 6 and np.all(_within_dice(filters) == 0.0)
+    assert len(_within_dice(filters[:1])) == 0
