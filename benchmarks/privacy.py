@@ -27,30 +27,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine_line  # noqa: E402
 
-from linkage import HardeningSpec, Schema, Secret, encode, read_records  # noqa: E402
-from linkage._datasets import FEBRL_COLUMNS, FEBRL_ID_COLUMN, febrl_path  # noqa: E402
-from linkage._evaluate import pair_quality  # noqa: E402
-from linkage._link import LinkSettings, link  # noqa: E402
+from linkage import HardeningSpec, Schema, Secret  # noqa: E402
+from linkage._link import LinkSettings  # noqa: E402
 from linkage._synthetic import generate_agencies  # noqa: E402
-from linkage.attacks import (  # noqa: E402
-    ALL_GROUPS,
-    RECORD,
-    AttackResult,
-    attack_scenario,
-    frequency_attack,
-    graph_matching_attack,
-    people_needed,
-    view_filters,
-)
+from linkage.attacks import ALL_GROUPS, RECORD, AttackResult, attack_scenario, people_needed  # noqa: E402
+from linkage.attacks._report import GENERATED_COLUMNS, TARGET_REIDENTIFIED, attacks_on, linkage_f1  # noqa: E402
 
-AGENCY_COLUMNS = ["given_name", "middle_name", "surname", "date_of_birth", "sex", "address", "city", "postcode"]
+AGENCY_COLUMNS = list(GENERATED_COLUMNS)
 VIEWS = (RECORD, "name", ALL_GROUPS)
-TARGET_REIDENTIFIED = 0.01
 TARGET_F1 = 0.99
 
 
@@ -98,34 +86,8 @@ SETTINGS = (
 
 def attacks(setting: Setting, scenario, secret: Secret, seed: int) -> dict[tuple[str, str], AttackResult]:
     schema = setting.schema(AGENCY_COLUMNS, "privacy-attack")
-    encodings = encode(scenario.encoded, schema, secret).encodings
-    results = {}
-    for view in VIEWS if setting.group_filters else (RECORD,):
-        filters = view_filters(encodings, view)
-        results[("graph", view)] = graph_matching_attack(
-            filters, scenario.plaintext, schema, known_pairs=scenario.known_pairs, rng=np.random.default_rng(seed), view=view, truth=scenario.truth
-        )
-        results[("frequency", view)] = frequency_attack(
-            filters, scenario.plaintext, schema, rng=np.random.default_rng(seed), view=view, truth=scenario.truth
-        )
-    return results
-
-
-def febrl4_f1(setting: Setting, secret: Secret, records: dict[str, pl.DataFrame], truth: pl.DataFrame) -> float:
-    schema = setting.schema(list(FEBRL_COLUMNS), "privacy-febrl")
-    sources = {name: encode(frame, schema, secret).encodings for name, frame in records.items()}
-    result = link(sources, setting.link_settings)
-    return pair_quality(result.pairs.filter(pl.col("band") == "match"), truth).f1
-
-
-def agencies_f1(setting: Setting, secret: Secret, data) -> float:
-    schema = setting.schema(AGENCY_COLUMNS, "privacy-agencies")
-    sources = {
-        name: encode(frame.rename({"rec_id": "record_id"}).select("record_id", *AGENCY_COLUMNS), schema, secret).encodings
-        for name, frame in data.frames.items()
-    }
-    result = link(sources, setting.link_settings)
-    return pair_quality(result.pairs.filter(pl.col("band") == "match"), data.truth).f1
+    results = attacks_on(scenario, schema, secret, seed, views=VIEWS if setting.group_filters else (RECORD,))
+    return {(r.attack, r.view): r for r in results}
 
 
 def percent(result: AttackResult | None) -> str:
@@ -149,14 +111,6 @@ def main() -> None:
         rng = np.random.default_rng(args.seed + k)
         people = generate_agencies(people_needed(args.records, overlap), rng=rng).people
         scenarios[overlap] = attack_scenario(people, AGENCY_COLUMNS, records=args.records, overlap=overlap, known_share=args.known, rng=rng)
-    febrl = {
-        name: read_records(febrl_path(file), id_column=FEBRL_ID_COLUMN, columns=FEBRL_COLUMNS)
-        for name, file in (("a", "dataset4a.csv"), ("b", "dataset4b.csv"))
-    }
-    febrl_truth = pl.concat(
-        frame.select("record_id", source=pl.lit(name), entity_id=pl.col("record_id").str.extract(r"rec-(\d+)")) for name, frame in febrl.items()
-    )
-    agency_data = generate_agencies(args.agency_people, rng=np.random.default_rng(args.seed))
 
     print(
         f"records {args.records} per list, known pairs {args.known:.0%} (graph attack only), overlaps {', '.join(f'{o:.0%}' for o in overlaps)};"
@@ -168,8 +122,8 @@ def main() -> None:
     summary, verdicts = [], []
     for setting in SETTINGS:
         t0 = time.perf_counter()
-        f1_febrl = febrl4_f1(setting, secret, febrl, febrl_truth)
-        f1_agencies = agencies_f1(setting, secret, agency_data)
+        f1 = linkage_f1(setting.schema(AGENCY_COLUMNS, "privacy-quality"), secret, agency_people=args.agency_people, seed=args.seed, settings=setting.link_settings)
+        f1_febrl, f1_agencies = f1["FEBRL4"], f1[f"generated agencies ({args.agency_people:,} people)"]
         for overlap, scenario in scenarios.items():
             results = attacks(setting, scenario, secret, args.seed)
             worst = max(r.reidentified for r in results.values())

@@ -216,3 +216,35 @@ def test_the_default_schema_resists_both_attacks_that_field_scoring_does_not(sce
     assert frequency(scenario, field_scoring, ALL_GROUPS).reidentified > 0.5
     assert graph(scenario, default).reidentified <= 0.02
     assert frequency(scenario, default).reidentified <= 0.02
+
+
+# -- the report ------------------------------------------------------------------------------------
+
+
+def test_a_schemas_settings_carry_over_to_other_columns_kind_by_kind():
+    from linkage.attacks import with_settings_of
+
+    theirs = Schema.for_columns(["first_name", "last_name", "dob", "zip"], project="agency")
+    fields = tuple(
+        dataclasses.replace(f, weight=2.5 if f.name == "zip" else f.weight, salt_with="dob" if f.kind == "name" else None)
+        for f in theirs.fields
+    )
+    theirs = dataclasses.replace(theirs, fields=fields, hardening=HardeningSpec(xor_fold=True, blip=0.01))
+    mine = with_settings_of(theirs, COLUMNS, "report")
+    by_name = {f.name: f for f in mine.fields}
+    assert mine.hardening == theirs.hardening and mine.filter == theirs.filter and not mine.group_filters
+    assert by_name["postcode"].weight == 2.5 and by_name["date_of_birth"].weight == theirs.field("dob").weight
+    assert {by_name[n].salt_with for n in ("given_name", "middle_name", "surname")} == {"date_of_birth"}
+    assert by_name["address"].salt_with is None and by_name["address"].weight == Schema.for_columns(["address"]).fields[0].weight
+
+
+def test_the_privacy_report_sees_what_each_schema_sends(scenario):
+    from linkage.attacks import privacy_report
+
+    people = pl.concat([scenario.encoded, scenario.plaintext]).drop("record_id").unique(maintain_order=True)
+    default = privacy_report(Schema.for_columns(COLUMNS, project="report"), people=people, records=300, agency_people=300, secret=SECRET)
+    assert [(r.attack, r.view) for r in default.results] == [("graph", RECORD), ("frequency", RECORD)]
+    assert default.worst.reidentified <= 0.03 and default.f1["FEBRL4"] >= 0.99
+    field_scoring = privacy_report(Schema.for_columns(COLUMNS, project="report", group_filters=True), records=300, agency_people=300, secret=SECRET)
+    assert {r.view for r in field_scoring.results} == {RECORD, "name", "dob", "sex", "address", ALL_GROUPS}
+    assert field_scoring.worst.reidentified > 0.9

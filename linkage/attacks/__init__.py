@@ -15,12 +15,14 @@ a key of its own, and may know a few true pairs. Two published attack families, 
 
 ``attack_scenario`` builds the encoded list, the plaintext list, the truth and the known pairs from
 one population; ``view_filters`` picks what the coordinator sees ("record", a group, "groups").
-``benchmarks/privacy.py`` runs both over the hardening settings next to linkage quality.
+``privacy_report`` runs both on one schema's encodings beside linkage quality (``linkage
+privacy-report``); ``benchmarks/privacy.py`` runs them over the hardening settings.
 """
 
 from ._frequency import FrequencyAttackSettings, frequency_attack
 from ._graph import GraphAttackSettings, graph_matching_attack
 from ._result import AttackResult
+from ._report import PrivacyReport, privacy_report, with_settings_of
 from ._scenario import AttackScenario, attack_scenario, people_needed
 from ._views import ALL_GROUPS, RECORD, view_filters
 
@@ -30,10 +32,13 @@ __all__ = [
     "AttackScenario",
     "FrequencyAttackSettings",
     "GraphAttackSettings",
+    "PrivacyReport",
     "RECORD",
     "attack_scenario",
     "frequency_attack",
     "graph_matching_attack",
     "people_needed",
+    "privacy_report",
     "view_filters",
+    "with_settings_of",
 ]

@@ -1,0 +1,175 @@
+"""A privacy report for one schema: what the two attacks re-identify, beside linkage quality.
+
+    schema's settings ─▶ people (generated, or a population file) ─▶ encoded list + attacker's list
+                      ─▶ graph and frequency attacks on every view the coordinator gets
+    schema's settings ─▶ FEBRL4 and three generated agencies ─▶ link (default settings) ─▶ F1
+
+A schema names its own columns; on data with other columns its settings are carried over field
+kind by field kind (``with_settings_of``). ``benchmarks/privacy.py`` runs the same pieces over
+many hardening settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from .._datasets import FEBRL_COLUMNS, FEBRL_ID_COLUMN, febrl_path
+from .._encodings import Encodings
+from .._evaluate import pair_quality
+from .._keys import Secret
+from .._link import LinkSettings, link
+from .._records import read_records
+from .._schema import Schema
+from .._synthetic import generate_agencies
+from ..bloom import encode
+from ..errors import LinkageError
+from ._frequency import frequency_attack
+from ._graph import graph_matching_attack
+from ._result import AttackResult
+from ._scenario import AttackScenario, attack_scenario, people_needed
+from ._views import ALL_GROUPS, RECORD, view_filters
+
+__all__ = ["GENERATED_COLUMNS", "PrivacyReport", "attack_views", "attacks_on", "linkage_f1", "privacy_report", "with_settings_of"]
+
+GENERATED_COLUMNS = ("given_name", "middle_name", "surname", "date_of_birth", "sex", "address", "city", "postcode")
+TARGET_REIDENTIFIED = 0.01  # the project's aim, at 100% overlap
+MIN_RECORDS = 100  # fewer, and one record re-identified is a percent
+
+
+@dataclass(frozen=True, eq=False)
+class PrivacyReport:
+    results: tuple[AttackResult, ...]
+    f1: dict[str, float]  # data set -> F1 of the match band with default link settings
+    records: int
+    overlap: float
+    known_share: float
+
+    @property
+    def worst(self) -> AttackResult:
+        return max(self.results, key=lambda r: r.reidentified)
+
+
+def with_settings_of(schema: Schema, columns: Sequence[str], project: str) -> Schema:
+    """A schema for ``columns`` (kinds from their names) with ``schema``'s settings: filter,
+    hardening, group filters, missing values, each kind's weight (its first field of that kind)
+    and attribute salting by kind (names salted with a date stay salted with a date)."""
+    like = Schema.for_columns(list(columns), project=project, group_filters=schema.group_filters)
+    weight_of: dict[str, float] = {}
+    salt_kind_of: dict[str, str] = {}
+    for spec in schema.fields:
+        weight_of.setdefault(spec.kind, spec.weight)
+        if spec.salt_with:
+            salt_kind_of.setdefault(spec.kind, schema.field(spec.salt_with).kind)
+    first_of_kind: dict[str, str] = {}
+    for spec in like.fields:
+        first_of_kind.setdefault(spec.kind, spec.name)
+    fields = tuple(
+        dataclasses.replace(
+            spec,
+            weight=weight_of.get(spec.kind, spec.weight),
+            salt_with=first_of_kind.get(salt_kind_of[spec.kind]) if spec.kind in salt_kind_of else None,
+        )
+        for spec in like.fields
+    )
+    return dataclasses.replace(like, fields=fields, filter=schema.filter, hardening=schema.hardening, missing_values=schema.missing_values)
+
+
+def attack_views(encodings: Encodings) -> list[str]:
+    """What the coordinator holds: the record filter and, where sent, each group filter and all of them."""
+    if encodings.group_filters is None:
+        return [RECORD]
+    return [RECORD, *encodings.group_names, ALL_GROUPS]
+
+
+def attacks_on(
+    scenario: AttackScenario,
+    schema: Schema,
+    secret: Secret,
+    seed: int,
+    *,
+    views: Sequence[str] | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> list[AttackResult]:
+    """Both attacks on ``views`` (default: every view the coordinator gets) of the scenario's
+    encoded list, encoded under ``schema``."""
+    encodings = encode(scenario.encoded, schema, secret).encodings
+    results = []
+    for view in attack_views(encodings) if views is None else views:
+        filters = view_filters(encodings, view)
+        for name, attack in (("graph", graph_matching_attack), ("frequency", frequency_attack)):
+            progress(f"{name} attack on the {view} view")
+            options = {"known_pairs": scenario.known_pairs} if name == "graph" else {}
+            results.append(attack(filters, scenario.plaintext, schema, rng=np.random.default_rng(seed), view=view, truth=scenario.truth, **options))
+    return results
+
+
+def linkage_f1(
+    schema: Schema, secret: Secret, *, agency_people: int, seed: int, settings: LinkSettings = LinkSettings()
+) -> dict[str, float]:
+    """F1 of ``link`` with ``schema``'s settings, on FEBRL4 and on generated agencies."""
+    febrl_schema = with_settings_of(schema, FEBRL_COLUMNS, "privacy-report-febrl")
+    febrl = {
+        name: read_records(febrl_path(file), id_column=FEBRL_ID_COLUMN, columns=FEBRL_COLUMNS)
+        for name, file in (("a", "dataset4a.csv"), ("b", "dataset4b.csv"))
+    }
+    truth = pl.concat(
+        frame.select("record_id", source=pl.lit(name), entity_id=pl.col("record_id").str.extract(r"rec-(\d+)")) for name, frame in febrl.items()
+    )
+    out = {"FEBRL4": _f1({n: encode(f, febrl_schema, secret).encodings for n, f in febrl.items()}, truth, settings)}
+    agency_schema = with_settings_of(schema, GENERATED_COLUMNS, "privacy-report-agencies")
+    data = generate_agencies(agency_people, rng=np.random.default_rng(seed))
+    sources = {
+        name: encode(frame.rename({"rec_id": "record_id"}).select("record_id", *GENERATED_COLUMNS), agency_schema, secret).encodings
+        for name, frame in data.frames.items()
+    }
+    out[f"generated agencies ({agency_people:,} people)"] = _f1(sources, data.truth, settings)
+    return out
+
+
+def _f1(sources: dict[str, Encodings], truth: pl.DataFrame, settings: LinkSettings) -> float:
+    result = link(sources, settings)
+    return pair_quality(result.pairs.filter(pl.col("band") == "match"), truth).f1
+
+
+def privacy_report(
+    schema: Schema,
+    *,
+    people: pl.DataFrame | None = None,
+    records: int = 1000,
+    overlap: float = 1.0,
+    known_share: float = 0.05,
+    agency_people: int = 1000,
+    seed: int = 7,
+    secret: Secret | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> PrivacyReport:
+    """Attack ``schema``'s encodings of ``records`` people (from ``people``, one row per person with
+    the schema's columns, or generated), and link FEBRL4 and generated agencies with its settings.
+    ``seed`` draws the lists and the attacks' randomness; the secret is fresh each run unless given,
+    so no seed can hand it to the attacker (whose own key comes from its randomness)."""
+    if not 0.0 < overlap <= 1.0:
+        raise LinkageError(f"overlap must be above 0 and at most 1, not {overlap:g}")
+    if records < MIN_RECORDS:
+        raise LinkageError(f"records: at least {MIN_RECORDS} a list, not {records}")
+    rng = np.random.default_rng(seed)
+    secret = secret or Secret.generate()
+    if people is None:
+        attacked = with_settings_of(schema, GENERATED_COLUMNS, schema.project)
+        people = generate_agencies(people_needed(records, overlap), rng=rng).people
+    else:
+        attacked = schema
+    needed = people_needed(records, overlap)
+    if people.height < needed:
+        raise LinkageError(f"{records:,} records a list at {overlap:.0%} overlap need {needed:,} people; the population has {people.height:,}")
+    if not 0.0 <= known_share <= overlap:
+        raise LinkageError(f"known pairs ({known_share:g}) must be a share of the records between 0 and the overlap ({overlap:g})")
+    scenario = attack_scenario(people, attacked.columns, records=records, overlap=overlap, known_share=known_share, rng=rng)
+    results = attacks_on(scenario, attacked, secret, seed, progress=progress)
+    progress("linking FEBRL4 and generated agencies")
+    f1 = linkage_f1(schema, secret, agency_people=agency_people, seed=seed)
+    return PrivacyReport(results=tuple(results), f1=f1, records=records, overlap=overlap, known_share=known_share)
