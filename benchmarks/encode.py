@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine_line, peak_rss_mib  # noqa: E402
 
 from linkage import Schema, Secret, read_records  # noqa: E402
-from linkage._datasets import FEBRL_COLUMNS, FEBRL_ID_COLUMN, febrl_path  # noqa: E402
+from linkage.testing._febrl import FEBRL_COLUMNS, FEBRL_ID_COLUMN, febrl_path  # noqa: E402
 
 
 def febrl_like(records: int, seed: int) -> pl.DataFrame:

@@ -5,13 +5,13 @@ The attacker is the threat model's strongest realistic coordinator: it holds the
 filters and, unless a setting turns them off, the per-field-group filters), knows the schema, holds
 a plaintext list of people (identical values, ``--overlaps`` of them on both lists), encodes that
 list under a key of its own, and knows ``--known`` × records true pairs. Data: people from
-linkage._synthetic (seeded), one record per person, clean values.
+linkage.testing._synthetic (seeded), one record per person, clean values.
 
 Per setting and view (record filter, name group filter, all group filters):
   graph      similarity-graph matching (Vidanage et al. 2020) seeded with the known pairs
   frequency  pattern mining on bit positions (Christen et al. 2018), no known pairs, bootstrapped
 Re-identified: correct mutual-best guesses / encoded people on the plaintext list (known pairs
-excluded). Quality: F1 of ``linkage._link.link`` with default settings (``fs`` scoring where a
+excluded). Quality: F1 of ``linkage.matching._link.link`` with default settings (``fs`` scoring where a
 setting sends group filters, ``dice`` where it does not, at the threshold it names if any) on
 FEBRL4 and on three generated agencies.
 
@@ -32,10 +32,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine_line  # noqa: E402
 
 from linkage import HardeningSpec, Schema, Secret  # noqa: E402
-from linkage._link import LinkSettings  # noqa: E402
-from linkage._synthetic import generate_agencies  # noqa: E402
+from linkage.matching._link import LinkSettings  # noqa: E402
+from linkage.testing._synthetic import generate_agencies  # noqa: E402
 from linkage.attacks import ALL_GROUPS, RECORD, AttackResult, attack_scenario, people_needed  # noqa: E402
-from linkage.attacks._report import GENERATED_COLUMNS, TARGET_REIDENTIFIED, attacks_on, linkage_f1  # noqa: E402
+from linkage.attacks._privacy_report import GENERATED_COLUMNS, TARGET_REIDENTIFIED, attacks_on, linkage_f1  # noqa: E402
 
 AGENCY_COLUMNS = list(GENERATED_COLUMNS)
 VIEWS = (RECORD, "name", ALL_GROUPS)

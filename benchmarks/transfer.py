@@ -2,7 +2,7 @@
 
 1. Encodings per second moved node -> coordinator (FetchEncodings, verified: count and digest) for
    --records FEBRL-like records (the node encodes once before timing; the stream is timed alone).
-2. End-to-end job over three agencies from linkage._synthetic, about --agency-records each:
+2. End-to-end job over three agencies from linkage.testing._synthetic, about --agency-records each:
    fetch, link (blocking auto), deliver; wall time from the job request to the last event.
 
     python benchmarks/transfer.py [--records 1000000] [--agency-records 200000]
@@ -23,11 +23,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine_line, peak_rss_mib  # noqa: E402
 from encode import febrl_like  # noqa: E402
 
-from linkage._config import load_coordinator_config, load_node_config  # noqa: E402
-from linkage._datasets import FEBRL_COLUMNS  # noqa: E402
-from linkage._demo import AGENCIES, prepare_demo, write_coordinator_config  # noqa: E402
-from linkage._pki import channel_credentials, load_tls  # noqa: E402
-from linkage._schema import Schema  # noqa: E402
+from linkage.jobs._config import load_coordinator_config, load_node_config  # noqa: E402
+from linkage.testing._febrl import FEBRL_COLUMNS  # noqa: E402
+from linkage.testing._demo import AGENCIES, prepare_demo, write_coordinator_config  # noqa: E402
+from linkage.protocol._credentials import channel_credentials  # noqa: E402
+from linkage.trust._pki import load_tls  # noqa: E402
+from linkage.records._schema import Schema  # noqa: E402
 from linkage.protocol._convert import encodings_from_chunks  # noqa: E402
 from linkage.protocol._coordinator import run_job_remotely, start_coordinator  # noqa: E402
 from linkage.protocol._node import start_node  # noqa: E402

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import LinkageError
+from linkage.errors import LinkageError
 
 PRIVATE_FILE_MODE = 0o600
 

@@ -17,18 +17,18 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from . import __version__
-from ._ceremony import key_epoch_of
-from ._encodings import Encodings, write_encodings
-from ._keys import Secret
-from ._records import read_records
-from ._schema import Schema
-from .bloom import EncodeResult, encode
-from ._encodings import read_encodings
-from ._evaluate import blocking_quality, pair_quality, read_candidates, read_pairs, read_truth
-from ._link import LinkSettings, link
-from ._report import link_summary
-from .errors import InputError, LinkageError, SchemaError
+from linkage import __version__
+from linkage.trust._ceremony import key_epoch_of
+from linkage.bloom._encodings import Encodings, write_encodings
+from linkage.bloom._keys import Secret
+from linkage.records._reading import read_records
+from linkage.records._schema import Schema
+from linkage.bloom._encode import EncodeResult, encode
+from linkage.bloom._encodings import read_encodings
+from linkage.matching._evaluate import blocking_quality, pair_quality, read_candidates, read_pairs, read_truth
+from linkage.matching._link import LinkSettings, link
+from linkage.matching._summary import link_summary
+from linkage.errors import InputError, LinkageError, SchemaError
 
 PROGRESS_ABOVE_RECORDS = 100_000
 
@@ -84,15 +84,15 @@ def cmd_keys_new(args: argparse.Namespace) -> None:
 
 
 def _node_tls(args: argparse.Namespace):
-    from ._config import load_node_config
-    from ._pki import load_tls
+    from linkage.jobs._config import load_node_config
+    from linkage.trust._pki import load_tls
 
     config = load_node_config(args.config)
     return config, load_tls(config.tls.ca, config.tls.cert, config.tls.key)
 
 
 def cmd_keys_publish(args: argparse.Namespace) -> None:
-    from .protocol._keyshare import publish_card
+    from linkage.protocol._keyshare import publish_card
 
     config, tls = _node_tls(args)
     card = publish_card(config, tls, args.coordinator)
@@ -101,7 +101,7 @@ def cmd_keys_publish(args: argparse.Namespace) -> None:
 
 
 def cmd_keys_share(args: argparse.Namespace) -> None:
-    from .protocol._keyshare import share_secret
+    from linkage.protocol._keyshare import share_secret
 
     config, tls = _node_tls(args)
     recipients = [a.strip() for a in args.to.split(",") if a.strip()]
@@ -111,7 +111,7 @@ def cmd_keys_share(args: argparse.Namespace) -> None:
 
 
 def cmd_keys_receive(args: argparse.Namespace) -> None:
-    from .protocol._keyshare import receive_secret
+    from linkage.protocol._keyshare import receive_secret
 
     config, tls = _node_tls(args)
     trusted = [a.strip() for a in args.sender.split(",")] if args.sender else None
@@ -248,8 +248,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_privacy_report(args: argparse.Namespace) -> None:
-    from .attacks import privacy_report
-    from .attacks._report import TARGET_REIDENTIFIED
+    from linkage.attacks import privacy_report
+    from linkage.attacks._privacy_report import TARGET_REIDENTIFIED
 
     schema = Schema.load(args.schema)
     people = None
@@ -277,14 +277,14 @@ def cmd_privacy_report(args: argparse.Namespace) -> None:
 
 # -- pki, node, coordinator, job ------------------------------------------------------------------
 def cmd_pki_init(args: argparse.Namespace) -> None:
-    from ._pki import init_ca
+    from linkage.trust._pki import init_ca
 
     path = init_ca(args.dir)
     _print(f"wrote {path} and {Path(args.dir) / 'ca.key'} (keep the key offline; it issues every party's certificate)")
 
 
 def cmd_pki_issue(args: argparse.Namespace) -> None:
-    from ._pki import issue
+    from linkage.trust._pki import issue
 
     cert, key = issue(args.dir, role=args.role, name=args.name, hosts=tuple(args.host or ("localhost", "127.0.0.1")))
     _print(f"wrote {cert} and {key}: role {args.role}, name {args.name}")
@@ -306,9 +306,9 @@ def _serve_until_stopped(start: Callable[[], tuple], what: str) -> None:
 
 
 def cmd_node_serve(args: argparse.Namespace) -> None:
-    from ._config import load_node_config
-    from ._pki import load_tls
-    from .protocol._node import start_node
+    from linkage.jobs._config import load_node_config
+    from linkage.trust._pki import load_tls
+    from linkage.protocol._node import start_node
 
     config = load_node_config(args.config, listen=args.listen)
     tls = load_tls(config.tls.ca, config.tls.cert, config.tls.key)
@@ -316,9 +316,9 @@ def cmd_node_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_coordinator_serve(args: argparse.Namespace) -> None:
-    from ._config import load_coordinator_config
-    from ._pki import load_tls
-    from .protocol._coordinator import start_coordinator
+    from linkage.jobs._config import load_coordinator_config
+    from linkage.trust._pki import load_tls
+    from linkage.protocol._coordinator import start_coordinator
 
     config = load_coordinator_config(args.config, listen=args.listen)
     tls = load_tls(config.tls.ca, config.tls.cert, config.tls.key)
@@ -326,8 +326,8 @@ def cmd_coordinator_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_job_run(args: argparse.Namespace) -> None:
-    from ._config import load_coordinator_config
-    from ._pki import load_tls
+    from linkage.jobs._config import load_coordinator_config
+    from linkage.trust._pki import load_tls
 
     config = load_coordinator_config(args.config)
     address = args.coordinator or config.listen
@@ -341,8 +341,8 @@ def cmd_job_run(args: argparse.Namespace) -> None:
 
 
 def _run_job(address: str, tls, agencies: list[str], *, threshold=None, review_threshold=None) -> str:
-    from .protocol._coordinator import run_job_remotely
-    from .protocol.v1 import linkage_pb2 as pb
+    from linkage.protocol._coordinator import run_job_remotely
+    from linkage.protocol.v1 import linkage_pb2 as pb
 
     request = pb.JobRequest(agencies=agencies)
     if threshold is not None:
@@ -361,13 +361,13 @@ def _run_job(address: str, tls, agencies: list[str], *, threshold=None, review_t
 
 # -- audit ---------------------------------------------------------------------------------------
 def _public_key_for(args: argparse.Namespace):
-    from ._audit import AUDIT_PUBLIC_KEY_FILE, load_public_key
+    from linkage.trust._audit import AUDIT_PUBLIC_KEY_FILE, load_public_key
 
     return load_public_key(args.key or Path(args.log).parent / AUDIT_PUBLIC_KEY_FILE)
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> None:
-    from ._audit import format_anchor, parse_anchor, verify
+    from linkage.trust._audit import format_anchor, parse_anchor, verify
 
     expected = parse_anchor(args.expect_last) if args.expect_last else None
     report = verify(args.log, _public_key_for(args), expected_last=expected)
@@ -379,7 +379,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
 
 
 def _audit_entries(args: argparse.Namespace):
-    from ._audit import AuditLog, parse_time, verify
+    from linkage.trust._audit import AuditLog, parse_time, verify
 
     log = AuditLog(args.log, None)
     report = verify(args.log, _public_key_for(args))
@@ -395,7 +395,7 @@ def _audit_entries(args: argparse.Namespace):
 
 
 def cmd_audit_list(args: argparse.Namespace) -> None:
-    from ._audit import entries_table
+    from linkage.trust._audit import entries_table
 
     _, entries = _audit_entries(args)
     _print(entries_table(entries))
@@ -404,14 +404,14 @@ def cmd_audit_list(args: argparse.Namespace) -> None:
 def cmd_audit_show(args: argparse.Namespace) -> None:
     import json
 
-    from ._audit import AuditLog
+    from linkage.trust._audit import AuditLog
 
     entry = AuditLog(args.log, None).entry(args.seq)
     _print(json.dumps(entry.as_record(), indent=2, ensure_ascii=False, default=str))
 
 
 def cmd_audit_export(args: argparse.Namespace) -> None:
-    from ._audit import entries_jsonl
+    from linkage.trust._audit import entries_jsonl
 
     _, entries = _audit_entries(args)
     text = entries_jsonl(entries)
@@ -424,10 +424,10 @@ def cmd_audit_export(args: argparse.Namespace) -> None:
 
 def _key_ceremony(layout, coordinator: str) -> None:
     """The agencies agree a secret through the coordinator, which relays what it cannot open."""
-    from ._config import load_node_config
-    from ._demo import AGENCIES
-    from ._pki import load_tls
-    from .protocol._keyshare import publish_card, receive_secret, share_secret
+    from linkage.jobs._config import load_node_config
+    from linkage.testing._demo import AGENCIES
+    from linkage.trust._pki import load_tls
+    from linkage.protocol._keyshare import publish_card, receive_secret, share_secret
 
     configs = {name: load_node_config(layout.node_config(name)) for name in AGENCIES}
     tls = {name: load_tls(c.tls.ca, c.tls.cert, c.tls.key) for name, c in configs.items()}
@@ -456,11 +456,11 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _run_demo(workdir: Path, people: int) -> None:
-    from ._config import load_coordinator_config, load_node_config
-    from ._demo import AGENCIES, DISCLOSURE, prepare_demo, write_coordinator_config
-    from ._pki import load_tls
-    from .protocol._coordinator import start_coordinator
-    from .protocol._node import start_node
+    from linkage.jobs._config import load_coordinator_config, load_node_config
+    from linkage.testing._demo import AGENCIES, DISCLOSURE, prepare_demo, write_coordinator_config
+    from linkage.trust._pki import load_tls
+    from linkage.protocol._coordinator import start_coordinator
+    from linkage.protocol._node import start_node
 
     started = time.perf_counter()
     _print(f"linkage demo in {workdir}: a task force of {', '.join(AGENCIES)} and a coordinator")

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from linkage import Schema, Secret, cli, read_records
-from linkage._datasets import FEBRL_COLUMNS, FEBRL_ID_COLUMN, febrl_path
+from linkage.testing._febrl import FEBRL_COLUMNS, FEBRL_ID_COLUMN, febrl_path
 
 settings.register_profile(
     "linkage", deadline=None, max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -1,7 +1,7 @@
 """The attack harness: the attacks really re-identify plain encodings, hardening measures lower
 where it should, and nothing in the harness can make a setting look safe by breaking.
 
-Data: 500 synthetic people from linkage._synthetic (seeded), one clean record each, on both the
+Data: 500 synthetic people from linkage.testing._synthetic (seeded), one clean record each, on both the
 encoded and the plaintext list (100% overlap unless a test says otherwise); 5% known pairs.
 """
 
@@ -16,7 +16,7 @@ import pytest
 
 import linkage.attacks
 from linkage import HardeningSpec, Schema, Secret, encode
-from linkage._synthetic import generate_agencies
+from linkage.testing._synthetic import generate_agencies
 from linkage.attacks import (
     ALL_GROUPS,
     RECORD,
@@ -29,7 +29,7 @@ from linkage.attacks import (
 )
 from linkage.attacks._frequency import FrequencyAttackSettings, _labels, _mined_blocks
 from linkage.attacks._result import scored
-from linkage.attacks._tokens import plaintext_tokens
+from linkage.attacks._plaintext import plaintext_tokens
 
 COLUMNS = ["given_name", "middle_name", "surname", "date_of_birth", "sex", "address", "city", "postcode"]
 RECORDS = 500

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from linkage._audit import (
+from linkage.trust._audit import (
     GENESIS_HASH,
     MAX_DETAIL_TEXT,
     AuditEntryError,

@@ -11,8 +11,8 @@ import numba
 import numpy as np
 import pytest
 
-from linkage import _blocking
-from linkage._blocking import (
+from linkage.matching import _blocking
+from linkage.matching._blocking import (
     BandProgress,
     blocked_dice_pairs,
     lsh_candidates,
@@ -21,7 +21,7 @@ from linkage._blocking import (
     plan_blocking,
     reduction_ratio,
 )
-from linkage._compare import dice_of_pairs, dice_pairs
+from linkage.matching._kernels import dice_of_pairs, dice_pairs
 
 THRESHOLD = 0.8
 

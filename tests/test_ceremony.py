@@ -23,8 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from linkage import Secret
-from linkage import _ceremony
-from linkage._ceremony import (
+from linkage.trust import _ceremony
+from linkage.trust._ceremony import (
     AgreementKey,
     CeremonyError,
     KeyCard,
@@ -37,7 +37,7 @@ from linkage._ceremony import (
     wrap_secret,
     write_secret_info,
 )
-from linkage._pki import TlsMaterial, init_ca, issue, load_tls
+from linkage.trust._pki import TlsMaterial, init_ca, issue, load_tls
 from linkage.errors import LinkageError
 
 NOW = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=dt.timezone.utc)

@@ -162,7 +162,7 @@ def test_real_entry_point_in_a_subprocess(project):
 def test_privacy_report_attacks_a_schema_on_a_population_file(tmp_path, run_cli):
     import numpy as np
 
-    from linkage._synthetic import generate_agencies
+    from linkage.testing._synthetic import generate_agencies
 
     columns = ["given_name", "surname", "date_of_birth", "sex", "address", "postcode"]
     people = generate_agencies(400, rng=np.random.default_rng(2)).people

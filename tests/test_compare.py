@@ -12,8 +12,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from linkage import _compare
-from linkage._compare import (
+from linkage.matching import _kernels as _compare
+from linkage.matching._kernels import (
     dice_of_pairs,
     dice_pairs,
     group_dice_of_pairs,

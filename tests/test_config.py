@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from linkage._config import load_coordinator_config, load_node_config
+from linkage.jobs._config import load_coordinator_config, load_node_config
 from linkage.errors import ConfigError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "services" / "examples"

@@ -8,14 +8,15 @@ import sqlite3
 import grpc
 import pytest
 
-from linkage._ceremony import AgreementKey, make_key_card
-from linkage._config import load_coordinator_config, load_node_config
-from linkage._demo import AGENCIES, prepare_demo, write_coordinator_config
-from linkage._keys import Secret
-from linkage._pki import channel_credentials, load_tls
+from linkage.trust._ceremony import AgreementKey, make_key_card
+from linkage.jobs._config import load_coordinator_config, load_node_config
+from linkage.testing._demo import AGENCIES, prepare_demo, write_coordinator_config
+from linkage.bloom._keys import Secret
+from linkage.protocol._credentials import channel_credentials
+from linkage.trust._pki import load_tls
 from linkage.errors import CeremonyError, JobError
 from linkage.protocol._coordinator import start_coordinator
-from linkage._ceremony import key_epoch_of
+from linkage.trust._ceremony import key_epoch_of
 from linkage.protocol._keyshare import publish_card, receive_secret, share_secret
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc

@@ -1,6 +1,6 @@
 """Real gRPC servers on loopback with mTLS: the task force end to end, and every refusal.
 
-Data: three agencies from linkage._synthetic (seeded), certificates from linkage's own PKI.
+Data: three agencies from linkage.testing._synthetic (seeded), certificates from linkage's own PKI.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ import polars as pl
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from linkage._config import load_coordinator_config, load_node_config
-from linkage._demo import AGENCIES, prepare_demo, write_coordinator_config
-from linkage._jobs import JobStore
-from linkage._pki import channel_credentials, init_ca, issue, load_tls
+from linkage.jobs._config import load_coordinator_config, load_node_config
+from linkage.testing._demo import AGENCIES, prepare_demo, write_coordinator_config
+from linkage.jobs._store import JobStore
+from linkage.protocol._credentials import channel_credentials
+from linkage.trust._pki import init_ca, issue, load_tls
 from linkage.protocol._convert import result_chunks
 from linkage.protocol._coordinator import JobError, run_job_remotely, start_coordinator
 from linkage.protocol._node import NodeService, node_policy, start_node
@@ -285,7 +286,7 @@ def test_coordinator_serve_in_a_subprocess(task_force):
 
 
 def test_every_step_of_a_job_is_in_the_audit_logs(task_force, run_cli):
-    from linkage._audit import verify, load_public_key
+    from linkage.trust._audit import verify, load_public_key
 
     last, _ = run(f"127.0.0.1:{task_force.coordinator_port}", task_force.tls, list(AGENCIES))
     assert last.state == "done"

@@ -7,7 +7,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from linkage import FieldSpec, Schema
-from linkage._normalise import (
+from linkage.records._normalise import (
     _accepted_text,
     _dates_by_expressions,
     _folded_text,

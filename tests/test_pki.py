@@ -20,15 +20,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-import linkage._pki
-from linkage._pki import (
+import linkage.trust._pki
+from linkage.protocol._credentials import channel_credentials, server_credentials
+from linkage.trust._pki import (
     CLOCK_SKEW_ALLOWANCE,
     ROLES,
     Identity,
     PkiError,
     TlsMaterial,
     ca_certificate,
-    channel_credentials,
     identity_from_auth_context,
     identity_from_pem,
     init_ca,
@@ -36,7 +36,6 @@ from linkage._pki import (
     load_tls,
     new_private_key,
     role_certificate,
-    server_credentials,
     verify_chain,
 )
 
@@ -227,8 +226,8 @@ def test_every_valid_role_and_name_round_trips_through_the_builders(role, name):
 
 
 def test_the_module_surface_is_sorted_and_complete():
-    assert linkage._pki.__all__ == sorted(linkage._pki.__all__)
-    assert all(hasattr(linkage._pki, name) for name in linkage._pki.__all__)
+    assert linkage.trust._pki.__all__ == sorted(linkage.trust._pki.__all__)
+    assert all(hasattr(linkage.trust._pki, name) for name in linkage.trust._pki.__all__)
 
 
 def test_a_certificate_without_a_linkage_role_is_refused(tmp_path):
@@ -317,7 +316,7 @@ def test_load_tls_names_the_file_at_fault(tmp_path):
 
 
 def test_the_pki_module_loads_without_grpc():
-    code = "import sys, linkage._pki; print('grpc' in sys.modules)"
+    code = "import sys, linkage.trust._pki; print('grpc' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

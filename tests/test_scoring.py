@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from linkage._scoring import N_LEVELS, agreement_levels, fit_model, monotone
+from linkage.matching._scoring import N_LEVELS, agreement_levels, fit_model, monotone
 
 
 def draw_levels(rng, probabilities, n):
@@ -27,7 +27,7 @@ def test_em_recovers_the_parameters_it_was_generated_with():
     truth = np.r_[np.ones(matches, bool), np.zeros(len(alike), bool)]
     predicted = model.probabilities(levels) >= 0.5
     # The bar: how well the true model itself separates these pairs.
-    from linkage._scoring import MatchModel
+    from linkage.matching._scoring import MatchModel
 
     best = MatchModel(("a", "b", "c"), m, u, matches / population, 0).probabilities(levels) >= 0.5
     assert (predicted == truth).mean() >= (best == truth).mean() - 0.01

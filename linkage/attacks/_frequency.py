@@ -34,11 +34,11 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from .._schema import Schema
-from ._matching import mutual_best, surest
-from ._result import AttackResult, scored
-from ._tokens import PlaintextTokens, plaintext_tokens, view_groups
-from ._views import RECORD, unpacked_bits, view_blocks
+from linkage.records._schema import Schema
+from linkage.attacks._matching import mutual_best, surest
+from linkage.attacks._result import AttackResult, scored
+from linkage.attacks._plaintext import PlaintextTokens, plaintext_tokens, view_groups
+from linkage.attacks._views import RECORD, unpacked_bits, view_blocks
 
 __all__ = ["FrequencyAttackSettings", "frequency_attack"]
 

@@ -1,7 +1,7 @@
 """The setting an attack is measured in: an encoded list, the attacker's plaintext list, the truth.
 
 The encoded list and the plaintext list are drawn from one population of people (clean values, as
-``linkage._synthetic`` makes them): each list holds ``records`` people, a share ``overlap`` of whom
+``linkage.testing._synthetic`` makes them): each list holds ``records`` people, a share ``overlap`` of whom
 are on both lists, and each list is shuffled on its own. The attacker also knows ``known_share`` ×
 ``records`` true pairs (a published case, a colluding partner), drawn from the people on both lists.
 That is the strongest realistic attacker of the threat model: plaintext values identical to the

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._encodings import Encodings
+from linkage.bloom._encodings import Encodings
 
 RECORD = "record"
 ALL_GROUPS = "groups"

@@ -16,8 +16,8 @@ from typing import Any
 
 import grpc
 
-from .._pki import Identity, identity_from_auth_context
-from ..errors import LinkageError
+from linkage.trust._pki import Identity, identity_from_auth_context
+from linkage.errors import LinkageError
 
 log = logging.getLogger("linkage.protocol")
 

@@ -13,10 +13,10 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import polars as pl
 
-from .._agency import RESULT_COLUMNS
-from .._encodings import Encodings
-from ..errors import TransferError
-from .v1 import linkage_pb2 as pb
+from linkage.jobs._agency import RESULT_COLUMNS
+from linkage.bloom._encodings import Encodings
+from linkage.errors import TransferError
+from linkage.protocol.v1 import linkage_pb2 as pb
 
 
 def _ids_bytes(ids: list[str]) -> bytes:

@@ -17,22 +17,22 @@ from pathlib import Path
 import grpc
 import polars as pl
 
-from .. import __version__
-from .._audit import AUDIT_PUBLIC_KEY_FILE, AuditLog, entries_jsonl, load_public_key, parse_time, party_log, verify
-from .._config import CoordinatorConfig
-from .._disclosure import agency_results
-from .._encodings import Encodings, write_encodings
-from .._jobs import JobStore
-from .._link import LinkSettings, check_compatible, link
-from .._pki import Identity, TlsMaterial
-from .._report import link_summary
-from ..errors import JobError, LinkageError
-from ._auth import caller
-from ._convert import TransferError, encodings_from_chunks, result_chunks
-from ._relay import KeyRelayService
-from ._server import create_server, secure_channel
-from .v1 import linkage_pb2 as pb
-from .v1 import linkage_pb2_grpc as pb_grpc
+from linkage import __version__
+from linkage.trust._audit import AUDIT_PUBLIC_KEY_FILE, AuditLog, entries_jsonl, load_public_key, parse_time, party_log, verify
+from linkage.jobs._config import CoordinatorConfig
+from linkage.jobs._disclosure import agency_results
+from linkage.bloom._encodings import Encodings, write_encodings
+from linkage.jobs._store import JobStore
+from linkage.matching._link import LinkSettings, check_compatible, link
+from linkage.trust._pki import Identity, TlsMaterial
+from linkage.matching._summary import link_summary
+from linkage.errors import JobError, LinkageError
+from linkage.protocol._auth import caller
+from linkage.protocol._convert import TransferError, encodings_from_chunks, result_chunks
+from linkage.protocol._relay import KeyRelayService
+from linkage.protocol._server import create_server, secure_channel
+from linkage.protocol.v1 import linkage_pb2 as pb
+from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
 
 CALL_TIMEOUT = 600.0
 

@@ -15,17 +15,17 @@ from pathlib import Path
 
 import grpc
 
-from .._ceremony import (
+from linkage.trust._ceremony import (
     AgreementKey, KeyCard, SecretInfo, WrappedSecret, make_key_card, secret_info_path, unwrap_secret,
     wrap_secret, write_secret_info,
 )  # fmt: skip
-from .._config import NodeConfig
-from .._keys import Secret
-from .._pki import TlsMaterial
-from ..errors import CeremonyError, JobError, SecretError
-from ._server import secure_channel
-from .v1 import linkage_pb2 as pb
-from .v1 import linkage_pb2_grpc as pb_grpc
+from linkage.jobs._config import NodeConfig
+from linkage.bloom._keys import Secret
+from linkage.trust._pki import TlsMaterial
+from linkage.errors import CeremonyError, JobError, SecretError
+from linkage.protocol._server import secure_channel
+from linkage.protocol.v1 import linkage_pb2 as pb
+from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
 
 AGREEMENT_KEY_FILE = "agreement.key"
 

@@ -7,16 +7,16 @@ from collections.abc import Iterator
 
 import grpc
 
-from .._agency import AgencyEncodings, agency_encodings, write_results
-from .._audit import party_log
-from .._config import NodeConfig
-from .._pki import Identity, TlsMaterial
-from ..errors import InputError
-from ._auth import caller
-from ._convert import encoding_chunks, results_from_chunks
-from ._server import create_server
-from .v1 import linkage_pb2 as pb
-from .v1 import linkage_pb2_grpc as pb_grpc
+from linkage.jobs._agency import AgencyEncodings, agency_encodings, write_results
+from linkage.trust._audit import party_log
+from linkage.jobs._config import NodeConfig
+from linkage.trust._pki import Identity, TlsMaterial
+from linkage.errors import InputError
+from linkage.protocol._auth import caller
+from linkage.protocol._convert import encoding_chunks, results_from_chunks
+from linkage.protocol._server import create_server
+from linkage.protocol.v1 import linkage_pb2 as pb
+from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
 
 
 def node_policy(config: NodeConfig):

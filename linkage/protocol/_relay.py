@@ -1,7 +1,7 @@
 """The coordinator's side of the key ceremony: it stores and relays what it cannot open.
 
 Key cards and wrapped secrets are signed by the agencies' certificates and sealed to the
-recipients' agreement keys (see ``linkage._ceremony``); the coordinator checks only who may post
+recipients' agreement keys (see ``linkage.trust._ceremony``); the coordinator checks only who may post
 or fetch what, keeps the blobs in ``keys.db`` and logs every step.
 """
 
@@ -15,12 +15,12 @@ from pathlib import Path
 
 import grpc
 
-from .._audit import AuditLog
-from .._ceremony import KeyCard, WrappedSecret
-from ..errors import CeremonyError
-from ._auth import caller
-from .v1 import linkage_pb2 as pb
-from .v1 import linkage_pb2_grpc as pb_grpc
+from linkage.trust._audit import AuditLog
+from linkage.trust._ceremony import KeyCard, WrappedSecret
+from linkage.errors import CeremonyError
+from linkage.protocol._auth import caller
+from linkage.protocol.v1 import linkage_pb2 as pb
+from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cards (agency TEXT PRIMARY KEY, card BLOB NOT NULL, published TEXT NOT NULL);

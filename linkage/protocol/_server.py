@@ -9,9 +9,10 @@ from concurrent import futures
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from .._pki import TlsMaterial, channel_credentials, server_credentials
-from ..errors import ServerError
-from ._auth import Policy, PolicyInterceptor
+from linkage.protocol._credentials import channel_credentials, server_credentials
+from linkage.trust._pki import TlsMaterial
+from linkage.errors import ServerError
+from linkage.protocol._auth import Policy, PolicyInterceptor
 
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 GRACE_SECONDS = 5.0

@@ -63,10 +63,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 
-from ._keys import SECRET_BYTES, Secret
-from ._pki import CLOCK_SKEW_ALLOWANCE, Identity, PkiError, TlsMaterial, refusing_malformed_certificates, verify_chain
-from ._files import read_file, write_new_file
-from .errors import CeremonyError
+from linkage.bloom._keys import SECRET_BYTES, Secret
+from linkage.trust._pki import CLOCK_SKEW_ALLOWANCE, Identity, PkiError, TlsMaterial, refusing_malformed_certificates, verify_chain
+from linkage._files import read_file, write_new_file
+from linkage.errors import CeremonyError
 
 __all__ = [
     "AgreementKey",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from .errors import InputError
+from linkage.errors import InputError
 
 
 def _decoded_csv(path: Path, data: bytes, encoding: str) -> bytes:

@@ -17,7 +17,7 @@ import numba
 import numpy as np
 import polars as pl
 
-from ._schema import FieldSpec
+from linkage.records._schema import FieldSpec
 
 _PAD = 0x1FFFFF  # not a Unicode code point: marks the padding of q-grams
 _DATE_PART_TAG = 1 << 40  # keeps year 12, month 12 and day 12 apart

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from .errors import LinkageError
+from linkage.errors import LinkageError
 
 FEBRL_COLUMNS = (
     "given_name", "surname", "street_number", "address_1", "address_2", "suburb", "postcode", "state",

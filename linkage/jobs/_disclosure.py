@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from ._agency import RESULT_COLUMNS
+from linkage.jobs._agency import RESULT_COLUMNS
 
 
 def reference_token(job_key: bytes, agency: str, record_id: str) -> str:

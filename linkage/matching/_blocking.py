@@ -61,7 +61,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._compare import (
+from linkage.matching._kernels import (
     _checked_filters,
     _checked_threshold,
     _concatenated,
@@ -868,7 +868,7 @@ def lsh_candidates(
 
 
 # --------------------------------------------------------------------------------------------------
-# Quality of a blocking, on index pairs (``linkage._evaluate`` does the same on record ids)
+# Quality of a blocking, on index pairs (``linkage.matching._evaluate`` does the same on record ids)
 
 
 def pairs_completeness(found: tuple[np.ndarray, np.ndarray], truth: tuple[np.ndarray, np.ndarray]) -> float:

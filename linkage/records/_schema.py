@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import SchemaError
+from linkage.errors import SchemaError
 
 SCHEMA_VERSION = 1
 ENCODING_VERSION = 1

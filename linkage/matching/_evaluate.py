@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from .errors import InputError
+from linkage.errors import InputError
 
 TRUTH_COLUMNS = ("record_id", "source", "entity_id")
 PAIR_COLUMNS = ("source_a", "id_a", "source_b", "id_b")

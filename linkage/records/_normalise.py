@@ -19,8 +19,8 @@ import numba
 import numpy as np
 import polars as pl
 
-from ._schema import FieldSpec, Schema
-from ._tokens import factorised
+from linkage.records._schema import FieldSpec, Schema
+from linkage.records._tokens import factorised
 
 # Letters that Unicode decomposition leaves alone but people write without the mark.
 _LETTER_FOLDS = {"ß": "ss", "ø": "o", "ł": "l", "æ": "ae", "œ": "oe", "đ": "d", "þ": "th", "ð": "d", "ı": "i", "ĳ": "ij"}

@@ -16,8 +16,8 @@ is not reliably true of Ed25519. Private keys are written unencrypted, PEM, mode
 ever overwrites a key or a certificate.
 
 Layers: ``ca_certificate`` and ``role_certificate`` build certificates from keys and a ``now`` and
-touch no files; ``init_ca``, ``issue`` and ``load_tls`` are the thin file adapters; the grpc
-credential helpers at the end import grpc only when called, so the core never loads it.
+touch no files; ``init_ca``, ``issue`` and ``load_tls`` are the thin file adapters. grpc credentials
+are made from ``TlsMaterial`` in ``linkage.protocol._credentials``: nothing here imports grpc.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
@@ -42,11 +41,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from ._files import read_file, write_new_file
-from .errors import PkiError
-
-if TYPE_CHECKING:  # the credential helpers import grpc lazily; see the end of this module
-    import grpc
+from linkage._files import read_file, write_new_file
+from linkage.errors import PkiError
 
 __all__ = [
     "CA_CERT_FILE",
@@ -63,7 +59,6 @@ __all__ = [
     "URI_SCHEME",
     "ca_certificate",
     "certificate_fingerprint",
-    "channel_credentials",
     "identity_from_auth_context",
     "identity_from_pem",
     "init_ca",
@@ -71,7 +66,6 @@ __all__ = [
     "load_tls",
     "new_private_key",
     "role_certificate",
-    "server_credentials",
     "verify_chain",
 ]
 
@@ -377,28 +371,6 @@ def _check_tls_material(
     except (ValueError, TypeError, InvalidSignature):
         raise PkiError(f"{cert_where}: not issued by the CA {ca_where}") from None
     _identity(cert_pem, cert_where)
-
-
-# --------------------------------------------------------------------------------------- grpc
-# The only functions here that need grpc; they import it when called so the core never loads it.
-
-
-def server_credentials(tls: TlsMaterial) -> grpc.ServerCredentials:
-    """Server credentials that demand a client certificate from the task-force CA."""
-    import grpc
-
-    return grpc.ssl_server_credentials(
-        [(tls.key_pem, tls.cert_pem)], root_certificates=tls.ca_pem, require_client_auth=True
-    )
-
-
-def channel_credentials(tls: TlsMaterial) -> grpc.ChannelCredentials:
-    """Channel credentials that present this party's certificate and trust only the task-force CA."""
-    import grpc
-
-    return grpc.ssl_channel_credentials(
-        root_certificates=tls.ca_pem, private_key=tls.key_pem, certificate_chain=tls.cert_pem
-    )
 
 
 # --------------------------------------------------------------------------------------- helpers

@@ -49,8 +49,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ._files import read_file, write_new_file
-from .errors import AuditEntryError, AuditError, AuditKeyError
+from linkage._files import read_file, write_new_file
+from linkage.errors import AuditEntryError, AuditError, AuditKeyError
 
 __all__ = [
     "AuditEntryError",

@@ -15,8 +15,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ._files import read_file, write_new_file
-from .errors import SecretError
+from linkage._files import read_file, write_new_file
+from linkage.errors import SecretError
 
 SECRET_BYTES = 32
 KEY_BYTES = 32
