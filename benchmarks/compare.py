@@ -30,10 +30,10 @@ import numba
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine_line, peak_rss_mib  # noqa: E402
+from _common import machine_line, peak_rss_mib
 
-from linkage.matching._blocking import blocked_dice_pairs, pairs_completeness  # noqa: E402
-from linkage.matching._kernels import dice_pairs  # noqa: E402
+from linkage.matching._blocking import blocked_dice_pairs, pairs_completeness
+from linkage.matching._kernels import dice_pairs
 
 BITS = 1024
 THRESHOLD = 0.8

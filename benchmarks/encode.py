@@ -27,10 +27,10 @@ import numpy as np
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine_line, peak_rss_mib  # noqa: E402
+from _common import machine_line, peak_rss_mib
 
-from linkage import Schema, Secret, read_records  # noqa: E402
-from linkage.testing._febrl import FEBRL_COLUMNS, FEBRL_ID_COLUMN, febrl_path  # noqa: E402
+from linkage import Schema, Secret, read_records
+from linkage.testing._febrl import FEBRL_COLUMNS, FEBRL_ID_COLUMN, febrl_path
 
 
 def febrl_like(records: int, seed: int) -> pl.DataFrame:
@@ -49,7 +49,7 @@ def febrl_like(records: int, seed: int) -> pl.DataFrame:
                 k = int(pos * len(v))
                 values[i] = v[:k] + ch + v[k + 1 :]
         columns[column] = values
-    return pl.DataFrame(columns, schema={c: pl.String for c in columns})
+    return pl.DataFrame(columns, schema=dict.fromkeys(columns, pl.String))
 
 
 def _busy_cores_seconds() -> float:

@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine_line  # noqa: E402
+from _common import machine_line
 
-from linkage import HardeningSpec, Schema, Secret  # noqa: E402
-from linkage.matching._link import LinkSettings  # noqa: E402
-from linkage.testing._synthetic import generate_agencies  # noqa: E402
-from linkage.attacks import ALL_GROUPS, RECORD, AttackResult, attack_scenario, people_needed  # noqa: E402
-from linkage.attacks._privacy_report import GENERATED_COLUMNS, TARGET_REIDENTIFIED, attacks_on, linkage_f1  # noqa: E402
+from linkage import HardeningSpec, Schema, Secret
+from linkage.attacks import ALL_GROUPS, RECORD, AttackResult, attack_scenario, people_needed
+from linkage.attacks._privacy_report import GENERATED_COLUMNS, TARGET_REIDENTIFIED, attacks_on, linkage_f1
+from linkage.matching._link import LinkSettings
+from linkage.testing._synthetic import generate_agencies
 
 AGENCY_COLUMNS = list(GENERATED_COLUMNS)
 VIEWS = (RECORD, "name", ALL_GROUPS)

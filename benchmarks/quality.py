@@ -19,13 +19,13 @@ import numpy as np
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine_line  # noqa: E402
+from _common import machine_line
 
-from linkage import Schema, Secret, encode, read_records  # noqa: E402
-from linkage.testing._febrl import FEBRL_COLUMNS, FEBRL_ID_COLUMN, febrl_path  # noqa: E402
-from linkage.matching._evaluate import pair_quality  # noqa: E402
-from linkage.matching._link import LinkSettings, link  # noqa: E402
-from linkage.testing._synthetic import generate_agencies  # noqa: E402
+from linkage import Schema, Secret, encode, read_records
+from linkage.matching._evaluate import pair_quality
+from linkage.matching._link import LinkSettings, link
+from linkage.testing._febrl import FEBRL_COLUMNS, FEBRL_ID_COLUMN, febrl_path
+from linkage.testing._synthetic import generate_agencies
 
 THRESHOLDS = {"fs": (0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99), "dice": (0.58, 0.6, 0.62, 0.64, 0.66, 0.7, 0.75)}
 # The default schema (record filter XOR-folded, no groups) is scored by Dice; field scoring (group

@@ -35,13 +35,13 @@ import numpy as np
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine_line  # noqa: E402
+from _common import machine_line
 
-from linkage import Schema, Secret, encode, read_encodings, write_encodings  # noqa: E402
-from linkage.matching._kernels import dice_pairs  # noqa: E402
-from linkage.matching._evaluate import pair_quality  # noqa: E402
-from linkage.matching._link import LinkSettings, _rules  # noqa: E402
-from linkage.testing._synthetic import CHILD_WELFARE, POLICE, generate_agencies  # noqa: E402
+from linkage import Schema, Secret, encode, read_encodings, write_encodings
+from linkage.matching._evaluate import pair_quality
+from linkage.matching._kernels import dice_pairs
+from linkage.matching._link import LinkSettings, _rules
+from linkage.testing._synthetic import CHILD_WELFARE, POLICE, generate_agencies
 
 COLUMNS = ["given_name", "middle_name", "surname", "date_of_birth", "sex", "address", "city", "postcode"]
 # People per record wanted: each person is held by one agency, or by both with probability 1/2,

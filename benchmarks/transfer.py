@@ -20,21 +20,22 @@ import numpy as np
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine_line, peak_rss_mib  # noqa: E402
-from encode import febrl_like  # noqa: E402
+from _common import machine_line, peak_rss_mib
+from encode import febrl_like
 
-from linkage.jobs._config import load_coordinator_config, load_node_config  # noqa: E402
-from linkage.testing._febrl import FEBRL_COLUMNS  # noqa: E402
-from linkage.testing._demo import AGENCIES, prepare_demo, write_coordinator_config  # noqa: E402
-from linkage.protocol._credentials import channel_credentials  # noqa: E402
-from linkage.trust._pki import load_tls  # noqa: E402
-from linkage.records._schema import Schema  # noqa: E402
-from linkage.protocol._convert import encodings_from_chunks  # noqa: E402
-from linkage.protocol._coordinator import run_job_remotely, start_coordinator  # noqa: E402
-from linkage.protocol._node import start_node  # noqa: E402
-from linkage.protocol._server import CHANNEL_OPTIONS  # noqa: E402
-from linkage.protocol.v1 import linkage_pb2 as pb  # noqa: E402
-from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc  # noqa: E402
+from linkage.jobs._config import load_coordinator_config, load_node_config
+from linkage.protocol._clients import run_job_remotely
+from linkage.protocol._convert import encodings_from_chunks
+from linkage.protocol._credentials import channel_credentials
+from linkage.protocol._server import CHANNEL_OPTIONS
+from linkage.protocol.v1 import linkage_pb2 as pb
+from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
+from linkage.records._schema import Schema
+from linkage.testing._demo import AGENCIES, prepare_demo, write_coordinator_config
+from linkage.testing._febrl import FEBRL_COLUMNS
+from linkage.trust._pki import load_tls
+from services.coordinator import start_coordinator
+from services.node import start_node
 
 
 def transfer(root: Path, records: int) -> tuple[float, int, float, str]:

@@ -3,13 +3,13 @@
 The public surface is re-exported here; implementation modules are private (``_schema`` ...).
 """
 
+from linkage.bloom._encode import EncodeResult, encode
 from linkage.bloom._encodings import Encodings, read_encodings, write_encodings
 from linkage.bloom._keys import Secret
+from linkage.errors import EncodingsError, InputError, LinkageError, SchemaError, SecretError
 from linkage.matching._link import LinkResult, LinkSettings, link
 from linkage.records._reading import read_records
 from linkage.records._schema import ENCODING_VERSION, FieldSpec, FilterSpec, HardeningSpec, Schema, kind_for_column
-from linkage.bloom._encode import EncodeResult, encode
-from linkage.errors import EncodingsError, InputError, LinkageError, SchemaError, SecretError
 
 __version__ = "0.1.0"
 

@@ -18,17 +18,16 @@ import numpy as np
 import polars as pl
 
 from linkage import __version__
-from linkage.trust._ceremony import key_epoch_of
-from linkage.bloom._encodings import Encodings, write_encodings
-from linkage.bloom._keys import Secret
-from linkage.records._reading import read_records
-from linkage.records._schema import Schema
 from linkage.bloom._encode import EncodeResult, encode
-from linkage.bloom._encodings import read_encodings
+from linkage.bloom._encodings import Encodings, read_encodings, write_encodings
+from linkage.bloom._keys import Secret
+from linkage.errors import InputError, LinkageError, SchemaError
 from linkage.matching._evaluate import blocking_quality, pair_quality, read_candidates, read_pairs, read_truth
 from linkage.matching._link import LinkSettings, link
 from linkage.matching._summary import link_summary
-from linkage.errors import InputError, LinkageError, SchemaError
+from linkage.records._reading import read_records
+from linkage.records._schema import Schema
+from linkage.trust._ceremony import key_epoch_of
 
 PROGRESS_ABOVE_RECORDS = 100_000
 
@@ -290,44 +289,36 @@ def cmd_pki_issue(args: argparse.Namespace) -> None:
     _print(f"wrote {cert} and {key}: role {args.role}, name {args.name}")
 
 
-def _serve_until_stopped(start: Callable[[], tuple], what: str) -> None:
-    import signal
-    import threading
-
-    server, port, health_servicer = start()
-    _print(f"{what} serving on port {port} (mTLS); Ctrl-C to stop")
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    health_servicer.enter_graceful_shutdown()
-    server.stop(5).wait()
-    _print(f"{what} stopped")
-
-
 def cmd_node_serve(args: argparse.Namespace) -> None:
     from linkage.jobs._config import load_node_config
     from linkage.trust._pki import load_tls
-    from linkage.protocol._node import start_node
+    from services._lifecycle import serve_until_stopped
+    from services.node import start_node
 
     config = load_node_config(args.config, listen=args.listen)
     tls = load_tls(config.tls.ca, config.tls.cert, config.tls.key)
-    _serve_until_stopped(lambda: start_node(config, tls, on_results=lambda job, path: _print(f"results of {job} stored in {path}")), f"node {config.agency}")
+    serve_until_stopped(
+        lambda: start_node(config, tls, on_results=lambda job, path: _print(f"results of {job} stored in {path}")), f"node {config.agency}", _print
+    )
 
 
 def cmd_coordinator_serve(args: argparse.Namespace) -> None:
     from linkage.jobs._config import load_coordinator_config
     from linkage.trust._pki import load_tls
-    from linkage.protocol._coordinator import start_coordinator
+    from services._lifecycle import serve_until_stopped
+    from services.coordinator import start_coordinator
 
     config = load_coordinator_config(args.config, listen=args.listen)
     tls = load_tls(config.tls.ca, config.tls.cert, config.tls.key)
-    _serve_until_stopped(lambda: start_coordinator(config, tls), f"coordinator {config.name}")
+    serve_until_stopped(lambda: start_coordinator(config, tls), f"coordinator {config.name}", _print)
 
 
 def cmd_job_run(args: argparse.Namespace) -> None:
     from linkage.jobs._config import load_coordinator_config
+    from linkage.protocol._clients import run_job_remotely
+    from linkage.protocol.v1 import linkage_pb2 as pb
     from linkage.trust._pki import load_tls
+    from services.coordinator import follow_job
 
     config = load_coordinator_config(args.config)
     address = args.coordinator or config.listen
@@ -335,28 +326,14 @@ def cmd_job_run(args: argparse.Namespace) -> None:
         raise LinkageError(f"{args.config}: coordinator.listen has no fixed port; pass --coordinator HOST:PORT")
     tls = load_tls(config.tls.ca, config.tls.cert, config.tls.key)
     agencies = [a.strip() for a in args.agencies.split(",") if a.strip()]
-    state = _run_job(address, tls, agencies, threshold=args.threshold, review_threshold=args.review_threshold)
+    request = pb.JobRequest(agencies=agencies)
+    if args.threshold is not None:
+        request.threshold = args.threshold
+    if args.review_threshold is not None:
+        request.review_threshold = args.review_threshold
+    state = follow_job(run_job_remotely(address, tls, request), _print, _stderr)
     if state != "done":
         raise LinkageError("the job failed (see above)")
-
-
-def _run_job(address: str, tls, agencies: list[str], *, threshold=None, review_threshold=None) -> str:
-    from linkage.protocol._coordinator import run_job_remotely
-    from linkage.protocol.v1 import linkage_pb2 as pb
-
-    request = pb.JobRequest(agencies=agencies)
-    if threshold is not None:
-        request.threshold = threshold
-    if review_threshold is not None:
-        request.review_threshold = review_threshold
-    state = "failed"
-    for event in run_job_remotely(address, tls, request):
-        if event.done:
-            state = event.state
-            _print(event.summary if state == "done" else f"job {event.job_id} failed: {event.summary}")
-        else:
-            _stderr(event.message)
-    return state
 
 
 # -- audit ---------------------------------------------------------------------------------------
@@ -422,88 +399,17 @@ def cmd_audit_export(args: argparse.Namespace) -> None:
         print(text, flush=True)
 
 
-def _key_ceremony(layout, coordinator: str) -> None:
-    """The agencies agree a secret through the coordinator, which relays what it cannot open."""
-    from linkage.jobs._config import load_node_config
-    from linkage.testing._demo import AGENCIES
-    from linkage.trust._pki import load_tls
-    from linkage.protocol._keyshare import publish_card, receive_secret, share_secret
-
-    configs = {name: load_node_config(layout.node_config(name)) for name in AGENCIES}
-    tls = {name: load_tls(c.tls.ca, c.tls.cert, c.tls.key) for name, c in configs.items()}
-    _print("key ceremony (the coordinator relays; it never sees the secret):")
-    for name in AGENCIES:
-        card = publish_card(configs[name], tls[name], coordinator)
-        _print(f"  $ linkage keys publish --config {layout.node_config(name)} ...   agreement key {card.agreement_key_fingerprint}")
-    lead, *others = AGENCIES
-    info = share_secret(configs[lead], tls[lead], coordinator, project="task-force-demo", recipients=list(AGENCIES), epoch=1)
-    _print(f"  $ linkage keys share --config {layout.node_config(lead)} --project task-force-demo --to {','.join(AGENCIES)} ...   secret {info.fingerprint}")
-    for name in others:
-        got = receive_secret(configs[name], tls[name], coordinator, project="task-force-demo", trusted_senders=[lead])
-        _print(f"  $ linkage keys receive --config {layout.node_config(name)} --project task-force-demo --sender {lead} ...   secret {got.fingerprint}")
-    _print("")
-
-
 # -- demo ------------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> None:
+    from services.demo import run_demo
+
     if args.workdir:
         workdir = Path(args.workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        _run_demo(workdir, args.people)
+        run_demo(workdir, args.people, _print, _stderr)
     else:
         with tempfile.TemporaryDirectory(prefix="linkage-demo-") as temp:
-            _run_demo(Path(temp), args.people)
-
-
-def _run_demo(workdir: Path, people: int) -> None:
-    from linkage.jobs._config import load_coordinator_config, load_node_config
-    from linkage.testing._demo import AGENCIES, DISCLOSURE, prepare_demo, write_coordinator_config
-    from linkage.trust._pki import load_tls
-    from linkage.protocol._coordinator import start_coordinator
-    from linkage.protocol._node import start_node
-
-    started = time.perf_counter()
-    _print(f"linkage demo in {workdir}: a task force of {', '.join(AGENCIES)} and a coordinator")
-    layout, truth = prepare_demo(workdir, people=people, with_secret=False)
-    _print(f"  CA and certificates in {layout.pki}; synthetic records of {people:,} people spread over the agencies")
-    servers, ports = [], {}
-    try:
-        for name in AGENCIES:
-            config = load_node_config(layout.node_config(name))
-            server, port, health_servicer = start_node(config, load_tls(config.tls.ca, config.tls.cert, config.tls.key))
-            servers.append((server, health_servicer))
-            ports[name] = port
-            policy = DISCLOSURE[name]
-            _print(f"  node {name:<16} on 127.0.0.1:{port}  disclosure {policy}")
-        config = load_coordinator_config(write_coordinator_config(layout, ports))
-        tls = load_tls(config.tls.ca, config.tls.cert, config.tls.key)
-        server, port, health_servicer = start_coordinator(config, tls)
-        servers.append((server, health_servicer))
-        _print(f"  coordinator          on 127.0.0.1:{port}\n")
-        _key_ceremony(layout, f"127.0.0.1:{port}")
-        _print(f"$ linkage job run --config {layout.coordinator_config} --coordinator 127.0.0.1:{port} --agencies {','.join(AGENCIES)}")
-        state = _run_job(f"127.0.0.1:{port}", tls, list(AGENCIES))
-        if state != "done":
-            raise LinkageError("the demo job failed")
-        _print("\nwhat each agency received (its own record ids only):")
-        all_pairs = []
-        for name in AGENCIES:
-            files = sorted((layout.agency(name) / "results").glob("*.csv"))
-            results = pl.read_csv(files[-1], infer_schema=False)
-            bands = results.group_by("band").len().sort("band")
-            counts = ", ".join(f"{b} {n:,}" for b, n in bands.iter_rows())
-            _print(f"  {name:<16} {files[-1].relative_to(workdir)}: {results.height:,} records ({counts or 'none'})")
-            for row in results.head(3).iter_rows(named=True):
-                _print(f"      {row['record_id']:<12} {row['band']:<8} {float(row['similarity']):.3f}  ref {row['reference']}  shared with: {row['shared_with'] or '(not disclosed)'}")
-        pairs = pl.read_csv(next((layout.coordinator / "jobs").glob("*/pairs.csv")), infer_schema=False)
-        all_pairs.append(pairs)
-        quality = pair_quality(pairs.filter(pl.col("band") == "match"), truth)
-        _print(f"\nagainst the generator's truth: {quality.line()}")
-        _print(f"demo finished in {time.perf_counter() - started:.1f} s")
-    finally:
-        for server, health_servicer in servers:
-            health_servicer.enter_graceful_shutdown()
-            server.stop(1).wait()
+            run_demo(Path(temp), args.people, _print, _stderr)
 
 
 # -- parser ----------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ def febrl4() -> tuple[pl.DataFrame, pl.DataFrame]:
 
 def people(rows: list[dict[str, str | None]]) -> pl.DataFrame:
     """A records frame (record_id + PEOPLE_COLUMNS) from a few literal rows."""
-    frame = pl.DataFrame(rows, schema={c: pl.String for c in PEOPLE_COLUMNS})
+    frame = pl.DataFrame(rows, schema=dict.fromkeys(PEOPLE_COLUMNS, pl.String))
     return frame.with_row_index("record_id").with_columns(pl.col("record_id").cast(pl.String))
 
 

@@ -16,7 +16,6 @@ import pytest
 
 import linkage.attacks
 from linkage import HardeningSpec, Schema, Secret, encode
-from linkage.testing._synthetic import generate_agencies
 from linkage.attacks import (
     ALL_GROUPS,
     RECORD,
@@ -28,8 +27,9 @@ from linkage.attacks import (
     view_filters,
 )
 from linkage.attacks._frequency import FrequencyAttackSettings, _labels, _mined_blocks
-from linkage.attacks._result import scored
 from linkage.attacks._plaintext import plaintext_tokens
+from linkage.attacks._result import scored
+from linkage.testing._synthetic import generate_agencies
 
 COLUMNS = ["given_name", "middle_name", "surname", "date_of_birth", "sex", "address", "city", "postcode"]
 RECORDS = 500

@@ -10,13 +10,14 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from linkage.errors import LinkageError
 from linkage.trust._audit import (
     GENESIS_HASH,
     MAX_DETAIL_TEXT,
@@ -33,9 +34,8 @@ from linkage.trust._audit import (
     parse_anchor,
     verify,
 )
-from linkage.errors import LinkageError
 
-START = datetime(2024, 5, 1, 9, 0, tzinfo=timezone.utc)
+START = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 KEY = AuditKey.generate()  # one signing key for the module: generating is cheap, but hypothesis runs many examples
 OTHER_KEY = AuditKey.generate()
 TEXT_COLUMNS = ("time", "actor", "action", "project", "job", "details")

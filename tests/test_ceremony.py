@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from linkage import Secret
+from linkage.errors import LinkageError
 from linkage.trust import _ceremony
 from linkage.trust._ceremony import (
     AgreementKey,
@@ -38,9 +39,8 @@ from linkage.trust._ceremony import (
     write_secret_info,
 )
 from linkage.trust._pki import TlsMaterial, init_ca, issue, load_tls
-from linkage.errors import LinkageError
 
-NOW = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 PROJECT = "trafficking-2025"
 AGENCIES = ("police", "child_welfare", "victim_services")
 DOES_NOT_OPEN = "wrapped secret does not open: altered, or not meant for this agency"

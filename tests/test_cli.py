@@ -5,8 +5,8 @@ import stat
 
 import polars as pl
 import pytest
-
 from conftest import PEOPLE_COLUMNS, run_linkage_subprocess
+
 from linkage import Schema
 
 GOOD_CSV = (

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from linkage.jobs._config import load_coordinator_config, load_node_config
 from linkage.errors import ConfigError
+from linkage.jobs._config import load_coordinator_config, load_node_config
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "services" / "examples"
 

@@ -6,12 +6,10 @@ import hashlib
 import tomllib
 
 import numpy as np
-import polars as pl
-import pytest
+from conftest import people
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import PEOPLE_COLUMNS, people
 from linkage import HardeningSpec, Schema, Secret, encode, read_encodings, write_encodings
 from linkage.bloom._filters import fill_value_filters
 

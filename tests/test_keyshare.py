@@ -8,24 +8,23 @@ import sqlite3
 import grpc
 import pytest
 
-from linkage.trust._ceremony import AgreementKey, make_key_card
-from linkage.jobs._config import load_coordinator_config, load_node_config
-from linkage.testing._demo import AGENCIES, prepare_demo, write_coordinator_config
 from linkage.bloom._keys import Secret
-from linkage.protocol._credentials import channel_credentials
-from linkage.trust._pki import load_tls
 from linkage.errors import CeremonyError, JobError
-from linkage.protocol._coordinator import start_coordinator
-from linkage.trust._ceremony import key_epoch_of
+from linkage.jobs._config import load_coordinator_config, load_node_config
+from linkage.protocol._credentials import channel_credentials
 from linkage.protocol._keyshare import publish_card, receive_secret, share_secret
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
+from linkage.testing._demo import AGENCIES, prepare_demo, write_coordinator_config
+from linkage.trust._ceremony import AgreementKey, key_epoch_of, make_key_card
+from linkage.trust._pki import load_tls
+from services.coordinator import start_coordinator
 
 
 @pytest.fixture
 def relay(tmp_path):
     layout, _ = prepare_demo(tmp_path, people=50, seed=3, with_secret=False)
-    config = load_coordinator_config(write_coordinator_config(layout, {name: 1 for name in AGENCIES}))
+    config = load_coordinator_config(write_coordinator_config(layout, dict.fromkeys(AGENCIES, 1)))
     server, port, _ = start_coordinator(config, load_tls(config.tls.ca, config.tls.cert, config.tls.key))
     nodes = {name: load_node_config(layout.node_config(name)) for name in AGENCIES}
     tls = {name: load_tls(c.tls.ca, c.tls.cert, c.tls.key) for name, c in nodes.items()}

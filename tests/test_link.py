@@ -11,14 +11,14 @@ import re
 import numpy as np
 import polars as pl
 import pytest
-
 from conftest import run_linkage_subprocess
+
 from linkage import Schema, encode, write_encodings
+from linkage.errors import EncodingsError, LinkageError
 from linkage.matching._evaluate import pair_quality, true_pairs
+from linkage.matching._histogram import histogram_lines, suggested_threshold
 from linkage.matching._link import LinkSettings, link
 from linkage.testing._synthetic import generate_agencies
-from linkage.matching._histogram import histogram_lines, suggested_threshold
-from linkage.errors import EncodingsError, LinkageError
 
 AGENCY_COLUMNS = ["given_name", "middle_name", "surname", "date_of_birth", "sex", "address", "city", "postcode"]
 

@@ -13,25 +13,26 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import grpc
 import polars as pl
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from linkage.errors import JobError
 from linkage.jobs._config import load_coordinator_config, load_node_config
-from linkage.testing._demo import AGENCIES, prepare_demo, write_coordinator_config
 from linkage.jobs._store import JobStore
-from linkage.protocol._credentials import channel_credentials
-from linkage.trust._pki import init_ca, issue, load_tls
+from linkage.protocol._clients import run_job_remotely
 from linkage.protocol._convert import result_chunks
-from linkage.protocol._coordinator import JobError, run_job_remotely, start_coordinator
-from linkage.protocol._node import NodeService, node_policy, start_node
+from linkage.protocol._credentials import channel_credentials
+from linkage.protocol._node import NodeService, node_policy
 from linkage.protocol._server import create_server
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
+from linkage.testing._demo import AGENCIES, prepare_demo, write_coordinator_config
+from linkage.trust._pki import init_ca, issue, load_tls
+from services.coordinator import start_coordinator
+from services.node import start_node
 
 
 @pytest.fixture(scope="module")
@@ -286,7 +287,7 @@ def test_coordinator_serve_in_a_subprocess(task_force):
 
 
 def test_every_step_of_a_job_is_in_the_audit_logs(task_force, run_cli):
-    from linkage.trust._audit import verify, load_public_key
+    from linkage.trust._audit import load_public_key, verify
 
     last, _ = run(f"127.0.0.1:{task_force.coordinator_port}", task_force.tls, list(AGENCIES))
     assert last.state == "done"

@@ -2,7 +2,6 @@ import datetime as dt
 import unicodedata
 
 import polars as pl
-import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 

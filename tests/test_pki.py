@@ -14,11 +14,11 @@ from pathlib import Path
 import grpc
 import pytest
 from cryptography import x509
-from hypothesis import given
-from hypothesis import strategies as st
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from hypothesis import given
+from hypothesis import strategies as st
 
 import linkage.trust._pki
 from linkage.protocol._credentials import channel_credentials, server_credentials
@@ -39,7 +39,7 @@ from linkage.trust._pki import (
     verify_chain,
 )
 
-NOW = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 CALL_TIMEOUT_S = 5
 WHO_AM_I = "/linkage.test.Echo/WhoAmI"
 
@@ -351,7 +351,7 @@ def run_server(tls: TlsMaterial) -> Iterator[int]:
 def task_force(tmp_path_factory) -> Path:
     """A CA made a month ago, a coordinator, two parties and certificates out of their dates."""
     directory = tmp_path_factory.mktemp("pki")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     init_ca(directory, now=now - dt.timedelta(days=30))
     issue(directory, role="coordinator", name="coordinator")
     issue(directory, role="node", name="police")

@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from linkage.testing._synthetic import (
+    _NICKNAMES,
+    _SURNAMES,
     CHILD_WELFARE,
     DEFAULT_AGENCIES,
     POLICE,
@@ -30,10 +32,11 @@ from linkage.testing._synthetic import (
     ErrorRates,
     MissingRates,
     SyntheticData,
+    _with_typos,
+    _with_wrong_dates,
     generate_agencies,
     generate_dataset_files,
 )
-from linkage.testing._synthetic import _NICKNAMES, _SURNAMES, _with_typos, _with_wrong_dates
 
 SEED = 20240611
 

@@ -21,8 +21,8 @@ privacy-report``); ``benchmarks/privacy.py`` runs them over the hardening settin
 
 from linkage.attacks._frequency import FrequencyAttackSettings, frequency_attack
 from linkage.attacks._graph import GraphAttackSettings, graph_matching_attack
-from linkage.attacks._result import AttackResult
 from linkage.attacks._privacy_report import PrivacyReport, privacy_report, with_settings_of
+from linkage.attacks._result import AttackResult
 from linkage.attacks._scenario import AttackScenario, attack_scenario, people_needed
 from linkage.attacks._views import ALL_GROUPS, RECORD, view_filters
 

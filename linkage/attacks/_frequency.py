@@ -34,11 +34,11 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from linkage.records._schema import Schema
 from linkage.attacks._matching import mutual_best, surest
-from linkage.attacks._result import AttackResult, scored
 from linkage.attacks._plaintext import PlaintextTokens, plaintext_tokens, view_groups
+from linkage.attacks._result import AttackResult, scored
 from linkage.attacks._views import RECORD, unpacked_bits, view_blocks
+from linkage.records._schema import Schema
 
 __all__ = ["FrequencyAttackSettings", "frequency_attack"]
 
@@ -482,7 +482,7 @@ def _beliefs_from_anchors(
     x = bits[anchors[:, 0]].astype(np.float32)
     holds = tokens.holds[anchors[:, 1]]
     held = np.asarray(holds.sum(axis=0)).ravel()  # anchored records holding each token
-    both = np.asarray((holds.T @ x))  # (tokens, bits): of those, how many have the bit set
+    both = np.asarray(holds.T @ x)  # (tokens, bits): of those, how many have the bit set
     fill = np.clip(bits.mean(axis=0), 1e-3, 1 - 1e-3)
     # An anchor may be wrong (a share anchor_error of them): its bit is then set at chance.
     keep = (1.0 - max(flip, settings.error_floor / 2)) * (1 - settings.anchor_error) + settings.anchor_error * fill

@@ -26,12 +26,12 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from linkage.bloom._keys import Secret
-from linkage.records._schema import Schema
-from linkage.bloom._encode import encode
 from linkage.attacks._matching import assignment, surest
 from linkage.attacks._result import AttackResult, scored
 from linkage.attacks._views import RECORD, dice_matrix, unpacked_bits, view_blocks, view_filters
+from linkage.bloom._encode import encode
+from linkage.bloom._keys import Secret
+from linkage.records._schema import Schema
 
 __all__ = ["GraphAttackSettings", "graph_matching_attack"]
 

@@ -14,11 +14,11 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sparse
 
+from linkage.attacks._views import ALL_GROUPS, RECORD
+from linkage.bloom._encode import token_space
 from linkage.records._normalise import normalise
 from linkage.records._schema import Schema
 from linkage.records._tokens import QGRAM_KINDS, field_tokens, salt_values, salted
-from linkage.bloom._encode import token_space
-from linkage.attacks._views import ALL_GROUPS, RECORD
 
 
 @dataclass(frozen=True, eq=False)

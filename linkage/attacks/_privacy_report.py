@@ -18,21 +18,21 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from linkage.testing._febrl import FEBRL_COLUMNS, FEBRL_ID_COLUMN, febrl_path
-from linkage.bloom._encodings import Encodings
-from linkage.matching._evaluate import pair_quality
-from linkage.bloom._keys import Secret
-from linkage.matching._link import LinkSettings, link
-from linkage.records._reading import read_records
-from linkage.records._schema import Schema
-from linkage.testing._synthetic import generate_agencies
-from linkage.bloom._encode import encode
-from linkage.errors import LinkageError
 from linkage.attacks._frequency import frequency_attack
 from linkage.attacks._graph import graph_matching_attack
 from linkage.attacks._result import AttackResult
 from linkage.attacks._scenario import AttackScenario, attack_scenario, people_needed
 from linkage.attacks._views import ALL_GROUPS, RECORD, view_filters
+from linkage.bloom._encode import encode
+from linkage.bloom._encodings import Encodings
+from linkage.bloom._keys import Secret
+from linkage.errors import LinkageError
+from linkage.matching._evaluate import pair_quality
+from linkage.matching._link import LinkSettings, link
+from linkage.records._reading import read_records
+from linkage.records._schema import Schema
+from linkage.testing._febrl import FEBRL_COLUMNS, FEBRL_ID_COLUMN, febrl_path
+from linkage.testing._synthetic import generate_agencies
 
 __all__ = ["GENERATED_COLUMNS", "PrivacyReport", "attack_views", "attacks_on", "linkage_f1", "privacy_report", "with_settings_of"]
 

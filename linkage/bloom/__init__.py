@@ -10,9 +10,9 @@ from linkage.bloom._encodings import Encodings, read_encodings, write_encodings
 from linkage.bloom._keys import SECRET_BYTES, Secret
 
 __all__ = [
-    "SECRET_BYTES",
     "EncodeResult",
     "Encodings",
+    "SECRET_BYTES",
     "Secret",
     "encode",
     "read_encodings",

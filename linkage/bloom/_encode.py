@@ -20,13 +20,13 @@ import numpy as np
 import polars as pl
 
 from linkage.bloom._encodings import Encodings
+from linkage.bloom._filters import fill_value_filters, record_filters
+from linkage.bloom._hardening import balanced, blipped, keyed_permutation, xor_folded
+from linkage.bloom._hashing import token_positions
 from linkage.bloom._keys import Secret
 from linkage.records._normalise import map_concurrently, normalise
 from linkage.records._schema import FieldSpec, Schema
 from linkage.records._tokens import FieldTokens, field_tokens, salt_values, salted
-from linkage.bloom._filters import fill_value_filters, record_filters
-from linkage.bloom._hardening import balanced, blipped, keyed_permutation, xor_folded
-from linkage.bloom._hashing import token_positions
 
 __all__ = ["EncodeResult", "encode"]
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from linkage.records._schema import ENCODING_VERSION
 from linkage.errors import EncodingsError
+from linkage.records._schema import ENCODING_VERSION
 
 _META_PREFIX = "linkage."
 

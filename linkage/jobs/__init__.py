@@ -17,16 +17,16 @@ from linkage.jobs._disclosure import agency_results, reference_token
 from linkage.jobs._store import FINAL_STATES, Job, JobStore
 
 __all__ = [
-    "DISCLOSURES",
-    "FINAL_STATES",
-    "RESULT_COLUMNS",
     "AgencyEncodings",
     "AgencyEntry",
     "CoordinatorConfig",
+    "DISCLOSURES",
+    "FINAL_STATES",
     "Job",
     "JobDefaults",
     "JobStore",
     "NodeConfig",
+    "RESULT_COLUMNS",
     "TlsPaths",
     "agency_encodings",
     "agency_results",

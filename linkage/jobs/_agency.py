@@ -9,14 +9,14 @@ from pathlib import Path
 
 import polars as pl
 
-from linkage.trust._ceremony import key_epoch_of
-from linkage.jobs._config import NodeConfig
+from linkage.bloom._encode import encode
 from linkage.bloom._encodings import Encodings
 from linkage.bloom._keys import Secret
+from linkage.errors import InputError
+from linkage.jobs._config import NodeConfig
 from linkage.records._reading import read_records
 from linkage.records._schema import Schema
-from linkage.bloom._encode import encode
-from linkage.errors import InputError
+from linkage.trust._ceremony import key_epoch_of
 
 _EXCLUDED = ("1", "true", "yes", "y", "x", "excluded", "no consent")
 RESULT_COLUMNS = ("record_id", "band", "similarity", "reference", "shared_with")

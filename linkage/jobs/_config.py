@@ -14,7 +14,6 @@ from typing import Any
 
 from linkage.errors import ConfigError
 
-
 DISCLOSURES = ("full", "receive-only", "none")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _ADDRESS_RE = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")

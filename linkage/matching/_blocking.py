@@ -48,6 +48,7 @@ on the band's keys, so the history can replay them.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -307,7 +308,7 @@ def plan_blocking(
         return lsh if lsh is not None and lsh.estimated_seconds < exact_seconds else exact
     if lsh is not None and lsh.estimated_seconds <= AUTO_LSH_SECONDS:
         return lsh
-    for step in range(1, int(round((MAX_AUTO_THRESHOLD - threshold) * 100)) + 1):
+    for step in range(1, round((MAX_AUTO_THRESHOLD - threshold) * 100) + 1):
         t = round(threshold + step / 100, 2)
         try:
             plan = lsh_at(t)
@@ -752,7 +753,7 @@ def _band_sides(pool, a, b, a_rows, b_rows, positions, key_bits, chunks) -> _Sid
 
 def _even_ranges(n: int, parts: int) -> list[tuple[int, int]]:
     cuts = [(k * n) // parts for k in range(parts + 1)]
-    return [(lo, hi) for lo, hi in zip(cuts, cuts[1:]) if hi > lo]
+    return [(lo, hi) for lo, hi in itertools.pairwise(cuts) if hi > lo]
 
 
 class _Slots(NamedTuple):

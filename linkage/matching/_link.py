@@ -23,12 +23,12 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
+from linkage.bloom._encodings import Encodings
+from linkage.errors import EncodingsError, LinkageError
 from linkage.matching._blocking import BandProgress, blocked_dice_pairs, plan_blocking
 from linkage.matching._kernels import dice_of_pairs, dice_pairs, group_dice_of_pairs
-from linkage.bloom._encodings import Encodings
 from linkage.matching._scoring import IDENTITY_LEVELS, MatchModel, agreement_levels, fit_model
 from linkage.matching._solve import greedy_clusters
-from linkage.errors import EncodingsError, LinkageError
 
 Scoring = Literal["auto", "fs", "dice"]
 Blocking = Literal["auto", "none", "lsh"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from linkage.matching._link import LinkResult
 from linkage.matching._histogram import histogram_lines, suggested_threshold
+from linkage.matching._link import LinkResult
 
 
 def link_summary(result: LinkResult, elapsed: float, out: Path | None = None, clusters: Path | None = None) -> str:

@@ -16,8 +16,8 @@ from typing import Any
 
 import grpc
 
-from linkage.trust._pki import Identity, identity_from_auth_context
 from linkage.errors import LinkageError
+from linkage.trust._pki import Identity, identity_from_auth_context
 
 log = logging.getLogger("linkage.protocol")
 
@@ -57,7 +57,7 @@ def _guarded(behaviour: Callable, method: str, policy: Policy, streaming_respons
             check(context)
             try:
                 yield from behaviour(request, context)
-            except Exception as error:  # noqa: BLE001 - translated at the boundary
+            except Exception as error:
                 if context.code() is not None:  # already aborted
                     raise
                 fail(context, error)
@@ -68,7 +68,7 @@ def _guarded(behaviour: Callable, method: str, policy: Policy, streaming_respons
         check(context)
         try:
             return behaviour(request, context)
-        except Exception as error:  # noqa: BLE001 - translated at the boundary
+        except Exception as error:
             if context.code() is not None:
                 raise
             fail(context, error)

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import polars as pl
 
-from linkage.jobs._agency import RESULT_COLUMNS
 from linkage.bloom._encodings import Encodings
 from linkage.errors import TransferError
+from linkage.jobs._agency import RESULT_COLUMNS
 from linkage.protocol.v1 import linkage_pb2 as pb
 
 

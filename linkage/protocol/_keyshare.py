@@ -15,17 +15,24 @@ from pathlib import Path
 
 import grpc
 
-from linkage.trust._ceremony import (
-    AgreementKey, KeyCard, SecretInfo, WrappedSecret, make_key_card, secret_info_path, unwrap_secret,
-    wrap_secret, write_secret_info,
-)  # fmt: skip
-from linkage.jobs._config import NodeConfig
 from linkage.bloom._keys import Secret
-from linkage.trust._pki import TlsMaterial
 from linkage.errors import CeremonyError, JobError, SecretError
+from linkage.jobs._config import NodeConfig
 from linkage.protocol._server import secure_channel
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
+from linkage.trust._ceremony import (
+    AgreementKey,
+    KeyCard,
+    SecretInfo,
+    WrappedSecret,
+    make_key_card,
+    secret_info_path,
+    unwrap_secret,
+    wrap_secret,
+    write_secret_info,
+)  # fmt: skip
+from linkage.trust._pki import TlsMaterial
 
 AGREEMENT_KEY_FILE = "agreement.key"
 

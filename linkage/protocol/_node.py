@@ -7,19 +7,18 @@ from collections.abc import Iterator
 
 import grpc
 
-from linkage.jobs._agency import AgencyEncodings, agency_encodings, write_results
-from linkage.trust._audit import party_log
-from linkage.jobs._config import NodeConfig
-from linkage.trust._pki import Identity, TlsMaterial
 from linkage.errors import InputError
-from linkage.protocol._auth import caller
+from linkage.jobs._agency import AgencyEncodings, agency_encodings, write_results
+from linkage.jobs._config import NodeConfig
+from linkage.protocol._auth import Policy, caller
 from linkage.protocol._convert import encoding_chunks, results_from_chunks
-from linkage.protocol._server import create_server
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
+from linkage.trust._audit import party_log
+from linkage.trust._pki import Identity
 
 
-def node_policy(config: NodeConfig):
+def node_policy(config: NodeConfig) -> Policy:
     def policy(method: str, identity: Identity) -> str | None:
         if identity.role != "coordinator":
             return f"role {identity.role} may not call {method}; only a coordinator may"
@@ -60,13 +59,18 @@ class NodeService(pb_grpc.NodeServicer):
     def FetchEncodings(self, request: pb.FetchEncodingsRequest, context: grpc.ServicerContext) -> Iterator[pb.EncodingChunk]:
         chunk = request.chunk_records or self._config.chunk_records
         held = self._encodings()
-        last = None
-        for last in encoding_chunks(held.encodings, min(chunk, 100_000)):
-            yield last
+        chunks = encoding_chunks(held.encodings, min(chunk, 100_000))
+        pending = next(chunks)
+        for following in chunks:
+            yield pending
+            pending = following
+        # The entry is written before the last chunk (the one with the digest) leaves: the coordinator
+        # cannot hold a whole transfer, let alone finish the job, before the node has recorded it.
         self._audit.append(self._me, "encodings sent", project=held.encodings.project, job=request.job_id[:80], details={
             "to": str(caller(context)), "records": len(held.encodings), "excluded": held.excluded,
-            "schema_fingerprint": held.encodings.schema_fingerprint, "digest": last.digest if last else "",
+            "schema_fingerprint": held.encodings.schema_fingerprint, "digest": pending.digest,
         })  # fmt: skip
+        yield pending
 
     def DeliverResults(self, request_iterator, context: grpc.ServicerContext) -> pb.DeliveryReceipt:
         job_id, results, digest = results_from_chunks(request_iterator, peer="coordinator")
@@ -79,9 +83,3 @@ class NodeService(pb_grpc.NodeServicer):
         if self._on_results:
             self._on_results(job_id, path)
         return pb.DeliveryReceipt(job_id=job_id, rows=results.height, digest=digest)
-
-
-def start_node(config: NodeConfig, tls: TlsMaterial, **kwargs):
-    """A started node server: (server, port, health servicer)."""
-    service = NodeService(config, **kwargs)
-    return create_server(config.listen, tls, node_policy(config), lambda server: pb_grpc.add_NodeServicer_to_server(service, server))

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import grpc
 
-from linkage.trust._audit import AuditLog
-from linkage.trust._ceremony import KeyCard, WrappedSecret
 from linkage.errors import CeremonyError
 from linkage.protocol._auth import caller
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
+from linkage.trust._audit import AuditLog
+from linkage.trust._ceremony import KeyCard, WrappedSecret
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cards (agency TEXT PRIMARY KEY, card BLOB NOT NULL, published TEXT NOT NULL);

@@ -1,21 +1,21 @@
-"""Server lifecycle: ``create_server`` builds and starts one, ``running_server`` stops it for you."""
+"""An mTLS server with the policy interceptor and the health service, and mTLS channels to peers.
+
+Stopping is the process's business (``services._lifecycle``)."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent import futures
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from linkage.protocol._credentials import channel_credentials, server_credentials
-from linkage.trust._pki import TlsMaterial
 from linkage.errors import ServerError
 from linkage.protocol._auth import Policy, PolicyInterceptor
+from linkage.protocol._credentials import channel_credentials, server_credentials
+from linkage.trust._pki import TlsMaterial
 
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
-GRACE_SECONDS = 5.0
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -41,16 +41,6 @@ def create_server(
     server.start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     return server, port, health_servicer
-
-
-@contextlib.contextmanager
-def running_server(listen: str, tls: TlsMaterial, policy: Policy, register: Callable[[grpc.Server], None]) -> Iterator[int]:
-    server, port, health_servicer = create_server(listen, tls, policy, register)
-    try:
-        yield port
-    finally:
-        health_servicer.enter_graceful_shutdown()
-        server.stop(GRACE_SECONDS).wait()
 
 
 def secure_channel(address: str, tls: TlsMaterial) -> grpc.Channel:

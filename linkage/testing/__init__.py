@@ -7,10 +7,10 @@ from linkage.testing._febrl import FEBRL_COLUMNS, FEBRL_ID_COLUMN, febrl_path
 from linkage.testing._synthetic import AgencyProfile, SyntheticData, generate_agencies, generate_dataset_files
 
 __all__ = [
-    "FEBRL_COLUMNS",
-    "FEBRL_ID_COLUMN",
     "AgencyProfile",
     "DemoLayout",
+    "FEBRL_COLUMNS",
+    "FEBRL_ID_COLUMN",
     "SyntheticData",
     "febrl_path",
     "generate_agencies",

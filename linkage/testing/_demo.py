@@ -14,9 +14,9 @@ import numpy as np
 import polars as pl
 
 from linkage.bloom._keys import Secret
-from linkage.trust._pki import init_ca, issue
 from linkage.records._schema import Schema
 from linkage.testing._synthetic import generate_agencies
+from linkage.trust._pki import init_ca, issue
 
 AGENCIES = ("police", "child_welfare", "victim_services")
 DISCLOSURE = {"police": "full", "child_welfare": "full", "victim_services": "receive-only"}

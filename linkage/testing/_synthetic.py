@@ -35,16 +35,16 @@ import numpy as np
 import polars as pl
 
 __all__ = [
+    "AgencyProfile",
     "CHILD_WELFARE",
     "DEFAULT_AGENCIES",
+    "ErrorRates",
     "HOSPITAL",
+    "MissingRates",
     "POLICE",
     "RECORD_COLUMNS",
-    "VICTIM_SERVICES",
-    "AgencyProfile",
-    "ErrorRates",
-    "MissingRates",
     "SyntheticData",
+    "VICTIM_SERVICES",
     "generate_agencies",
     "generate_dataset_files",
 ]
@@ -53,42 +53,14 @@ __all__ = [
 # Embedded lists. Order is frequency rank: the first entries are drawn most often.
 # ---------------------------------------------------------------------------------------------
 
-_MALE_NAMES = (
-    "James Robert John Michael David William Richard Joseph Thomas Christopher Charles Daniel "
-    "Matthew Anthony Mark Steven Andrew Joshua Kevin Brian José Juan Luis Carlos Jonathan Nicholas "
-    "Benjamin Samuel Alexander Patrick Edward Timothy Jason Tyler Aaron Ethan Noah Liam Mohammed "
-    "Ahmed Omar Ali Wei Minh Duc Hung Łukasz Piotr Jürgen Søren Björn François Zoltán Dmitri Ivan "
-    "Mateo Santiago Diego Alejandro Francisco Jesús Kwame Oluwaseun Tomás Seán Raphaël Andrés "
-    "Jean-Pierre Darnell Malik"
-).split()
+_MALE_NAMES = ["James", "Robert", "John", "Michael", "David", "William", "Richard", "Joseph", "Thomas", "Christopher", "Charles", "Daniel", "Matthew", "Anthony", "Mark", "Steven", "Andrew", "Joshua", "Kevin", "Brian", "José", "Juan", "Luis", "Carlos", "Jonathan", "Nicholas", "Benjamin", "Samuel", "Alexander", "Patrick", "Edward", "Timothy", "Jason", "Tyler", "Aaron", "Ethan", "Noah", "Liam", "Mohammed", "Ahmed", "Omar", "Ali", "Wei", "Minh", "Duc", "Hung", "Łukasz", "Piotr", "Jürgen", "Søren", "Björn", "François", "Zoltán", "Dmitri", "Ivan", "Mateo", "Santiago", "Diego", "Alejandro", "Francisco", "Jesús", "Kwame", "Oluwaseun", "Tomás", "Seán", "Raphaël", "Andrés", "Jean-Pierre", "Darnell", "Malik"]
 
-_FEMALE_NAMES = (
-    "Mary Patricia Jennifer Linda Elizabeth Barbara Susan Jessica Sarah Karen Nancy Margaret Lisa "
-    "Betty Sandra Ashley Katherine Emily Michelle Amanda Melissa Deborah Stephanie Rebecca Laura "
-    "Maria Sofía Guadalupe Ana Lucía Valentina Camila Isabella Victoria Samantha Alexandra "
-    "Christina Abigail Natalie Josephine Theresa Kimberly Zoë Chloé Renée Anne-Marie Siobhán Aoife "
-    "Małgorzata Agnieszka Zofia Ingrid Åsa Léa Maëlle Fatima Aisha Mei Linh Thảo Hoa Priya Ananya "
-    "Nadia Olga Tatiana Keisha Imani Destiny Jasmine Mariana Dolores Beatriz"
-).split()
+_FEMALE_NAMES = ["Mary", "Patricia", "Jennifer", "Linda", "Elizabeth", "Barbara", "Susan", "Jessica", "Sarah", "Karen", "Nancy", "Margaret", "Lisa", "Betty", "Sandra", "Ashley", "Katherine", "Emily", "Michelle", "Amanda", "Melissa", "Deborah", "Stephanie", "Rebecca", "Laura", "Maria", "Sofía", "Guadalupe", "Ana", "Lucía", "Valentina", "Camila", "Isabella", "Victoria", "Samantha", "Alexandra", "Christina", "Abigail", "Natalie", "Josephine", "Theresa", "Kimberly", "Zoë", "Chloé", "Renée", "Anne-Marie", "Siobhán", "Aoife", "Małgorzata", "Agnieszka", "Zofia", "Ingrid", "Åsa", "Léa", "Maëlle", "Fatima", "Aisha", "Mei", "Linh", "Thảo", "Hoa", "Priya", "Ananya", "Nadia", "Olga", "Tatiana", "Keisha", "Imani", "Destiny", "Jasmine", "Mariana", "Dolores", "Beatriz"]
 
 # Spaces inside a surname are real ("van der Berg"), so this list is split on commas.
 _SURNAMES = tuple(
     name.strip()
-    for name in (
-        "Smith, Johnson, Williams, Brown, Jones, García, Miller, Davis, Rodríguez, Martínez, "
-        "Hernández, López, González, Wilson, Anderson, Thomas, Taylor, Moore, Jackson, Martin, "
-        "Lee, Pérez, Thompson, White, Harris, Sánchez, Clark, Ramírez, Lewis, Robinson, Walker, "
-        "Young, Allen, King, Wright, Scott, Torres, Nguyễn, Hill, Flores, Green, Adams, Nelson, "
-        "Baker, Hall, Rivera, Campbell, Mitchell, Carter, Roberts, Trần, Lê, Phạm, Kim, Park, "
-        "Chen, Wang, Li, Zhang, Singh, Patel, Kumar, Khan, Ahmed, Hussain, O'Brien, O'Connor, "
-        "O'Neill, McDonald, MacLeod, Murphy, Kelly, Sullivan, Byrne, Müller, Schmidt, Schröder, "
-        "Weiß, Fischer, Kowalski, Nowak, Wiśniewski, Lewandowski, Dvořák, Novák, van der Berg, "
-        "van Dijk, de Vries, de Jong, Jansen, Johansson, Andersson, Nielsen, Søndergaard, "
-        "Ivanov, Petrov, Popescu, Kovács, Nagy, Rossi, Russo, Ferrari, Esposito, Bianchi, "
-        "Dubois, Lefèvre, Moreau, Girard, da Silva, Santos, Oliveira, Pereira, Costa, Okafor, "
-        "Mensah, Diallo, Traoré, Abdi, Haddad, Khoury, Cohen, Levi, Friedman, D'Angelo, "
-        "St. Clair"
-    ).split(",")
+    for name in ["Smith", " Johnson", " Williams", " Brown", " Jones", " García", " Miller", " Davis", " Rodríguez", " Martínez", " Hernández", " López", " González", " Wilson", " Anderson", " Thomas", " Taylor", " Moore", " Jackson", " Martin", " Lee", " Pérez", " Thompson", " White", " Harris", " Sánchez", " Clark", " Ramírez", " Lewis", " Robinson", " Walker", " Young", " Allen", " King", " Wright", " Scott", " Torres", " Nguyễn", " Hill", " Flores", " Green", " Adams", " Nelson", " Baker", " Hall", " Rivera", " Campbell", " Mitchell", " Carter", " Roberts", " Trần", " Lê", " Phạm", " Kim", " Park", " Chen", " Wang", " Li", " Zhang", " Singh", " Patel", " Kumar", " Khan", " Ahmed", " Hussain", " O'Brien", " O'Connor", " O'Neill", " McDonald", " MacLeod", " Murphy", " Kelly", " Sullivan", " Byrne", " Müller", " Schmidt", " Schröder", " Weiß", " Fischer", " Kowalski", " Nowak", " Wiśniewski", " Lewandowski", " Dvořák", " Novák", " van der Berg", " van Dijk", " de Vries", " de Jong", " Jansen", " Johansson", " Andersson", " Nielsen", " Søndergaard", " Ivanov", " Petrov", " Popescu", " Kovács", " Nagy", " Rossi", " Russo", " Ferrari", " Esposito", " Bianchi", " Dubois", " Lefèvre", " Moreau", " Girard", " da Silva", " Santos", " Oliveira", " Pereira", " Costa", " Okafor", " Mensah", " Diallo", " Traoré", " Abdi", " Haddad", " Khoury", " Cohen", " Levi", " Friedman", " D'Angelo", " St. Clair"]
 )
 
 # Formal name -> the short forms people give at a front desk.
@@ -154,14 +126,7 @@ _NICKNAMES: dict[str, tuple[str, ...]] = {
     "Tatiana": ("Tanya",),
 }
 
-_STREETS = (
-    "Main, High, Church, Park, Oak, Maple, Cedar, Elm, Pine, Washington, Lincoln, Wattle, Acacia, "
-    "Banksia, Willow, Birch, Station, Mill, King, Queen, Victoria, George, Albert, Market, Bridge, "
-    "River, Lake, Hill, Spring, Sunset, Jefferson, Madison, Franklin, Jackson, Highland, Meadow, "
-    "Orchard, Forest, Prospect, Union, Liberty, Cherry, Walnut, Chestnut, Magnolia, Dogwood, "
-    "Sycamore, Juniper, Cypress, Harbor, Bayview, Ocean, Railroad, Mission, Peña, Alamo, Laurel, "
-    "Hawthorn, Ridge, Valley"
-).split(", ")
+_STREETS = ["Main", "High", "Church", "Park", "Oak", "Maple", "Cedar", "Elm", "Pine", "Washington", "Lincoln", "Wattle", "Acacia", "Banksia", "Willow", "Birch", "Station", "Mill", "King", "Queen", "Victoria", "George", "Albert", "Market", "Bridge", "River", "Lake", "Hill", "Spring", "Sunset", "Jefferson", "Madison", "Franklin", "Jackson", "Highland", "Meadow", "Orchard", "Forest", "Prospect", "Union", "Liberty", "Cherry", "Walnut", "Chestnut", "Magnolia", "Dogwood", "Sycamore", "Juniper", "Cypress", "Harbor", "Bayview", "Ocean", "Railroad", "Mission", "Peña", "Alamo", "Laurel", "Hawthorn", "Ridge", "Valley"]
 
 # (as written in full, as abbreviated); the normaliser maps both to one spelling.
 _STREET_TYPES = (

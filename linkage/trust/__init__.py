@@ -9,10 +9,10 @@ from linkage.trust._ceremony import KeyCard, WrappedSecret, key_epoch_of
 from linkage.trust._pki import ROLES, Identity, TlsMaterial, init_ca, issue, load_tls
 
 __all__ = [
-    "ROLES",
     "AuditLog",
     "Identity",
     "KeyCard",
+    "ROLES",
     "TlsMaterial",
     "WrappedSecret",
     "init_ca",

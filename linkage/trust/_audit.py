@@ -41,7 +41,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -262,7 +262,7 @@ def _entry_digest(
 
 
 def _format_time(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _aware(moment: object, what: str) -> datetime:
@@ -272,7 +272,7 @@ def _aware(moment: object, what: str) -> datetime:
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _same_digest(stored: object, expected: str) -> bool:
@@ -711,7 +711,7 @@ def entries_table(entries: Sequence[Entry]) -> str:
     rows = [
         (
             str(e.seq),
-            e.time.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+            e.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
             e.actor, e.action, e.project, e.job,
             " ".join(f"{k}={_detail_text(v)}" for k, v in e.details.items()),
         )  # fmt: skip

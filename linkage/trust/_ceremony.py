@@ -41,7 +41,6 @@ for no choices; HPKE, signing and the wire helpers below them are private. `Agre
 
 from __future__ import annotations
 
-
 import base64
 import binascii
 import datetime as dt
@@ -56,17 +55,24 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
+from cryptography.utils import CryptographyDeprecationWarning
 
-from linkage.bloom._keys import SECRET_BYTES, Secret
-from linkage.trust._pki import CLOCK_SKEW_ALLOWANCE, Identity, PkiError, TlsMaterial, refusing_malformed_certificates, verify_chain
 from linkage._files import read_file, write_new_file
+from linkage.bloom._keys import SECRET_BYTES, Secret
 from linkage.errors import CeremonyError
+from linkage.trust._pki import (
+    CLOCK_SKEW_ALLOWANCE,
+    Identity,
+    PkiError,
+    TlsMaterial,
+    refusing_malformed_certificates,
+    verify_chain,
+)
 
 __all__ = [
     "AgreementKey",
@@ -679,11 +685,11 @@ def _check_timestamp(value: object, what: str) -> None:
 
 def _utc(now: object) -> dt.datetime:
     if now is None:
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
     if not isinstance(now, dt.datetime) or now.tzinfo is None or now.utcoffset() is None:
         raise CeremonyError("now: must be a timezone-aware datetime")
     # Whole seconds, as certificates and the wire hold them.
-    return now.astimezone(dt.timezone.utc).replace(microsecond=0)
+    return now.astimezone(dt.UTC).replace(microsecond=0)
 
 
 def _parse_certificate(pem: object, what: str) -> x509.Certificate:
@@ -771,7 +777,7 @@ def _wire_timestamp(fields: dict[str, Any], key: str, what: str) -> dt.datetime:
     if not _TIMESTAMP.fullmatch(value):
         raise CeremonyError(f"{what}: {key}: must be a UTC time like 2025-03-01T12:00:00Z")
     try:
-        return dt.datetime.strptime(value, _TIMESTAMP_FORMAT).replace(tzinfo=dt.timezone.utc)
+        return dt.datetime.strptime(value, _TIMESTAMP_FORMAT).replace(tzinfo=dt.UTC)
     except ValueError:
         raise CeremonyError(f"{what}: {key}: not a valid date and time") from None
 
@@ -781,7 +787,7 @@ def _base64(data: bytes) -> str:
 
 
 def _format_timestamp(value: dt.datetime) -> str:
-    return value.astimezone(dt.timezone.utc).strftime(_TIMESTAMP_FORMAT)
+    return value.astimezone(dt.UTC).strftime(_TIMESTAMP_FORMAT)
 
 
 def secret_info_path(secret_path: Path) -> Path:

@@ -23,21 +23,20 @@ are made from ``TlsMaterial`` in ``linkage.protocol._credentials``: nothing here
 from __future__ import annotations
 
 import contextlib
-import warnings
-
 import datetime as dt
 import ipaddress
 import re
 import stat
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
@@ -392,11 +391,11 @@ def _check_key(key: object, what: str) -> None:
 
 def _utc_now(now: dt.datetime | None) -> dt.datetime:
     if now is None:
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
     elif now.tzinfo is None or now.utcoffset() is None:
         raise PkiError("now: must be a timezone-aware datetime")
     # Certificates hold whole seconds; truncating here makes the printed dates exactly predictable.
-    return now.astimezone(dt.timezone.utc).replace(microsecond=0)
+    return now.astimezone(dt.UTC).replace(microsecond=0)
 
 
 def _validity(issued_at: dt.datetime, valid_days: int) -> tuple[dt.datetime, dt.datetime]:

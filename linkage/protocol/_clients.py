@@ -1,0 +1,75 @@
+"""Client calls that cross a party boundary: the coordinator fetching from and delivering to nodes,
+and `linkage job run` asking a coordinator for a job. Each call translates grpc errors into
+``JobError`` naming the peer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import grpc
+import polars as pl
+
+from linkage.bloom._encodings import Encodings
+from linkage.errors import JobError
+from linkage.protocol._convert import encodings_from_chunks, result_chunks
+from linkage.protocol._server import secure_channel
+from linkage.protocol.v1 import linkage_pb2 as pb
+from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
+from linkage.trust._pki import TlsMaterial
+
+CALL_TIMEOUT = 600.0
+
+
+@dataclass(frozen=True)
+class Fetched:
+    encodings: Encodings
+    digest: str
+    excluded: int  # records the agency excluded before encoding (no consent, say)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    rows: int
+    digest: str
+
+
+def peer_error(agency: str, error: grpc.RpcError) -> str:
+    code = error.code() if hasattr(error, "code") else None
+    details = error.details() if hasattr(error, "details") else str(error)
+    return f"{agency}: {code.name if code else 'error'}: {details}"
+
+
+
+def fetch_encodings(address: str, tls: TlsMaterial, agency: str, job_id: str) -> Fetched:
+    """One attempt at pulling ``agency``'s encodings for ``job_id``; raises TransferError or grpc.RpcError."""
+    with secure_channel(address, tls) as channel:
+        stub = pb_grpc.NodeStub(channel)
+        described = stub.Describe(pb.DescribeRequest(job_id=job_id), timeout=CALL_TIMEOUT)
+        if described.agency != agency:
+            raise JobError(f"{agency}: the node at {address} says it is {described.agency!r}")
+        chunks = stub.FetchEncodings(pb.FetchEncodingsRequest(job_id=job_id), timeout=CALL_TIMEOUT)
+        encodings, digest = encodings_from_chunks(chunks, peer=agency)
+    return Fetched(encodings, digest, described.excluded)
+
+
+def deliver_results(address: str, tls: TlsMaterial, agency: str, job_id: str, results: pl.DataFrame) -> Receipt:
+    """Stream ``results`` to ``agency``; the receipt must match what was sent."""
+    chunks = list(result_chunks(job_id, results))
+    try:
+        with secure_channel(address, tls) as channel:
+            receipt = pb_grpc.NodeStub(channel).DeliverResults(iter(chunks), timeout=CALL_TIMEOUT)
+    except grpc.RpcError as error:
+        raise JobError(f"delivery failed: {peer_error(agency, error)}") from None
+    if receipt.digest != chunks[-1].digest or receipt.rows != results.height:
+        raise JobError(f"{agency}: the delivery receipt does not match what was sent")
+    return Receipt(receipt.rows, receipt.digest)
+
+
+def run_job_remotely(address: str, tls: TlsMaterial, request: pb.JobRequest) -> Iterator[pb.JobEvent]:
+    """`linkage job run`'s side: ask the coordinator at ``address`` to run a job, yield its events."""
+    with secure_channel(address, tls) as channel:
+        try:
+            yield from pb_grpc.CoordinatorStub(channel).RunJob(request, timeout=24 * 3600)
+        except grpc.RpcError as error:
+            raise JobError(peer_error("coordinator", error)) from None

@@ -1,0 +1,195 @@
+"""The coordinator process: the job runner (fetch every agency's encodings, link, deliver each
+agency its own results as the disclosure policy allows) and the server that hosts it.
+
+Encodings live in memory for the job only and are dropped when it ends, unless the coordinator's
+config retains them. Every step that crosses a party boundary is an audit entry.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import polars as pl
+
+from linkage import __version__
+from linkage.bloom._encodings import Encodings, write_encodings
+from linkage.errors import JobError, LinkageError
+from linkage.jobs._config import CoordinatorConfig
+from linkage.jobs._disclosure import agency_results
+from linkage.jobs._store import JobStore
+from linkage.matching._link import LinkSettings, check_compatible, link
+from linkage.matching._summary import link_summary
+from linkage.protocol._clients import deliver_results, fetch_encodings, peer_error
+from linkage.protocol._convert import TransferError
+from linkage.protocol._coordinator import AuditService, CoordinatorService, coordinator_policy
+from linkage.protocol._relay import KeyRelayService
+from linkage.protocol._server import create_server
+from linkage.protocol.v1 import linkage_pb2 as pb
+from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
+from linkage.trust._audit import AUDIT_PUBLIC_KEY_FILE, AuditLog, party_log
+from linkage.trust._pki import TlsMaterial
+from services._lifecycle import Started
+
+__all__ = ["JobRunner", "follow_job", "start_coordinator"]
+
+
+class JobRunner:
+    """One job, from fetching to delivery. Network I/O only; the work is the library's."""
+
+    def __init__(self, config: CoordinatorConfig, tls: TlsMaterial, store: JobStore, audit: AuditLog) -> None:
+        self._config, self._tls, self._store, self._audit = config, tls, store, audit
+        self._me = f"coordinator/{config.name}"
+
+    def fetch(self, agency: str, job_id: str, say: Callable[[str], None]) -> Encodings:
+        entry = self._config.agencies[agency]
+        last = ""
+        for attempt in range(1, self._config.fetch_attempts + 1):
+            try:
+                started = time.perf_counter()
+                fetched = fetch_encodings(entry.address, self._tls, agency, job_id)
+                encodings, digest, excluded = fetched.encodings, fetched.digest, fetched.excluded
+                self._audit.append(self._me, "encodings received", project=encodings.project, job=job_id, details={
+                    "agency": agency, "records": len(encodings), "excluded_by_agency": excluded,
+                    "schema_fingerprint": encodings.schema_fingerprint, "bits": encodings.bits, "digest": digest,
+                })  # fmt: skip
+                say(
+                    f"{agency}: received {len(encodings):,} encodings in {time.perf_counter() - started:.2f} s"
+                    f" ({excluded:,} records excluded by the agency)"
+                )
+                return encodings
+            except TransferError as error:
+                last = str(error)
+            except grpc.RpcError as error:
+                last = peer_error(agency, error)
+            say(f"{agency}: transfer attempt {attempt} failed: {last}")
+        raise JobError(f"{agency}: transfer failed after {self._config.fetch_attempts} attempts; last: {last}")
+
+    def deliver(self, agency: str, job_id: str, results: pl.DataFrame) -> None:
+        entry = self._config.agencies[agency]
+        receipt = deliver_results(entry.address, self._tls, agency, job_id, results)
+        self._store.delivered(job_id, agency, results.height, receipt.digest)
+        bands = results.get_column("band").value_counts().rows()
+        self._audit.append(self._me, "results delivered", job=job_id, details={
+            "agency": agency, "rows": results.height, "digest": receipt.digest, "bands": dict(sorted(bands)),
+        })  # fmt: skip
+
+    def run(self, job_id: str, agencies: list[str], settings: LinkSettings, say: Callable[[str], None], *, actor: str) -> str:
+        store, config, audit = self._store, self._config, self._audit
+        job_dir = config.data_dir / "jobs" / job_id
+        # As asked (None: the scoring's default); "job linked" records what linking used.
+        audit.append(actor, "job started", job=job_id, details={
+            "agencies": agencies, "threshold": settings.threshold, "review_threshold": settings.review_threshold,
+            "scoring": settings.scoring, "blocking": settings.blocking, "software": f"linkage {__version__}",
+            "disclosure": {a: config.agencies[a].disclosure for a in agencies},
+        })  # fmt: skip
+        project = ""
+        sources: dict[str, Encodings] = {}
+        try:
+            store.set_state(job_id, "fetching")
+            for agency in agencies:
+                sources[agency] = self.fetch(agency, job_id, say)
+            check_compatible(sources)
+            project = next(iter(sources.values())).project
+            if config.retain_encodings:
+                (job_dir / "encodings").mkdir(parents=True, exist_ok=True)
+                for agency, enc in sources.items():
+                    write_encodings(enc, job_dir / "encodings" / f"{agency}.parquet")
+            store.set_state(job_id, "linking")
+            started = time.perf_counter()
+            result = link(sources, settings, progress=say)
+            summary = link_summary(result, time.perf_counter() - started)
+            self._forget(job_id, project, sources)
+            bands = result.pairs.get_column("band").value_counts().rows()
+            audit.append(self._me, "job linked", project=project, job=job_id, details={
+                "scoring": result.scoring, "threshold": result.threshold, "review_threshold": result.review_threshold,
+                "comparisons": result.comparisons, "candidates": len(result.scores),
+                "pairs": dict(sorted(bands)), "clusters": int(result.clusters.get_column("cluster_id").n_unique()),
+                "records": result.sources,
+            })  # fmt: skip
+            job_dir.mkdir(parents=True, exist_ok=True)
+            result.pairs.write_csv(job_dir / "pairs.csv")
+            result.clusters.write_csv(job_dir / "clusters.csv")
+            store.set_state(job_id, "delivering")
+            disclosure = {a: config.agencies[a].disclosure for a in agencies}
+            per_agency = agency_results(result.pairs, disclosure, _job_key(job_dir))
+            _write_references(job_dir, per_agency)
+            for agency in agencies:
+                self.deliver(agency, job_id, per_agency[agency])
+                say(f"{agency}: delivered {per_agency[agency].height:,} results")
+            store.set_state(job_id, "done", summary=summary)
+            audit.append(self._me, "job finished", project=project, job=job_id, details={"state": "done", "delivered_to": agencies})
+            return summary
+        except Exception as error:
+            reason = str(error) if isinstance(error, LinkageError) else f"internal error ({type(error).__name__})"
+            self._forget(job_id, project, sources)
+            store.set_state(job_id, "failed", error=reason)
+            job = store.get(job_id)
+            audit.append(self._me, "job finished", project=project, job=job_id, details={
+                "state": "failed", "reason": reason[:400], "delivered_to": list(job.delivered) if job else [],
+            })  # fmt: skip
+            raise
+
+    def _forget(self, job_id: str, project: str, sources: dict[str, Encodings]) -> None:
+        """Encodings end with the job: dropped from memory (and never written, unless retained)."""
+        if not sources:
+            return
+        agencies = sorted(sources)
+        sources.clear()
+        self._audit.append(self._me, "encodings deleted", project=project, job=job_id, details={
+            "agencies": agencies, "retained_on_disk": self._config.retain_encodings,
+        })  # fmt: skip
+
+
+def _job_key(job_dir: Path) -> bytes:
+    """A random key per job, kept by the coordinator, behind every reference token of the job."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    path = job_dir / "reference.key"
+    if not path.exists():
+        path.write_bytes(secrets.token_bytes(32))
+        path.chmod(0o600)
+    return path.read_bytes()
+
+
+def _write_references(job_dir: Path, per_agency: dict[str, pl.DataFrame]) -> None:
+    """reference -> (agency, record id): lets the coordinator answer questions about a token."""
+    frames = [frame.select("reference", pl.lit(agency).alias("agency"), "record_id") for agency, frame in per_agency.items()]
+    pl.concat(frames).write_csv(job_dir / "references.csv")
+
+
+def start_coordinator(config: CoordinatorConfig, tls: TlsMaterial) -> Started:
+    """A started coordinator server: (server, port, health servicer). Unfinished jobs are marked failed."""
+    store = JobStore(config.data_dir / "jobs.db")
+    audit = party_log(config.data_dir)
+    for job in store.fail_interrupted():
+        audit.append(f"coordinator/{config.name}", "job finished", job=job.id, details={
+            "state": "failed", "reason": "coordinator stopped while the job ran", "delivered_to": list(job.delivered),
+        })  # fmt: skip
+    service = CoordinatorService(config, store, JobRunner(config, tls, store, audit).run)
+    audit_service = AuditService(audit, (config.data_dir / AUDIT_PUBLIC_KEY_FILE).read_bytes())
+
+    relay = KeyRelayService(config.data_dir / "keys.db", audit)
+
+    def register(server: grpc.Server) -> None:
+        pb_grpc.add_CoordinatorServicer_to_server(service, server)
+        pb_grpc.add_AuditServicer_to_server(audit_service, server)
+        pb_grpc.add_KeyRelayServicer_to_server(relay, server)
+
+    return create_server(config.listen, tls, coordinator_policy(config), register)
+
+
+
+
+def follow_job(events: Iterator[pb.JobEvent], say: Callable[[str], None], progress: Callable[[str], None]) -> str:
+    """Relay a job's events as it runs (``progress``) and its outcome (``say``); returns its final state."""
+    state = "failed"
+    for event in events:
+        if event.done:
+            state = event.state
+            say(event.summary if state == "done" else f"job {event.job_id} failed: {event.summary}")
+        else:
+            progress(event.message)
+    return state

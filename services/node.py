@@ -1,0 +1,21 @@
+"""The agency node process: its gRPC server over the library's encoding of the agency's records."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from linkage.jobs._config import NodeConfig
+from linkage.protocol._node import NodeService, node_policy
+from linkage.protocol._server import create_server
+from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
+from linkage.trust._pki import TlsMaterial
+from services._lifecycle import Started
+
+__all__ = ["start_node"]
+
+
+def start_node(config: NodeConfig, tls: TlsMaterial, *, on_results: Callable[[str, Path], None] | None = None) -> Started:
+    """A started node server: (server, port, health servicer)."""
+    service = NodeService(config, on_results=on_results)
+    return create_server(config.listen, tls, node_policy(config), lambda server: pb_grpc.add_NodeServicer_to_server(service, server))
