@@ -122,7 +122,7 @@ def encode_scoped(
     record_id = record_ids.gather(rejects.get_column("row") - 1)
     rejects = rejects.select("row", pl.lit(record_id).alias("record_id"), "field", "reason")
     encodings = ScopedEncodings(
-        record_ids=record_ids, fields=schema.columns, roles=field_roles(schema), layouts=tuple(layouts), tokens=tokens,
+        record_ids=record_ids, fields=schema.columns, kinds=tuple(spec.kind for spec in schema.fields), roles=field_roles(schema), layouts=tuple(layouts), tokens=tokens,
         has_token=has, evidence=tuple(evidence), schema_fingerprint=schema.fingerprint, project=schema.project,
         key_set_fingerprint=key_set_fingerprint(keys), secret_check=secret_check(secret, schema.project), key_epoch=key_epoch,
     )  # fmt: skip

@@ -39,6 +39,7 @@ class ScopedEncodings:
 
     record_ids: pl.Series
     fields: tuple[str, ...]  # every schema field, in order: the comparison levels' columns
+    kinds: tuple[str, ...]  # each field's kind: address-like fields are scored as one
     roles: dict[str, str]  # role -> field (given, surname, dob, ...), for where EM starts
     layouts: tuple[ScopeLayout, ...]  # one per key, in key order
     tokens: np.ndarray  # (records, keys) uint64
@@ -74,6 +75,7 @@ class ScopedEncodings:
             f"{_META}key_set_fingerprint": self.key_set_fingerprint,
             f"{_META}secret_check": self.secret_check,
             f"{_META}fields": json.dumps(list(self.fields)),
+            f"{_META}kinds": json.dumps(list(self.kinds)),
             f"{_META}roles": json.dumps(self.roles, sort_keys=True),
             f"{_META}layouts": json.dumps([layout.to_dict() for layout in self.layouts]),
             f"{_META}bit_order": "uint64-little-endian",
@@ -107,6 +109,7 @@ def read_scoped_encodings(path: str | Path) -> ScopedEncodings:
         layouts = tuple(ScopeLayout.from_dict(d) for d in json.loads(meta[f"{_META}layouts"]))
         fields = tuple(json.loads(meta[f"{_META}fields"]))
         roles = dict(json.loads(meta[f"{_META}roles"]))
+        kinds = tuple(json.loads(meta[f"{_META}kinds"]))
         fingerprint, project = meta[f"{_META}schema_fingerprint"], meta[f"{_META}project"]
         key_set, check = meta[f"{_META}key_set_fingerprint"], meta[f"{_META}secret_check"]
         key_epoch = int(meta.get(f"{_META}key_epoch", "0"))
@@ -130,7 +133,7 @@ def read_scoped_encodings(path: str | Path) -> ScopedEncodings:
             raise EncodingsError(f"{path}: evidence of match key {layout.key!r} is not {layout.words} words wide")
         evidence.append(np.ascontiguousarray(column.to_numpy()).view(np.uint64).reshape(n, layout.words))
     return ScopedEncodings(
-        record_ids=frame.get_column("record_id").cast(pl.String), fields=fields, roles=roles, layouts=layouts,
+        record_ids=frame.get_column("record_id").cast(pl.String), fields=fields, kinds=kinds, roles=roles, layouts=layouts,
         tokens=tokens, has_token=has, evidence=tuple(evidence), schema_fingerprint=fingerprint, project=project,
         key_set_fingerprint=key_set, secret_check=check, key_epoch=key_epoch, encoding_version=version,
     )  # fmt: skip

@@ -159,11 +159,50 @@ def compared_pairs(a: ScopedEncodings, b: ScopedEncodings) -> tuple[np.ndarray, 
         level_rows.append(levels)
         key_rows.append(np.full(len(i), k, dtype=np.int64))
     if not pair_ids:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros((0, n_fields), dtype=np.int8), per_key
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros((0, n_fields + 1), dtype=np.int8), per_key
     pair_id = np.concatenate(pair_ids)
     order = np.argsort(pair_id, kind="stable")
-    ids, best, _ = _best_levels(pair_id[order], np.concatenate(level_rows)[order], np.concatenate(key_rows)[order], len(a.layouts))
+    ids, best, shared = _best_levels(pair_id[order], np.concatenate(level_rows)[order], np.concatenate(key_rows)[order], len(a.layouts))
+    # How many keys a pair shares is evidence of its own: one coincidence rarely repeats.
+    n_shared = np.zeros(len(shared), dtype=np.int64)
+    for k in range(len(a.layouts)):
+        n_shared += (shared >> k) & 1
+    best = np.concatenate([best, np.minimum(n_shared, N_LEVELS - 1).astype(np.int8)[:, None]], axis=1)
     return ids // len(b), ids % len(b), best, per_key
+
+
+# Kinds scored together: a move changes street, town and postcode at once, and Fellegi–Sunter
+# takes its fields for independent evidence (EM then splits "same address" from "moved" instead
+# of matches from non-matches).
+PLACE_KINDS = frozenset({"address", "city", "state", "postcode"})
+
+
+def comparison_columns(fields: tuple[str, ...], kinds: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray]:
+    """The model's columns (each non-place field, then one ``place``) and each field's column."""
+    columns: list[str] = []
+    column_of = np.empty(len(fields), dtype=np.int64)
+    for f, (name, kind) in enumerate(zip(fields, kinds, strict=True)):
+        if kind in PLACE_KINDS:
+            continue
+        column_of[f] = len(columns)
+        columns.append(name)
+    if any(kind in PLACE_KINDS for kind in kinds):
+        column_of[[f for f, kind in enumerate(kinds) if kind in PLACE_KINDS]] = len(columns)
+        columns.append("place")
+    return tuple(columns), column_of
+
+
+def grouped_levels(levels: np.ndarray, column_of: np.ndarray, n_columns: int) -> np.ndarray:
+    """Per column: a lone field's level, or the rounded mean of a group's present levels."""
+    out = np.full((levels.shape[0], n_columns), -1, dtype=np.int8)
+    for c in range(n_columns):
+        members = np.flatnonzero(column_of == c)
+        block = levels[:, members].astype(np.float64)
+        present = block >= 0
+        count = present.sum(axis=1)
+        total = np.where(present, block, 0.0).sum(axis=1)
+        out[:, c] = np.where(count > 0, np.floor(total / np.maximum(count, 1) + 0.5), -1).astype(np.int8)
+    return out
 
 
 def fit_scoped_model(fields: tuple[str, ...], roles: dict[str, str], levels: np.ndarray, *, iterations: int = EM_ITERATIONS, tolerance: float = 1e-7) -> MatchModel:
@@ -235,7 +274,10 @@ def link_scoped(
     compared = time.perf_counter()
     if len(levels) == 0:
         raise LinkageError("no two records share a match-key token: nothing to link (are these the right sources?)")
-    model = fit_scoped_model(first.fields, first.roles, levels)
+    columns, column_of = comparison_columns(first.fields, first.kinds)
+    levels = np.concatenate([grouped_levels(levels[:, :-1], column_of, len(columns)), levels[:, -1:]], axis=1)
+    columns = (*columns, "keys shared")
+    model = fit_scoped_model(columns, first.roles, levels)
     score = model.probabilities(levels).astype(np.float32)
     scored = time.perf_counter()
     source_of = np.repeat(np.arange(len(names)), np.diff(offsets))
