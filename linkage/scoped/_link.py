@@ -35,6 +35,7 @@ EM_ITERATIONS = 200
 # EM starts from the candidates that agree on given name, surname and date of birth (levels at or
 # above these; a role the schema lacks is not asked for).
 SEED_LEVELS = {"given": 4, "surname": 4, "dob": 5}
+MIN_UNRELATED = 20  # pairs within sources below which u is fitted by EM instead
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,6 +59,7 @@ class ScopedLinkResult:
     sources: dict[str, int]  # records per source
     candidates: int  # pairs that share at least one token
     key_pairs: dict[str, int]  # per key: pairs that share its token (a pair may count under several)
+    unrelated: int  # pairs within a source that share a token: u is learned from them
     model: MatchModel
     threshold: float
     review_threshold: float
@@ -205,13 +207,20 @@ def grouped_levels(levels: np.ndarray, column_of: np.ndarray, n_columns: int) ->
     return out
 
 
-def fit_scoped_model(fields: tuple[str, ...], roles: dict[str, str], levels: np.ndarray, *, iterations: int = EM_ITERATIONS, tolerance: float = 1e-7) -> MatchModel:
+def fit_scoped_model(
+    fields: tuple[str, ...], roles: dict[str, str], levels: np.ndarray, unrelated: np.ndarray | None = None, *,
+    iterations: int = EM_ITERATIONS, tolerance: float = 1e-7,
+) -> MatchModel:
     """Fellegi–Sunter over the candidates' levels, learned by EM without labels.
 
-    Only candidates can be compared, so m and u are both fitted on them and the prior is the share
-    of matches among them: the score is the probability that a *candidate* is a match. EM starts
-    from the candidates that agree on names and date of birth (``SEED_LEVELS``); weights are then
-    kept non-decreasing in the level."""
+    Only candidates can be compared: the prior is the share of matches among them, and the score
+    the probability that a *candidate* is a match. u comes from ``unrelated``: pairs of one source
+    that share a token (nobody is in one source twice, so they are namesakes and relatives, the
+    non-matches a key lets through); EM fits m and the prior. Without them (or with too few) EM
+    fits u too, which fails where nearly every candidate is a match (it then splits the matches).
+    EM starts from the candidates that agree on names and date of birth (``SEED_LEVELS``); weights
+    are kept non-decreasing in the level."""
+    fixed_u = unrelated is not None and len(unrelated) >= MIN_UNRELATED
     patterns, counts = np.unique(levels, axis=0, return_counts=True)
     counts = counts.astype(np.float64)
     seed = np.ones(len(patterns), dtype=bool)
@@ -232,12 +241,15 @@ def fit_scoped_model(fields: tuple[str, ...], roles: dict[str, str], levels: np.
         m /= m.sum(axis=1, keepdims=True)
         u = level_frequencies(patterns, counts)
         prior = 0.5
+    if fixed_u:
+        u = level_frequencies(unrelated)
     done = 0
     for done in range(1, iterations + 1):
         posterior = MatchModel(fields, m, u, prior, done).probabilities(patterns)
         new_prior = float(np.clip((posterior * counts).sum() / counts.sum(), 1e-9, 1 - 1e-9))
         m = level_frequencies(patterns, posterior * counts)
-        u = level_frequencies(patterns, (1.0 - posterior) * counts)
+        if not fixed_u:
+            u = level_frequencies(patterns, (1.0 - posterior) * counts)
         shift, prior = abs(new_prior - prior), new_prior
         if shift < tolerance:
             break
@@ -275,9 +287,18 @@ def link_scoped(
     if len(levels) == 0:
         raise LinkageError("no two records share a match-key token: nothing to link (are these the right sources?)")
     columns, column_of = comparison_columns(first.fields, first.kinds)
-    levels = np.concatenate([grouped_levels(levels[:, :-1], column_of, len(columns)), levels[:, -1:]], axis=1)
+    within = []
+    for name in names:
+        i, j, same, _ = compared_pairs(sources[name], sources[name])
+        within.append(same[i < j])
+    unrelated = np.concatenate(within)
+
+    def grouped(lv: np.ndarray) -> np.ndarray:
+        return np.concatenate([grouped_levels(lv[:, :-1], column_of, len(columns)), lv[:, -1:]], axis=1)
+
+    levels, unrelated = grouped(levels), grouped(unrelated)
     columns = (*columns, "keys shared")
-    model = fit_scoped_model(columns, first.roles, levels)
+    model = fit_scoped_model(columns, first.roles, levels, unrelated)
     score = model.probabilities(levels).astype(np.float32)
     scored = time.perf_counter()
     source_of = np.repeat(np.arange(len(names)), np.diff(offsets))
@@ -288,7 +309,7 @@ def link_scoped(
     clusters = _cluster_table(names, [sources[n].record_ids for n in names], offsets, labels)
     solved = time.perf_counter()
     return ScopedLinkResult(
-        pairs=pairs, clusters=clusters, sources={n: len(sources[n]) for n in names}, candidates=len(left), key_pairs=per_key,
+        pairs=pairs, clusters=clusters, sources={n: len(sources[n]) for n in names}, candidates=len(left), key_pairs=per_key, unrelated=len(unrelated),
         model=model, threshold=settings.threshold, review_threshold=settings.review_threshold, scores=score,
         candidate_left=left, candidate_right=right, record_ids=record_ids,
         seconds={"compare": compared - started, "score": scored - compared, "solve": solved - scored},
