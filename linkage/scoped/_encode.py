@@ -1,0 +1,151 @@
+"""The recipe: records ─▶ normalise ─▶ per match key: a token and scoped evidence per record.
+
+    per key: each record's key value (null if a part is missing) ─▶ distinct values ─▶ per value:
+    token = SipHash(K_token, value), scope key = SipHash(K_scope0, value), SipHash(K_scope1, value)
+    ─▶ values held by more than ``cap`` records lose their token (the records stay) ─▶ per record
+    and key: the evidence of every field the key does not fix, positions drawn under the scope key
+
+K_token, K_scope0 and K_scope1 are purpose-bound HKDF keys of the project secret, one set per key.
+Hashing per distinct value is Python-free (numba); hashing per record and scope runs on all cores.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from .._keys import Secret
+from .._normalise import normalise
+from .._schema import Schema
+from .._tokens import factorised, field_tokens
+from ..errors import SchemaError
+from ._encodings import ScopedEncodings, secret_check
+from ._evidence import BLOOM, DATE, fill_bloom, fill_lanes, scope_layout
+from ._keys import (
+    DEFAULT_MATCH_KEYS, MatchKey, check_keys, field_roles, fixed_fields, key_set_fingerprint, key_values, usable_keys,
+)  # fmt: skip
+from ._prf import key_words, strings_siphash
+
+# A token value held by more records of one agency than this is dropped from them (the records
+# stay, with their other keys): such a value is a household or a very common name, and sending it
+# would tell the coordinator so.
+DEFAULT_TOKEN_CAP = 20
+QGRAM = 2
+
+
+@dataclass(frozen=True, eq=False)
+class ScopedEncodeResult:
+    encodings: ScopedEncodings
+    rejects: pl.DataFrame  # row, record_id, field, reason (never the value)
+    missing: dict[str, int]  # values missing per field
+    capped: dict[str, int]  # per key: records whose token was dropped by the frequency cap
+    without_key: dict[str, int]  # per key: records lacking a part of it
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def resolved_keys(schema: Schema, keys: tuple[MatchKey, ...] | None) -> tuple[MatchKey, ...]:
+    """The keys to encode: those asked for (every part must be in the schema), or the default
+    keys the schema can make (at least one)."""
+    if keys is None:
+        return usable_keys(DEFAULT_MATCH_KEYS, schema)
+    check_keys(keys, schema)
+    return keys
+
+
+def encode_scoped(
+    records: pl.DataFrame,
+    schema: Schema,
+    secret: Secret,
+    *,
+    keys: tuple[MatchKey, ...] | None = None,
+    cap: int = DEFAULT_TOKEN_CAP,
+    today: dt.date | None = None,
+    key_epoch: int = 0,
+) -> ScopedEncodeResult:
+    """Encode ``records`` (``record_id`` plus one string column per schema field) under match keys."""
+    if cap < 1:
+        raise SchemaError("match keys: the frequency cap must be at least 1")
+    keys = resolved_keys(schema, keys)
+    today = today or dt.date.today()
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    values, rejects, missing = normalise(records, schema, today=today)
+    seconds["normalise"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    n = records.height
+    fields = [(spec.name, spec.kind) for spec in schema.fields]
+    tokens_by_field = {spec.name: field_tokens(values[spec.name].codes, values[spec.name].values, spec, QGRAM) for spec in schema.fields}
+    tokens = np.zeros((n, len(keys)), dtype=np.uint64)
+    has = np.zeros((n, len(keys)), dtype=bool)
+    evidence, layouts = [], []
+    capped, without = {}, {}
+    for k, key in enumerate(keys):
+        value = key_values(key, schema, values)
+        codes, distinct = factorised(value)
+        data = np.frombuffer(distinct.str.join("").item().encode(), dtype=np.uint8)
+        offsets = np.zeros(len(distinct) + 1, dtype=np.int64)
+        np.cumsum(distinct.str.len_bytes().to_numpy(), out=offsets[1:])
+        token_key = key_words(secret.derive(schema.project, f"matchkey/token/{key.name}", 16))
+        scope_key = secret.derive(schema.project, f"matchkey/scope/{key.name}", 32)
+        value_token = strings_siphash(*token_key, data, offsets)
+        value_k0 = strings_siphash(*key_words(scope_key[:16]), data, offsets)
+        value_k1 = strings_siphash(*key_words(scope_key[16:]), data, offsets)
+        present = codes >= 0
+        counts = np.bincount(codes[present], minlength=len(distinct))
+        kept = present & (counts[np.maximum(codes, 0)] <= cap)
+        without[key.name] = int((~present).sum())
+        capped[key.name] = int((present & ~kept).sum())
+        safe = np.maximum(codes, 0)
+        tokens[:, k] = np.where(kept, value_token[safe], 0)
+        has[:, k] = kept
+        k0, k1 = np.where(kept, value_k0[safe], 0), np.where(kept, value_k1[safe], 0)
+        layout = scope_layout(key.name, fields, fixed_fields(key, schema))
+        out = np.zeros((n, layout.words), dtype=np.uint64)
+        for slot in layout.slots:
+            ft = tokens_by_field[slot.field]
+            tag = np.uint64((schema.columns.index(slot.field) + 1) << 8)
+            args = (k0, k1, kept, ft.codes, ft.offsets, ft.token_ids, ft.keys, tag)
+            if slot.comparison == BLOOM:
+                fill_bloom(out, slot.offset, slot.width, *args)
+            else:
+                fill_lanes(out, layout.lane_word, slot.offset, *args, slot.comparison == DATE)
+        evidence.append(out)
+        layouts.append(layout)
+    seconds["keys"] = time.perf_counter() - started
+
+    record_ids = records.get_column("record_id")
+    record_id = record_ids.gather(rejects.get_column("row") - 1)
+    rejects = rejects.select("row", pl.lit(record_id).alias("record_id"), "field", "reason")
+    encodings = ScopedEncodings(
+        record_ids=record_ids, fields=schema.columns, kinds=tuple(spec.kind for spec in schema.fields), roles=field_roles(schema), layouts=tuple(layouts), tokens=tokens,
+        has_token=has, evidence=tuple(evidence), schema_fingerprint=schema.fingerprint, project=schema.project,
+        key_set_fingerprint=key_set_fingerprint(keys), secret_check=secret_check(secret, schema.project), key_epoch=key_epoch,
+    )  # fmt: skip
+    return ScopedEncodeResult(encodings, rejects, missing, capped, without, seconds)
+
+
+def key_frequencies(
+    records: pl.DataFrame, schema: Schema, *, keys: tuple[MatchKey, ...] | None = None, shared_by_more_than: int = DEFAULT_TOKEN_CAP,
+    today: dt.date | None = None,
+) -> pl.DataFrame:
+    """Per key: records holding it, distinct values, the largest group, and the share of records
+    whose value is held by more than ``shared_by_more_than`` others (what the cap would drop)."""
+    keys = resolved_keys(schema, keys)
+    values, _, _ = normalise(records, schema, today=today or dt.date.today())
+    rows = []
+    for key in keys:
+        codes, distinct = factorised(key_values(key, schema, values))
+        present = codes >= 0
+        counts = np.bincount(codes[present], minlength=len(distinct))
+        held = int(present.sum())
+        common = int(counts[codes[present]].__gt__(shared_by_more_than + 1).sum()) if held else 0
+        rows.append({
+            "key": key.name, "records": held, "distinct": len(distinct), "largest": int(counts.max()) if held else 0,
+            "share_common": common / held if held else 0.0,
+        })  # fmt: skip
+    return pl.DataFrame(rows, schema={"key": pl.String, "records": pl.Int64, "distinct": pl.Int64, "largest": pl.Int64, "share_common": pl.Float64})

@@ -1,0 +1,205 @@
+"""Scoped evidence: per record and match key, the fields the key does not fix, under keys that
+belong to that key's value alone.
+
+Layout of one scope (the same for every record of a key; ``EvidenceLayout`` says where):
+
+    Bloom fields (names, addresses, towns, postcodes, text): a small filter of the value's
+        q-grams, ``WORDS_BY_KIND`` words of 64 bits, ``HASHES`` positions per q-gram.
+    Lanes (16 bits each, packed into the last words): dates as three lanes (year, month, day),
+        sex and state as one. A lane of 0 is a missing value.
+
+Every position and lane comes from SipHash-2-4 under the scope key (k0, k1), itself SipHash of the
+key's value under a key derived from the project secret: evidence of one value in two scopes is
+unrelated bits, and nothing the coordinator holds maps one scope's bits onto another's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from ._prf import siphash_words2
+
+WORDS_BY_KIND = {"name": 2, "address": 2, "city": 1, "postcode": 1, "text": 1}
+LANES_BY_KIND = {"date": 3, "sex": 1, "state": 1}
+HASHES = 2  # positions per q-gram; one SipHash output gives four 16-bit choices
+BLOOM, DATE, EXACT = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one field's evidence sits in a scope: ``offset`` is a word (Bloom) or a lane index."""
+
+    field: str
+    comparison: int  # BLOOM, DATE or EXACT
+    offset: int
+    width: int  # words (Bloom) or lanes
+
+    def to_list(self) -> list[object]:
+        return [self.field, self.comparison, self.offset, self.width]
+
+
+@dataclass(frozen=True)
+class ScopeLayout:
+    """One key's scope: its slots, the fields it fixes (they agree by construction) and its width."""
+
+    key: str
+    slots: tuple[Slot, ...]
+    fixed: tuple[str, ...]
+    words: int
+    lane_word: int  # first word holding lanes
+
+    def to_dict(self) -> dict[str, object]:
+        return {"key": self.key, "slots": [s.to_list() for s in self.slots], "fixed": list(self.fixed),
+                "words": self.words, "lane_word": self.lane_word}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> ScopeLayout:
+        slots = tuple(Slot(str(f), int(c), int(o), int(w)) for f, c, o, w in data["slots"])  # type: ignore[union-attr, misc]
+        return cls(str(data["key"]), slots, tuple(data["fixed"]), int(data["words"]), int(data["lane_word"]))  # type: ignore[arg-type, call-overload]
+
+
+def scope_layout(key: str, fields: list[tuple[str, str]], fixed: frozenset[str]) -> ScopeLayout:
+    """The layout of ``key``'s scope over ``fields`` ((name, kind) in schema order)."""
+    slots, word, lanes = [], 0, []
+    for name, kind in fields:
+        if name in fixed:
+            continue
+        if kind in LANES_BY_KIND:
+            lanes.append((name, kind))
+            continue
+        width = WORDS_BY_KIND[kind]
+        slots.append(Slot(name, BLOOM, word, width))
+        word += width
+    lane = 0
+    for name, kind in lanes:
+        slots.append(Slot(name, DATE if kind == "date" else EXACT, lane, LANES_BY_KIND[kind]))
+        lane += LANES_BY_KIND[kind]
+    lane_word = word
+    words = word + (lane + 3) // 4
+    return ScopeLayout(key, tuple(slots), tuple(sorted(fixed)), words, lane_word)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def fill_bloom(
+    out: np.ndarray, word: int, words: int, k0: np.ndarray, k1: np.ndarray, has: np.ndarray,
+    codes: np.ndarray, offsets: np.ndarray, token_ids: np.ndarray, token_keys: np.ndarray, tag: np.uint64,
+) -> None:
+    """Set each record's q-gram positions of one field in ``out[:, word:word + words]``."""
+    bits = np.uint64(words * 64)
+    for r in numba.prange(out.shape[0]):
+        code = codes[r]
+        if not has[r] or code < 0:
+            continue
+        for t in range(offsets[code], offsets[code + 1]):
+            h = siphash_words2(k0[r], k1[r], tag, np.uint64(token_keys[token_ids[t]]))
+            for c in range(HASHES):
+                chunk = (h >> np.uint64(16 * c)) & np.uint64(0xFFFF)
+                position = (chunk * bits) >> np.uint64(16)
+                out[r, word + np.int64(position >> np.uint64(6))] |= np.uint64(1) << (position & np.uint64(63))
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def fill_lanes(
+    out: np.ndarray, lane_word: int, lane: int, k0: np.ndarray, k1: np.ndarray, has: np.ndarray,
+    codes: np.ndarray, offsets: np.ndarray, token_ids: np.ndarray, token_keys: np.ndarray, tag: np.uint64,
+    by_part: bool,
+) -> None:
+    """Write each record's 16-bit lanes of one field: a date's parts (a token's tag says which part)
+    or one whole value. A lane is never 0 unless the value (or part) is missing."""
+    for r in numba.prange(out.shape[0]):
+        code = codes[r]
+        if not has[r] or code < 0:
+            continue
+        for t in range(offsets[code], offsets[code + 1]):
+            key = token_keys[token_ids[t]]
+            part = (key >> 40) if by_part else 0
+            if by_part:
+                # Month and day are hashed alike (tag + 2), so a swapped pair shows as crossed lanes.
+                h = siphash_words2(k0[r], k1[r], tag + np.uint64(1 if part == 1 else 2), np.uint64(key & 0xFFFFFFFFFF))
+            else:
+                h = siphash_words2(k0[r], k1[r], tag, np.uint64(key))
+            value = h & np.uint64(0xFFFF)
+            if value == 0:
+                value = np.uint64(1)
+            at = lane + (part - 1 if by_part else 0)
+            w = lane_word + at // 4
+            out[r, w] |= value << np.uint64(16 * (at % 4))
+
+
+# Dice at or above each edge moves a Bloom field up one level: 0 (< 0.40) ... 5 (>= 0.95).
+_EDGES = np.array([0.40, 0.60, 0.75, 0.85, 0.95])
+TOP = 5
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _popcount(x: np.uint64) -> int:
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return int((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _lane(row: np.ndarray, lane_word: int, at: int) -> np.uint64:
+    return (row[lane_word + at // 4] >> np.uint64(16 * (at % 4))) & np.uint64(0xFFFF)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def scope_levels(
+    ea: np.ndarray, eb: np.ndarray, i: np.ndarray, j: np.ndarray, slot_field: np.ndarray, slot_kind: np.ndarray,
+    slot_offset: np.ndarray, slot_width: np.ndarray, lane_word: int, fixed: np.ndarray, n_fields: int,
+) -> np.ndarray:
+    """(pairs, fields) comparison levels inside one scope: -1 missing, 0..5 agreement; fields the
+    key fixes agree at the top level."""
+    n = i.shape[0]
+    out = np.full((n, n_fields), -1, dtype=np.int8)
+    for p in numba.prange(n):
+        a, b = ea[i[p]], eb[j[p]]
+        for f in range(fixed.shape[0]):
+            out[p, fixed[f]] = TOP
+        for s in range(slot_field.shape[0]):
+            f, off, width = slot_field[s], slot_offset[s], slot_width[s]
+            if slot_kind[s] == BLOOM:
+                ca = cb = both = 0
+                for w in range(off, off + width):
+                    ca += _popcount(a[w])
+                    cb += _popcount(b[w])
+                    both += _popcount(a[w] & b[w])
+                if ca == 0 or cb == 0:
+                    continue
+                dice = 2.0 * both / (ca + cb)
+                level = 0
+                for e in range(_EDGES.shape[0]):
+                    if dice >= _EDGES[e]:
+                        level += 1
+                out[p, f] = level
+            elif slot_kind[s] == DATE:
+                ya, ma, da = _lane(a, lane_word, off), _lane(a, lane_word, off + 1), _lane(a, lane_word, off + 2)
+                yb, mb, db = _lane(b, lane_word, off), _lane(b, lane_word, off + 1), _lane(b, lane_word, off + 2)
+                known = int(ya != 0 and yb != 0) + int(ma != 0 and mb != 0) + int(da != 0 and db != 0)
+                if known == 0:
+                    continue
+                agree = int(ya != 0 and ya == yb) + int(ma != 0 and ma == mb) + int(da != 0 and da == db)
+                swapped = ma != 0 and da != 0 and ma != da and ma == db and da == mb
+                if known == 3:
+                    if agree == 3:
+                        out[p, f] = 5
+                    elif swapped and ya == yb:
+                        out[p, f] = 4
+                    elif agree == 2:
+                        out[p, f] = 3
+                    elif agree == 1 or swapped:
+                        out[p, f] = 1
+                    else:
+                        out[p, f] = 0
+                else:
+                    out[p, f] = 4 if agree == known else (2 if agree > 0 else 0)
+            else:
+                va, vb = _lane(a, lane_word, off), _lane(b, lane_word, off)
+                if va == 0 or vb == 0:
+                    continue
+                out[p, f] = 5 if va == vb else 0
+    return out

@@ -1,0 +1,274 @@
+"""Match keys: named combinations of normalised parts, and each record's value of each key.
+
+A key is written over *roles*, not column names, so that one key set serves every schema:
+
+    given, surname, middle        name fields, told apart by their column names
+    dob                           the (first) date field
+    sex, postcode, city, state    by kind
+    address                       the first address field (FEBRL: address_1)
+
+A part is ``role`` (the whole normalised value) or ``role:transform``:
+
+    given:phonetic  surname:phonetic   the NYSIIS code of the name (jellyfish)
+    given:nickname                     the nickname-canonical form (the ``nicknames`` data set)
+    given:initial                      the first letter
+    names:sorted                       given name and surname in alphabetical order (swaps)
+    dob:year  dob:year_month           parts of the date of birth
+    dob:unordered                      year with day and month in either order (swaps)
+
+A part may also name a schema field directly (``surname`` or ``last_name``). A record lacks a key
+when it lacks any of its parts; it then gets no token for that key.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+
+import jellyfish
+import numpy as np
+import polars as pl
+
+from .._normalise import NormalisedField
+from .._schema import FieldSpec, Schema
+from ..errors import SchemaError
+
+ROLES = ("given", "surname", "middle", "dob", "sex", "postcode", "city", "state", "address")
+_NAME_ROLES = {
+    "given": "given_name first_name firstname forename given_names givenname",
+    "surname": "surname last_name lastname family_name familyname",
+    "middle": "middle_name middlename second_name",
+}
+_ROLE_BY_COLUMN = {column: role for role, columns in _NAME_ROLES.items() for column in columns.split()}
+_ROLE_BY_KIND = {"date": "dob", "sex": "sex", "postcode": "postcode", "city": "city", "state": "state", "address": "address"}
+# Transforms each role accepts; "" is the whole value.
+_TRANSFORMS: dict[str, frozenset[str]] = {
+    "given": frozenset({"", "phonetic", "nickname", "initial"}),
+    "surname": frozenset({"", "phonetic", "initial"}),
+    "middle": frozenset({"", "phonetic", "initial"}),
+    "names": frozenset({"sorted", "sorted_phonetic"}),
+    "dob": frozenset({"", "year", "year_month", "unordered", "day_month"}),
+}
+_KEY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MatchKey:
+    """One match key, as a schema's ``[[match_keys]] name = ..., parts = [...]`` entry."""
+
+    name: str
+    parts: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not _KEY_NAME.match(self.name):
+            raise SchemaError(f"match key {self.name!r}: name: use 1-32 lowercase letters, digits and '_'")
+        if not self.parts:
+            raise SchemaError(f"match key {self.name!r}: parts: at least one part is required")
+        if len(set(self.parts)) != len(self.parts):
+            raise SchemaError(f"match key {self.name!r}: parts: a part is listed twice")
+        for part in self.parts:
+            base, _, transform = part.partition(":")
+            if not base or (transform and base not in _TRANSFORMS and transform not in {"phonetic", "initial"}):
+                raise SchemaError(f"match key {self.name!r}: part {part!r}: unknown transform")
+            if base in _TRANSFORMS and transform not in _TRANSFORMS[base]:
+                raise SchemaError(f"match key {self.name!r}: part {part!r}: {base} takes none of {transform!r}")
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "parts": list(self.parts)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object], *, where: str = "match_keys") -> MatchKey:
+        if set(data) - {"name", "parts"}:
+            raise SchemaError(f"{where}: unknown key(s) {', '.join(sorted(set(data) - {'name', 'parts'}))}")
+        name, parts = data.get("name"), data.get("parts")
+        if not isinstance(name, str):
+            raise SchemaError(f"{where}.name: must be a string")
+        if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
+            raise SchemaError(f"{where}.parts: must be a list of strings")
+        return cls(name=name, parts=tuple(parts))
+
+
+# The default key set, chosen on FEBRL4 and the generated agencies (benchmarks/scoped.py prints
+# each key's recall and precision). A true pair is found when it agrees on any one key. Exact
+# names with the date of birth lost too many true pairs to typos (union recall 0.58 on agencies
+# of 5,000 people): the date keys take only a name's initial, the name keys a phonetic code, and
+# both orders of names and of day and month. ``names`` alone links people whose date is missing
+# (victim services); the frequency cap drops its common values.
+DEFAULT_MATCH_KEYS: tuple[MatchKey, ...] = (
+    MatchKey(name="dob_given_initial", parts=("given:initial", "dob")),
+    MatchKey(name="dob_surname_initial", parts=("surname:initial", "dob")),
+    MatchKey(name="phonetic_names_year", parts=("names:sorted_phonetic", "dob:year")),
+    MatchKey(name="phonetic_names_day_month", parts=("names:sorted_phonetic", "dob:day_month")),
+    MatchKey(name="surname_postcode", parts=("surname:phonetic", "postcode", "given:initial")),
+    MatchKey(name="given_postcode", parts=("given:phonetic", "postcode", "surname:initial")),
+    MatchKey(name="names", parts=("given", "surname")),
+    MatchKey(name="given_address", parts=("given:phonetic", "address")),
+    MatchKey(name="surname_address", parts=("surname:phonetic", "address")),
+)
+
+
+def key_set_fingerprint(keys: tuple[MatchKey, ...]) -> str:
+    """Changes with any key's name or parts: encodings of different key sets cannot be linked."""
+    canonical = json.dumps([k.to_dict() for k in keys], separators=(",", ":"))
+    return hashlib.sha256(f"match-keys-v1|{canonical}".encode()).hexdigest()[:16]
+
+
+def field_roles(schema: Schema) -> dict[str, str]:
+    """Role -> field name: each role taken by the first field that plays it."""
+    roles: dict[str, str] = {}
+    for spec in schema.fields:
+        role = _role_of(spec)
+        if role is not None and role not in roles:
+            roles[role] = spec.name
+    return roles
+
+
+def _role_of(spec: FieldSpec) -> str | None:
+    if spec.kind == "name":
+        column = re.sub(r"[^a-z0-9]+", "_", spec.name.strip().lower()).strip("_")
+        return _ROLE_BY_COLUMN.get(column)
+    return _ROLE_BY_KIND.get(spec.kind)
+
+
+def part_fields(key: MatchKey, schema: Schema) -> dict[str, tuple[str, ...]]:
+    """Part -> the schema fields it reads; a SchemaError names the key and the missing field."""
+    roles = field_roles(schema)
+    columns = set(schema.columns)
+    out: dict[str, tuple[str, ...]] = {}
+    for part in key.parts:
+        base = part.partition(":")[0]
+        if base == "names":
+            needed = ("given", "surname")
+        else:
+            needed = (base,)
+        fields = []
+        for role in needed:
+            if role in columns:
+                fields.append(role)
+            elif role in roles:
+                fields.append(roles[role])
+            else:
+                raise SchemaError(f"match key {key.name!r}: part {part!r} needs a {role} field, and the schema has none")
+        out[part] = tuple(fields)
+    return out
+
+
+def usable_keys(keys: tuple[MatchKey, ...], schema: Schema) -> tuple[MatchKey, ...]:
+    """The keys whose every part has a field in ``schema``; an error when none has."""
+    if not keys:
+        raise SchemaError("match keys: none given, so no two records could ever be compared")
+    usable = []
+    for key in keys:
+        try:
+            part_fields(key, schema)
+        except SchemaError:
+            continue
+        usable.append(key)
+    if not usable:
+        raise SchemaError(
+            "match keys: no key has all its parts among the schema's fields, so nothing could be linked"
+        )
+    return tuple(usable)
+
+
+def check_keys(keys: tuple[MatchKey, ...], schema: Schema) -> None:
+    """Every key's parts are in ``schema``, names are unique, and at least one key exists."""
+    if not keys:
+        raise SchemaError("match keys: none given, so no two records could ever be compared")
+    names = [k.name for k in keys]
+    if len(set(names)) != len(names):
+        raise SchemaError("match keys: a key name is listed twice")
+    for key in keys:
+        part_fields(key, schema)
+
+
+def fixed_fields(key: MatchKey, schema: Schema) -> frozenset[str]:
+    """Fields whose whole normalised value the key holds: their evidence would say nothing new."""
+    fixed = set()
+    for part, fields in part_fields(key, schema).items():
+        if ":" not in part:
+            fixed.update(fields)
+    return frozenset(fixed)
+
+
+# -- values ------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def nickname_canonicals() -> dict[str, str]:
+    """Name -> its nickname-canonical form, from the ``nicknames`` data set (built once).
+
+    A nickname may belong to several formal names (Alex: Alexander, Alexandra); it maps to the
+    one with the most nicknames, the commonest formal name. A formal name maps to itself.
+    """
+    from nicknames import NickNamer
+
+    namer = NickNamer()
+    nicknames = namer.nickname_lookup
+    canonical: dict[str, str] = {}
+    for name in set(nicknames) | set(namer.canonical_lookup):
+        options = sorted({name} | namer.canonicals_of(name))
+        canonical[name] = max(options, key=lambda option: len(nicknames.get(option, ())))
+    return {name: form for name, form in canonical.items() if name != form}
+
+
+def _transformed(values: pl.Series, transform: str) -> pl.Series:
+    """One transform of the distinct values of a field."""
+    if transform == "":
+        return values
+    if transform == "initial":
+        return values.str.slice(0, 1)
+    if transform == "phonetic":
+        # NYSIIS per word (keeps "van der berg" apart from "berg"); spaces and hyphens separate.
+        words = [re.split(r"[\s\-']+", v) if v is not None else None for v in values.to_list()]
+        return pl.Series(values.name, [None if w is None else " ".join(jellyfish.nysiis(x) for x in w if x) for w in words], dtype=pl.String)
+    if transform == "nickname":
+        return values.replace(nickname_canonicals())
+    if transform == "year":
+        return values.str.slice(0, 4).str.replace(r"\?+", "")
+    if transform == "year_month":
+        return pl.select(pl.when(values.str.contains("?", literal=True)).then(None).otherwise(values.str.slice(0, 7))).to_series()
+    if transform == "day_month":
+        month, day = values.str.slice(5, 2), values.str.slice(8, 2)
+        low = pl.select(pl.min_horizontal(month, day)).to_series()
+        high = pl.select(pl.max_horizontal(month, day)).to_series()
+        return pl.select(pl.when(values.str.slice(5).str.contains("?", literal=True)).then(None).otherwise(low + "-" + high)).to_series()
+    if transform == "unordered":
+        year, month, day = values.str.slice(0, 4), values.str.slice(5, 2), values.str.slice(8, 2)
+        low = pl.select(pl.min_horizontal(month, day)).to_series()
+        high = pl.select(pl.max_horizontal(month, day)).to_series()
+        whole = year + "-" + low + "-" + high
+        return pl.select(pl.when(values.str.contains("?", literal=True)).then(None).otherwise(whole)).to_series()
+    raise AssertionError(transform)
+
+
+def _per_record(field: NormalisedField, transform: str) -> pl.Series:
+    """A field's transformed value per record (null where missing or unusable)."""
+    distinct = _transformed(field.values, transform)
+    distinct = pl.select(pl.when(distinct.str.len_bytes() > 0).then(distinct)).to_series()
+    codes = pl.Series(field.codes).set(pl.Series(field.codes < 0), None)
+    return distinct.gather(codes)
+
+
+_SEPARATOR = "\x1f"
+
+
+def key_values(key: MatchKey, schema: Schema, values: dict[str, NormalisedField]) -> pl.Series:
+    """Each record's value of ``key`` as one string (null where a part is missing)."""
+    parts = []
+    for part, fields in part_fields(key, schema).items():
+        base, _, transform = part.partition(":")
+        if base == "names":
+            inner = "phonetic" if transform == "sorted_phonetic" else ""
+            given, surname = (_per_record(values[f], inner) for f in fields)
+            low = pl.select(pl.min_horizontal(given, surname)).to_series()
+            high = pl.select(pl.max_horizontal(given, surname)).to_series()
+            both = pl.select(pl.when(given.is_not_null() & surname.is_not_null()).then(low + _SEPARATOR + high)).to_series()
+            parts.append(both)
+        else:
+            parts.append(_per_record(values[fields[0]], transform))
+    # Tagged with the key's name so that equal strings of two keys never give one token.
+    return pl.select(pl.concat_str([pl.lit(key.name), *parts], separator=_SEPARATOR)).to_series().alias(key.name)

@@ -1,0 +1,347 @@
+"""Linking scoped encodings: token join, comparison inside shared scopes, Fellegi–Sunter, clusters.
+
+    per pair of sources and key: hash join of tokens (pairs that agree on the key) ─▶ per (pair,
+    key): comparison levels of every field inside that key's scope (fields the key fixes agree)
+    ─▶ per pair: each field's best level over the scopes it shares ─▶ EM over the candidates'
+    level patterns (no labels): m, u, prior ─▶ match probability ─▶ greedy clusters with at most
+    one record per source ─▶ bands ``match`` and ``possible``
+
+Only pairs that share a token are ever compared: the coordinator has no similarity between two
+records that agree on no key, so there is no all-pairs graph to attack and no candidate budget.
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+import polars as pl
+
+from .._link import _cluster_table, _pairs_within_clusters
+from .._scoring import N_LEVELS, MatchModel, level_frequencies, monotone
+from .._solve import greedy_clusters
+from ..errors import EncodingsError, LinkageError
+from ._encodings import ScopedEncodings
+from ._evidence import scope_levels
+
+DEFAULT_MATCH_THRESHOLD = 0.5
+DEFAULT_REVIEW_THRESHOLD = 0.2
+EM_ITERATIONS = 200
+# EM starts from the candidates that agree on given name, surname and date of birth (levels at or
+# above these; a role the schema lacks is not asked for).
+SEED_LEVELS = {"given": 4, "surname": 4, "dob": 5}
+MIN_UNRELATED = 20  # pairs within sources below which u is fitted by EM instead
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScopedLinkSettings:
+    threshold: float = DEFAULT_MATCH_THRESHOLD  # match probability at or above which pairs may cluster
+    review_threshold: float = DEFAULT_REVIEW_THRESHOLD  # possible matches for a person to review
+    one_per_source: bool = True
+
+    def __post_init__(self) -> None:
+        for name, value in (("threshold", self.threshold), ("review threshold", self.review_threshold)):
+            if not 0.0 <= value <= 1.0:
+                raise LinkageError(f"{name} must be between 0 and 1, not {value}")
+        if self.review_threshold > self.threshold:
+            raise LinkageError(f"review threshold {self.review_threshold} is above the match threshold {self.threshold}")
+
+
+@dataclass(frozen=True, eq=False)
+class ScopedLinkResult:
+    pairs: pl.DataFrame  # source_a, id_a, source_b, id_b, similarity (null: same cluster, never compared), band
+    clusters: pl.DataFrame  # cluster_id, source, record_id (clusters of two or more records)
+    sources: dict[str, int]  # records per source
+    candidates: int  # pairs that share at least one token
+    key_pairs: dict[str, int]  # per key: pairs that share its token (a pair may count under several)
+    unrelated: int  # pairs within a source that share a token: u is learned from them
+    model: MatchModel
+    threshold: float
+    review_threshold: float
+    scores: np.ndarray  # match probability of every candidate
+    candidate_left: np.ndarray  # global record index (sources in order)
+    candidate_right: np.ndarray
+    record_ids: pl.Series  # all sources, in order
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def candidate_pairs(self) -> pl.DataFrame:
+        """Every candidate pair: source_a, id_a, source_b, id_b, score."""
+        names = np.array(list(self.sources))
+        source_of = np.repeat(np.arange(len(names)), list(self.sources.values()))
+        ids = self.record_ids.to_numpy()
+        left, right = self.candidate_left, self.candidate_right
+        return pl.DataFrame({
+            "source_a": names[source_of[left]], "id_a": ids[left], "source_b": names[source_of[right]], "id_b": ids[right],
+            "score": np.round(self.scores.astype(np.float64), 4),
+        }, schema={"source_a": pl.String, "id_a": pl.String, "source_b": pl.String, "id_b": pl.String, "score": pl.Float64})  # fmt: skip
+
+
+def check_scoped_compatible(sources: Mapping[str, ScopedEncodings]) -> None:
+    """One line naming the file at fault when two sources cannot be linked."""
+    if len(sources) < 2:
+        raise LinkageError("linking needs at least two sources")
+    (first_name, first), *rest = sources.items()
+    for name, enc in rest:
+        for what, mine, theirs in (
+            ("project", enc.project, first.project),
+            ("key epoch", enc.key_epoch, first.key_epoch),
+            ("match-key set", enc.key_set_fingerprint, first.key_set_fingerprint),
+            ("schema fingerprint", enc.schema_fingerprint, first.schema_fingerprint),
+        ):
+            if mine != theirs:
+                raise EncodingsError(f"{name}: {what} {mine} differs from {first_name}'s {theirs}; encode both with one schema and key set")
+        if not hmac.compare_digest(enc.secret_check, first.secret_check):
+            raise EncodingsError(f"{name} was encoded under a different secret than {first_name}; encode both with the project's secret")
+        if enc.layouts != first.layouts or enc.fields != first.fields:
+            raise EncodingsError(f"{name}: evidence layout differs from {first_name}'s; encode both with one version of linkage")
+    for name, enc in sources.items():
+        if len(enc) == 0:
+            raise EncodingsError(f"{name}: holds no records")
+
+
+def token_pairs(ta: np.ndarray, ha: np.ndarray, tb: np.ndarray, hb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (i, j) whose tokens are equal: a sort-merge join, linear after the sorts."""
+    ia, ib = np.flatnonzero(ha), np.flatnonzero(hb)
+    if len(ia) == 0 or len(ib) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    a = pl.DataFrame({"t": ta[ia], "i": ia})
+    b = pl.DataFrame({"t": tb[ib], "j": ib})
+    joined = a.join(b, on="t", how="inner")
+    return joined.get_column("i").to_numpy().astype(np.int64), joined.get_column("j").to_numpy().astype(np.int64)
+
+
+@numba.njit(cache=True)
+def _best_levels(pair_id: np.ndarray, levels: np.ndarray, keys: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows sorted by pair id → one row per pair: each field's best level over its scopes, and a
+    bit per key the pair shares."""
+    n = pair_id.shape[0]
+    starts = np.zeros(n + 1, dtype=np.int64)
+    count = 0
+    for r in range(n):
+        if r == 0 or pair_id[r] != pair_id[r - 1]:
+            starts[count] = r
+            count += 1
+    starts[count] = n
+    out = np.full((count, levels.shape[1]), -1, dtype=np.int8)
+    shared = np.zeros(count, dtype=np.int64)
+    ids = np.empty(count, dtype=np.int64)
+    for p in range(count):
+        ids[p] = pair_id[starts[p]]
+        for r in range(starts[p], starts[p + 1]):
+            shared[p] |= np.int64(1) << keys[r]
+            for f in range(levels.shape[1]):
+                if levels[r, f] > out[p, f]:
+                    out[p, f] = levels[r, f]
+    return ids, out, shared
+
+
+def compared_pairs(a: ScopedEncodings, b: ScopedEncodings) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+    """Candidates of two sources: (i, j), their (pairs, fields) best levels, and pairs per key."""
+    pair_ids, level_rows, key_rows, per_key = [], [], [], {}
+    n_fields = len(a.fields)
+    for k, layout in enumerate(a.layouts):
+        i, j = token_pairs(a.tokens[:, k], a.has_token[:, k], b.tokens[:, k], b.has_token[:, k])
+        per_key[layout.key] = len(i)
+        if len(i) == 0:
+            continue
+        index = {name: f for f, name in enumerate(a.fields)}
+        slots = layout.slots
+        levels = scope_levels(
+            a.evidence[k], b.evidence[k], i, j,
+            np.array([index[s.field] for s in slots], dtype=np.int64), np.array([s.comparison for s in slots], dtype=np.int64),
+            np.array([s.offset for s in slots], dtype=np.int64), np.array([s.width for s in slots], dtype=np.int64),
+            layout.lane_word, np.array([index[f] for f in layout.fixed], dtype=np.int64), n_fields,
+        )  # fmt: skip
+        pair_ids.append(i * len(b) + j)
+        level_rows.append(levels)
+        key_rows.append(np.full(len(i), k, dtype=np.int64))
+    if not pair_ids:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros((0, n_fields + 1), dtype=np.int8), per_key
+    pair_id = np.concatenate(pair_ids)
+    order = np.argsort(pair_id, kind="stable")
+    ids, best, shared = _best_levels(pair_id[order], np.concatenate(level_rows)[order], np.concatenate(key_rows)[order], len(a.layouts))
+    # How many keys a pair shares is evidence of its own: one coincidence rarely repeats.
+    n_shared = np.zeros(len(shared), dtype=np.int64)
+    for k in range(len(a.layouts)):
+        n_shared += (shared >> k) & 1
+    best = np.concatenate([best, np.minimum(n_shared, N_LEVELS - 1).astype(np.int8)[:, None]], axis=1)
+    return ids // len(b), ids % len(b), best, per_key
+
+
+# Kinds scored together: a move changes street, town and postcode at once, and Fellegi–Sunter
+# takes its fields for independent evidence (EM then splits "same address" from "moved" instead
+# of matches from non-matches).
+PLACE_KINDS = frozenset({"address", "city", "state", "postcode"})
+
+
+def comparison_columns(fields: tuple[str, ...], kinds: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray]:
+    """The model's columns (each non-place field, then one ``place``) and each field's column."""
+    columns: list[str] = []
+    column_of = np.empty(len(fields), dtype=np.int64)
+    for f, (name, kind) in enumerate(zip(fields, kinds, strict=True)):
+        if kind in PLACE_KINDS:
+            continue
+        column_of[f] = len(columns)
+        columns.append(name)
+    if any(kind in PLACE_KINDS for kind in kinds):
+        column_of[[f for f, kind in enumerate(kinds) if kind in PLACE_KINDS]] = len(columns)
+        columns.append("place")
+    return tuple(columns), column_of
+
+
+def grouped_levels(levels: np.ndarray, column_of: np.ndarray, n_columns: int) -> np.ndarray:
+    """Per column: a lone field's level, or the rounded mean of a group's present levels."""
+    out = np.full((levels.shape[0], n_columns), -1, dtype=np.int8)
+    for c in range(n_columns):
+        members = np.flatnonzero(column_of == c)
+        block = levels[:, members].astype(np.float64)
+        present = block >= 0
+        count = present.sum(axis=1)
+        total = np.where(present, block, 0.0).sum(axis=1)
+        out[:, c] = np.where(count > 0, np.floor(total / np.maximum(count, 1) + 0.5), -1).astype(np.int8)
+    return out
+
+
+def fit_scoped_model(
+    fields: tuple[str, ...], roles: dict[str, str], levels: np.ndarray, unrelated: np.ndarray | None = None, *,
+    iterations: int = EM_ITERATIONS, tolerance: float = 1e-7,
+) -> MatchModel:
+    """Fellegi–Sunter over the candidates' levels, learned by EM without labels.
+
+    Only candidates can be compared: the prior is the share of matches among them, and the score
+    the probability that a *candidate* is a match. u comes from ``unrelated``: pairs of one source
+    that share a token (nobody is in one source twice, so they are namesakes and relatives, the
+    non-matches a key lets through); EM fits m and the prior. Without them (or with too few) EM
+    fits u too, which fails where nearly every candidate is a match (it then splits the matches).
+    EM starts from the candidates that agree on names and date of birth (``SEED_LEVELS``); weights
+    are kept non-decreasing in the level."""
+    fixed_u = unrelated is not None and len(unrelated) >= MIN_UNRELATED
+    patterns, counts = np.unique(levels, axis=0, return_counts=True)
+    counts = counts.astype(np.float64)
+    seed = np.ones(len(patterns), dtype=bool)
+    asked = False
+    for role, level in SEED_LEVELS.items():
+        if role in roles and roles[role] in fields:
+            seed &= patterns[:, fields.index(roles[role])] >= level
+            asked = True
+    if not asked:
+        present = patterns >= 0
+        seed = np.all((patterns >= 4) | ~present, axis=1) & (present.sum(axis=1) >= 2)
+    if 0 < counts[seed].sum() < counts.sum():
+        m = level_frequencies(patterns, seed * counts)
+        u = level_frequencies(patterns, ~seed * counts)
+        prior = float(counts[seed].sum() / counts.sum())
+    else:
+        m = np.tile(np.linspace(0.02, 1.0, N_LEVELS) ** 3, (len(fields), 1))
+        m /= m.sum(axis=1, keepdims=True)
+        u = level_frequencies(patterns, counts)
+        prior = 0.5
+    if fixed_u:
+        u = level_frequencies(unrelated)
+    done = 0
+    for done in range(1, iterations + 1):
+        posterior = MatchModel(fields, m, u, prior, done).probabilities(patterns)
+        new_prior = float(np.clip((posterior * counts).sum() / counts.sum(), 1e-9, 1 - 1e-9))
+        m = level_frequencies(patterns, posterior * counts)
+        if not fixed_u:
+            u = level_frequencies(patterns, (1.0 - posterior) * counts)
+        shift, prior = abs(new_prior - prior), new_prior
+        if shift < tolerance:
+            break
+    posterior = MatchModel(fields, m, u, prior, done).probabilities(patterns)
+    for f in range(len(fields)):
+        present = patterns[:, f] >= 0
+        level_counts = np.bincount(patterns[present, f], weights=counts[present], minlength=N_LEVELS)
+        weight = np.log2(m[f]) - np.log2(u[f])
+        m[f] = u[f] * np.exp2(monotone(weight, level_counts + 1.0))
+    return MatchModel(fields, m, u, prior, done)
+
+
+def link_scoped(
+    sources: Mapping[str, ScopedEncodings], settings: ScopedLinkSettings = ScopedLinkSettings(), *,
+    progress: Callable[[str], None] | None = None,
+) -> ScopedLinkResult:
+    """Link every pair of sources on their shared match keys and cluster the result."""
+    check_scoped_compatible(sources)
+    say = progress or (lambda _: None)
+    names = list(sources)
+    first = sources[names[0]]
+    offsets = np.cumsum([0] + [len(sources[n]) for n in names])
+    started = time.perf_counter()
+    found, per_key = [], dict.fromkeys(first.keys, 0)
+    for x, y in itertools.combinations(range(len(names)), 2):
+        say(f"joining {names[x]} ({len(sources[names[x]]):,}) with {names[y]} ({len(sources[names[y]]):,})")
+        i, j, levels, counts = compared_pairs(sources[names[x]], sources[names[y]])
+        found.append((i + offsets[x], j + offsets[y], levels))
+        for key, c in counts.items():
+            per_key[key] += c
+    left = np.concatenate([f[0] for f in found])
+    right = np.concatenate([f[1] for f in found])
+    levels = np.concatenate([f[2] for f in found])
+    compared = time.perf_counter()
+    if len(levels) == 0:
+        raise LinkageError("no two records share a match-key token: nothing to link (are these the right sources?)")
+    columns, column_of = comparison_columns(first.fields, first.kinds)
+    within = []
+    for name in names:
+        i, j, same, _ = compared_pairs(sources[name], sources[name])
+        within.append(same[i < j])
+    unrelated = np.concatenate(within)
+
+    def grouped(lv: np.ndarray) -> np.ndarray:
+        return np.concatenate([grouped_levels(lv[:, :-1], column_of, len(columns)), lv[:, -1:]], axis=1)
+
+    levels, unrelated = grouped(levels), grouped(unrelated)
+    columns = (*columns, "keys shared")
+    model = fit_scoped_model(columns, first.roles, levels, unrelated)
+    score = model.probabilities(levels).astype(np.float32)
+    scored = time.perf_counter()
+    source_of = np.repeat(np.arange(len(names)), np.diff(offsets))
+    strong = score >= settings.threshold
+    labels, _ = greedy_clusters(left[strong], right[strong], score[strong], source_of, one_per_source=settings.one_per_source)
+    record_ids = pl.concat([sources[n].record_ids for n in names])
+    pairs = _banded_pairs(names, offsets, record_ids, labels, left, right, score, settings.review_threshold)
+    clusters = _cluster_table(names, [sources[n].record_ids for n in names], offsets, labels)
+    solved = time.perf_counter()
+    return ScopedLinkResult(
+        pairs=pairs, clusters=clusters, sources={n: len(sources[n]) for n in names}, candidates=len(left), key_pairs=per_key, unrelated=len(unrelated),
+        model=model, threshold=settings.threshold, review_threshold=settings.review_threshold, scores=score,
+        candidate_left=left, candidate_right=right, record_ids=record_ids,
+        seconds={"compare": compared - started, "score": scored - compared, "solve": solved - scored},
+    )  # fmt: skip
+
+
+def _banded_pairs(names, offsets, record_ids, labels, left, right, score, review_threshold) -> pl.DataFrame:  # type: ignore[no-untyped-def]
+    """Every cross-source pair within a cluster (``match``; similarity null where the two were never
+    compared, joined through a third record), and candidates at or above the review threshold
+    left in different clusters (``possible``)."""
+    source_of = np.repeat(np.arange(len(names)), np.diff(offsets))
+    within_left, within_right = _pairs_within_clusters(labels)
+    cross = source_of[within_left] != source_of[within_right]
+    within_left, within_right = within_left[cross], within_right[cross]
+    n = int(offsets[-1])
+    key = np.minimum(left, right) * n + np.maximum(left, right)
+    order = np.argsort(key)
+    wanted = within_left * n + within_right
+    at = np.clip(np.searchsorted(key[order], wanted), 0, max(len(key) - 1, 0))
+    hit = (len(key) > 0) & (key[order][at] == wanted) if len(key) else np.zeros(len(wanted), dtype=bool)
+    within_score = np.where(hit, score[order][at] if len(key) else 0.0, np.nan)
+    possible = (score >= review_threshold) & (labels[left] != labels[right])
+    all_left = np.concatenate([within_left, left[possible]])
+    all_right = np.concatenate([within_right, right[possible]])
+    bands = np.array(["match"] * len(within_left) + ["possible"] * int(possible.sum()))
+    similarity = np.concatenate([within_score, score[possible]]).astype(np.float64)
+    ids = record_ids.to_numpy()
+    names_arr = np.array(names)
+    frame = pl.DataFrame({
+        "source_a": names_arr[source_of[all_left]], "id_a": ids[all_left],
+        "source_b": names_arr[source_of[all_right]], "id_b": ids[all_right],
+        "similarity": np.round(similarity, 4), "band": bands,
+    }, schema={"source_a": pl.String, "id_a": pl.String, "source_b": pl.String, "id_b": pl.String, "similarity": pl.Float64, "band": pl.String})  # fmt: skip
+    frame = frame.with_columns(pl.col("similarity").fill_nan(None))
+    return frame.sort(["band", "similarity", "source_a", "id_a", "source_b", "id_b"], descending=[False, True, False, False, False, False], nulls_last=True)
