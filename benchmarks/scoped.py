@@ -23,13 +23,13 @@ import numpy as np
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine_line, peak_rss_mib  # noqa: E402
+from _common import machine_line, peak_rss_mib
 
-from linkage import Schema, Secret, read_records  # noqa: E402
-from linkage._datasets import FEBRL_COLUMNS, FEBRL_ID_COLUMN, febrl_path  # noqa: E402
-from linkage._evaluate import canonical_pairs, pair_quality, true_pairs  # noqa: E402
-from linkage._synthetic import CHILD_WELFARE, POLICE, generate_agencies  # noqa: E402
-from linkage.scoped import encode_scoped, link_scoped  # noqa: E402
+from linkage import Schema, Secret, read_records
+from linkage.matching._evaluate import canonical_pairs, pair_quality, true_pairs
+from linkage.scoped import encode_scoped, link_scoped
+from linkage.testing._febrl import FEBRL_COLUMNS, FEBRL_ID_COLUMN, febrl_path
+from linkage.testing._synthetic import CHILD_WELFARE, POLICE, generate_agencies
 
 COLUMNS = ["given_name", "middle_name", "surname", "date_of_birth", "sex", "address", "city", "postcode"]
 SECRET = Secret(bytes(range(32)))
@@ -77,7 +77,7 @@ def key_table(result, truth: pl.DataFrame, sources: dict) -> list[str]:  # type:
         pairs = canonical_pairs(pl.concat(found))
         tp = pairs.join(real, on=["source_a", "id_a", "source_b", "id_b"], how="semi").height
         lines.append(f"    {key:<26} recall {tp / max(real.height, 1):.3f}  precision {tp / max(pairs.height, 1):.3f}  pairs {pairs.height:,}")
-    found = pl.DataFrame({"source_a": [], "id_a": [], "source_b": [], "id_b": []}, schema={c: pl.String for c in ("source_a", "id_a", "source_b", "id_b")})
+    found = pl.DataFrame({"source_a": [], "id_a": [], "source_b": [], "id_b": []}, schema=dict.fromkeys(("source_a", "id_a", "source_b", "id_b"), pl.String))
     cand = result.candidate_pairs().select("source_a", "id_a", "source_b", "id_b")
     tp = canonical_pairs(pl.concat([found, cand])).join(real, on=["source_a", "id_a", "source_b", "id_b"], how="semi").height
     lines.append(f"    {'any key (candidates)':<26} recall {tp / max(real.height, 1):.3f}  pairs {result.candidates:,}")

@@ -10,7 +10,7 @@ import pytest
 
 import linkage
 
-CORE_PACKAGES = ("records", "bloom", "matching", "jobs", "trust", "attacks", "testing")
+CORE_PACKAGES = ("records", "bloom", "matching", "scoped", "jobs", "trust", "attacks", "testing")
 FORBIDDEN = ("grpc", "grpc_health", "linkage.protocol", "linkage.cli", "services")
 
 

@@ -17,15 +17,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from linkage import Schema, Secret
-from linkage._evaluate import pair_quality
-from linkage._synthetic import generate_agencies
 from linkage.errors import EncodingsError, SchemaError
+from linkage.matching._evaluate import pair_quality
 from linkage.scoped import (
-    MatchKey, ScopedLinkSettings, encode_scoped, key_frequencies, link_scoped, nickname_canonicals, read_scoped_encodings,
+    MatchKey,
+    ScopedLinkSettings,
+    encode_scoped,
+    key_frequencies,
+    link_scoped,
+    nickname_canonicals,
+    read_scoped_encodings,
     write_scoped_encodings,
 )  # fmt: skip
 from linkage.scoped._evidence import scope_levels
 from linkage.scoped._prf import key_words, siphash_bytes, strings_siphash, words_siphash
+from linkage.testing._synthetic import generate_agencies
 
 COLUMNS = ["given_name", "middle_name", "surname", "date_of_birth", "sex", "address", "city", "postcode"]
 SCHEMA = Schema.for_columns(COLUMNS, project="scoped-test")

@@ -5,10 +5,10 @@ scope of a match key they agree on exactly, and nowhere else.
     link_scoped({name: encodings, ...}) ─▶ ScopedLinkResult (pairs, clusters, model, counts)
 """
 
-from ._encode import DEFAULT_TOKEN_CAP, ScopedEncodeResult, encode_scoped, key_frequencies, resolved_keys
-from ._encodings import ScopedEncodings, read_scoped_encodings, secret_check, write_scoped_encodings
-from ._keys import DEFAULT_MATCH_KEYS, MatchKey, check_keys, field_roles, key_set_fingerprint, nickname_canonicals
-from ._link import ScopedLinkResult, ScopedLinkSettings, check_scoped_compatible, fit_scoped_model, link_scoped
+from linkage.scoped._encode import DEFAULT_TOKEN_CAP, ScopedEncodeResult, encode_scoped, key_frequencies, resolved_keys
+from linkage.scoped._encodings import ScopedEncodings, read_scoped_encodings, secret_check, write_scoped_encodings
+from linkage.scoped._keys import DEFAULT_MATCH_KEYS, MatchKey, check_keys, field_roles, key_set_fingerprint, nickname_canonicals
+from linkage.scoped._link import ScopedLinkResult, ScopedLinkSettings, check_scoped_compatible, fit_scoped_model, link_scoped
 
 __all__ = [
     "DEFAULT_MATCH_KEYS",

@@ -18,17 +18,24 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from .._keys import Secret
-from .._normalise import normalise
-from .._schema import Schema
-from .._tokens import factorised, field_tokens
-from ..errors import SchemaError
-from ._encodings import ScopedEncodings, secret_check
-from ._evidence import BLOOM, DATE, fill_bloom, fill_lanes, scope_layout
-from ._keys import (
-    DEFAULT_MATCH_KEYS, MatchKey, check_keys, field_roles, fixed_fields, key_set_fingerprint, key_values, usable_keys,
+from linkage.bloom._keys import Secret
+from linkage.errors import SchemaError
+from linkage.records._normalise import normalise
+from linkage.records._schema import Schema
+from linkage.records._tokens import factorised, field_tokens
+from linkage.scoped._encodings import ScopedEncodings, secret_check
+from linkage.scoped._evidence import BLOOM, DATE, fill_bloom, fill_lanes, scope_layout
+from linkage.scoped._keys import (
+    DEFAULT_MATCH_KEYS,
+    MatchKey,
+    check_keys,
+    field_roles,
+    fixed_fields,
+    key_set_fingerprint,
+    key_values,
+    usable_keys,
 )  # fmt: skip
-from ._prf import key_words, strings_siphash
+from linkage.scoped._prf import key_words, strings_siphash
 
 # A token value held by more records of one agency than this is dropped from them (the records
 # stay, with their other keys): such a value is a household or a very common name, and sending it

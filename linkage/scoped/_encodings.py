@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .._keys import Secret
-from ..errors import EncodingsError
-from ._evidence import ScopeLayout
+from linkage.bloom._keys import Secret
+from linkage.errors import EncodingsError
+from linkage.scoped._evidence import ScopeLayout
 
 SCOPED_ENCODING_VERSION = 1
 PROFILE = "match-keys"

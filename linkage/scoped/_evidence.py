@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from ._prf import siphash_words2
+from linkage.scoped._prf import siphash_words2
 
 WORDS_BY_KIND = {"name": 2, "address": 2, "city": 1, "postcode": 1, "text": 1}
 LANES_BY_KIND = {"date": 3, "sex": 1, "state": 1}

@@ -29,12 +29,11 @@ import re
 from dataclasses import dataclass
 
 import jellyfish
-import numpy as np
 import polars as pl
 
-from .._normalise import NormalisedField
-from .._schema import FieldSpec, Schema
-from ..errors import SchemaError
+from linkage.errors import SchemaError
+from linkage.records._normalise import NormalisedField
+from linkage.records._schema import FieldSpec, Schema
 
 ROLES = ("given", "surname", "middle", "dob", "sex", "postcode", "city", "state", "address")
 _NAME_ROLES = {

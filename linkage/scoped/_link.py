@@ -22,12 +22,12 @@ import numba
 import numpy as np
 import polars as pl
 
-from .._link import _cluster_table, _pairs_within_clusters
-from .._scoring import N_LEVELS, MatchModel, level_frequencies, monotone
-from .._solve import greedy_clusters
-from ..errors import EncodingsError, LinkageError
-from ._encodings import ScopedEncodings
-from ._evidence import scope_levels
+from linkage.errors import EncodingsError, LinkageError
+from linkage.matching._link import _cluster_table, _pairs_within_clusters
+from linkage.matching._scoring import N_LEVELS, MatchModel, level_frequencies, monotone
+from linkage.matching._solve import greedy_clusters
+from linkage.scoped._encodings import ScopedEncodings
+from linkage.scoped._evidence import scope_levels
 
 DEFAULT_MATCH_THRESHOLD = 0.5
 DEFAULT_REVIEW_THRESHOLD = 0.2
