@@ -18,14 +18,15 @@ import grpc
 import polars as pl
 
 from .. import __version__
-from .._audit import AUDIT_PUBLIC_KEY_FILE, AuditLog, entries_jsonl, load_public_key, parse_time, party_log, verify
+from .._audit import AUDIT_PUBLIC_KEY_FILE, MAX_DETAIL_TEXT, AuditLog, entries_jsonl, load_public_key, parse_time, party_log, verify
 from .._config import CoordinatorConfig
 from .._disclosure import agency_results
 from .._encodings import Encodings, write_encodings
 from .._jobs import JobStore
-from .._link import LinkSettings, check_compatible, link
+from .._link import LinkResult, LinkSettings, check_compatible, link
 from .._pki import Identity, TlsMaterial
 from .._report import link_summary
+from .._thresholds import score_histogram
 from ..errors import JobError, LinkageError
 from ._auth import caller
 from ._convert import TransferError, encodings_from_chunks, result_chunks
@@ -35,6 +36,7 @@ from .v1 import linkage_pb2 as pb
 from .v1 import linkage_pb2_grpc as pb_grpc
 
 CALL_TIMEOUT = 600.0
+MAX_LOGGED_NOTES = 8  # audit details stay small (MAX_DETAILS_JSON)
 
 
 def coordinator_policy(config: CoordinatorConfig):
@@ -138,7 +140,8 @@ class JobRunner:
                 "scoring": result.scoring, "threshold": result.threshold, "review_threshold": result.review_threshold,
                 "comparisons": result.comparisons, "candidates": int(len(result.scores)),
                 "pairs": dict(sorted(bands)), "clusters": int(result.clusters.get_column("cluster_id").n_unique()),
-                "records": result.sources,
+                "records": result.sources, "score_histogram": score_histogram(result.scores).tolist(),
+                "notes": _link_notes(result),
             })  # fmt: skip
             job_dir.mkdir(parents=True, exist_ok=True)
             result.pairs.write_csv(job_dir / "pairs.csv")
@@ -172,6 +175,12 @@ class JobRunner:
         self._audit.append(self._me, "encodings deleted", project=project, job=job_id, details={
             "agencies": agencies, "retained_on_disk": self._config.retain_encodings,
         })  # fmt: skip
+
+
+def _link_notes(result: LinkResult) -> list[str]:
+    """What linking changed on its own (rules tightened, defaults moved) and why, fit for the audit log."""
+    notes = [*result.notes, *(f"{s.source_a} ~ {s.source_b}: {note}" for s in result.stats for note in s.notes)]
+    return [note[:MAX_DETAIL_TEXT] for note in notes[:MAX_LOGGED_NOTES]]
 
 
 def _job_key(job_dir: Path) -> bytes:
