@@ -390,3 +390,23 @@ def test_a_labels_file_is_checked(tmp_path: Path) -> None:
     bad.write_text("score,decision\n1.7,same\n")
     with pytest.raises(InputError, match="row 1: score"):
         read_labels(bad)
+
+
+def test_link_uses_the_threshold_the_labels_suggest(demo: Path, tmp_path: Path, run_cli) -> None:
+    encoded = []
+    for agency in ("police", "child_welfare"):
+        folder = demo / agency
+        out = tmp_path / f"{agency}.parquet"
+        result = run_cli("encode", "--schema", folder / "schema.toml", "--secret", folder / "secret.key", "--input", folder / "input.csv",
+                         "--id-column", "rec_id", "--out", out)  # fmt: skip
+        assert result.code == 0, result.err
+        encoded.append(out)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("job,record_id,reference,score,decision,decided\n"
+                      "j,a,r,0.66,different,t\nj,b,r,0.67,different,t\nj,c,r,0.75,same,t\nj,d,r,0.9,same,t\n")  # fmt: skip
+    result = run_cli("link", *encoded, "--out", tmp_path / "pairs.csv", "--labels", labels)
+    assert result.code == 0, result.err
+    assert "labels: match threshold 0.71 suggested by 4 reviewed pairs" in result.err
+    assert "<- match threshold 0.71" in result.out
+    given = run_cli("link", *encoded, "--out", tmp_path / "pairs.csv", "--labels", labels, "--threshold", "0.8")
+    assert given.code == 0 and "<- match threshold 0.8" in given.out

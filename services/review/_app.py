@@ -48,6 +48,7 @@ def create_app(
     app = Flask(__name__)
     app.config.update(TEMPLATES_AUTO_RELOAD=False, MAX_CONTENT_LENGTH=16 * 1024)
     form_token = secrets.token_urlsafe(32)
+    app.add_template_filter(lambda text: (text or "—").replace("T", " ").removesuffix("+00:00"), "utc")
 
     @app.before_request
     def guard() -> None:
