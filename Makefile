@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo bench proto clean
+.PHONY: install browser test demo bench proto screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: install
+# Debian's chromium and chromium-driver, for the review pages' browser tests and screenshots. Selenium
+# is pointed at them (tests/test_review.py): nothing downloads a browser of its own.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  ($(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver)
+
+test: install browser
 	$(BIN)/python -m pytest -q
 
 demo: install
@@ -26,6 +33,10 @@ bench: install
 # Regenerate linkage/protocol/v1 from proto/linkage/v1 (a test fails when they drift apart).
 proto: install
 	$(BIN)/python -m linkage.protocol._codegen
+
+# Regenerate docs/screenshots/*.png from a fresh demo run (README: Review pages).
+screenshots: install browser
+	$(BIN)/python docs/screenshots.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -216,8 +216,16 @@ def cmd_link(args: argparse.Namespace) -> None:
     if duplicated:
         raise LinkageError(f"two files share the source name {duplicated[0]!r} (a source is named by its file's stem)")
     sources = {name: read_encodings(path) for name, path in zip(names, paths, strict=True)}
+    threshold = args.threshold
+    if args.labels:  # reviewed pairs suggest the match threshold, unless one is given
+        from linkage.matching._labels import threshold_from_labels_file
+
+        suggested = threshold_from_labels_file(args.labels)
+        _stderr(f"labels: {suggested.line()}" if suggested else "labels: need pairs judged both same and not the same to suggest a threshold")
+        if suggested and threshold is None:
+            threshold = suggested.threshold
     settings = LinkSettings(
-        threshold=args.threshold, review_threshold=args.review_threshold, scoring=args.scoring, blocking=args.blocking,
+        threshold=threshold, review_threshold=args.review_threshold, scoring=args.scoring, blocking=args.blocking,
         one_per_source=not args.many_per_source,
     )  # fmt: skip
     started = time.perf_counter()
@@ -399,6 +407,24 @@ def cmd_audit_export(args: argparse.Namespace) -> None:
         print(text, flush=True)
 
 
+# -- review pages ----------------------------------------------------------------------------------
+def cmd_review(args: argparse.Namespace) -> None:
+    import getpass
+
+    from services.review import ServeConfig, export_labels, serve
+
+    if args.review_command == "export":
+        rows = export_labels(Path(args.dir), Path(args.out), job=args.job)
+        _print(f"wrote {rows:,} decisions to {args.out}")
+        return
+    optional = {name: Path(value) for name in ("tls_cert", "tls_key", "ca") if (value := getattr(args, name))}
+    serve(
+        ServeConfig(data_dir=Path(args.dir), listen=args.listen, audit_public_key=Path(args.key) if args.key else None,
+                    local_actor=f"local/{getpass.getuser()}", **optional),
+        say=_print,
+    )  # fmt: skip
+
+
 # -- demo ------------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> None:
     from services.demo import run_demo
@@ -481,6 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     lk.add_argument("--out", required=True, help="pairs CSV: source_a,id_a,source_b,id_b,similarity,band")
     lk.add_argument("--clusters", help="clusters CSV: cluster_id,source,record_id")
     lk.add_argument("--candidates", help="candidates CSV: every scored pair (source_a,id_a,source_b,id_b,score), for `evaluate`")
+    lk.add_argument("--labels", help="labels CSV from `review export`: reviewed pairs suggest the match threshold (used unless --threshold is given)")
     lk.set_defaults(func=cmd_link)
 
     ev = commands.add_parser("evaluate", help="precision, recall, F1 and F* of a pairs file against known truth")
@@ -560,6 +587,23 @@ def build_parser() -> argparse.ArgumentParser:
     audit_show.add_argument("--log", required=True)
     audit_show.add_argument("seq", type=int)
     audit_show.set_defaults(func=cmd_audit_show)
+
+    review = commands.add_parser("review", help="web pages for auditors and data stewards on a data folder").add_subparsers(
+        dest="review_command", required=True, metavar="SUBCOMMAND"
+    )
+    review_serve = review.add_parser("serve", help="serve the review pages of a coordinator's or a node's data folder")
+    review_serve.add_argument("--dir", required=True, help="the data folder (a node's holds node.toml)")
+    review_serve.add_argument("--listen", default="127.0.0.1:8765", help="HOST:PORT (default 127.0.0.1:8765; other than loopback only with TLS)")
+    review_serve.add_argument("--key", help="the audit log's public key (default: audit.pub in the folder)")
+    review_serve.add_argument("--tls-cert", help="this party's certificate: serve HTTPS and admit only clients with a certificate")
+    review_serve.add_argument("--tls-key", help="the key of --tls-cert")
+    review_serve.add_argument("--ca", help="the task-force CA: clients need its auditor (coordinator) or this agency's node certificate")
+    review_export = review.add_parser("export", help="write a node's review decisions as a labels CSV (for `link --labels`)")
+    review_export.add_argument("--dir", required=True, help="the node's data folder (holds reviews.db)")
+    review_export.add_argument("--out", required=True, help="labels CSV: job,record_id,reference,score,decision,decided")
+    review_export.add_argument("--job", help="only this job")
+    for sub in (review_serve, review_export):
+        sub.set_defaults(func=cmd_review)
 
     demo = commands.add_parser("demo", help="a whole task force on loopback: CA, three agency nodes, a coordinator, one job")
     demo.add_argument("--workdir", help="keep everything in this folder (default: a temporary one)")

@@ -21,7 +21,8 @@ from linkage.errors import JobError, LinkageError
 from linkage.jobs._config import CoordinatorConfig
 from linkage.jobs._disclosure import agency_results
 from linkage.jobs._store import JobStore
-from linkage.matching._link import LinkSettings, check_compatible, link
+from linkage.matching._histogram import score_histogram
+from linkage.matching._link import LinkResult, LinkSettings, check_compatible, link
 from linkage.matching._summary import link_summary
 from linkage.protocol._clients import deliver_results, fetch_encodings, peer_error
 from linkage.protocol._convert import TransferError
@@ -30,11 +31,13 @@ from linkage.protocol._relay import KeyRelayService
 from linkage.protocol._server import create_server
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
-from linkage.trust._audit import AUDIT_PUBLIC_KEY_FILE, AuditLog, party_log
+from linkage.trust._audit import AUDIT_PUBLIC_KEY_FILE, MAX_DETAIL_TEXT, AuditLog, party_log
 from linkage.trust._pki import TlsMaterial
 from services._lifecycle import Started
 
 __all__ = ["JobRunner", "follow_job", "start_coordinator"]
+
+MAX_LOGGED_NOTES = 8  # audit details stay small (MAX_DETAILS_JSON)
 
 
 class JobRunner:
@@ -108,7 +111,8 @@ class JobRunner:
                 "scoring": result.scoring, "threshold": result.threshold, "review_threshold": result.review_threshold,
                 "comparisons": result.comparisons, "candidates": len(result.scores),
                 "pairs": dict(sorted(bands)), "clusters": int(result.clusters.get_column("cluster_id").n_unique()),
-                "records": result.sources,
+                "records": result.sources, "score_histogram": score_histogram(result.scores).tolist(),
+                "notes": _link_notes(result),
             })  # fmt: skip
             job_dir.mkdir(parents=True, exist_ok=True)
             result.pairs.write_csv(job_dir / "pairs.csv")
@@ -142,6 +146,12 @@ class JobRunner:
         self._audit.append(self._me, "encodings deleted", project=project, job=job_id, details={
             "agencies": agencies, "retained_on_disk": self._config.retain_encodings,
         })  # fmt: skip
+
+
+def _link_notes(result: LinkResult) -> list[str]:
+    """What linking changed on its own (rules tightened, defaults moved) and why, fit for the audit log."""
+    notes = [*result.notes, *(f"{s.source_a} ~ {s.source_b}: {note}" for s in result.stats for note in s.notes)]
+    return [note[:MAX_DETAIL_TEXT] for note in notes[:MAX_LOGGED_NOTES]]
 
 
 def _job_key(job_dir: Path) -> bytes:

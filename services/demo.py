@@ -34,9 +34,9 @@ def run_demo(workdir: Path, people: int, say: Callable[[str], None], progress: C
     try:
         for name in AGENCIES:
             config = load_node_config(layout.node_config(name))
-            started = start_node(config, load_tls(config.tls.ca, config.tls.cert, config.tls.key))
-            servers.append(started)
-            ports[name] = started[1]
+            node = start_node(config, load_tls(config.tls.ca, config.tls.cert, config.tls.key))
+            servers.append(node)
+            ports[name] = node[1]
             policy = DISCLOSURE[name]
             say(f"  node {name:<16} on 127.0.0.1:{ports[name]}  disclosure {policy}")
         config = load_coordinator_config(write_coordinator_config(layout, ports))
@@ -64,8 +64,8 @@ def run_demo(workdir: Path, people: int, say: Callable[[str], None], progress: C
         say(f"\nagainst the generator's truth: {quality.line()}")
         say(f"demo finished in {time.perf_counter() - started:.1f} s")
     finally:
-        for started in servers:
-            stop(started, grace=1.0)
+        for server in servers:
+            stop(server, grace=1.0)
 
 
 def _key_ceremony(layout: DemoLayout, coordinator: str, say: Callable[[str], None]) -> None:

@@ -29,10 +29,16 @@ def suggested_threshold(scores: np.ndarray, *, low: float = 0.05, high: float = 
     return float(round((edges[best] + edges[best + 1]) / 2, 3))
 
 
+def score_histogram(scores: np.ndarray, *, bins: int = BINS) -> np.ndarray:
+    """How many scores fall in each of ``bins`` equal bins over [0, 1] (the last bin holds 1.0)."""
+    counts, _ = np.histogram(np.clip(scores, 0.0, 1.0), bins=np.linspace(0.0, 1.0, bins + 1))
+    return counts.astype(np.int64)
+
+
 def histogram_lines(scores: np.ndarray, match: float, review: float, *, width: int = 40) -> list[str]:
     """Bars of how many candidate pairs score in each twentieth, with the thresholds marked."""
     edges = np.linspace(0.0, 1.0, BINS + 1)
-    counts, _ = np.histogram(np.clip(scores, 0.0, 1.0), bins=edges)
+    counts = score_histogram(scores)
     top = max(int(counts.max()) if len(counts) else 0, 1)
     lines = []
     for k in range(BINS - 1, -1, -1):
