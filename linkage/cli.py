@@ -18,13 +18,12 @@ import numpy as np
 import polars as pl
 
 from linkage import __version__
-from linkage.bloom._encode import EncodeResult, encode
-from linkage.bloom._encodings import Encodings, read_encodings, write_encodings
+from linkage.bloom._encodings import Encodings
 from linkage.bloom._keys import Secret
 from linkage.errors import InputError, LinkageError, SchemaError
+from linkage.jobs._profiles import Encoded, encode_records, link_sources, read_any_encodings, write_any_encodings
 from linkage.matching._evaluate import blocking_quality, pair_quality, read_candidates, read_pairs, read_truth
-from linkage.matching._link import LinkSettings, link
-from linkage.matching._summary import link_summary
+from linkage.matching._link import LinkSettings
 from linkage.records._reading import read_records
 from linkage.records._schema import Schema
 from linkage.trust._ceremony import key_epoch_of
@@ -42,19 +41,34 @@ def _stderr(message: str) -> None:
 
 # -- schema ----------------------------------------------------------------------------------------
 def cmd_schema_init(args: argparse.Namespace) -> None:
+    from linkage.jobs._profiles import key_frequency_lines, with_default_match_keys
+
     columns = [c.strip() for c in args.columns.split(",") if c.strip()]
     if not columns:
         raise SchemaError("--columns: name at least one column")
-    schema = Schema.for_columns(columns, project=args.project, group_filters=args.field_scoring)
     out = Path(args.out)
     if out.exists() and not args.force:
         raise SchemaError(f"{out}: already exists (pass --force to replace it)")
+    schema = Schema.for_columns(columns, project=args.project, group_filters=args.field_scoring)
+    if not (args.field_scoring or args.record_filter):
+        schema = with_default_match_keys(schema)
+    if args.sample:  # measure each key's value frequencies before anyone encodes with it
+        records = read_records(args.sample, id_column=args.id_column, columns=schema.columns, encoding=args.encoding)
+        lines, refused = key_frequency_lines(records, schema, args.sample)
+        for line in lines:
+            _print(line)
+        if refused:
+            raise SchemaError(f"{args.sample}: {refused}; drop or narrow the key (edit the schema) and try again")
     out.write_text(schema.to_toml(), encoding="utf-8")
     _print(f"wrote {out}: project {schema.project}, {len(schema.fields)} fields, fingerprint {schema.fingerprint}")
-    if schema.group_filters:
-        _print("  field scoring: group filters on; links messy data best, but a curious coordinator can re-identify nearly every record (README: Privacy)")
+    if schema.match_keys:
+        _print(f"  match keys ({len(schema.match_keys)}): records are compared only inside the scope of a key they agree on exactly")
+        for key in schema.match_keys:
+            _print(f"    {key.name:<26} {' + '.join(key.parts)}")
+    elif schema.group_filters:
+        _print("  field scoring: group filters on; a curious coordinator can re-identify nearly every record (README: Privacy)")
     else:
-        _print("  XOR-folded record filter, no group filters: the measured attacks re-identify under 1% of records (README: Privacy)")
+        _print("  XOR-folded record filter: any two records compare; its similarity graph is attackable at scale (README: Privacy)")
     for spec in schema.fields:
         _print(f"  {spec.name:<20} {spec.kind:<9} group {spec.group:<8} weight {spec.weight}")
 
@@ -68,8 +82,18 @@ def cmd_schema_show(args: argparse.Namespace) -> None:
     if hardening.blip:
         applied.append(f"blip {hardening.blip}")
     applied += [f"salt {s.name} with {s.salt_with}" for s in schema.fields if s.salt_with]
-    _print(f"filter       {schema.filter.bits} bits -> {schema.output_bits} bits out, {schema.filter.hashes} hashes at weight 1")
-    _print(f"hardening    {', '.join(applied) or 'none'}")
+    if not schema.match_keys:
+        _print(f"filter       {schema.filter.bits} bits -> {schema.output_bits} bits out, {schema.filter.hashes} hashes at weight 1")
+    _print(f"profile      {schema.profile}")
+    if schema.match_keys:
+        from linkage.jobs._profiles import checked_match_keys
+
+        checked_match_keys(schema)
+        _print(f"match keys   {len(schema.match_keys)}; token cap {schema.token_cap} records per value and agency")
+        for key in schema.match_keys:
+            _print(f"  {key.name:<26} {' + '.join(key.parts)}")
+    else:
+        _print(f"hardening    {', '.join(applied) or 'none'}")
     for spec in schema.fields:
         _print(f"  {spec.name:<20} {spec.kind:<9} group {spec.group:<8} weight {spec.weight} ({schema.hashes_for(spec)} hashes)")
 
@@ -134,7 +158,7 @@ def encode_file(
     encoding: str = "utf-8",
     secret_path: Path | None = None,
     say: Callable[[str], None] = _print,
-) -> EncodeResult:
+) -> Encoded:
     """Read, encode and write one file; print the summary through ``say``."""
     started = time.perf_counter()
     records = read_records(input_path, id_column=id_column, columns=schema.columns, encoding=encoding)
@@ -142,8 +166,8 @@ def encode_file(
     if records.height > PROGRESS_ABOVE_RECORDS:
         _stderr(f"encoding {records.height:,} records from {input_path}")
         progress = lambda stage: _stderr(f"  {stage} done ({time.perf_counter() - started:.1f} s)")  # noqa: E731
-    result = encode(records, schema, secret, key_epoch=key_epoch_of(secret_path) if secret_path else 0, progress=progress)
-    _write_atomically(out, lambda path: write_encodings(result.encodings, path))
+    result = encode_records(records, schema, secret, key_epoch=key_epoch_of(secret_path) if secret_path else 0, progress=progress)
+    _write_atomically(out, lambda path: write_any_encodings(result.encodings, path))
     rejects_path = rejects_path_for(out)
     result.rejects.write_csv(rejects_path)
     elapsed = time.perf_counter() - started
@@ -169,18 +193,31 @@ def mean_fill(encodings: Encodings) -> float:
     return float(np.unpackbits(encodings.filters.view(np.uint8), axis=1).mean())
 
 
-def _encode_summary(input_path: Path, out: Path, rejects_path: Path, result: EncodeResult, elapsed: float) -> str:
+def _encode_summary(input_path: Path, out: Path, rejects_path: Path, result: Encoded, elapsed: float) -> str:
     enc = result.encodings
     n = len(enc)
     rejects = result.rejects
-    lines = [
-        f"encoded {n:,} records from {input_path} in {elapsed:.2f} s ({n / max(elapsed, 1e-9):,.0f} records/s)",
-        f"  output   {out}: {enc.bits}-bit filters"
-        + (f", group filters {', '.join(enc.group_names)}" if enc.group_filters is not None else "")
-        + f", schema {enc.schema_fingerprint[:12]}",
-        f"  fill     {mean_fill(enc):.1%} of bits set on average",
-        "  missing  " + (", ".join(f"{k} {v:,}" for k, v in result.missing.items() if v) or "none"),
-    ]
+    lines = [f"encoded {n:,} records from {input_path} in {elapsed:.2f} s ({n / max(elapsed, 1e-9):,.0f} records/s)"]
+    if isinstance(enc, Encodings):
+        lines += [
+            f"  output   {out}: {enc.bits}-bit filters"
+            + (f", group filters {', '.join(enc.group_names)}" if enc.group_filters is not None else "")
+            + f", schema {enc.schema_fingerprint[:12]}",
+            f"  fill     {mean_fill(enc):.1%} of bits set on average",
+        ]
+    else:
+        held = enc.has_token.sum(axis=0)
+        lines += [
+            f"  output   {out}: {len(enc.keys)} match keys, {enc.bytes_per_record:.0f} bytes per record, schema {enc.schema_fingerprint[:12]}",
+            "  tokens   " + ", ".join(f"{key} {int(c):,}" for key, c in zip(enc.keys, held, strict=True)),
+        ]
+        capped = {k: v for k, v in result.capped.items() if v}
+        if capped:
+            lines.append(
+                "  capped   " + ", ".join(f"{k} {v:,}" for k, v in capped.items())
+                + " records lost that key's token: its value is held by more than the schema's token_cap records (the records stay)"
+            )
+    lines.append("  missing  " + (", ".join(f"{k} {v:,}" for k, v in result.missing.items() if v) or "none"))
     if rejects.height:
         per_field = rejects.group_by("field", maintain_order=True).len()
         listed = ", ".join(f"{f} {c:,}" for f, c in per_field.iter_rows())
@@ -215,7 +252,7 @@ def cmd_link(args: argparse.Namespace) -> None:
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise LinkageError(f"two files share the source name {duplicated[0]!r} (a source is named by its file's stem)")
-    sources = {name: read_encodings(path) for name, path in zip(names, paths, strict=True)}
+    sources = {name: read_any_encodings(path) for name, path in zip(names, paths, strict=True)}
     threshold = args.threshold
     if args.labels:  # reviewed pairs suggest the match threshold, unless one is given
         from linkage.matching._labels import threshold_from_labels_file
@@ -229,15 +266,15 @@ def cmd_link(args: argparse.Namespace) -> None:
         one_per_source=not args.many_per_source,
     )  # fmt: skip
     started = time.perf_counter()
-    result = link(sources, settings, progress=_stderr if sum(len(e) for e in sources.values()) > PROGRESS_ABOVE_RECORDS else None)
+    result = link_sources(sources, settings, progress=_stderr if sum(len(e) for e in sources.values()) > PROGRESS_ABOVE_RECORDS else None)
     elapsed = time.perf_counter() - started
     out = Path(args.out)
     _write_atomically(out, lambda path: result.pairs.write_csv(path))
     if args.clusters:
         _write_atomically(Path(args.clusters), lambda path: result.clusters.write_csv(path))
     if args.candidates:
-        _write_atomically(Path(args.candidates), lambda path: result.candidate_pairs().write_csv(path))
-    _print(link_summary(result, elapsed, out, Path(args.clusters) if args.clusters else None))
+        _write_atomically(Path(args.candidates), lambda path: result.result.candidate_pairs().write_csv(path))
+    _print(result.summary(elapsed, out, Path(args.clusters) if args.clusters else None))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -452,8 +489,14 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--out", required=True, help="schema file to write (TOML)")
     init.add_argument("--project", help="project id the keys are bound to (default: a random one)")
     init.add_argument("--force", action="store_true", help="replace an existing schema file")
-    init.add_argument("--field-scoring", action="store_true",
-                      help="also send per-field-group filters for Fellegi-Sunter scoring: better linkage on messy data, but re-identifiable (README: Privacy)")  # fmt: skip
+    profile = init.add_mutually_exclusive_group()
+    profile.add_argument("--field-scoring", action="store_true",
+                         help="instead of match keys: record and per-field-group filters any two of which compare; re-identifiable (README: Privacy)")  # fmt: skip
+    profile.add_argument("--record-filter", action="store_true",
+                         help="instead of match keys: one XOR-folded record filter any two of which compare (the default before match keys)")  # fmt: skip
+    init.add_argument("--sample", help="a CSV/Parquet of the agency's records: measure each match key's value frequencies and refuse keys too common")
+    init.add_argument("--id-column", default="rec_id", help="the sample's record id column (default rec_id)")
+    init.add_argument("--encoding", default="utf-8", help="the sample's text encoding")
     init.set_defaults(func=cmd_schema_init)
     show = schema.add_parser("show", help="validate a schema and print its fields and fingerprint")
     show.add_argument("--schema", required=True)

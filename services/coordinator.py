@@ -16,14 +16,13 @@ import grpc
 import polars as pl
 
 from linkage import __version__
-from linkage.bloom._encodings import Encodings, write_encodings
+from linkage.bloom._encodings import Encodings
 from linkage.errors import JobError, LinkageError
 from linkage.jobs._config import CoordinatorConfig
 from linkage.jobs._disclosure import agency_results
+from linkage.jobs._profiles import AnyEncodings, check_sources, link_sources, write_any_encodings
 from linkage.jobs._store import JobStore
-from linkage.matching._histogram import score_histogram
-from linkage.matching._link import LinkResult, LinkSettings, check_compatible, link
-from linkage.matching._summary import link_summary
+from linkage.matching._link import LinkSettings
 from linkage.protocol._clients import deliver_results, fetch_encodings, peer_error
 from linkage.protocol._convert import TransferError
 from linkage.protocol._coordinator import AuditService, CoordinatorService, coordinator_policy
@@ -31,13 +30,11 @@ from linkage.protocol._relay import KeyRelayService
 from linkage.protocol._server import create_server
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
-from linkage.trust._audit import AUDIT_PUBLIC_KEY_FILE, MAX_DETAIL_TEXT, AuditLog, party_log
+from linkage.trust._audit import AUDIT_PUBLIC_KEY_FILE, AuditLog, party_log
 from linkage.trust._pki import TlsMaterial
 from services._lifecycle import Started
 
 __all__ = ["JobRunner", "follow_job", "start_coordinator"]
-
-MAX_LOGGED_NOTES = 8  # audit details stay small (MAX_DETAILS_JSON)
 
 
 class JobRunner:
@@ -47,7 +44,7 @@ class JobRunner:
         self._config, self._tls, self._store, self._audit = config, tls, store, audit
         self._me = f"coordinator/{config.name}"
 
-    def fetch(self, agency: str, job_id: str, say: Callable[[str], None]) -> Encodings:
+    def fetch(self, agency: str, job_id: str, say: Callable[[str], None]) -> AnyEncodings:
         entry = self._config.agencies[agency]
         last = ""
         for attempt in range(1, self._config.fetch_attempts + 1):
@@ -57,7 +54,8 @@ class JobRunner:
                 encodings, digest, excluded = fetched.encodings, fetched.digest, fetched.excluded
                 self._audit.append(self._me, "encodings received", project=encodings.project, job=job_id, details={
                     "agency": agency, "records": len(encodings), "excluded_by_agency": excluded,
-                    "schema_fingerprint": encodings.schema_fingerprint, "bits": encodings.bits, "digest": digest,
+                    "schema_fingerprint": encodings.schema_fingerprint, "digest": digest,
+                    **({"bits": encodings.bits} if isinstance(encodings, Encodings) else {"match_keys": list(encodings.keys)}),
                 })  # fmt: skip
                 say(
                     f"{agency}: received {len(encodings):,} encodings in {time.perf_counter() - started:.2f} s"
@@ -90,30 +88,23 @@ class JobRunner:
             "disclosure": {a: config.agencies[a].disclosure for a in agencies},
         })  # fmt: skip
         project = ""
-        sources: dict[str, Encodings] = {}
+        sources: dict[str, AnyEncodings] = {}
         try:
             store.set_state(job_id, "fetching")
             for agency in agencies:
                 sources[agency] = self.fetch(agency, job_id, say)
-            check_compatible(sources)
+            check_sources(sources)
             project = next(iter(sources.values())).project
             if config.retain_encodings:
                 (job_dir / "encodings").mkdir(parents=True, exist_ok=True)
                 for agency, enc in sources.items():
-                    write_encodings(enc, job_dir / "encodings" / f"{agency}.parquet")
+                    write_any_encodings(enc, job_dir / "encodings" / f"{agency}.parquet")
             store.set_state(job_id, "linking")
             started = time.perf_counter()
-            result = link(sources, settings, progress=say)
-            summary = link_summary(result, time.perf_counter() - started)
+            result = link_sources(sources, settings, progress=say)
+            summary = result.summary(time.perf_counter() - started)
             self._forget(job_id, project, sources)
-            bands = result.pairs.get_column("band").value_counts().rows()
-            audit.append(self._me, "job linked", project=project, job=job_id, details={
-                "scoring": result.scoring, "threshold": result.threshold, "review_threshold": result.review_threshold,
-                "comparisons": result.comparisons, "candidates": len(result.scores),
-                "pairs": dict(sorted(bands)), "clusters": int(result.clusters.get_column("cluster_id").n_unique()),
-                "records": result.sources, "score_histogram": score_histogram(result.scores).tolist(),
-                "notes": _link_notes(result),
-            })  # fmt: skip
+            audit.append(self._me, "job linked", project=project, job=job_id, details=result.audit_details())
             job_dir.mkdir(parents=True, exist_ok=True)
             result.pairs.write_csv(job_dir / "pairs.csv")
             result.clusters.write_csv(job_dir / "clusters.csv")
@@ -137,7 +128,7 @@ class JobRunner:
             })  # fmt: skip
             raise
 
-    def _forget(self, job_id: str, project: str, sources: dict[str, Encodings]) -> None:
+    def _forget(self, job_id: str, project: str, sources: dict[str, AnyEncodings]) -> None:
         """Encodings end with the job: dropped from memory (and never written, unless retained)."""
         if not sources:
             return
@@ -146,12 +137,6 @@ class JobRunner:
         self._audit.append(self._me, "encodings deleted", project=project, job=job_id, details={
             "agencies": agencies, "retained_on_disk": self._config.retain_encodings,
         })  # fmt: skip
-
-
-def _link_notes(result: LinkResult) -> list[str]:
-    """What linking changed on its own (rules tightened, defaults moved) and why, fit for the audit log."""
-    notes = [*result.notes, *(f"{s.source_a} ~ {s.source_b}: {note}" for s in result.stats for note in s.notes)]
-    return [note[:MAX_DETAIL_TEXT] for note in notes[:MAX_LOGGED_NOTES]]
 
 
 def _job_key(job_dir: Path) -> bytes:

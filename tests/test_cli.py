@@ -48,9 +48,12 @@ def test_schema_init_lists_kinds_and_refuses_to_overwrite(tmp_path, run_cli):
     out = tmp_path / "s.toml"
     first = run_cli("schema", "init", "--columns", "first_name,dob,zip,notes", "--out", out, "--project", "tf-2026")
     assert first.code == 0 and "tf-2026" in first.out
-    assert "XOR-folded record filter, no group filters" in first.out.splitlines()[1]
-    assert [line.split()[1] for line in first.out.splitlines()[2:]] == ["name", "date", "postcode", "text"]
-    assert Schema.load(out).hardening.xor_fold and not Schema.load(out).group_filters
+    assert "match keys" in first.out.splitlines()[1]  # the default profile
+    assert [line.split()[1] for line in first.out.splitlines() if " group " in line] == ["name", "date", "postcode", "text"]
+    assert Schema.load(out).profile == "match-keys" and "dob_given_initial" in {k.name for k in Schema.load(out).match_keys}
+    folded = run_cli("schema", "init", "--columns", "first_name,dob", "--out", tmp_path / "rf.toml", "--record-filter")
+    assert folded.code == 0 and "XOR-folded record filter" in folded.out
+    assert Schema.load(tmp_path / "rf.toml").profile == "record-filter" and Schema.load(tmp_path / "rf.toml").hardening.xor_fold
     again = run_cli("schema", "init", "--columns", "surname", "--out", out)
     assert again.code == 1 and "already exists" in again.err
     fs = run_cli("schema", "init", "--columns", "first_name,dob", "--out", tmp_path / "fs.toml", "--field-scoring")
@@ -131,7 +134,8 @@ def test_project_override_changes_the_keys(project, run_cli):
     assert run_cli(*encode_args(schema, secret, people, tmp / "a.parquet")).code == 0
     assert run_cli(*encode_args(schema, secret, people, tmp / "b.parquet"), "--project", "another").code == 0
     a, b = pl.read_parquet(tmp / "a.parquet"), pl.read_parquet(tmp / "b.parquet")
-    assert a.get_column("clk").to_list() != b.get_column("clk").to_list()
+    tokens = [c for c in a.columns if c.startswith("token_")]
+    assert tokens and all(a.get_column(c).to_list() != b.get_column(c).to_list() for c in tokens)
     assert pl.read_parquet_metadata(tmp / "b.parquet")["linkage.project"] == "another"
 
 

@@ -23,12 +23,13 @@ from linkage.errors import JobError
 from linkage.jobs._config import load_coordinator_config, load_node_config
 from linkage.jobs._store import JobStore
 from linkage.protocol._clients import run_job_remotely
-from linkage.protocol._convert import result_chunks
+from linkage.protocol._convert import encodings_from_chunks, result_chunks
 from linkage.protocol._credentials import channel_credentials
 from linkage.protocol._node import NodeService, node_policy
 from linkage.protocol._server import create_server
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
+from linkage.records._schema import Schema
 from linkage.testing._demo import AGENCIES, prepare_demo, write_coordinator_config
 from linkage.trust._pki import init_ca, issue, load_tls
 from services.coordinator import start_coordinator
@@ -115,7 +116,8 @@ def test_excluded_records_are_never_sent(task_force):
     assert excluded
     with grpc.secure_channel(f"127.0.0.1:{task_force.ports['police']}", channel_credentials(task_force.tls)) as channel:
         chunks = list(pb_grpc.NodeStub(channel).FetchEncodings(pb.FetchEncodingsRequest(job_id="probe"), timeout=30))
-    sent = {rid for c in chunks for rid in c.record_ids}
+    encodings, _ = encodings_from_chunks(chunks, peer="police")
+    sent = set(encodings.record_ids.to_list())
     assert sent and not (sent & excluded) and len(sent) == frame.height - len(excluded)
 
 
@@ -190,8 +192,12 @@ class TamperingNode(NodeService):
     def FetchEncodings(self, request, context):
         self.calls += 1
         for chunk in super().FetchEncodings(request, context):
-            if not chunk.last and chunk.filters and (self.times is None or self.calls <= self.times):
-                chunk.filters = bytes([chunk.filters[0] ^ 1]) + chunk.filters[1:]
+            if not chunk.last and (self.times is None or self.calls <= self.times):
+                if chunk.filters:
+                    chunk.filters = bytes([chunk.filters[0] ^ 1]) + chunk.filters[1:]
+                if chunk.parquet:  # match-key encodings travel as Parquet bytes: flip one in the middle
+                    middle = len(chunk.parquet) // 2
+                    chunk.parquet = chunk.parquet[:middle] + bytes([chunk.parquet[middle] ^ 1]) + chunk.parquet[middle + 1 :]
             yield chunk
 
 
@@ -303,7 +309,8 @@ def test_every_step_of_a_job_is_in_the_audit_logs(task_force, run_cli):
     exported = run_cli("audit", "export", "--log", log, "--job", last.job_id, "--action", "job linked")
     linked = [json.loads(line)["details"] for line in exported.out.splitlines() if line.strip()]
     # The scoring and thresholds linking used, not the defaults the request left open.
-    assert len(linked) == 1 and linked[0]["scoring"] == "dice" and linked[0]["threshold"] >= 0.62, linked
+    assert len(linked) == 1 and linked[0]["profile"] == "match-keys" and linked[0]["scoring"] == "fs", linked
+    assert linked[0]["threshold"] == 0.5 and set(linked[0]["pairs_per_key"]) == {k.name for k in Schema.load(task_force.node_configs["police"].schema).match_keys}
     node_log = task_force.layout.agency("police") / "audit.db"
     assert verify(node_log, load_public_key(task_force.layout.agency("police") / "audit.pub")).ok
     node_listed = run_cli("audit", "list", "--log", node_log, "--job", last.job_id)

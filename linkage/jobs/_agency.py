@@ -9,11 +9,10 @@ from pathlib import Path
 
 import polars as pl
 
-from linkage.bloom._encode import encode
-from linkage.bloom._encodings import Encodings
 from linkage.bloom._keys import Secret
 from linkage.errors import InputError
 from linkage.jobs._config import NodeConfig
+from linkage.jobs._profiles import AnyEncodings, encode_records
 from linkage.records._reading import read_records
 from linkage.records._schema import Schema
 from linkage.trust._ceremony import key_epoch_of
@@ -24,7 +23,7 @@ RESULT_COLUMNS = ("record_id", "band", "similarity", "reference", "shared_with")
 
 @dataclass(frozen=True, eq=False)
 class AgencyEncodings:
-    encodings: Encodings
+    encodings: AnyEncodings
     excluded: int  # records held back by the exclusion column
     rejected_values: int
 
@@ -44,7 +43,7 @@ def agency_encodings(config: NodeConfig) -> AgencyEncodings:
         flag = records.get_column(config.exclude_column).str.strip_chars().str.to_lowercase().is_in(_EXCLUDED)
         excluded = int(flag.sum())
         records = records.filter(~flag).drop(config.exclude_column)
-    result = encode(records, schema, secret, key_epoch=key_epoch_of(config.secret))
+    result = encode_records(records, schema, secret, key_epoch=key_epoch_of(config.secret))
     config.data_dir.mkdir(parents=True, exist_ok=True)
     result.rejects.write_csv(config.data_dir / "rejects.csv")
     return AgencyEncodings(result.encodings, excluded, result.rejects.height)

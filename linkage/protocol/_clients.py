@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import grpc
 import polars as pl
 
-from linkage.bloom._encodings import Encodings
 from linkage.errors import JobError
+from linkage.jobs._profiles import AnyEncodings
 from linkage.protocol._convert import encodings_from_chunks, result_chunks
 from linkage.protocol._server import secure_channel
 from linkage.protocol.v1 import linkage_pb2 as pb
@@ -23,7 +23,7 @@ CALL_TIMEOUT = 600.0
 
 @dataclass(frozen=True)
 class Fetched:
-    encodings: Encodings
+    encodings: AnyEncodings
     digest: str
     excluded: int  # records the agency excluded before encoding (no consent, say)
 

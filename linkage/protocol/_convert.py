@@ -14,16 +14,23 @@ import numpy as np
 import polars as pl
 
 from linkage.bloom._encodings import Encodings
-from linkage.errors import TransferError
+from linkage.errors import EncodingsError, TransferError
 from linkage.jobs._agency import RESULT_COLUMNS
+from linkage.jobs._profiles import AnyEncodings, encodings_from_bytes, encodings_to_bytes
 from linkage.protocol.v1 import linkage_pb2 as pb
+from linkage.scoped import ScopedEncodings
+
+PARQUET_CHUNK_BYTES = 1 << 20
 
 
 def _ids_bytes(ids: list[str]) -> bytes:
     return "\n".join(ids).encode() + b"\x00"
 
 
-def encoding_chunks(encodings: Encodings, chunk_records: int) -> Iterator[pb.EncodingChunk]:
+def encoding_chunks(encodings: AnyEncodings, chunk_records: int) -> Iterator[pb.EncodingChunk]:
+    if isinstance(encodings, ScopedEncodings):
+        yield from _scoped_chunks(encodings)
+        return
     digest = hashlib.sha256()
     n = len(encodings)
     ids = encodings.record_ids.to_list()
@@ -44,16 +51,30 @@ def encoding_chunks(encodings: Encodings, chunk_records: int) -> Iterator[pb.Enc
     )  # fmt: skip
 
 
-def encodings_from_chunks(chunks: Iterable[pb.EncodingChunk], *, peer: str) -> tuple[Encodings, str]:
+def _scoped_chunks(encodings: ScopedEncodings) -> Iterator[pb.EncodingChunk]:
+    data = encodings_to_bytes(encodings)
+    for start in range(0, len(data), PARQUET_CHUNK_BYTES):
+        yield pb.EncodingChunk(parquet=data[start : start + PARQUET_CHUNK_BYTES])
+    yield pb.EncodingChunk(
+        last=True, total_records=len(encodings), digest=hashlib.sha256(data).hexdigest(), project=encodings.project,
+        schema_fingerprint=encodings.schema_fingerprint, key_epoch=encodings.key_epoch, profile="match-keys",
+    )  # fmt: skip
+
+
+def encodings_from_chunks(chunks: Iterable[pb.EncodingChunk], *, peer: str) -> tuple[AnyEncodings, str]:
     """Reassemble and verify; returns the encodings and the stream's digest. ``peer`` names the sender."""
     digest = hashlib.sha256()
     ids: list[str] = []
-    filters, groups, present = [], [], []
+    filters, groups, present, parquet = [], [], [], []
     trailer = None
     for chunk in chunks:
         if chunk.last:
             trailer = chunk
             break
+        if chunk.parquet:
+            digest.update(chunk.parquet)
+            parquet.append(chunk.parquet)
+            continue
         chunk_ids = list(chunk.record_ids)
         for part in (_ids_bytes(chunk_ids), chunk.filters, chunk.group_filters, chunk.present):
             digest.update(part)
@@ -63,6 +84,8 @@ def encodings_from_chunks(chunks: Iterable[pb.EncodingChunk], *, peer: str) -> t
         present.append(chunk.present)
     if trailer is None:
         raise TransferError(f"{peer}: encodings stream ended before its last chunk")
+    if trailer.profile == "match-keys" or parquet:
+        return _scoped_from(trailer, parquet, digest.hexdigest(), ids, peer), trailer.digest
     if trailer.total_records != len(ids):
         raise TransferError(f"{peer}: received {len(ids):,} records, the sender counted {trailer.total_records:,}")
     if trailer.digest != digest.hexdigest():
@@ -86,6 +109,22 @@ def encodings_from_chunks(chunks: Iterable[pb.EncodingChunk], *, peer: str) -> t
         project=trailer.project,
         key_epoch=trailer.key_epoch,
     ), trailer.digest
+
+
+def _scoped_from(trailer: pb.EncodingChunk, parquet: list[bytes], digest: str, ids: list[str], peer: str) -> ScopedEncodings:
+    if trailer.profile != "match-keys" or ids:
+        raise TransferError(f"{peer}: encodings stream mixes match-key and record-filter chunks")
+    if trailer.digest != digest:
+        raise TransferError(f"{peer}: encodings digest does not match: the transfer was altered or broken")
+    try:
+        encodings = encodings_from_bytes(b"".join(parquet), peer=peer)
+    except EncodingsError as error:
+        raise TransferError(str(error)) from None
+    if len(encodings) != trailer.total_records:
+        raise TransferError(f"{peer}: received {len(encodings):,} records, the sender counted {trailer.total_records:,}")
+    if (encodings.project, encodings.schema_fingerprint, encodings.key_epoch) != (trailer.project, trailer.schema_fingerprint, trailer.key_epoch):
+        raise TransferError(f"{peer}: the encodings' metadata disagrees with the stream's")
+    return encodings
 
 
 def _row_bytes(row: pb.ResultRow) -> bytes:

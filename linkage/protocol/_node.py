@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import grpc
 
+from linkage.bloom._encodings import Encodings
 from linkage.errors import InputError
 from linkage.jobs._agency import AgencyEncodings, agency_encodings, write_results
 from linkage.jobs._config import NodeConfig
@@ -50,11 +51,16 @@ class NodeService(pb_grpc.NodeServicer):
     def Describe(self, request: pb.DescribeRequest, context: grpc.ServicerContext) -> pb.DescribeResponse:
         held = self._encodings()
         enc = held.encodings
-        return pb.DescribeResponse(
-            agency=self._config.agency, project=enc.project, schema_fingerprint=enc.schema_fingerprint, bits=enc.bits,
-            groups=list(enc.group_names), records=len(enc), excluded=held.excluded, rejected_values=held.rejected_values,
-            key_epoch=enc.key_epoch,
+        described = pb.DescribeResponse(
+            agency=self._config.agency, project=enc.project, schema_fingerprint=enc.schema_fingerprint, records=len(enc),
+            excluded=held.excluded, rejected_values=held.rejected_values, key_epoch=enc.key_epoch,
         )  # fmt: skip
+        if isinstance(enc, Encodings):
+            described.bits, described.profile = enc.bits, "field-scoring" if enc.group_filters is not None else "record-filter"
+            described.groups.extend(enc.group_names)
+        else:
+            described.profile = "match-keys"
+        return described
 
     def FetchEncodings(self, request: pb.FetchEncodingsRequest, context: grpc.ServicerContext) -> Iterator[pb.EncodingChunk]:
         chunk = request.chunk_records or self._config.chunk_records

@@ -86,6 +86,10 @@ for _kind, _names in {
 
 DEFAULT_MISSING_VALUES = ("", "na", "n/a", "null", "none", "unknown", "-", "?")
 _PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_KEY_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+# A token value shared by more records of one agency than this is dropped from them (the records
+# stay, with their other keys): such a value is a household or a very common name.
+DEFAULT_TOKEN_CAP = 20
 
 
 def kind_for_column(column: str) -> str:
@@ -129,6 +133,28 @@ class HardeningSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MatchKey:
+    """A match key as the schema declares it (``[[match_keys]] name = ..., parts = [...]``).
+
+    What the parts mean (roles, transforms) is ``linkage.scoped``'s business: it checks them
+    against the schema's fields before encoding."""
+
+    name: str
+    parts: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _KEY_NAME.fullmatch(self.name):
+            raise SchemaError(f"match key {self.name!r}: name: use 1-32 lowercase letters, digits and '_'")
+        if not self.parts or not all(isinstance(p, str) and p for p in self.parts):
+            raise SchemaError(f"match key {self.name!r}: parts: at least one part is required")
+        if len(set(self.parts)) != len(self.parts):
+            raise SchemaError(f"match key {self.name!r}: parts: a part is listed twice")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "parts": list(self.parts)}
+
+
+@dataclass(frozen=True, kw_only=True)
 class Schema:
     project: str
     fields: tuple[FieldSpec, ...]
@@ -138,9 +164,20 @@ class Schema:
     # (benchmarks/privacy.py); they are for a task force that accepts that (README: Privacy).
     group_filters: bool = False  # also emit one filter per field group (field scoring); the presence mask is always sent
     missing_values: tuple[str, ...] = DEFAULT_MISSING_VALUES
+    # Match keys (the default profile): records are compared only inside the scope of a key they
+    # agree on exactly. Empty: the record-filter profiles (Bloom filters any two of which compare).
+    match_keys: tuple[MatchKey, ...] = ()
+    token_cap: int = DEFAULT_TOKEN_CAP  # a token value held by more records of one agency is dropped
 
     def __post_init__(self) -> None:
         _validate(self)
+
+    @property
+    def profile(self) -> str:
+        """``match-keys``, ``field-scoring`` (group filters) or ``record-filter``."""
+        if self.match_keys:
+            return "match-keys"
+        return "field-scoring" if self.group_filters else "record-filter"
 
     # -- derived -------------------------------------------------------------------------------
     @property
@@ -176,6 +213,7 @@ class Schema:
             "output": {"group_filters": self.group_filters},
             "missing": {"values": list(self.missing_values)},
             "fields": [f.to_dict() for f in self.fields],
+            **({"match_keys": [k.to_dict() for k in self.match_keys], "frequency": {"token_cap": self.token_cap}} if self.match_keys else {}),
         }
 
     @property
@@ -209,7 +247,7 @@ class Schema:
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "schema") -> Schema:
         data = dict(data)
-        _check_keys(data, {"version", "project", "filter", "hardening", "output", "missing", "fields"}, source, "")
+        _check_keys(data, {"version", "project", "filter", "hardening", "output", "missing", "fields", "match_keys", "frequency"}, source, "")
         version = data.get("version", SCHEMA_VERSION)
         if version != SCHEMA_VERSION:
             raise SchemaError(f"{source}: version: unsupported schema version {version!r} (expected {SCHEMA_VERSION})")
@@ -251,9 +289,14 @@ class Schema:
                     salt_with=_typed(raw.get("salt_with"), (str, type(None)), source, f"{where}.salt_with"),
                 )
             )
+        match_keys = _match_keys(data.get("match_keys", []), source)
+        frequency = _table(data, "frequency", source)
+        _check_keys(frequency, {"token_cap"}, source, "frequency.")
         try:
             return cls(
                 project=_typed(project["id"], str, source, "project.id"),
+                match_keys=match_keys,
+                token_cap=_typed(frequency.get("token_cap", DEFAULT_TOKEN_CAP), int, source, "frequency.token_cap"),
                 fields=tuple(fields),
                 filter=FilterSpec(**{k: _typed(v, int, source, f"filter.{k}") for k, v in filt.items()}),
                 hardening=HardeningSpec(**_hardening_values(hard, source)),
@@ -316,12 +359,35 @@ def _validate(schema: Schema) -> None:
             raise SchemaError(f"{where}.group: use lowercase letters, digits and '_'")
         if spec.date_format is not None and spec.kind != "date":
             raise SchemaError(f"{where}.date_format: only date fields take a format")
+    if not 1 <= schema.token_cap <= 1_000_000:
+        raise SchemaError("frequency.token_cap: must be between 1 and 1000000")
     for index, spec in enumerate(schema.fields):
         if spec.salt_with is not None:
             if spec.salt_with not in seen:
                 raise SchemaError(f"fields[{index}].salt_with: no field named {spec.salt_with!r}")
             if spec.salt_with == spec.name:
                 raise SchemaError(f"fields[{index}].salt_with: a field cannot salt itself")
+
+
+def _match_keys(raw: Any, source: str) -> tuple[MatchKey, ...]:
+    if not isinstance(raw, list):
+        raise SchemaError(f"{source}: match_keys: must be an array of tables ([[match_keys]])")
+    keys = []
+    for index, entry in enumerate(raw):
+        where = f"match_keys[{index}]"
+        if not isinstance(entry, dict):
+            raise SchemaError(f"{source}: {where}: must be a table")
+        _check_keys(entry, {"name", "parts"}, source, f"{where}.")
+        name = _typed(entry.get("name"), str, source, f"{where}.name")
+        parts = _typed(entry.get("parts"), list, source, f"{where}.parts")
+        try:
+            keys.append(MatchKey(name=name, parts=tuple(_typed(p, str, source, f"{where}.parts") for p in parts)))
+        except SchemaError as exc:
+            raise SchemaError(f"{source}: {where}: {exc}") from None
+    names = [k.name for k in keys]
+    if len(set(names)) != len(names):
+        raise SchemaError(f"{source}: match_keys: a key name is listed twice")
+    return tuple(keys)
 
 
 def _hardening_values(table: dict[str, Any], source: str) -> dict[str, Any]:
@@ -394,4 +460,14 @@ def _render_toml(schema: Schema) -> str:
     for spec in data["fields"]:
         lines += ["", "[[fields]]"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in spec.items()]
+    if schema.match_keys:
+        lines += [
+            "",
+            "[frequency]",
+            "# a token value held by more records of one agency than this is dropped (the record stays)",
+            f"token_cap = {schema.token_cap}",
+        ]
+        lines += ["", "# Match keys: two records are compared only inside the scope of a key they agree on exactly."]
+        for key in schema.match_keys:
+            lines += ["", "[[match_keys]]", f"name = {_toml_value(key.name)}", f"parts = {_toml_value(list(key.parts))}"]
     return "\n".join(lines) + "\n"

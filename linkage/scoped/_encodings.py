@@ -12,6 +12,7 @@ import hmac
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import polars as pl
@@ -82,7 +83,7 @@ class ScopedEncodings:
         }
 
 
-def write_scoped_encodings(encodings: ScopedEncodings, path: str | Path) -> None:
+def write_scoped_encodings(encodings: ScopedEncodings, path: str | Path | BinaryIO) -> None:
     columns = [encodings.record_ids.alias("record_id")]
     n = len(encodings)
     for k, layout in enumerate(encodings.layouts):
@@ -93,11 +94,14 @@ def write_scoped_encodings(encodings: ScopedEncodings, path: str | Path) -> None
     pl.DataFrame(columns).write_parquet(path, compression="lz4", metadata=encodings.metadata(), statistics=False)
 
 
-def read_scoped_encodings(path: str | Path) -> ScopedEncodings:
-    path = Path(path)
+def read_scoped_encodings(source: str | Path | BinaryIO, *, name: str | None = None) -> ScopedEncodings:
+    """Read a file (or a stream of its bytes, named ``name`` in errors: a peer, say)."""
+    path = name if name is not None else Path(source) if isinstance(source, str | Path) else "stream"
     try:
-        meta = pl.read_parquet_metadata(path)
-        frame = pl.read_parquet(path)
+        meta = pl.read_parquet_metadata(source)
+        if not isinstance(source, str | Path):
+            source.seek(0)
+        frame = pl.read_parquet(source)
     except FileNotFoundError:
         raise EncodingsError(f"{path}: file not found") from None
     except (OSError, pl.exceptions.PolarsError):

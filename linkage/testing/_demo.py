@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from linkage.bloom._keys import Secret
+from linkage.jobs._profiles import with_default_match_keys
 from linkage.records._schema import Schema
 from linkage.testing._synthetic import generate_agencies
 from linkage.trust._pki import init_ca, issue
@@ -64,7 +65,7 @@ def prepare_demo(
     issue(layout.pki, role="auditor", name="auditor")
     rng = np.random.default_rng(seed)
     data = generate_agencies(people, rng=rng)
-    schema = Schema.for_columns(COLUMNS, project="task-force-demo")
+    schema = with_default_match_keys(Schema.for_columns(COLUMNS, project="task-force-demo"))
     secret = Secret.generate()
     for name in AGENCIES:
         folder = layout.agency(name)

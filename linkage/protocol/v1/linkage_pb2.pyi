@@ -13,7 +13,7 @@ class DescribeRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class DescribeResponse(_message.Message):
-    __slots__ = ("agency", "project", "schema_fingerprint", "bits", "groups", "records", "excluded", "rejected_values", "key_epoch")
+    __slots__ = ("agency", "project", "schema_fingerprint", "bits", "groups", "records", "excluded", "rejected_values", "key_epoch", "profile")
     AGENCY_FIELD_NUMBER: _ClassVar[int]
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,7 @@ class DescribeResponse(_message.Message):
     EXCLUDED_FIELD_NUMBER: _ClassVar[int]
     REJECTED_VALUES_FIELD_NUMBER: _ClassVar[int]
     KEY_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
     agency: str
     project: str
     schema_fingerprint: str
@@ -32,7 +33,8 @@ class DescribeResponse(_message.Message):
     excluded: int
     rejected_values: int
     key_epoch: int
-    def __init__(self, agency: _Optional[str] = ..., project: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., bits: _Optional[int] = ..., groups: _Optional[_Iterable[str]] = ..., records: _Optional[int] = ..., excluded: _Optional[int] = ..., rejected_values: _Optional[int] = ..., key_epoch: _Optional[int] = ...) -> None: ...
+    profile: str
+    def __init__(self, agency: _Optional[str] = ..., project: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., bits: _Optional[int] = ..., groups: _Optional[_Iterable[str]] = ..., records: _Optional[int] = ..., excluded: _Optional[int] = ..., rejected_values: _Optional[int] = ..., key_epoch: _Optional[int] = ..., profile: _Optional[str] = ...) -> None: ...
 
 class FetchEncodingsRequest(_message.Message):
     __slots__ = ("job_id", "chunk_records")
@@ -43,7 +45,7 @@ class FetchEncodingsRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., chunk_records: _Optional[int] = ...) -> None: ...
 
 class EncodingChunk(_message.Message):
-    __slots__ = ("record_ids", "filters", "group_filters", "present", "last", "total_records", "digest", "project", "schema_fingerprint", "bits", "groups", "key_epoch")
+    __slots__ = ("record_ids", "filters", "group_filters", "present", "last", "total_records", "digest", "project", "schema_fingerprint", "bits", "groups", "key_epoch", "parquet", "profile")
     RECORD_IDS_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
     GROUP_FILTERS_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +58,8 @@ class EncodingChunk(_message.Message):
     BITS_FIELD_NUMBER: _ClassVar[int]
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     KEY_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    PARQUET_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
     record_ids: _containers.RepeatedScalarFieldContainer[str]
     filters: bytes
     group_filters: bytes
@@ -68,7 +72,9 @@ class EncodingChunk(_message.Message):
     bits: int
     groups: _containers.RepeatedScalarFieldContainer[str]
     key_epoch: int
-    def __init__(self, record_ids: _Optional[_Iterable[str]] = ..., filters: _Optional[bytes] = ..., group_filters: _Optional[bytes] = ..., present: _Optional[bytes] = ..., last: _Optional[bool] = ..., total_records: _Optional[int] = ..., digest: _Optional[str] = ..., project: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., bits: _Optional[int] = ..., groups: _Optional[_Iterable[str]] = ..., key_epoch: _Optional[int] = ...) -> None: ...
+    parquet: bytes
+    profile: str
+    def __init__(self, record_ids: _Optional[_Iterable[str]] = ..., filters: _Optional[bytes] = ..., group_filters: _Optional[bytes] = ..., present: _Optional[bytes] = ..., last: _Optional[bool] = ..., total_records: _Optional[int] = ..., digest: _Optional[str] = ..., project: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., bits: _Optional[int] = ..., groups: _Optional[_Iterable[str]] = ..., key_epoch: _Optional[int] = ..., parquet: _Optional[bytes] = ..., profile: _Optional[str] = ...) -> None: ...
 
 class ResultRow(_message.Message):
     __slots__ = ("record_id", "band", "similarity", "reference", "shared_with")

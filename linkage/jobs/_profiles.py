@@ -1,0 +1,279 @@
+"""One front for the encoding profiles, so that the CLI and the processes need not tell them apart.
+
+    schema.profile ─▶ ``match-keys`` (the default: ``linkage.scoped``; records compared only inside
+                      the scope of a key they agree on)
+                   ─▶ ``record-filter`` / ``field-scoring`` (``linkage.bloom`` + ``linkage.matching``:
+                      Bloom filters any two of which compare)
+
+``encode_records`` encodes, ``read_any_encodings``/``write_any_encodings`` move either kind to and from
+Parquet, and ``link_sources`` links sources of one kind and returns what every caller prints or logs
+(``Linked``): pairs, clusters, scores, thresholds, notes and the audit details, as data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import polars as pl
+
+from linkage.bloom._encode import encode
+from linkage.bloom._encodings import Encodings, read_encodings, write_encodings
+from linkage.bloom._keys import Secret
+from linkage.errors import EncodingsError, LinkageError
+from linkage.matching._histogram import histogram_lines, score_histogram, suggested_threshold
+from linkage.matching._link import LinkResult, LinkSettings, check_compatible, link
+from linkage.matching._summary import link_summary
+from linkage.records._schema import Schema
+from linkage.scoped import MatchKey as ScopedMatchKey
+from linkage.scoped import (
+    ScopedEncodings,
+    ScopedLinkResult,
+    ScopedLinkSettings,
+    check_scoped_compatible,
+    encode_scoped,
+    link_scoped,
+    read_scoped_encodings,
+    write_scoped_encodings,
+)
+from linkage.scoped._link import DEFAULT_MATCH_THRESHOLD, DEFAULT_REVIEW_THRESHOLD
+
+__all__ = [
+    "AnyEncodings",
+    "Encoded",
+    "Linked",
+    "check_sources",
+    "encode_records",
+    "encodings_from_bytes",
+    "encodings_to_bytes",
+    "is_scoped_file",
+    "link_sources",
+    "read_any_encodings",
+    "write_any_encodings",
+]
+
+AnyEncodings = Encodings | ScopedEncodings
+MAX_AUDIT_NOTES = 8
+_PROFILE_KEY = "linkage.profile"
+
+
+@dataclass(frozen=True, eq=False)
+class Encoded:
+    encodings: AnyEncodings
+    rejects: pl.DataFrame  # row, record_id, field, reason (never the value)
+    missing: dict[str, int]  # values missing per field
+    capped: dict[str, int] = field(default_factory=dict)  # per match key: records whose token the cap dropped
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def scoped_keys(schema: Schema) -> tuple[ScopedMatchKey, ...]:
+    return tuple(ScopedMatchKey(name=k.name, parts=k.parts) for k in schema.match_keys)
+
+
+def encode_records(
+    records: pl.DataFrame,
+    schema: Schema,
+    secret: Secret,
+    *,
+    today: dt.date | None = None,
+    key_epoch: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> Encoded:
+    """Encode ``records`` (``record_id`` plus the schema's columns) as the schema's profile says."""
+    if schema.match_keys:
+        result = encode_scoped(records, schema, secret, keys=scoped_keys(schema), cap=schema.token_cap, today=today, key_epoch=key_epoch)
+        if progress:
+            progress("encoded under match keys")
+        return Encoded(result.encodings, result.rejects, result.missing, dict(result.capped), dict(result.seconds))
+    plain = encode(records, schema, secret, today=today, key_epoch=key_epoch, progress=progress)
+    return Encoded(plain.encodings, plain.rejects, plain.missing, {}, dict(plain.seconds))
+
+
+def is_scoped_file(source: str | Path | BinaryIO) -> bool:
+    try:
+        meta = pl.read_parquet_metadata(source)
+    except FileNotFoundError:
+        raise EncodingsError(f"{source}: file not found") from None
+    except (OSError, pl.exceptions.PolarsError):
+        raise EncodingsError(f"{source}: not a readable Parquet file") from None
+    finally:
+        if not isinstance(source, str | Path):
+            source.seek(0)
+    return meta.get(_PROFILE_KEY) == "match-keys"
+
+
+def read_any_encodings(path: str | Path) -> AnyEncodings:
+    return read_scoped_encodings(path) if is_scoped_file(path) else read_encodings(path)
+
+
+def write_any_encodings(encodings: AnyEncodings, path: str | Path | BinaryIO) -> None:
+    if isinstance(encodings, ScopedEncodings):
+        write_scoped_encodings(encodings, path)
+    else:
+        write_encodings(encodings, path)  # type: ignore[arg-type]
+
+
+def encodings_to_bytes(encodings: ScopedEncodings) -> bytes:
+    """The Parquet form of match-key encodings, for the wire (never written to disk)."""
+    buffer = io.BytesIO()
+    write_scoped_encodings(encodings, buffer)
+    return buffer.getvalue()
+
+
+def encodings_from_bytes(data: bytes, *, peer: str) -> ScopedEncodings:
+    return read_scoped_encodings(io.BytesIO(data), name=peer)
+
+
+# -- linking --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Linked:
+    """A linkage run's outcome, whatever the profile: what the CLI prints and the audit log records."""
+
+    profile: str
+    scoring: str  # "fs" (match probability) or "dice"
+    pairs: pl.DataFrame  # source_a, id_a, source_b, id_b, similarity, band
+    clusters: pl.DataFrame  # cluster_id, source, record_id
+    scores: np.ndarray  # every candidate pair's score
+    threshold: float
+    review_threshold: float
+    sources: dict[str, int]
+    candidates: int
+    notes: list[str]  # rules tightened, defaults moved, and why
+    details: dict[str, Any]  # for the audit log: counts, thresholds, per-key figures; never a record
+    result: LinkResult | ScopedLinkResult
+
+    def summary(self, elapsed: float, out: Path | None = None, clusters: Path | None = None) -> str:
+        if isinstance(self.result, LinkResult):
+            return link_summary(self.result, elapsed, out, clusters)
+        return _scoped_summary(self, elapsed, out, clusters)
+
+    def audit_details(self) -> dict[str, Any]:
+        bands = dict(sorted(self.pairs.get_column("band").value_counts().rows()))
+        return {
+            "profile": self.profile, "scoring": self.scoring, "threshold": self.threshold,
+            "review_threshold": self.review_threshold, "candidates": self.candidates, "pairs": bands,
+            "clusters": int(self.clusters.get_column("cluster_id").n_unique()), "records": self.sources,
+            "score_histogram": score_histogram(self.scores).tolist(), "notes": self.notes[:MAX_AUDIT_NOTES],
+            **self.details,
+        }  # fmt: skip
+
+
+def check_sources(sources: Mapping[str, AnyEncodings]) -> None:
+    """Sources that can be linked together: one profile, project, schema, key epoch (and secret, for
+    match keys); otherwise one line naming the source at fault."""
+    kinds = {name: isinstance(enc, ScopedEncodings) for name, enc in sources.items()}
+    first = next(iter(kinds), None)
+    odd = [name for name, scoped in kinds.items() if scoped != kinds[first]] if first else []
+    if odd:
+        raise EncodingsError(f"{odd[0]}: encoded under another profile than {first}; encode every source with one schema")
+    if first is not None and kinds[first]:
+        check_scoped_compatible({n: e for n, e in sources.items() if isinstance(e, ScopedEncodings)})
+    else:
+        check_compatible({n: e for n, e in sources.items() if isinstance(e, Encodings)})
+
+
+def link_sources(
+    sources: Mapping[str, AnyEncodings], settings: LinkSettings = LinkSettings(), *, progress: Callable[[str], None] | None = None
+) -> Linked:
+    """Link sources of one profile; a mix of profiles is refused naming the odd source."""
+    check_sources(sources)
+    if all(isinstance(e, ScopedEncodings) for e in sources.values()):
+        return _link_scoped({n: e for n, e in sources.items() if isinstance(e, ScopedEncodings)}, settings, progress)
+    plain = {n: e for n, e in sources.items() if isinstance(e, Encodings)}
+    result = link(plain, settings, progress=progress)
+    notes = [*result.notes, *(f"{s.source_a} ~ {s.source_b}: {note}" for s in result.stats for note in s.notes)]
+    profile = "field-scoring" if next(iter(plain.values())).group_filters is not None else "record-filter"
+    return Linked(
+        profile=profile, scoring=result.scoring, pairs=result.pairs, clusters=result.clusters, scores=result.scores,
+        threshold=result.threshold, review_threshold=result.review_threshold, sources=dict(result.sources),
+        candidates=len(result.scores), notes=notes, details={"comparisons": result.comparisons}, result=result,
+    )  # fmt: skip
+
+
+def _link_scoped(sources: Mapping[str, ScopedEncodings], settings: LinkSettings, progress: Callable[[str], None] | None) -> Linked:
+    if settings.scoring == "dice":
+        raise LinkageError("match-key encodings are scored by Fellegi–Sunter (fs); dice needs record-filter encodings")
+    threshold = DEFAULT_MATCH_THRESHOLD if settings.threshold is None else settings.threshold
+    review = DEFAULT_REVIEW_THRESHOLD if settings.review_threshold is None else settings.review_threshold
+    if review > threshold:
+        if settings.review_threshold is not None:
+            raise LinkageError(f"review threshold {review:g} is above the match threshold {threshold:g}")
+        review = threshold
+    result = link_scoped(sources, ScopedLinkSettings(threshold=threshold, review_threshold=review, one_per_source=settings.one_per_source), progress=progress)
+    return Linked(
+        profile="match-keys", scoring="fs", pairs=result.pairs, clusters=result.clusters, scores=result.scores,
+        threshold=result.threshold, review_threshold=result.review_threshold, sources=dict(result.sources),
+        candidates=result.candidates, notes=[], details={"pairs_per_key": dict(result.key_pairs)}, result=result,
+    )  # fmt: skip
+
+
+def _scoped_summary(linked: Linked, elapsed: float, out: Path | None, clusters: Path | None) -> str:
+    result = linked.result
+    assert isinstance(result, ScopedLinkResult)
+    lines = ["records  " + ", ".join(f"{name} {n:,}" for name, n in linked.sources.items())]
+    lines.append(f"{linked.candidates:,} candidate pairs share a match-key token (pairs that share none are never compared)")
+    lines.append("  pairs per key: " + ", ".join(f"{key} {n:,}" for key, n in result.key_pairs.items()))
+    lines += result.model.describe()
+    lines.append("score distribution of candidate pairs (match probability):")
+    lines += histogram_lines(linked.scores, linked.threshold, linked.review_threshold)
+    suggestion = suggested_threshold(linked.scores)
+    if suggestion is not None:
+        lines.append(f"suggested match threshold {suggestion:g} (where the score distribution is thinnest); in use {linked.threshold:g}")
+    n_clusters = linked.clusters.get_column("cluster_id").n_unique()
+    matches = int((linked.pairs.get_column("band") == "match").sum())
+    where = f"wrote {out}: " if out else ""
+    lines.append(f"{where}{matches:,} matching pairs in {n_clusters:,} clusters, {linked.pairs.height - matches:,} possible matches for review")
+    if matches == 0:
+        best = f"{float(linked.scores.max()):.3g}" if len(linked.scores) else "none"
+        lines.append(f"note: no candidate pair reached the match threshold {linked.threshold:g} (highest score {best})")
+    if clusters:
+        lines.append(f"wrote {clusters}: {linked.clusters.height:,} records in {n_clusters:,} clusters")
+    lines.append(f"done in {elapsed:.2f} s")
+    return "\n".join(lines)
+
+
+def with_default_match_keys(schema: Schema) -> Schema:
+    """``schema`` with the default match keys its fields can make (``schema init``'s default)."""
+    from linkage.records._schema import MatchKey
+    from linkage.scoped import resolved_keys
+
+    keys = resolved_keys(schema, None)
+    return dataclasses.replace(schema, match_keys=tuple(MatchKey(name=k.name, parts=k.parts) for k in keys))
+
+
+# A key whose values are this common in an agency's own records is refused at ``schema init``: the cap
+# would drop most of its tokens, and those it kept would tell the coordinator about households.
+REFUSE_SHARE_COMMON = 0.5
+WARN_SHARE_COMMON = 0.05
+
+
+def checked_match_keys(schema: Schema) -> tuple[ScopedMatchKey, ...]:
+    """The schema's match keys, each part checked against its fields (one-line SchemaError)."""
+    from linkage.scoped import check_keys
+
+    keys = scoped_keys(schema)
+    check_keys(keys, schema)
+    return keys
+
+
+def key_frequency_lines(records: pl.DataFrame, schema: Schema, where: str | Path) -> tuple[list[str], str | None]:
+    """Lines measuring each match key's value frequencies on a sample, and the reason to refuse, if any."""
+    from linkage.scoped import key_frequencies
+
+    table = key_frequencies(records, schema, keys=checked_match_keys(schema), shared_by_more_than=schema.token_cap)
+    lines = [f"match-key value frequencies in {where} ({records.height:,} records; token cap {schema.token_cap}):"]
+    refused = None
+    for key, held, distinct, largest, share in table.iter_rows():
+        verdict = "too common: refused" if share > REFUSE_SHARE_COMMON else "common: warn" if share > WARN_SHARE_COMMON else "ok"
+        lines.append(f"  {key:<26} {held:>9,} records {distinct:>9,} values  largest {largest:>6,}  over the cap {share:6.1%}  {verdict}")
+        if share > REFUSE_SHARE_COMMON and refused is None:
+            refused = f"match key {key!r}: {share:.1%} of records hold a value shared by more than {schema.token_cap}"
+    return lines, refused
