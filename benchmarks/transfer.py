@@ -23,7 +23,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine_line, peak_rss_mib
 from encode import febrl_like
 
+from linkage.bloom._encodings import Encodings
 from linkage.jobs._config import load_coordinator_config, load_node_config
+from linkage.jobs._profiles import with_default_match_keys
 from linkage.protocol._clients import run_job_remotely
 from linkage.protocol._convert import encodings_from_chunks
 from linkage.protocol._credentials import channel_credentials
@@ -44,7 +46,7 @@ def transfer(root: Path, records: int) -> tuple[float, int, float, str]:
     layout, _ = prepare_demo(root, people=50, seed=1)
     folder = layout.agency("police")
     febrl_like(records, 3).write_csv(folder / "input.csv")
-    (folder / "schema.toml").write_text(Schema.for_columns(list(FEBRL_COLUMNS), project="bench").to_toml())
+    (folder / "schema.toml").write_text(with_default_match_keys(Schema.for_columns(list(FEBRL_COLUMNS), project="bench")).to_toml())
     text = (folder / "node.toml").read_text().replace('exclude_column = "no_consent"\n', "")
     (folder / "node.toml").write_text(text)
     config = load_node_config(folder / "node.toml")
@@ -57,12 +59,17 @@ def transfer(root: Path, records: int) -> tuple[float, int, float, str]:
             stub.Describe(pb.DescribeRequest(job_id="bench"), timeout=3600)  # the node encodes here
             encoded = time.perf_counter() - started
             started = time.perf_counter()
-            encodings, _ = encodings_from_chunks(stub.FetchEncodings(pb.FetchEncodingsRequest(job_id="bench"), timeout=3600), peer="police")
+            chunks = list(stub.FetchEncodings(pb.FetchEncodingsRequest(job_id="bench"), timeout=3600))
+            encodings, _ = encodings_from_chunks(chunks, peer="police")
             seconds = time.perf_counter() - started
+            wire_bytes = sum(chunk.ByteSize() for chunk in chunks)
     finally:
         server.stop(0).wait()
-    shape = f"{encodings.bits}-bit filters" + (f" + {len(encodings.group_names)} group filters" if encodings.group_filters is not None else "")
-    return seconds, len(encodings), encoded, shape
+    if isinstance(encodings, Encodings):
+        shape = f"{encodings.bits}-bit filters" + (f" + {len(encodings.group_names)} group filters" if encodings.group_filters is not None else "")
+    else:
+        shape = f"{len(encodings.keys)} match keys"
+    return seconds, len(encodings), encoded, f"{shape}, {wire_bytes / max(len(encodings), 1):,.0f} bytes per record on the wire"
 
 
 def job(root: Path, agency_records: int) -> tuple[float, dict[str, int], str]:
@@ -105,7 +112,7 @@ def main() -> None:
         job_seconds, sizes, state = job(Path(temp) / "job", args.agency_records)
         print(f"job: {state} in {job_seconds:.1f} s for {', '.join(f'{k} {v:,}' for k, v in sizes.items())}")
     print(
-        f"transfer: {moved / seconds:,.0f} encodings/s over mTLS loopback ({moved:,} records); end-to-end job of"
+        f"transfer: {moved / seconds:,.0f} encodings/s over mTLS loopback ({moved:,} records; {shape}); end-to-end job of"
         f" {sum(sizes.values()):,} records in 3 agencies: {job_seconds:.1f} s ({state}); peak RSS {peak_rss_mib():,.0f} MiB; {machine_line()}"
     )
 
