@@ -22,7 +22,7 @@ import numpy as np
 
 from linkage.scoped._prf import siphash_words2
 
-WORDS_BY_KIND = {"name": 2, "address": 2, "city": 1, "postcode": 1, "text": 1}
+WORDS_BY_KIND = {"name": 1, "address": 1, "city": 1, "postcode": 1, "text": 1}
 LANES_BY_KIND = {"date": 3, "sex": 1, "state": 1}
 HASHES = 2  # positions per q-gram; one SipHash output gives four 16-bit choices
 BLOOM, DATE, EXACT = 0, 1, 2

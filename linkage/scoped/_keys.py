@@ -106,6 +106,11 @@ DEFAULT_MATCH_KEYS: tuple[MatchKey, ...] = (
     MatchKey(name="names", parts=("given", "surname")),
     MatchKey(name="given_address", parts=("given:phonetic", "address")),
     MatchKey(name="surname_address", parts=("surname:phonetic", "address")),
+    MatchKey(name="dob_postcode", parts=("dob", "postcode")),
+    MatchKey(name="street_postcode", parts=("address_1", "postcode")),
+    MatchKey(name="street_town", parts=("address_1", "city")),
+    MatchKey(name="street2_postcode", parts=("address_2", "postcode")),
+    MatchKey(name="dob_state", parts=("dob", "state")),
 )
 
 
