@@ -97,8 +97,8 @@ class MatchKey:
 # both orders of names and of day and month. ``names`` alone links people whose date is missing
 # (victim services); the frequency cap drops its common values.
 DEFAULT_MATCH_KEYS: tuple[MatchKey, ...] = (
-    MatchKey(name="dob_given_initial", parts=("given:initial", "dob")),
-    MatchKey(name="dob_surname_initial", parts=("surname:initial", "dob")),
+    MatchKey(name="dob_given_initial", parts=("given:initial", "dob:unordered")),
+    MatchKey(name="dob_surname_initial", parts=("surname:initial", "dob:unordered")),
     MatchKey(name="phonetic_names_year", parts=("names:sorted_phonetic", "dob:year")),
     MatchKey(name="phonetic_names_day_month", parts=("names:sorted_phonetic", "dob:day_month")),
     MatchKey(name="surname_postcode", parts=("surname:phonetic", "postcode", "given:initial")),
@@ -111,6 +111,9 @@ DEFAULT_MATCH_KEYS: tuple[MatchKey, ...] = (
     MatchKey(name="street_town", parts=("address_1", "city")),
     MatchKey(name="street2_postcode", parts=("address_2", "postcode")),
     MatchKey(name="dob_state", parts=("dob", "state")),
+    MatchKey(name="dob_address", parts=("dob", "address")),
+    MatchKey(name="initials_month_postcode", parts=("given:initial", "surname:initial", "dob:year_month", "postcode")),
+    MatchKey(name="nickname_surname_year", parts=("given:nickname", "surname:phonetic", "dob:year")),
 )
 
 
