@@ -91,8 +91,9 @@ def encode_scoped(
     has = np.zeros((n, len(keys)), dtype=bool)
     evidence, layouts = [], []
     capped, without = {}, {}
+    parts: dict[tuple[str, str], pl.Series] = {}  # (field, transform) -> per record, shared by the keys
     for k, key in enumerate(keys):
-        value = key_values(key, schema, values)
+        value = key_values(key, schema, values, parts)
         codes, distinct = factorised(value)
         data = np.frombuffer(distinct.str.join("").item().encode(), dtype=np.uint8)
         offsets = np.zeros(len(distinct) + 1, dtype=np.int64)
@@ -145,8 +146,9 @@ def key_frequencies(
     keys = resolved_keys(schema, keys)
     values, _, _ = normalise(records, schema, today=today or dt.date.today())
     rows = []
+    parts: dict[tuple[str, str], pl.Series] = {}
     for key in keys:
-        codes, distinct = factorised(key_values(key, schema, values))
+        codes, distinct = factorised(key_values(key, schema, values, parts))
         present = codes >= 0
         counts = np.bincount(codes[present], minlength=len(distinct))
         held = int(present.sum())

@@ -263,19 +263,30 @@ def _per_record(field: NormalisedField, transform: str) -> pl.Series:
 _SEPARATOR = "\x1f"
 
 
-def key_values(key: MatchKey, schema: Schema, values: dict[str, NormalisedField]) -> pl.Series:
+def _cached(values: dict[str, NormalisedField], name: str, transform: str, cache: dict[tuple[str, str], pl.Series] | None) -> pl.Series:
+    """A field's transformed values per record, computed once per encoding run (keys share parts)."""
+    if cache is None:
+        return _per_record(values[name], transform)
+    if (name, transform) not in cache:
+        cache[(name, transform)] = _per_record(values[name], transform)
+    return cache[(name, transform)]
+
+
+def key_values(
+    key: MatchKey, schema: Schema, values: dict[str, NormalisedField], cache: dict[tuple[str, str], pl.Series] | None = None
+) -> pl.Series:
     """Each record's value of ``key`` as one string (null where a part is missing)."""
     parts = []
     for part, fields in part_fields(key, schema).items():
         base, _, transform = part.partition(":")
         if base == "names":
             inner = "phonetic" if transform == "sorted_phonetic" else ""
-            given, surname = (_per_record(values[f], inner) for f in fields)
+            given, surname = (_cached(values, f, inner, cache) for f in fields)
             low = pl.select(pl.min_horizontal(given, surname)).to_series()
             high = pl.select(pl.max_horizontal(given, surname)).to_series()
             both = pl.select(pl.when(given.is_not_null() & surname.is_not_null()).then(low + _SEPARATOR + high)).to_series()
             parts.append(both)
         else:
-            parts.append(_per_record(values[fields[0]], transform))
+            parts.append(_cached(values, fields[0], transform, cache))
     # Tagged with the key's name so that equal strings of two keys never give one token.
     return pl.select(pl.concat_str([pl.lit(key.name), *parts], separator=_SEPARATOR)).to_series().alias(key.name)
