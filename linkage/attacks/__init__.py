@@ -19,6 +19,10 @@ one population; ``view_filters`` picks what the coordinator sees ("record", a gr
 privacy-report``); ``benchmarks/privacy.py`` runs them over the hardening settings.
 """
 
+from ._similarity import require_scipy
+
+require_scipy()  # one line naming the ``attacks`` extra, before any module reaches for scipy
+
 from ._frequency import FrequencyAttackSettings, frequency_attack
 from ._graph import GraphAttackSettings, graph_matching_attack
 from ._result import AttackResult
