@@ -23,26 +23,49 @@ from ._similarity import require_scipy
 
 require_scipy()  # one line naming the ``attacks`` extra, before any module reaches for scipy
 
+from ._embedding import EmbeddingAttackSettings, aligned_graph_matching, embedding_attack
 from ._frequency import FrequencyAttackSettings, frequency_attack
 from ._graph import GraphAttackSettings, graph_matching_attack
+from ._keyed import (
+    NO_TOKEN,
+    PLACEHOLDER_KEYS,
+    MatchKeyView,
+    match_key_view,
+    scope_graph_attack,
+    token_frequency_attack,
+    token_graph_attack,
+)
 from ._result import AttackResult
 from ._report import PrivacyReport, privacy_report, with_settings_of
 from ._scenario import AttackScenario, attack_scenario, people_needed
 from ._views import ALL_GROUPS, RECORD, view_filters
+from ._xor import XorAttackSettings, xor_linearity_attack
 
 __all__ = [
     "ALL_GROUPS",
     "AttackResult",
     "AttackScenario",
+    "EmbeddingAttackSettings",
     "FrequencyAttackSettings",
     "GraphAttackSettings",
+    "MatchKeyView",
+    "NO_TOKEN",
+    "PLACEHOLDER_KEYS",
     "PrivacyReport",
     "RECORD",
+    "XorAttackSettings",
+    "aligned_graph_matching",
     "attack_scenario",
+    "embedding_attack",
     "frequency_attack",
     "graph_matching_attack",
+    "match_key_view",
     "people_needed",
     "privacy_report",
+    "scope_graph_attack",
+    "token_frequency_attack",
+    "token_graph_attack",
     "view_filters",
     "with_settings_of",
+    "xor_linearity_attack",
 ]

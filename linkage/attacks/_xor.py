@@ -46,6 +46,7 @@ class XorAttackSettings:
     shrinkage: float = 10.0  # a token's lift is scaled by holders / (holders + shrinkage)
     min_holders: int = 3  # tokens held by fewer anchored records are not learnt
     candidates: int = 4  # best partners kept per encoding while matching
+    sparse: bool = True  # keep each token's h largest lifts only (h: its hash functions in the schema)
 
 
 def xor_linearity_attack(
@@ -71,7 +72,8 @@ def xor_linearity_attack(
     if len(blocks) != len(groups):
         raise ValueError("filters do not match the view's field groups")
     bits = [unpacked_bits(block).astype(np.float32) for block in blocks]
-    holds = [plaintext_tokens(plaintext, schema, g).holds.tocsr().astype(np.float32) for g in groups]
+    tokens = [plaintext_tokens(plaintext, schema, g) for g in groups]
+    holds = [(t.holds.tocsr().astype(np.float32), t.hashes) for t in tokens]
     # Each encoding's bits, centred and scaled per position, then per row: correlation by dot product.
     centred = _unit_rows(np.hstack([b - b.mean(axis=0) for b in bits]))
 
@@ -81,7 +83,7 @@ def xor_linearity_attack(
     rows = cols = np.zeros(0, dtype=np.int64)
     margins = np.zeros(0)
     for round_ in range(settings.rounds):
-        predicted = np.hstack([_predicted(b, h, anchors, settings) for b, h in zip(bits, holds, strict=True)])
+        predicted = np.hstack([_predicted(b, h, hashes, anchors, settings) for b, (h, hashes) in zip(bits, holds, strict=True)])
         top = top_pairs(centred, _unit_rows(predicted - predicted.mean(axis=0)), settings.candidates)
         rows, cols, margins = mutual_best_pairs(top)
         details[f"mutual_best_round{round_}"] = float(len(rows))
@@ -101,8 +103,9 @@ def xor_linearity_attack(
     return scored("xor", view, guesses, confidence, truth=truth, known_pairs=known, seconds=time.perf_counter() - started, details=details)
 
 
-def _predicted(bits: np.ndarray, holds: object, anchors: np.ndarray, settings: XorAttackSettings) -> np.ndarray:
-    """Every plaintext record's predicted filter (n, bits): the sum of its tokens' learnt lifts."""
+def _predicted(bits: np.ndarray, holds: object, hashes: np.ndarray, anchors: np.ndarray, settings: XorAttackSettings) -> np.ndarray:
+    """Every plaintext record's predicted filter (n, bits): the sum of its tokens' learnt lifts, each
+    token keeping only as many positions as the schema gives it hash functions (its largest lifts)."""
     import scipy.sparse as sparse
 
     matrix = sparse.csr_matrix(holds)
@@ -116,6 +119,10 @@ def _predicted(bits: np.ndarray, holds: object, anchors: np.ndarray, settings: X
     rate_without = (total[None, :] - with_token) / others
     weight = np.where(holders >= settings.min_holders, holders / (holders + settings.shrinkage), 0.0)
     lift = ((rate_with - rate_without) * weight[:, None]).astype(np.float32)
+    if settings.sparse:
+        keep = np.minimum(hashes, lift.shape[1])
+        threshold = -np.sort(-lift, axis=1)[np.arange(len(lift)), np.maximum(keep - 1, 0)]
+        lift = np.where(lift >= threshold[:, None], lift, 0.0).astype(np.float32)
     return np.asarray(matrix @ lift, dtype=np.float32)
 
 
