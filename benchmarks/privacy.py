@@ -10,12 +10,21 @@ linkage.testing._synthetic (seeded), one record per person, clean values.
 Per setting and view (record filter, name group filter, all group filters):
   graph      similarity-graph matching (Vidanage et al. 2020) seeded with the known pairs
   frequency  pattern mining on bit positions (Christen et al. 2018), no known pairs, bootstrapped
+  embedding  embedding graph matching (Schäfer, Armknecht et al., ACSAC 2024) from the known pairs
+  xor        the known-pair attack on XOR-linearity (learns the keyed token → folded-bit map)
+(the last two on the record filter and all group filters).
 Re-identified: correct mutual-best guesses / encoded people on the plaintext list (known pairs
-excluded). Quality: F1 of ``linkage.matching._link.link`` with default settings (``fs`` scoring where a
+excluded). Quality: F1 of ``linkage.matching.link`` with default settings (``fs`` scoring where a
 setting sends group filters, ``dice`` where it does not, at the threshold it names if any) on
 FEBRL4 and on three generated agencies.
 
     python benchmarks/privacy.py [--records 1000] [--overlaps 1.0,0.5] [--known 0.05] [--seed 7]
+
+``--scale 1000,20000`` instead prints the scalable attacks at each size against today's profiles,
+each beside a control the same attack breaks: the embedding and XOR attacks on the default
+(XOR-folded record filter), field scoring and an unhardened record filter (control); the token
+frequency, shared-token graph and within-scope graph attacks on placeholder match keys and on
+single-field keys (control). 100% overlap, ``--known`` of the people known.
 """
 
 from __future__ import annotations
@@ -33,7 +42,15 @@ from _common import machine_line
 
 from linkage import HardeningSpec, Schema, Secret
 from linkage.attacks import ALL_GROUPS, RECORD, AttackResult, attack_scenario, people_needed
-from linkage.attacks._privacy_report import GENERATED_COLUMNS, TARGET_REIDENTIFIED, attacks_on, linkage_f1
+from linkage.attacks._privacy_report import (
+    GENERATED_COLUMNS,
+    TARGET_REIDENTIFIED,
+    attacks_on,
+    linkage_f1,
+    match_key_attacks,
+    scalable_attacks_on,
+)
+from linkage.bloom._encode import encode
 from linkage.matching._link import LinkSettings
 from linkage.testing._synthetic import generate_agencies
 
@@ -101,7 +118,12 @@ def main() -> None:
     parser.add_argument("--known", type=float, default=0.05, help="known pairs, as a share of --records (graph attack)")
     parser.add_argument("--agency-people", type=int, default=1000, help="people behind the generated agencies (F1)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--scale", default="", help="comma-separated sizes: run the scalable attacks' table instead")
+    parser.add_argument("--match-keys-only", action="store_true", help="with --scale: only the match-key attacks (they reach 100,000)")
     args = parser.parse_args()
+    if args.scale:
+        scale_table([int(x) for x in args.scale.split(",")], args.known, args.seed, match_keys_only=args.match_keys_only)
+        return
     overlaps = [float(x) for x in args.overlaps.split(",")]
     secret = Secret(bytes(range(32)))
     started = time.perf_counter()
@@ -117,6 +139,7 @@ def main() -> None:
         f" agencies from {args.agency_people} people"
     )
     columns = [(attack, view) for view in VIEWS for attack in ("graph", "frequency")]
+    columns += [(attack, view) for view in (RECORD, ALL_GROUPS) for attack in ("embedding", "xor")]
     header = "  ".join(f"{a[0].upper()}:{v[:6]:<6}" for a, v in columns)
     print(f"\n{'setting':<30} {'overlap':>7}  {header}  {'worst':>6}  {'G:all':>6}  {'F1 FEBRL4':>9}  {'F1 agencies':>11}  seconds")
     summary, verdicts = [], []
@@ -144,7 +167,7 @@ def main() -> None:
             t0 = time.perf_counter()
 
     print(
-        "\nG: graph-matching attack, F: frequency/pattern-mining attack; views: record filter, name group filter, all group"
+        "\nG: graph-matching attack, F: frequency/pattern-mining attack, E: embedding graph matching, X: XOR-linearity; views: record filter, name group filter, all group"
         " filters; worst: the highest re-identification over attacks and views (mutual-best guesses); G:all: correct share"
         " of every pair the graph attack assigns on the record filter, sure or not (precision = that share)."
     )
@@ -163,6 +186,43 @@ def main() -> None:
         f" F1 FEBRL4/agencies): {'; '.join(summary)}; target (<= {TARGET_REIDENTIFIED:.0%} re-identified, FEBRL4 F1 >= {TARGET_F1}): {target};"
         f" {time.perf_counter() - started:.0f} s; {machine_line()}"
     )
+
+
+SINGLE_FIELD_KEYS = {"surname": ("surname",), "given": ("given_name",), "dob": ("date_of_birth",), "postcode": ("postcode",)}
+FILTER_PROFILES = (
+    ("default: xor_fold record filter", Setting("default", FOLD, group_filters=False), (RECORD,)),
+    ("field scoring", Setting("field scoring"), (RECORD, ALL_GROUPS)),
+    ("control: record filter, no hardening", Setting("control", group_filters=False), (RECORD,)),
+)
+
+
+def scale_table(sizes: list[int], known: float, seed: int, *, match_keys_only: bool = False) -> None:
+    """The scalable attacks at each size, against today's profiles and their controls."""
+    started = time.perf_counter()
+    secret = Secret(bytes(range(32)))
+    print(f"scalable attacks: 100% overlap, {known:.0%} of people known, sizes {', '.join(f'{n:,}' for n in sizes)}")
+    print(f"\n{'profile':<38} {'records':>8}  {'attack':<16} {'view':<7} {'re-identified':>13} {'precision':>9} {'guesses':>8} {'seconds':>8}")
+    summary = []
+    for size in sizes:
+        rng = np.random.default_rng(seed)
+        people = generate_agencies(people_needed(size, 1.0), rng=rng).people
+        scenario = attack_scenario(people, AGENCY_COLUMNS, records=size, overlap=1.0, known_share=known, rng=rng)
+        runs = []
+        for label, setting, views in () if match_keys_only else FILTER_PROFILES:
+            schema = setting.schema(AGENCY_COLUMNS, "privacy-scale")
+            encodings = encode(scenario.encoded, schema, secret).encodings
+            runs.append((label, scalable_attacks_on(scenario, schema, encodings, seed, views=views)))
+        runs.append(("match keys (placeholder set)", match_key_attacks(scenario, seed=seed)))
+        runs.append(("control: single-field keys", match_key_attacks(scenario, keys=SINGLE_FIELD_KEYS, seed=seed)))
+        for label, results in runs:
+            for r in results:
+                print(
+                    f"{label:<38} {size:>8,}  {r.attack:<16} {r.view:<7} {100 * r.reidentified:12.1f}% {100 * r.precision:8.1f}% {r.guessed:>8,}"
+                    f" {r.seconds:8.1f}",
+                    flush=True,
+                )
+                summary.append(f"{label.split(':')[0]}/{r.attack}/{r.view}@{size}: {100 * r.reidentified:.1f}%")
+    print(f"\nscalable attacks ({known:.0%} known): {'; '.join(summary)}; {time.perf_counter() - started:.0f} s; {machine_line()}")
 
 
 if __name__ == "__main__":

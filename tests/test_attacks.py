@@ -243,8 +243,11 @@ def test_the_privacy_report_sees_what_each_schema_sends(scenario):
 
     people = pl.concat([scenario.encoded, scenario.plaintext]).drop("record_id").unique(maintain_order=True)
     default = privacy_report(Schema.for_columns(COLUMNS, project="report"), people=people, records=300, agency_people=300, secret=SECRET)
-    assert [(r.attack, r.view) for r in default.results] == [("graph", RECORD), ("frequency", RECORD)]
+    assert [(r.attack, r.view) for r in default.results] == [("graph", RECORD), ("frequency", RECORD), ("embedding", RECORD), ("xor", RECORD)]
     assert default.worst.reidentified <= 0.03 and default.f1["FEBRL4"] >= 0.99
     field_scoring = privacy_report(Schema.for_columns(COLUMNS, project="report", group_filters=True), records=300, agency_people=300, secret=SECRET)
     assert {r.view for r in field_scoring.results} == {RECORD, "name", "dob", "sex", "address", ALL_GROUPS}
+    assert {(r.attack, r.view) for r in field_scoring.results if r.attack in ("embedding", "xor")} == {
+        (a, v) for a in ("embedding", "xor") for v in (RECORD, ALL_GROUPS)
+    }
     assert field_scoring.worst.reidentified > 0.9

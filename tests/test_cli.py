@@ -178,7 +178,9 @@ def test_privacy_report_attacks_a_schema_on_a_population_file(tmp_path, run_cli)
     # The secret is fresh each run: one record more or less re-identified moves 0.5% here.
     assert "from " + str(tmp_path / "people.csv") in report.out and re.search(r"re-identifies \d+\.\d% \((meets|misses) the aim", report.out)
     assert "F1 FEBRL4" in report.out  # and one line per attack, on the record filter alone:
-    assert re.findall(r"^  (graph|frequency) +(\S+) ", report.out, re.M) == [("graph", "record"), ("frequency", "record")]
+    assert re.findall(r"^  (graph|frequency|embedding|xor) +(\S+) ", report.out, re.M) == [
+        ("graph", "record"), ("frequency", "record"), ("embedding", "record"), ("xor", "record")
+    ]
     too_many = run_cli("privacy-report", "--schema", tmp_path / "s.toml", "--people", tmp_path / "people.csv", "--id-column", "person", "--records", "500")
     assert too_many.code == 1 and "need 500 people; the population has 400" in too_many.err and len(too_many.err.splitlines()) == 1
     no_id = run_cli("privacy-report", "--schema", tmp_path / "s.toml", "--people", tmp_path / "people.csv")

@@ -52,3 +52,11 @@ def surest(known: np.ndarray, rows: np.ndarray, cols: np.ndarray, margins: np.nd
     order = np.argsort(-margins, kind="stable")
     order = order[(margins[order] > 0) & ~is_known[rows[order]]][: max(count, 0)]
     return np.concatenate([known, np.stack([rows[order], cols[order]], axis=1)]).astype(np.int64).reshape(-1, 2)
+
+
+def with_surest_share(known: np.ndarray, rows: np.ndarray, cols: np.ndarray, margins: np.ndarray, share: float) -> np.ndarray:
+    """Known pairs plus the surest ``share`` of the guessed pairs that touch no known record on either side."""
+    fresh = ~np.isin(rows, known[:, 0]) & ~np.isin(cols, known[:, 1])
+    rows, cols, margins = rows[fresh], cols[fresh], margins[fresh]
+    order = np.argsort(-margins, kind="stable")[: int(share * len(rows))]
+    return np.concatenate([known, np.stack([rows[order], cols[order]], axis=1)]).astype(np.int64).reshape(-1, 2)

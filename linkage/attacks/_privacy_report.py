@@ -12,17 +12,26 @@ many hardening settings.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
+from linkage.attacks._embedding import embedding_attack
 from linkage.attacks._frequency import frequency_attack
 from linkage.attacks._graph import graph_matching_attack
+from linkage.attacks._keyed import (
+    PLACEHOLDER_KEYS,
+    match_key_view,
+    scope_graph_attack,
+    token_frequency_attack,
+    token_graph_attack,
+)
 from linkage.attacks._result import AttackResult
 from linkage.attacks._scenario import AttackScenario, attack_scenario, people_needed
 from linkage.attacks._views import ALL_GROUPS, RECORD, view_filters
+from linkage.attacks._xor import xor_linearity_attack
 from linkage.bloom._encode import encode
 from linkage.bloom._encodings import Encodings
 from linkage.bloom._keys import Secret
@@ -34,11 +43,23 @@ from linkage.records._schema import Schema
 from linkage.testing._febrl import FEBRL_COLUMNS, FEBRL_ID_COLUMN, febrl_path
 from linkage.testing._synthetic import generate_agencies
 
-__all__ = ["GENERATED_COLUMNS", "PrivacyReport", "attack_views", "attacks_on", "linkage_f1", "privacy_report", "with_settings_of"]
+__all__ = [
+    "DENSE_LIMIT",
+    "GENERATED_COLUMNS",
+    "PrivacyReport",
+    "attack_views",
+    "attacks_on",
+    "linkage_f1",
+    "match_key_attacks",
+    "privacy_report",
+    "scalable_attacks_on",
+    "with_settings_of",
+]
 
 GENERATED_COLUMNS = ("given_name", "middle_name", "surname", "date_of_birth", "sex", "address", "city", "postcode")
 TARGET_REIDENTIFIED = 0.01  # the project's aim, at 100% overlap
 MIN_RECORDS = 100  # fewer, and one record re-identified is a percent
+DENSE_LIMIT = 5000  # the graph and frequency attacks hold n × n matrices: above this, only the scalable ones run
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,16 +116,64 @@ def attacks_on(
     views: Sequence[str] | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> list[AttackResult]:
-    """Both attacks on ``views`` (default: every view the coordinator gets) of the scenario's
-    encoded list, encoded under ``schema``."""
+    """Every attack on ``views`` (default: every view the coordinator gets) of the scenario's
+    encoded list, encoded under ``schema``: the graph and frequency attacks (up to ``DENSE_LIMIT``
+    records), then the embedding and XOR-linearity attacks on the record view and all group filters."""
     encodings = encode(scenario.encoded, schema, secret).encodings
+    chosen = attack_views(encodings) if views is None else list(views)
     results = []
-    for view in attack_views(encodings) if views is None else views:
+    if len(scenario.truth) <= DENSE_LIMIT:
+        for view in chosen:
+            filters = view_filters(encodings, view)
+            for name, attack in (("graph", graph_matching_attack), ("frequency", frequency_attack)):
+                progress(f"{name} attack on the {view} view")
+                options = {"known_pairs": scenario.known_pairs} if name == "graph" else {}
+                results.append(attack(filters, scenario.plaintext, schema, rng=np.random.default_rng(seed), view=view, truth=scenario.truth, **options))
+    scalable_views = [v for v in chosen if v in (RECORD, ALL_GROUPS)]
+    results += scalable_attacks_on(scenario, schema, encodings, seed, views=scalable_views, progress=progress)
+    return results
+
+
+def scalable_attacks_on(
+    scenario: AttackScenario,
+    schema: Schema,
+    encodings: Encodings,
+    seed: int,
+    *,
+    views: Sequence[str] = (RECORD,),
+    progress: Callable[[str], None] = lambda _: None,
+) -> list[AttackResult]:
+    """The embedding graph-matching and XOR-linearity attacks on ``views`` of ``encodings`` (the
+    scenario's encoded list), both from the scenario's known pairs."""
+    results = []
+    for view in views:
         filters = view_filters(encodings, view)
-        for name, attack in (("graph", graph_matching_attack), ("frequency", frequency_attack)):
+        for name, attack in (("embedding", embedding_attack), ("xor", xor_linearity_attack)):
             progress(f"{name} attack on the {view} view")
-            options = {"known_pairs": scenario.known_pairs} if name == "graph" else {}
-            results.append(attack(filters, scenario.plaintext, schema, rng=np.random.default_rng(seed), view=view, truth=scenario.truth, **options))
+            results.append(
+                attack(filters, scenario.plaintext, schema, known_pairs=scenario.known_pairs, rng=np.random.default_rng(seed), view=view, truth=scenario.truth)
+            )
+    return results
+
+
+def match_key_attacks(
+    scenario: AttackScenario,
+    *,
+    keys: Mapping[str, Sequence[str]] = PLACEHOLDER_KEYS,
+    seed: int,
+    progress: Callable[[str], None] = lambda _: None,
+) -> list[AttackResult]:
+    """The token frequency, shared-token graph and within-scope graph attacks on the scenario's
+    encoded list under match keys ``keys`` (tokens under a fresh key; the attacker's under its own)."""
+    rng = np.random.default_rng(seed)
+    progress("match-key views")
+    encoded = match_key_view(scenario.encoded, keys, key=Secret.generate().derive("attack", "tokens"))
+    attacker = match_key_view(scenario.plaintext, keys, key=rng.bytes(32))
+    progress("token frequency attack")
+    results = [token_frequency_attack(encoded.tokens, attacker.tokens, truth=scenario.truth, known_pairs=scenario.known_pairs)]
+    for name, attack in (("token graph", token_graph_attack), ("scope graph", scope_graph_attack)):
+        progress(f"{name} attack")
+        results.append(attack(encoded, attacker, known_pairs=scenario.known_pairs, rng=np.random.default_rng(seed), truth=scenario.truth))
     return results
 
 
