@@ -51,6 +51,7 @@ from linkage.attacks._privacy_report import (
     scalable_attacks_on,
 )
 from linkage.bloom._encode import encode
+from linkage.jobs._profiles import with_default_match_keys
 from linkage.matching._link import LinkSettings
 from linkage.testing._synthetic import generate_agencies
 
@@ -190,7 +191,7 @@ def main() -> None:
 
 SINGLE_FIELD_KEYS = {"surname": ("surname",), "given": ("given_name",), "dob": ("date_of_birth",), "postcode": ("postcode",)}
 FILTER_PROFILES = (
-    ("default: xor_fold record filter", Setting("default", FOLD, group_filters=False), (RECORD,)),
+    ("record filter, xor_fold (default before)", Setting("record filter", FOLD, group_filters=False), (RECORD,)),
     ("field scoring", Setting("field scoring"), (RECORD, ALL_GROUPS)),
     ("control: record filter, no hardening", Setting("control", group_filters=False), (RECORD,)),
 )
@@ -212,7 +213,8 @@ def scale_table(sizes: list[int], known: float, seed: int, *, match_keys_only: b
             schema = setting.schema(AGENCY_COLUMNS, "privacy-scale")
             encodings = encode(scenario.encoded, schema, secret).encodings
             runs.append((label, scalable_attacks_on(scenario, schema, encodings, seed, views=views)))
-        runs.append(("match keys (placeholder set)", match_key_attacks(scenario, seed=seed)))
+        default = with_default_match_keys(Schema.for_columns(list(AGENCY_COLUMNS), project="privacy-scale"))
+        runs.append(("default: match keys", match_key_attacks(scenario, schema=default, seed=seed)))
         runs.append(("control: single-field keys", match_key_attacks(scenario, keys=SINGLE_FIELD_KEYS, seed=seed)))
         for label, results in runs:
             for r in results:

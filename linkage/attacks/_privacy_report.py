@@ -22,7 +22,9 @@ from linkage.attacks._embedding import embedding_attack
 from linkage.attacks._frequency import frequency_attack
 from linkage.attacks._graph import graph_matching_attack
 from linkage.attacks._keyed import (
+    NO_TOKEN,
     PLACEHOLDER_KEYS,
+    MatchKeyView,
     match_key_view,
     scope_graph_attack,
     token_frequency_attack,
@@ -36,8 +38,9 @@ from linkage.bloom._encode import encode
 from linkage.bloom._encodings import Encodings
 from linkage.bloom._keys import Secret
 from linkage.errors import LinkageError
+from linkage.jobs._profiles import AnyEncodings, encode_records, link_sources
 from linkage.matching._evaluate import pair_quality
-from linkage.matching._link import LinkSettings, link
+from linkage.matching._link import LinkSettings
 from linkage.records._reading import read_records
 from linkage.records._schema import Schema
 from linkage.testing._febrl import FEBRL_COLUMNS, FEBRL_ID_COLUMN, febrl_path
@@ -97,7 +100,21 @@ def with_settings_of(schema: Schema, columns: Sequence[str], project: str) -> Sc
         )
         for spec in like.fields
     )
-    return dataclasses.replace(like, fields=fields, filter=schema.filter, hardening=schema.hardening, missing_values=schema.missing_values)
+    carried = dataclasses.replace(like, fields=fields, filter=schema.filter, hardening=schema.hardening, missing_values=schema.missing_values)
+    if not schema.match_keys:
+        return carried
+    # Match keys are written over roles (given, surname, dob, ...): those whose parts the columns
+    # can make carry over; a key naming a field the columns lack is left out.
+    from linkage.records._schema import MatchKey
+    from linkage.scoped import MatchKey as ScopedMatchKey
+    from linkage.scoped import resolved_keys
+    from linkage.scoped._keys import usable_keys
+
+    if {k.name for k in schema.match_keys} == {k.name for k in resolved_keys(schema, None)}:
+        usable = resolved_keys(carried, None)  # the default set: the default the columns can make
+    else:
+        usable = usable_keys(tuple(ScopedMatchKey(name=k.name, parts=k.parts) for k in schema.match_keys), carried)
+    return dataclasses.replace(carried, match_keys=tuple(MatchKey(name=k.name, parts=k.parts) for k in usable), token_cap=schema.token_cap)
 
 
 def attack_views(encodings: Encodings) -> list[str]:
@@ -156,19 +173,48 @@ def scalable_attacks_on(
     return results
 
 
+def scoped_view(frame: pl.DataFrame, schema: Schema, secret: Secret) -> MatchKeyView:
+    """What the coordinator holds of ``frame`` encoded under ``schema``'s match keys with ``secret``:
+    each key's token per record (as the nodes send them, after the frequency cap) and, for every pair
+    of records sharing a token, their within-scope similarity (the mean agreement level of the
+    fields compared inside their shared scopes, 0 to 1). The attacker builds the same view of its own
+    list under a secret of its own: the strongest realistic attacker knows the schema."""
+    from linkage.jobs._profiles import scoped_keys
+    from linkage.scoped import encode_scoped
+    from linkage.scoped._link import compared_pairs
+
+    encodings = encode_scoped(frame, schema, secret, keys=scoped_keys(schema), cap=schema.token_cap).encodings
+    tokens = {
+        key: np.where(encodings.has_token[:, k], (encodings.tokens[:, k] >> np.uint64(1)).astype(np.int64), NO_TOKEN)
+        for k, key in enumerate(encodings.keys)
+    }
+    i, j, levels, _ = compared_pairs(encodings, encodings)
+    keep = i < j
+    i, j, levels = i[keep], j[keep], levels[keep].astype(np.float64)
+    present = levels >= 0
+    scores = np.where(present, levels, 0.0).sum(axis=1) / np.maximum(present.sum(axis=1), 1) / 5.0
+    return MatchKeyView(tokens=tokens, scope_edges=np.stack([i, j], axis=1).astype(np.int64), scope_scores=scores)
+
+
 def match_key_attacks(
     scenario: AttackScenario,
     *,
     keys: Mapping[str, Sequence[str]] = PLACEHOLDER_KEYS,
+    schema: Schema | None = None,
     seed: int,
     progress: Callable[[str], None] = lambda _: None,
 ) -> list[AttackResult]:
     """The token frequency, shared-token graph and within-scope graph attacks on the scenario's
-    encoded list under match keys ``keys`` (tokens under a fresh key; the attacker's under its own)."""
+    encoded list: under ``schema``'s real match-key encoding when given (fresh secret; the attacker
+    encodes its list under its own), else under plaintext keys ``keys`` (a control)."""
     rng = np.random.default_rng(seed)
     progress("match-key views")
-    encoded = match_key_view(scenario.encoded, keys, key=Secret.generate().derive("attack", "tokens"))
-    attacker = match_key_view(scenario.plaintext, keys, key=rng.bytes(32))
+    if schema is not None and schema.match_keys:
+        encoded = scoped_view(scenario.encoded, schema, Secret.generate())
+        attacker = scoped_view(scenario.plaintext, schema, Secret(rng.bytes(32)))
+    else:
+        encoded = match_key_view(scenario.encoded, keys, key=Secret.generate().derive("attack", "tokens"))
+        attacker = match_key_view(scenario.plaintext, keys, key=rng.bytes(32))
     progress("token frequency attack")
     results = [token_frequency_attack(encoded.tokens, attacker.tokens, truth=scenario.truth, known_pairs=scenario.known_pairs)]
     for name, attack in (("token graph", token_graph_attack), ("scope graph", scope_graph_attack)):
@@ -189,19 +235,19 @@ def linkage_f1(
     truth = pl.concat(
         frame.select("record_id", source=pl.lit(name), entity_id=pl.col("record_id").str.extract(r"rec-(\d+)")) for name, frame in febrl.items()
     )
-    out = {"FEBRL4": _f1({n: encode(f, febrl_schema, secret).encodings for n, f in febrl.items()}, truth, settings)}
+    out = {"FEBRL4": _f1({n: encode_records(f, febrl_schema, secret).encodings for n, f in febrl.items()}, truth, settings)}
     agency_schema = with_settings_of(schema, GENERATED_COLUMNS, "privacy-report-agencies")
     data = generate_agencies(agency_people, rng=np.random.default_rng(seed))
     sources = {
-        name: encode(frame.rename({"rec_id": "record_id"}).select("record_id", *GENERATED_COLUMNS), agency_schema, secret).encodings
+        name: encode_records(frame.rename({"rec_id": "record_id"}).select("record_id", *GENERATED_COLUMNS), agency_schema, secret).encodings
         for name, frame in data.frames.items()
     }
     out[f"generated agencies ({agency_people:,} people)"] = _f1(sources, data.truth, settings)
     return out
 
 
-def _f1(sources: dict[str, Encodings], truth: pl.DataFrame, settings: LinkSettings) -> float:
-    result = link(sources, settings)
+def _f1(sources: Mapping[str, AnyEncodings], truth: pl.DataFrame, settings: LinkSettings) -> float:
+    result = link_sources(sources, settings)
     return pair_quality(result.pairs.filter(pl.col("band") == "match"), truth).f1
 
 
@@ -238,7 +284,10 @@ def privacy_report(
     if not 0.0 <= known_share <= overlap:
         raise LinkageError(f"known pairs ({known_share:g}) must be a share of the records between 0 and the overlap ({overlap:g})")
     scenario = attack_scenario(people, attacked.columns, records=records, overlap=overlap, known_share=known_share, rng=rng)
-    results = attacks_on(scenario, attacked, secret, seed, progress=progress)
+    if attacked.match_keys:  # no filter is sent: the coordinator holds tokens and within-scope scores
+        results = match_key_attacks(scenario, schema=attacked, seed=seed, progress=progress)
+    else:
+        results = attacks_on(scenario, attacked, secret, seed, progress=progress)
     progress("linking FEBRL4 and generated agencies")
     f1 = linkage_f1(schema, secret, agency_people=agency_people, seed=seed)
     return PrivacyReport(results=tuple(results), f1=f1, records=records, overlap=overlap, known_share=known_share)
