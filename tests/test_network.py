@@ -195,9 +195,9 @@ class TamperingNode(NodeService):
             if not chunk.last and (self.times is None or self.calls <= self.times):
                 if chunk.filters:
                     chunk.filters = bytes([chunk.filters[0] ^ 1]) + chunk.filters[1:]
-                if chunk.parquet:  # match-key encodings travel as Parquet bytes: flip one in the middle
-                    middle = len(chunk.parquet) // 2
-                    chunk.parquet = chunk.parquet[:middle] + bytes([chunk.parquet[middle] ^ 1]) + chunk.parquet[middle + 1 :]
+                if chunk.packed:  # match-key encodings travel packed: flip one in the middle
+                    middle = len(chunk.packed) // 2
+                    chunk.packed = chunk.packed[:middle] + bytes([chunk.packed[middle] ^ 1]) + chunk.packed[middle + 1 :]
             yield chunk
 
 

@@ -29,6 +29,7 @@ from linkage.scoped import (
     read_scoped_encodings,
     write_scoped_encodings,
 )  # fmt: skip
+from linkage.scoped._encodings import pack_scoped, unpack_scoped
 from linkage.scoped._evidence import scope_levels
 from linkage.scoped._prf import key_words, siphash_bytes, strings_siphash, words_siphash
 from linkage.testing._synthetic import generate_agencies
@@ -191,6 +192,22 @@ def test_parquet_round_trip_and_bytes(agencies: tuple[dict[str, pl.DataFrame], p
     assert all(np.array_equal(x, y) for x, y in zip(back.evidence, enc.evidence, strict=True))
     assert back.layouts == enc.layouts and back.secret_check == enc.secret_check
     assert enc.bytes_per_record <= 1024
+
+
+def test_wire_form_round_trips_and_refuses_damage(agencies: tuple[dict[str, pl.DataFrame], pl.DataFrame]) -> None:
+    frames, _ = agencies
+    enc = encode_scoped(frames["police"], SCHEMA, SECRET, today=TODAY).encodings
+    packed = pack_scoped(enc)
+    back = unpack_scoped(packed, name="police")
+    assert back.record_ids.to_list() == enc.record_ids.to_list() and back.layouts == enc.layouts
+    assert np.array_equal(back.tokens, enc.tokens) and np.array_equal(back.has_token, enc.has_token)
+    assert all(np.array_equal(x, y) for x, y in zip(back.evidence, enc.evidence, strict=True))
+    # Nothing beyond tokens, evidence, ids and a small header: the wire carries no more than the file.
+    ids = sum(len(r.encode()) + 1 for r in enc.record_ids.to_list())
+    assert len(packed) - ids <= len(enc) * (enc.bytes_per_record + 1) + 8192
+    for damaged in (packed[:-1], packed + b"x", b"LKMK0" + packed[5:]):
+        with pytest.raises(EncodingsError, match="police"):
+            unpack_scoped(damaged, name="police")
 
 
 # -- one-line errors ----------------------------------------------------------------------------------

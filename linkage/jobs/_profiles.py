@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +41,7 @@ from linkage.scoped import (
     read_scoped_encodings,
     write_scoped_encodings,
 )
+from linkage.scoped._encodings import pack_scoped, unpack_scoped
 from linkage.scoped._link import DEFAULT_MATCH_THRESHOLD, DEFAULT_REVIEW_THRESHOLD
 
 __all__ = [
@@ -120,14 +120,12 @@ def write_any_encodings(encodings: AnyEncodings, path: str | Path | BinaryIO) ->
 
 
 def encodings_to_bytes(encodings: ScopedEncodings) -> bytes:
-    """The Parquet form of match-key encodings, for the wire (never written to disk)."""
-    buffer = io.BytesIO()
-    write_scoped_encodings(encodings, buffer)
-    return buffer.getvalue()
+    """The compact wire form of match-key encodings (never written to disk)."""
+    return pack_scoped(encodings)
 
 
 def encodings_from_bytes(data: bytes, *, peer: str) -> ScopedEncodings:
-    return read_scoped_encodings(io.BytesIO(data), name=peer)
+    return unpack_scoped(data, name=peer)
 
 
 # -- linking --------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from linkage.jobs._profiles import AnyEncodings, encodings_from_bytes, encodings
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.scoped import ScopedEncodings
 
-PARQUET_CHUNK_BYTES = 1 << 20
+PACKED_CHUNK_BYTES = 1 << 20
 
 
 def _ids_bytes(ids: list[str]) -> bytes:
@@ -53,8 +53,8 @@ def encoding_chunks(encodings: AnyEncodings, chunk_records: int) -> Iterator[pb.
 
 def _scoped_chunks(encodings: ScopedEncodings) -> Iterator[pb.EncodingChunk]:
     data = encodings_to_bytes(encodings)
-    for start in range(0, len(data), PARQUET_CHUNK_BYTES):
-        yield pb.EncodingChunk(parquet=data[start : start + PARQUET_CHUNK_BYTES])
+    for start in range(0, len(data), PACKED_CHUNK_BYTES):
+        yield pb.EncodingChunk(packed=data[start : start + PACKED_CHUNK_BYTES])
     yield pb.EncodingChunk(
         last=True, total_records=len(encodings), digest=hashlib.sha256(data).hexdigest(), project=encodings.project,
         schema_fingerprint=encodings.schema_fingerprint, key_epoch=encodings.key_epoch, profile="match-keys",
@@ -65,15 +65,15 @@ def encodings_from_chunks(chunks: Iterable[pb.EncodingChunk], *, peer: str) -> t
     """Reassemble and verify; returns the encodings and the stream's digest. ``peer`` names the sender."""
     digest = hashlib.sha256()
     ids: list[str] = []
-    filters, groups, present, parquet = [], [], [], []
+    filters, groups, present, packed = [], [], [], []
     trailer = None
     for chunk in chunks:
         if chunk.last:
             trailer = chunk
             break
-        if chunk.parquet:
-            digest.update(chunk.parquet)
-            parquet.append(chunk.parquet)
+        if chunk.packed:
+            digest.update(chunk.packed)
+            packed.append(chunk.packed)
             continue
         chunk_ids = list(chunk.record_ids)
         for part in (_ids_bytes(chunk_ids), chunk.filters, chunk.group_filters, chunk.present):
@@ -84,8 +84,8 @@ def encodings_from_chunks(chunks: Iterable[pb.EncodingChunk], *, peer: str) -> t
         present.append(chunk.present)
     if trailer is None:
         raise TransferError(f"{peer}: encodings stream ended before its last chunk")
-    if trailer.profile == "match-keys" or parquet:
-        return _scoped_from(trailer, parquet, digest.hexdigest(), ids, peer), trailer.digest
+    if trailer.profile == "match-keys" or packed:
+        return _scoped_from(trailer, packed, digest.hexdigest(), ids, peer), trailer.digest
     if trailer.total_records != len(ids):
         raise TransferError(f"{peer}: received {len(ids):,} records, the sender counted {trailer.total_records:,}")
     if trailer.digest != digest.hexdigest():
@@ -111,13 +111,13 @@ def encodings_from_chunks(chunks: Iterable[pb.EncodingChunk], *, peer: str) -> t
     ), trailer.digest
 
 
-def _scoped_from(trailer: pb.EncodingChunk, parquet: list[bytes], digest: str, ids: list[str], peer: str) -> ScopedEncodings:
+def _scoped_from(trailer: pb.EncodingChunk, packed: list[bytes], digest: str, ids: list[str], peer: str) -> ScopedEncodings:
     if trailer.profile != "match-keys" or ids:
         raise TransferError(f"{peer}: encodings stream mixes match-key and record-filter chunks")
     if trailer.digest != digest:
         raise TransferError(f"{peer}: encodings digest does not match: the transfer was altered or broken")
     try:
-        encodings = encodings_from_bytes(b"".join(parquet), peer=peer)
+        encodings = encodings_from_bytes(b"".join(packed), peer=peer)
     except EncodingsError as error:
         raise TransferError(str(error)) from None
     if len(encodings) != trailer.total_records:

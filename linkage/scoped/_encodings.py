@@ -141,3 +141,77 @@ def read_scoped_encodings(source: str | Path | BinaryIO, *, name: str | None = N
         tokens=tokens, has_token=has, evidence=tuple(evidence), schema_fingerprint=fingerprint, project=project,
         key_set_fingerprint=key_set, secret_check=check, key_epoch=key_epoch, encoding_version=version,
     )  # fmt: skip
+
+
+# -- the wire ------------------------------------------------------------------------------------------
+# Parquet pays a length or repetition level per evidence value; on the wire the arrays go as they are:
+#     u32 header length, header (JSON: the file metadata and the record count), record ids (UTF-8,
+#     newline-separated, u32 length first), tokens (records x keys, u64 LE), token presence (packed
+#     bits), evidence (per key: records x words, u64 LE)
+_WIRE_MAGIC = b"LKMK1"
+MAX_WIRE_HEADER = 1 << 20
+
+
+def pack_scoped(encodings: ScopedEncodings) -> bytes:
+    """The compact wire form of ``encodings`` (never written to disk)."""
+    header = json.dumps({"metadata": encodings.metadata(), "records": len(encodings)}, sort_keys=True).encode()
+    ids = "\n".join(encodings.record_ids.to_list()).encode()
+    parts = [
+        _WIRE_MAGIC, len(header).to_bytes(4, "little"), header, len(ids).to_bytes(4, "little"), ids,
+        np.ascontiguousarray(encodings.tokens, dtype="<u8").tobytes(), np.packbits(encodings.has_token, axis=None).tobytes(),
+        *(np.ascontiguousarray(e, dtype="<u8").tobytes() for e in encodings.evidence),
+    ]  # fmt: skip
+    return b"".join(parts)
+
+
+def unpack_scoped(data: bytes, *, name: str) -> ScopedEncodings:
+    """Inverse of ``pack_scoped``; every size is checked against the header (one line naming ``name``)."""
+    view = memoryview(data)
+
+    def take(at: int, size: int) -> tuple[memoryview, int]:
+        if size < 0 or at + size > len(view):
+            raise EncodingsError(f"{name}: match-key encodings are cut short or malformed")
+        return view[at : at + size], at + size
+
+    magic, at = take(0, len(_WIRE_MAGIC))
+    if bytes(magic) != _WIRE_MAGIC:
+        raise EncodingsError(f"{name}: not match-key encodings")
+    size, at = take(at, 4)
+    if int.from_bytes(size, "little") > MAX_WIRE_HEADER:
+        raise EncodingsError(f"{name}: match-key encodings header too large")
+    raw_header, at = take(at, int.from_bytes(size, "little"))
+    try:
+        header = json.loads(bytes(raw_header))
+        meta, n = dict(header["metadata"]), int(header["records"])
+        layouts = tuple(ScopeLayout.from_dict(d) for d in json.loads(meta[f"{_META}layouts"]))
+        version = int(meta[f"{_META}encoding_version"])
+    except (KeyError, ValueError, TypeError):
+        raise EncodingsError(f"{name}: match-key metadata missing or malformed") from None
+    if meta.get(f"{_META}profile") != PROFILE or version != SCOPED_ENCODING_VERSION or n < 0:
+        raise EncodingsError(f"{name}: not match-key encodings of version {SCOPED_ENCODING_VERSION}")
+    size, at = take(at, 4)
+    raw_ids, at = take(at, int.from_bytes(size, "little"))
+    ids = bytes(raw_ids).decode("utf-8", errors="strict").split("\n") if n else []
+    if len(ids) != n:
+        raise EncodingsError(f"{name}: {len(ids):,} record ids for {n:,} records")
+    keys = len(layouts)
+    raw, at = take(at, 8 * n * keys)
+    tokens = np.frombuffer(raw, dtype="<u8").reshape(n, keys).astype(np.uint64)
+    raw, at = take(at, (n * keys + 7) // 8)
+    has = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), count=n * keys).astype(bool).reshape(n, keys)
+    evidence = []
+    for layout in layouts:
+        raw, at = take(at, 8 * n * layout.words)
+        evidence.append(np.frombuffer(raw, dtype="<u8").reshape(n, layout.words).astype(np.uint64))
+    if at != len(view):
+        raise EncodingsError(f"{name}: match-key encodings have trailing bytes")
+    try:
+        return ScopedEncodings(
+            record_ids=pl.Series("record_id", ids, dtype=pl.String), fields=tuple(json.loads(meta[f"{_META}fields"])),
+            kinds=tuple(json.loads(meta[f"{_META}kinds"])), roles=dict(json.loads(meta[f"{_META}roles"])), layouts=layouts, tokens=tokens, has_token=has, evidence=tuple(evidence),
+            schema_fingerprint=meta[f"{_META}schema_fingerprint"], project=meta[f"{_META}project"],
+            key_set_fingerprint=meta[f"{_META}key_set_fingerprint"], secret_check=meta[f"{_META}secret_check"],
+            key_epoch=int(meta.get(f"{_META}key_epoch", "0")), encoding_version=version,
+        )  # fmt: skip
+    except (KeyError, ValueError, TypeError):
+        raise EncodingsError(f"{name}: match-key metadata missing or malformed") from None

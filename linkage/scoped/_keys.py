@@ -112,8 +112,6 @@ DEFAULT_MATCH_KEYS: tuple[MatchKey, ...] = (
     MatchKey(name="street2_postcode", parts=("address_2", "postcode")),
     MatchKey(name="dob_state", parts=("dob", "state")),
     MatchKey(name="dob_address", parts=("dob", "address")),
-    MatchKey(name="initials_month_postcode", parts=("given:initial", "surname:initial", "dob:year_month", "postcode")),
-    MatchKey(name="nickname_surname_year", parts=("given:nickname", "surname:phonetic", "dob:year")),
 )
 
 

@@ -45,7 +45,7 @@ class FetchEncodingsRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., chunk_records: _Optional[int] = ...) -> None: ...
 
 class EncodingChunk(_message.Message):
-    __slots__ = ("record_ids", "filters", "group_filters", "present", "last", "total_records", "digest", "project", "schema_fingerprint", "bits", "groups", "key_epoch", "parquet", "profile")
+    __slots__ = ("record_ids", "filters", "group_filters", "present", "last", "total_records", "digest", "project", "schema_fingerprint", "bits", "groups", "key_epoch", "packed", "profile")
     RECORD_IDS_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
     GROUP_FILTERS_FIELD_NUMBER: _ClassVar[int]
@@ -58,7 +58,7 @@ class EncodingChunk(_message.Message):
     BITS_FIELD_NUMBER: _ClassVar[int]
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     KEY_EPOCH_FIELD_NUMBER: _ClassVar[int]
-    PARQUET_FIELD_NUMBER: _ClassVar[int]
+    PACKED_FIELD_NUMBER: _ClassVar[int]
     PROFILE_FIELD_NUMBER: _ClassVar[int]
     record_ids: _containers.RepeatedScalarFieldContainer[str]
     filters: bytes
@@ -72,9 +72,9 @@ class EncodingChunk(_message.Message):
     bits: int
     groups: _containers.RepeatedScalarFieldContainer[str]
     key_epoch: int
-    parquet: bytes
+    packed: bytes
     profile: str
-    def __init__(self, record_ids: _Optional[_Iterable[str]] = ..., filters: _Optional[bytes] = ..., group_filters: _Optional[bytes] = ..., present: _Optional[bytes] = ..., last: _Optional[bool] = ..., total_records: _Optional[int] = ..., digest: _Optional[str] = ..., project: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., bits: _Optional[int] = ..., groups: _Optional[_Iterable[str]] = ..., key_epoch: _Optional[int] = ..., parquet: _Optional[bytes] = ..., profile: _Optional[str] = ...) -> None: ...
+    def __init__(self, record_ids: _Optional[_Iterable[str]] = ..., filters: _Optional[bytes] = ..., group_filters: _Optional[bytes] = ..., present: _Optional[bytes] = ..., last: _Optional[bool] = ..., total_records: _Optional[int] = ..., digest: _Optional[str] = ..., project: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., bits: _Optional[int] = ..., groups: _Optional[_Iterable[str]] = ..., key_epoch: _Optional[int] = ..., packed: _Optional[bytes] = ..., profile: _Optional[str] = ...) -> None: ...
 
 class ResultRow(_message.Message):
     __slots__ = ("record_id", "band", "similarity", "reference", "shared_with")
