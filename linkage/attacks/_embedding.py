@@ -86,6 +86,8 @@ def node_embeddings(graph: object, dimensions: int, window: int, rng: np.random.
     scale = np.divide(1.0, np.sqrt(degree), out=np.zeros(n), where=degree > 0)
     normalised = sparse.diags(scale) @ adjacency @ sparse.diags(scale)
     d = max(1, min(dimensions, n - 2))
+    if adjacency.nnz == 0:  # no edge at all (match keys under a cap of 1): every node looks alike
+        return np.zeros((n, d), dtype=np.float32)
     if n <= 3 * d + 10:  # tiny graphs: dense is faster and eigsh refuses d >= n - 1
         values, vectors = np.linalg.eigh(normalised.toarray())
         values, vectors = values[-d:], vectors[:, -d:]

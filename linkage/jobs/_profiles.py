@@ -247,8 +247,9 @@ def with_default_match_keys(schema: Schema) -> Schema:
     return dataclasses.replace(schema, match_keys=tuple(MatchKey(name=k.name, parts=k.parts) for k in keys))
 
 
-# A key whose values are this common in an agency's own records is refused at ``schema init``: the cap
-# would drop most of its tokens, and those it kept would tell the coordinator about households.
+# A key whose values are this common in an agency's own records is refused at ``schema init``: most of
+# its records would hold a value shared by more than DECOY_GROUP others (households, very common
+# names), so it would carry little; above WARN_SHARE_COMMON it is flagged.
 REFUSE_SHARE_COMMON = 0.5
 WARN_SHARE_COMMON = 0.05
 
@@ -265,13 +266,22 @@ def checked_match_keys(schema: Schema) -> tuple[ScopedMatchKey, ...]:
 def key_frequency_lines(records: pl.DataFrame, schema: Schema, where: str | Path) -> tuple[list[str], str | None]:
     """Lines measuring each match key's value frequencies on a sample, and the reason to refuse, if any."""
     from linkage.scoped import key_frequencies
+    from linkage.scoped._encode import DECOY_GROUP
 
-    table = key_frequencies(records, schema, keys=checked_match_keys(schema), shared_by_more_than=schema.token_cap)
-    lines = [f"match-key value frequencies in {where} ({records.height:,} records; token cap {schema.token_cap}):"]
+    keys = checked_match_keys(schema)
+    capped = key_frequencies(records, schema, keys=keys, shared_by_more_than=schema.token_cap - 1)
+    common = key_frequencies(records, schema, keys=keys, shared_by_more_than=DECOY_GROUP - 1).get_column("share_common")
+    lines = [
+        f"match-key value frequencies in {where} ({records.height:,} records): 'lose the token' = held by more than the"
+        f" token cap ({schema.token_cap}); 'common' = held by more than {DECOY_GROUP}"
+    ]
     refused = None
-    for key, held, distinct, largest, share in table.iter_rows():
-        verdict = "too common: refused" if share > REFUSE_SHARE_COMMON else "common: warn" if share > WARN_SHARE_COMMON else "ok"
-        lines.append(f"  {key:<26} {held:>9,} records {distinct:>9,} values  largest {largest:>6,}  over the cap {share:6.1%}  {verdict}")
-        if share > REFUSE_SHARE_COMMON and refused is None:
-            refused = f"match key {key!r}: {share:.1%} of records hold a value shared by more than {schema.token_cap}"
+    for (key, held, distinct, largest, share), share_common in zip(capped.iter_rows(), common.to_list(), strict=True):
+        verdict = "too common: refused" if share_common > REFUSE_SHARE_COMMON else "common: warn" if share_common > WARN_SHARE_COMMON else "ok"
+        lines.append(
+            f"  {key:<26} {held:>9,} records {distinct:>9,} values  largest {largest:>6,}"
+            f"  lose the token {share:6.1%}  common {share_common:6.1%}  {verdict}"
+        )
+        if share_common > REFUSE_SHARE_COMMON and refused is None:
+            refused = f"match key {key!r}: {share_common:.1%} of records hold a value shared by more than {DECOY_GROUP}"
     return lines, refused

@@ -88,8 +88,9 @@ DEFAULT_MISSING_VALUES = ("", "na", "n/a", "null", "none", "unknown", "-", "?")
 _PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _KEY_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 # A token value shared by more records of one agency than this is dropped from them (the records
-# stay, with their other keys): such a value is a household or a very common name.
-DEFAULT_TOKEN_CAP = 20
+# stay, with their other keys). At 1 the coordinator never sees two records of one agency share a
+# token: the within-agency token graph, which graph matching re-identifies, is empty (README: Privacy).
+DEFAULT_TOKEN_CAP = 1
 
 
 def kind_for_column(column: str) -> str:

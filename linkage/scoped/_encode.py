@@ -11,6 +11,7 @@ Hashing per distinct value is Python-free (numba); hashing per record and scope 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from dataclasses import dataclass, field
@@ -40,7 +41,10 @@ from linkage.scoped._prf import key_words, strings_siphash
 # A token value held by more records of one agency than this is dropped from them (the records
 # stay, with their other keys): such a value is a household or a very common name, and sending it
 # would tell the coordinator so.
-DEFAULT_TOKEN_CAP = 20
+DEFAULT_TOKEN_CAP = 1
+# Groups of records sharing a key value up to this size are compared among themselves at the node
+# for the decoy statistics, whatever the cap; larger groups are households or very common names.
+DECOY_GROUP = 20
 QGRAM = 2
 
 
@@ -91,6 +95,7 @@ def encode_scoped(
     has = np.zeros((n, len(keys)), dtype=bool)
     evidence, layouts = [], []
     capped, without = {}, {}
+    sent = np.zeros((n, len(keys)), dtype=bool)
     parts: dict[tuple[str, str], pl.Series] = {}  # (field, transform) -> per record, shared by the keys
     for k, key in enumerate(keys):
         value = key_values(key, schema, values, parts)
@@ -105,19 +110,26 @@ def encode_scoped(
         value_k1 = strings_siphash(*key_words(scope_key[16:]), data, offsets)
         present = codes >= 0
         counts = np.bincount(codes[present], minlength=len(distinct))
-        kept = present & (counts[np.maximum(codes, 0)] <= cap)
+        group = counts[np.maximum(codes, 0)] if len(counts) else np.zeros(len(codes), dtype=np.int64)
+        kept = present & (group <= cap)
+        # Evidence is filled for the records of small groups too, so that the node can compare them
+        # among themselves (the decoys) before the cap takes their tokens away.
+        compared = present & (group <= max(cap, DECOY_GROUP))
         without[key.name] = int((~present).sum())
         capped[key.name] = int((present & ~kept).sum())
-        safe = np.maximum(codes, 0)
-        tokens[:, k] = np.where(kept, value_token[safe], 0)
-        has[:, k] = kept
-        k0, k1 = np.where(kept, value_k0[safe], 0), np.where(kept, value_k1[safe], 0)
+        # A missing value points one past the distinct values (a zero there): a key no record holds works too.
+        safe = np.where(codes >= 0, codes, len(distinct))
+        value_token, value_k0, value_k1 = (np.append(v, np.uint64(0)) for v in (value_token, value_k0, value_k1))
+        tokens[:, k] = np.where(compared, value_token[safe], 0)
+        has[:, k] = compared
+        sent[:, k] = kept
+        k0, k1 = np.where(compared, value_k0[safe], 0), np.where(compared, value_k1[safe], 0)
         layout = scope_layout(key.name, fields, fixed_fields(key, schema))
         out = np.zeros((n, layout.words), dtype=np.uint64)
         for slot in layout.slots:
             ft = tokens_by_field[slot.field]
             tag = np.uint64((schema.columns.index(slot.field) + 1) << 8)
-            args = (k0, k1, kept, ft.codes, ft.offsets, ft.token_ids, ft.keys, tag)
+            args = (k0, k1, compared, ft.codes, ft.offsets, ft.token_ids, ft.keys, tag)
             if slot.comparison == BLOOM:
                 fill_bloom(out, slot.offset, slot.width, *args)
             else:
@@ -134,7 +146,26 @@ def encode_scoped(
         has_token=has, evidence=tuple(evidence), schema_fingerprint=schema.fingerprint, project=schema.project,
         key_set_fingerprint=key_set_fingerprint(keys), secret_check=secret_check(secret, schema.project), key_epoch=key_epoch,
     )  # fmt: skip
+    started = time.perf_counter()
+    encodings = with_decoys_then_capped(encodings, sent)
+    seconds["decoys"] = time.perf_counter() - started
     return ScopedEncodeResult(encodings, rejects, missing, capped, without, seconds)
+
+
+def with_decoys_then_capped(encodings: ScopedEncodings, sent: np.ndarray) -> ScopedEncodings:
+    """Compare the agency's own records that share a token (groups of up to ``DECOY_GROUP``) and keep
+    only the histogram of their level patterns; then drop every token (and its evidence) the cap
+    takes: what is sent shows no two of the agency's records sharing a token unless the cap allows."""
+    from linkage.scoped._link import compared_pairs
+
+    i, j, levels, _ = compared_pairs(encodings, encodings)
+    patterns, counts = np.unique(levels[i < j], axis=0, return_counts=True)
+    tokens = np.where(sent, encodings.tokens, np.uint64(0))
+    evidence = tuple(np.where(sent[:, k : k + 1], words, np.uint64(0)) for k, words in enumerate(encodings.evidence))
+    return dataclasses.replace(
+        encodings, tokens=tokens, has_token=sent.copy(), evidence=evidence,
+        decoy_patterns=patterns.astype(np.int8).reshape(len(patterns), levels.shape[1]), decoy_counts=counts.astype(np.int64),
+    )  # fmt: skip
 
 
 def key_frequencies(

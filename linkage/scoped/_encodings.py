@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -52,6 +52,10 @@ class ScopedEncodings:
     secret_check: str
     key_epoch: int = 0
     encoding_version: int = SCOPED_ENCODING_VERSION
+    # Pairs of this agency's own records that share a token before the cap: their comparison-level
+    # patterns and how many pairs have each (an aggregate; no record is named). u is learned from them.
+    decoy_patterns: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int8))
+    decoy_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.record_ids)
@@ -80,6 +84,7 @@ class ScopedEncodings:
             f"{_META}roles": json.dumps(self.roles, sort_keys=True),
             f"{_META}layouts": json.dumps([layout.to_dict() for layout in self.layouts]),
             f"{_META}bit_order": "uint64-little-endian",
+            f"{_META}decoys": json.dumps([[*map(int, p), int(c)] for p, c in zip(self.decoy_patterns, self.decoy_counts, strict=True)]),
         }
 
 
@@ -136,7 +141,9 @@ def read_scoped_encodings(source: str | Path | BinaryIO, *, name: str | None = N
         if column.dtype != pl.Array(pl.UInt8, layout.words * 8):
             raise EncodingsError(f"{path}: evidence of match key {layout.key!r} is not {layout.words} words wide")
         evidence.append(np.ascontiguousarray(column.to_numpy()).view(np.uint64).reshape(n, layout.words))
+    decoy_patterns, decoy_counts = _decoys(meta, path)
     return ScopedEncodings(
+        decoy_patterns=decoy_patterns, decoy_counts=decoy_counts,
         record_ids=frame.get_column("record_id").cast(pl.String), fields=fields, kinds=kinds, roles=roles, layouts=layouts,
         tokens=tokens, has_token=has, evidence=tuple(evidence), schema_fingerprint=fingerprint, project=project,
         key_set_fingerprint=key_set, secret_check=check, key_epoch=key_epoch, encoding_version=version,
@@ -205,8 +212,10 @@ def unpack_scoped(data: bytes, *, name: str) -> ScopedEncodings:
         evidence.append(np.frombuffer(raw, dtype="<u8").reshape(n, layout.words).astype(np.uint64))
     if at != len(view):
         raise EncodingsError(f"{name}: match-key encodings have trailing bytes")
+    decoy_patterns, decoy_counts = _decoys(meta, name)
     try:
         return ScopedEncodings(
+            decoy_patterns=decoy_patterns, decoy_counts=decoy_counts,
             record_ids=pl.Series("record_id", ids, dtype=pl.String), fields=tuple(json.loads(meta[f"{_META}fields"])),
             kinds=tuple(json.loads(meta[f"{_META}kinds"])), roles=dict(json.loads(meta[f"{_META}roles"])), layouts=layouts, tokens=tokens, has_token=has, evidence=tuple(evidence),
             schema_fingerprint=meta[f"{_META}schema_fingerprint"], project=meta[f"{_META}project"],
@@ -215,3 +224,16 @@ def unpack_scoped(data: bytes, *, name: str) -> ScopedEncodings:
         )  # fmt: skip
     except (KeyError, ValueError, TypeError):
         raise EncodingsError(f"{name}: match-key metadata missing or malformed") from None
+
+
+def _decoys(meta: dict[str, str], where: object) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        rows = json.loads(meta.get(f"{_META}decoys", "[]"))
+        fields = len(json.loads(meta[f"{_META}fields"]))
+        patterns = np.array([r[:-1] for r in rows], dtype=np.int8).reshape(len(rows), fields + 1 if rows else 0)
+        counts = np.array([r[-1] for r in rows], dtype=np.int64)
+    except (KeyError, ValueError, TypeError):
+        raise EncodingsError(f"{where}: match-key decoy statistics malformed") from None
+    if (counts < 0).any() or (patterns < -1).any() or (patterns > 5).any():
+        raise EncodingsError(f"{where}: match-key decoy statistics malformed")
+    return patterns, counts

@@ -208,7 +208,8 @@ def grouped_levels(levels: np.ndarray, column_of: np.ndarray, n_columns: int) ->
 
 
 def fit_scoped_model(
-    fields: tuple[str, ...], roles: dict[str, str], levels: np.ndarray, unrelated: np.ndarray | None = None, *,
+    fields: tuple[str, ...], roles: dict[str, str], levels: np.ndarray, unrelated: np.ndarray | None = None,
+    unrelated_counts: np.ndarray | None = None, *,
     iterations: int = EM_ITERATIONS, tolerance: float = 1e-7,
 ) -> MatchModel:
     """Fellegi–Sunter over the candidates' levels, learned by EM without labels.
@@ -220,7 +221,8 @@ def fit_scoped_model(
     fits u too, which fails where nearly every candidate is a match (it then splits the matches).
     EM starts from the candidates that agree on names and date of birth (``SEED_LEVELS``); weights
     are kept non-decreasing in the level."""
-    fixed_u = unrelated is not None and len(unrelated) >= MIN_UNRELATED
+    weights = None if unrelated is None else np.ones(len(unrelated)) if unrelated_counts is None else unrelated_counts
+    fixed_u = unrelated is not None and weights is not None and weights.sum() >= MIN_UNRELATED
     patterns, counts = np.unique(levels, axis=0, return_counts=True)
     counts = counts.astype(np.float64)
     seed = np.ones(len(patterns), dtype=bool)
@@ -242,7 +244,7 @@ def fit_scoped_model(
         u = level_frequencies(patterns, counts)
         prior = 0.5
     if fixed_u:
-        u = level_frequencies(unrelated)
+        u = level_frequencies(unrelated, weights)
     done = 0
     for done in range(1, iterations + 1):
         posterior = MatchModel(fields, m, u, prior, done).probabilities(patterns)
@@ -287,18 +289,17 @@ def link_scoped(
     if len(levels) == 0:
         raise LinkageError("no two records share a match-key token: nothing to link (are these the right sources?)")
     columns, column_of = comparison_columns(first.fields, first.kinds)
-    within = []
-    for name in names:
-        i, j, same, _ = compared_pairs(sources[name], sources[name])
-        within.append(same[i < j])
-    unrelated = np.concatenate(within)
+    # u comes from the decoys: pairs of one agency's own records that shared a token before the
+    # cap, compared and counted at the node (nobody is in one source twice, so they are unrelated).
+    unrelated = np.concatenate([sources[n].decoy_patterns.reshape(-1, levels.shape[1]) for n in names])
+    decoy_counts = np.concatenate([sources[n].decoy_counts for n in names]).astype(np.float64)
 
     def grouped(lv: np.ndarray) -> np.ndarray:
         return np.concatenate([grouped_levels(lv[:, :-1], column_of, len(columns)), lv[:, -1:]], axis=1)
 
     levels, unrelated = grouped(levels), grouped(unrelated)
     columns = (*columns, "keys shared")
-    model = fit_scoped_model(columns, first.roles, levels, unrelated)
+    model = fit_scoped_model(columns, first.roles, levels, unrelated, decoy_counts)
     score = model.probabilities(levels).astype(np.float32)
     scored = time.perf_counter()
     source_of = np.repeat(np.arange(len(names)), np.diff(offsets))
@@ -309,7 +310,7 @@ def link_scoped(
     clusters = _cluster_table(names, [sources[n].record_ids for n in names], offsets, labels)
     solved = time.perf_counter()
     return ScopedLinkResult(
-        pairs=pairs, clusters=clusters, sources={n: len(sources[n]) for n in names}, candidates=len(left), key_pairs=per_key, unrelated=len(unrelated),
+        pairs=pairs, clusters=clusters, sources={n: len(sources[n]) for n in names}, candidates=len(left), key_pairs=per_key, unrelated=int(decoy_counts.sum()),
         model=model, threshold=settings.threshold, review_threshold=settings.review_threshold, scores=score,
         candidate_left=left, candidate_right=right, record_ids=record_ids,
         seconds={"compare": compared - started, "score": scored - compared, "solve": solved - scored},
