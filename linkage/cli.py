@@ -455,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     receive.add_argument("--config", required=True, help="node.toml (the secret is stored at its data.secret)")
     receive.add_argument("--coordinator", required=True, help="HOST:PORT of the coordinator that relays")
     receive.add_argument("--project", required=True)
-    receive.add_argument("--sender", help="accept the secret only from these agencies (comma-separated)")
+    receive.add_argument("--sender", help="accept the secret only from these agencies (comma-separated; default: the agency that created the project)")
     receive.add_argument("--epoch", type=int, help="accept only this key epoch")
     receive.set_defaults(func=cmd_keys_receive)
 

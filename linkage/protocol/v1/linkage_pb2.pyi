@@ -232,6 +232,24 @@ class FetchWrappedRequest(_message.Message):
     project: str
     def __init__(self, project: _Optional[str] = ...) -> None: ...
 
+class RosterRequest(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    def __init__(self, project: _Optional[str] = ...) -> None: ...
+
+class Roster(_message.Message):
+    __slots__ = ("project", "creator", "members", "created")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    CREATOR_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    creator: str
+    members: _containers.RepeatedScalarFieldContainer[str]
+    created: str
+    def __init__(self, project: _Optional[str] = ..., creator: _Optional[str] = ..., members: _Optional[_Iterable[str]] = ..., created: _Optional[str] = ...) -> None: ...
+
 class RelayAck(_message.Message):
     __slots__ = ("count",)
     COUNT_FIELD_NUMBER: _ClassVar[int]

@@ -333,6 +333,11 @@ class KeyRelayStub:
                 request_serializer=linkage_dot_v1_dot_linkage__pb2.FetchWrappedRequest.SerializeToString,
                 response_deserializer=linkage_dot_v1_dot_linkage__pb2.WrappedSecrets.FromString,
                 _registered_method=True)
+        self.GetRoster = channel.unary_unary(
+                '/linkage.v1.KeyRelay/GetRoster',
+                request_serializer=linkage_dot_v1_dot_linkage__pb2.RosterRequest.SerializeToString,
+                response_deserializer=linkage_dot_v1_dot_linkage__pb2.Roster.FromString,
+                _registered_method=True)
 
 
 class KeyRelayServicer:
@@ -364,6 +369,13 @@ class KeyRelayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRoster(self, request, context):
+        """The project's members, fixed by the first share: only they may post or fetch its secret.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KeyRelayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -386,6 +398,11 @@ def add_KeyRelayServicer_to_server(servicer, server):
                     servicer.FetchWrappedSecrets,
                     request_deserializer=linkage_dot_v1_dot_linkage__pb2.FetchWrappedRequest.FromString,
                     response_serializer=linkage_dot_v1_dot_linkage__pb2.WrappedSecrets.SerializeToString,
+            ),
+            'GetRoster': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRoster,
+                    request_deserializer=linkage_dot_v1_dot_linkage__pb2.RosterRequest.FromString,
+                    response_serializer=linkage_dot_v1_dot_linkage__pb2.Roster.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -498,6 +515,33 @@ class KeyRelay:
             '/linkage.v1.KeyRelay/FetchWrappedSecrets',
             linkage_dot_v1_dot_linkage__pb2.FetchWrappedRequest.SerializeToString,
             linkage_dot_v1_dot_linkage__pb2.WrappedSecrets.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRoster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.KeyRelay/GetRoster',
+            linkage_dot_v1_dot_linkage__pb2.RosterRequest.SerializeToString,
+            linkage_dot_v1_dot_linkage__pb2.Roster.FromString,
             options,
             channel_credentials,
             insecure,
