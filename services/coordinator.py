@@ -17,7 +17,7 @@ import polars as pl
 
 from linkage import __version__
 from linkage.bloom._encodings import Encodings, write_encodings
-from linkage.errors import JobError, LinkageError
+from linkage.errors import ConfigError, JobError, LinkageError
 from linkage.jobs._config import CoordinatorConfig
 from linkage.jobs._disclosure import agency_results
 from linkage.jobs._store import JobStore
@@ -162,6 +162,9 @@ def _write_references(job_dir: Path, per_agency: dict[str, pl.DataFrame]) -> Non
 
 def start_coordinator(config: CoordinatorConfig, tls: TlsMaterial) -> Started:
     """A started coordinator server: (server, port, health servicer). Unfinished jobs are marked failed."""
+    identity = tls.identity
+    if (identity.role, identity.name) != ("coordinator", config.name):
+        raise ConfigError(f"{config.source or 'coordinator config'}: coordinator.name is {config.name!r} but the certificate is {identity}")
     store = JobStore(config.data_dir / "jobs.db")
     audit = party_log(config.data_dir)
     for job in store.fail_interrupted():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from linkage.errors import ConfigError
 from linkage.jobs._config import NodeConfig
 from linkage.protocol._node import NodeService, node_policy
 from linkage.protocol._server import create_server
@@ -16,6 +17,9 @@ __all__ = ["start_node"]
 
 
 def start_node(config: NodeConfig, tls: TlsMaterial, *, on_results: Callable[[str, Path], None] | None = None) -> Started:
-    """A started node server: (server, port, health servicer)."""
+    """A started node server: (server, port, health servicer). Refuses a certificate of another party."""
+    identity = tls.identity
+    if (identity.role, identity.name) != ("node", config.agency):
+        raise ConfigError(f"{config.source or 'node config'}: node.agency is {config.agency!r} but the certificate is {identity}; a node serves only as the agency its certificate names")
     service = NodeService(config, on_results=on_results)
     return create_server(config.listen, tls, node_policy(config), lambda server: pb_grpc.add_NodeServicer_to_server(service, server))

@@ -56,3 +56,29 @@ def test_1_a_headerless_input_names_no_value_at_the_coordinator(task_force, tmp_
     with sqlite3.connect(tmp_path / "coordinator" / "audit.db") as db:
         reasons = [r for (r,) in db.execute("SELECT details FROM entries WHERE action = 'job finished'")]
     assert reasons and all(v not in " ".join(reasons) for v in values)
+
+
+def test_4_the_coordinator_talks_only_to_the_agency_it_dialled(task_force, tmp_path):  # noqa: F811
+    """A server with police's certificate on child_welfare's address, claiming to be child_welfare, gets nothing."""
+    import pytest
+
+    from linkage.errors import ConfigError
+    from linkage.protocol._node import NodeService, node_policy
+    from linkage.protocol._server import create_server
+    from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
+    from test_network import tls_of
+
+    claimed = dataclasses.replace(task_force.node_configs["child_welfare"], data_dir=tmp_path / "impostor")
+    police_tls = tls_of(task_force.layout, "police")
+    with pytest.raises(ConfigError, match="node.agency is 'child_welfare' but the certificate is node/police"):
+        start_node(claimed, police_tls)
+    service = NodeService(claimed)
+    server, port, _ = create_server("127.0.0.1:0", police_tls, node_policy(claimed), lambda s: pb_grpc.add_NodeServicer_to_server(service, s))
+    coordinator, coordinator_port, _ = coordinator_with(task_force, tmp_path, {"child_welfare": port})
+    try:
+        last, _ = run(f"127.0.0.1:{coordinator_port}", task_force.tls, list(AGENCIES))
+    finally:
+        server.stop(0).wait()
+        coordinator.stop(0).wait()
+    assert last.state == "failed" and "the server did not present child_welfare's certificate" in last.summary, last.summary
+    assert not (tmp_path / "impostor" / "results").exists()

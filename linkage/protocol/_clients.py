@@ -34,16 +34,24 @@ class Receipt:
     digest: str
 
 
+MAX_PEER_DETAIL = 300  # a peer's error text is kept short: it reaches job state and the audit log
+
+
 def peer_error(agency: str, error: grpc.RpcError) -> str:
     code = error.code() if hasattr(error, "code") else None
-    details = error.details() if hasattr(error, "details") else str(error)
+    details = (error.details() if hasattr(error, "details") else str(error)) or ""
+    if "Custom verification check failed" in details and "Hostname" in details:
+        return f"{agency}: UNAVAILABLE: the server did not present {agency}'s certificate; refusing to talk to it"
+    details = details.replace("\n", " ")
+    if len(details) > MAX_PEER_DETAIL:
+        details = details[:MAX_PEER_DETAIL] + "…"
     return f"{agency}: {code.name if code else 'error'}: {details}"
 
 
 
 def fetch_encodings(address: str, tls: TlsMaterial, agency: str, job_id: str) -> Fetched:
     """One attempt at pulling ``agency``'s encodings for ``job_id``; raises TransferError or grpc.RpcError."""
-    with secure_channel(address, tls) as channel:
+    with secure_channel(address, tls, peer=("node", agency)) as channel:
         stub = pb_grpc.NodeStub(channel)
         described = stub.Describe(pb.DescribeRequest(job_id=job_id), timeout=CALL_TIMEOUT)
         if described.agency != agency:
@@ -57,7 +65,7 @@ def deliver_results(address: str, tls: TlsMaterial, agency: str, job_id: str, re
     """Stream ``results`` to ``agency``; the receipt must match what was sent."""
     chunks = list(result_chunks(job_id, results))
     try:
-        with secure_channel(address, tls) as channel:
+        with secure_channel(address, tls, peer=("node", agency)) as channel:
             receipt = pb_grpc.NodeStub(channel).DeliverResults(iter(chunks), timeout=CALL_TIMEOUT)
     except grpc.RpcError as error:
         raise JobError(f"delivery failed: {peer_error(agency, error)}") from None

@@ -13,7 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from linkage.errors import ServerError
 from linkage.protocol._auth import Policy, PolicyInterceptor
 from linkage.protocol._credentials import channel_credentials, server_credentials
-from linkage.trust._pki import TlsMaterial
+from linkage.trust._pki import TlsMaterial, identity_host_name
 
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 CHANNEL_OPTIONS = [
@@ -43,5 +43,10 @@ def create_server(
     return server, port, health_servicer
 
 
-def secure_channel(address: str, tls: TlsMaterial) -> grpc.Channel:
-    return grpc.secure_channel(address, channel_credentials(tls), options=CHANNEL_OPTIONS)
+def secure_channel(address: str, tls: TlsMaterial, *, peer: tuple[str, str] | None = None) -> grpc.Channel:
+    """An mTLS channel to ``address``; with ``peer`` (role, name) the handshake fails unless the server's
+    certificate was issued to that party (its identity DNS name is the TLS target name)."""
+    options = list(CHANNEL_OPTIONS)
+    if peer is not None:
+        options.append(("grpc.ssl_target_name_override", identity_host_name(*peer)))
+    return grpc.secure_channel(address, channel_credentials(tls), options=options)
