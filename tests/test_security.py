@@ -82,3 +82,80 @@ def test_4_the_coordinator_talks_only_to_the_agency_it_dialled(task_force, tmp_p
         coordinator.stop(0).wait()
     assert last.state == "failed" and "the server did not present child_welfare's certificate" in last.summary, last.summary
     assert not (tmp_path / "impostor" / "results").exists()
+
+
+class FloodingNode:
+    """Announces a few records, then streams far more than they can take (stops at ``limit`` chunks)."""
+
+    def __new__(cls, config, limit=60):
+        from linkage.protocol._node import NodeService
+        from linkage.protocol.v1 import linkage_pb2 as pb
+
+        class Flooding(NodeService):
+            sent = 0
+
+            def FetchEncodings(self, request, context):
+                for _ in range(limit):
+                    Flooding.sent += 1
+                    yield pb.EncodingChunk(record_ids=["x"], filters=bytes(1024 * 1024), present=b"\0\0")
+
+        return Flooding(config)
+
+
+def test_6_a_peer_cannot_stream_more_than_it_announced(task_force, tmp_path):  # noqa: F811
+    from linkage.protocol._node import node_policy
+    from linkage.protocol._server import create_server
+    from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
+
+    config = task_force.node_configs["police"]
+    service = FloodingNode(config)
+    server, port, _ = create_server("127.0.0.1:0", load_tls(config.tls.ca, config.tls.cert, config.tls.key), node_policy(config),
+                                    lambda s: pb_grpc.add_NodeServicer_to_server(service, s))  # fmt: skip
+    coordinator, coordinator_port, _ = coordinator_with(task_force, tmp_path, {"police": port})
+    try:
+        last, _ = run(f"127.0.0.1:{coordinator_port}", task_force.tls, list(AGENCIES))
+    finally:
+        server.stop(0).wait()
+        coordinator.stop(0).wait()
+    assert last.state == "failed" and "more than the records it announced can take" in last.summary, last.summary
+
+
+def test_6_requests_are_validated_invalid_argument_never_internal(task_force):  # noqa: F811
+    import grpc
+    import pytest
+
+    from linkage.protocol._credentials import channel_credentials
+    from linkage.protocol._convert import result_chunks
+    from linkage.protocol.v1 import linkage_pb2 as pb
+    from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
+
+    coordinator = grpc.secure_channel(f"127.0.0.1:{task_force.coordinator_port}", channel_credentials(task_force.tls))
+    node = grpc.secure_channel(f"127.0.0.1:{task_force.ports['police']}", channel_credentials(task_force.tls))
+    long_id = "job-" + "7" * 300
+    calls = [
+        lambda: list(pb_grpc.CoordinatorStub(coordinator).RunJob(pb.JobRequest(agencies=list(AGENCIES), scoring="magic"), timeout=30)),
+        lambda: list(pb_grpc.CoordinatorStub(coordinator).RunJob(pb.JobRequest(agencies=list(AGENCIES), blocking="x"), timeout=30)),
+        lambda: list(pb_grpc.CoordinatorStub(coordinator).RunJob(pb.JobRequest(agencies=list(AGENCIES), threshold=7.0), timeout=30)),
+        lambda: list(pb_grpc.CoordinatorStub(coordinator).RunJob(pb.JobRequest(agencies=["x" * 300, "police"]), timeout=30)),
+        lambda: pb_grpc.CoordinatorStub(coordinator).GetJob(pb.GetJobRequest(job_id=long_id), timeout=30),
+        lambda: list(pb_grpc.NodeStub(node).FetchEncodings(pb.FetchEncodingsRequest(job_id=long_id), timeout=30)),
+        lambda: pb_grpc.NodeStub(node).Describe(pb.DescribeRequest(job_id="../../etc"), timeout=30),
+        lambda: pb_grpc.NodeStub(node).DeliverResults(iter(result_chunks(long_id, pl.DataFrame(schema={
+            "record_id": pl.String, "band": pl.String, "similarity": pl.Float64, "reference": pl.String,
+            "shared_with": pl.List(pl.String)}))), timeout=30),  # fmt: skip
+    ]
+    for call in calls:
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+        assert len(info.value.details()) < 200
+    # more result rows than the agency has records: refused as they arrive
+    police_records = pl.read_csv(task_force.node_configs["police"].input, infer_schema=False).height
+    rows = pl.DataFrame({"record_id": [f"r{i}" for i in range(police_records + 1)], "band": "match", "similarity": 0.9,
+                         "reference": "ref", "shared_with": [[] for _ in range(police_records + 1)]},
+                        schema_overrides={"shared_with": pl.List(pl.String)})  # fmt: skip
+    with pytest.raises(grpc.RpcError) as info:
+        pb_grpc.NodeStub(node).DeliverResults(iter(result_chunks("job-flood", rows)), timeout=30)
+    assert info.value.code() == grpc.StatusCode.DATA_LOSS and "more result rows than this agency has records" in info.value.details()
+    coordinator.close()
+    node.close()

@@ -12,7 +12,7 @@ import polars as pl
 
 from linkage.bloom._encodings import Encodings
 from linkage.errors import JobError
-from linkage.protocol._convert import encodings_from_chunks, result_chunks
+from linkage.protocol._convert import TransferError, encodings_budget, encodings_from_chunks, result_chunks
 from linkage.protocol._server import secure_channel
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
@@ -56,8 +56,14 @@ def fetch_encodings(address: str, tls: TlsMaterial, agency: str, job_id: str) ->
         described = stub.Describe(pb.DescribeRequest(job_id=job_id), timeout=CALL_TIMEOUT)
         if described.agency != agency:
             raise JobError(f"{agency}: the node at {address} says it is {described.agency!r}")
+        budget = encodings_budget(described.records, described.bits, len(described.groups))
         chunks = stub.FetchEncodings(pb.FetchEncodingsRequest(job_id=job_id), timeout=CALL_TIMEOUT)
-        encodings, digest = encodings_from_chunks(chunks, peer=agency)
+        try:
+            encodings, digest = encodings_from_chunks(chunks, peer=agency, max_bytes=budget)
+        finally:
+            chunks.cancel()  # a stream refused half-way is cut off, not drained
+        if len(encodings) != described.records:
+            raise TransferError(f"{agency}: sent {len(encodings):,} records after announcing {described.records:,}")
     return Fetched(encodings, digest, described.excluded)
 
 

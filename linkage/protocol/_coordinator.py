@@ -13,15 +13,20 @@ from typing import Protocol
 
 import grpc
 
-from linkage.errors import JobError, LinkageError
+from linkage.errors import JobError, LinkageError, RequestError
 from linkage.jobs._config import CoordinatorConfig
 from linkage.jobs._store import JobStore
 from linkage.matching._link import LinkSettings
 from linkage.protocol._auth import Policy, caller
+from linkage.protocol._convert import check_job_id
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
 from linkage.trust._audit import AuditLog, entries_jsonl, load_public_key, parse_time, verify
 from linkage.trust._pki import Identity
+
+
+SCORINGS = ("auto", "fs", "dice")
+BLOCKINGS = ("auto", "none", "lsh")
 
 
 class RunJob(Protocol):
@@ -58,11 +63,19 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         agencies = list(dict.fromkeys(request.agencies))
         unknown = [a for a in agencies if a not in self._config.agencies]
         if unknown:
-            raise JobError(f"unknown agency {unknown[0]!r} (this coordinator knows {', '.join(self._config.agencies)})")
+            name = unknown[0] if len(unknown[0]) <= 64 else unknown[0][:64] + "…"
+            raise RequestError(f"unknown agency {name!r} (this coordinator knows {', '.join(self._config.agencies)})")
         if len(agencies) < 2:
-            raise JobError("a job needs at least two agencies")
+            raise RequestError("a job needs at least two agencies")
         settings = self._settings(request)
-        settings.thresholds()  # refuse bad thresholds before a job exists
+        if settings.scoring not in SCORINGS:
+            raise RequestError(f"scoring: one of {', '.join(SCORINGS)}")
+        if settings.blocking not in BLOCKINGS:
+            raise RequestError(f"blocking: one of {', '.join(BLOCKINGS)}")
+        try:
+            settings.thresholds()  # refuse bad thresholds before a job exists
+        except LinkageError as error:
+            raise RequestError(str(error)) from None
         job_id = self._store.create(agencies, dict(settings.__dict__))
         events: queue.Queue[pb.JobEvent] = queue.Queue()
         actor = str(caller(context))
@@ -85,7 +98,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                 return
 
     def GetJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> pb.JobStatus:
-        job = self._store.get(request.job_id)
+        job = self._store.get(check_job_id(request.job_id))
         if job is None:
             raise JobError(f"no job {request.job_id!r}")
         return pb.JobStatus(

@@ -7,11 +7,10 @@ from collections.abc import Iterator
 
 import grpc
 
-from linkage.errors import InputError
 from linkage.jobs._agency import AgencyEncodings, agency_encodings, write_results
 from linkage.jobs._config import NodeConfig
 from linkage.protocol._auth import Policy, caller
-from linkage.protocol._convert import encoding_chunks, results_from_chunks
+from linkage.protocol._convert import check_job_id, encoding_chunks, results_from_chunks
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
 from linkage.trust._audit import party_log
@@ -48,6 +47,7 @@ class NodeService(pb_grpc.NodeServicer):
             return self._cached[1]
 
     def Describe(self, request: pb.DescribeRequest, context: grpc.ServicerContext) -> pb.DescribeResponse:
+        check_job_id(request.job_id, allow_empty=True)
         held = self._encodings()
         enc = held.encodings
         return pb.DescribeResponse(
@@ -57,6 +57,7 @@ class NodeService(pb_grpc.NodeServicer):
         )  # fmt: skip
 
     def FetchEncodings(self, request: pb.FetchEncodingsRequest, context: grpc.ServicerContext) -> Iterator[pb.EncodingChunk]:
+        check_job_id(request.job_id, allow_empty=True)
         chunk = request.chunk_records or self._config.chunk_records
         held = self._encodings()
         chunks = encoding_chunks(held.encodings, min(chunk, 100_000))
@@ -66,16 +67,15 @@ class NodeService(pb_grpc.NodeServicer):
             pending = following
         # The entry is written before the last chunk (the one with the digest) leaves: the coordinator
         # cannot hold a whole transfer, let alone finish the job, before the node has recorded it.
-        self._audit.append(self._me, "encodings sent", project=held.encodings.project, job=request.job_id[:80], details={
+        self._audit.append(self._me, "encodings sent", project=held.encodings.project, job=request.job_id, details={
             "to": str(caller(context)), "records": len(held.encodings), "excluded": held.excluded,
             "schema_fingerprint": held.encodings.schema_fingerprint, "digest": pending.digest,
         })  # fmt: skip
         yield pending
 
     def DeliverResults(self, request_iterator, context: grpc.ServicerContext) -> pb.DeliveryReceipt:
-        job_id, results, digest = results_from_chunks(request_iterator, peer="coordinator")
-        if not job_id.replace("-", "").isalnum():
-            raise InputError("results: malformed job id")
+        # a row per record at most: more is refused as it arrives, never held
+        job_id, results, digest = results_from_chunks(request_iterator, peer="coordinator", max_rows=len(self._encodings().encodings))
         path = write_results(self._config.data_dir, job_id, results)
         self._audit.append(self._me, "results received", job=job_id, details={
             "from": str(caller(context)), "rows": results.height, "digest": digest,
