@@ -27,7 +27,7 @@ from linkage.protocol._clients import deliver_results, fetch_encodings, peer_err
 from linkage.protocol._convert import TransferError
 from linkage.protocol._coordinator import AuditService, CoordinatorService, coordinator_policy
 from linkage.protocol._relay import KeyRelayService
-from linkage.protocol._server import create_server
+from linkage.protocol._server import create_server, refusal_reporter
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
 from linkage.trust._audit import AUDIT_PUBLIC_KEY_FILE, AuditLog, party_log
@@ -181,7 +181,7 @@ def start_coordinator(config: CoordinatorConfig, tls: TlsMaterial) -> Started:
         pb_grpc.add_AuditServicer_to_server(audit_service, server)
         pb_grpc.add_KeyRelayServicer_to_server(relay, server)
 
-    return create_server(config.listen, tls, coordinator_policy(config), register)
+    return create_server(config.listen, tls, coordinator_policy(config), register, on_refusal=refusal_reporter(audit, f"coordinator/{config.name}"))
 
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from linkage.errors import ConfigError
 from linkage.jobs._config import NodeConfig
 from linkage.protocol._node import NodeService, node_policy
-from linkage.protocol._server import create_server
+from linkage.protocol._server import create_server, refusal_reporter
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
 from linkage.trust._pki import TlsMaterial
 from services._lifecycle import Started
@@ -22,4 +22,7 @@ def start_node(config: NodeConfig, tls: TlsMaterial, *, on_results: Callable[[st
     if (identity.role, identity.name) != ("node", config.agency):
         raise ConfigError(f"{config.source or 'node config'}: node.agency is {config.agency!r} but the certificate is {identity}; a node serves only as the agency its certificate names")
     service = NodeService(config, on_results=on_results)
-    return create_server(config.listen, tls, node_policy(config), lambda server: pb_grpc.add_NodeServicer_to_server(service, server))
+    return create_server(
+        config.listen, tls, node_policy(config), lambda server: pb_grpc.add_NodeServicer_to_server(service, server),
+        on_refusal=refusal_reporter(service.audit, f"node/{config.agency}"),
+    )

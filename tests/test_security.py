@@ -159,3 +159,77 @@ def test_6_requests_are_validated_invalid_argument_never_internal(task_force):  
     assert info.value.code() == grpc.StatusCode.DATA_LOSS and "more result rows than this agency has records" in info.value.details()
     coordinator.close()
     node.close()
+
+
+def test_5_refused_calls_are_logged_rate_limited(task_force, capfd):  # noqa: F811
+    import grpc
+    import pytest
+
+    from linkage.protocol._credentials import channel_credentials
+    from linkage.protocol.v1 import linkage_pb2 as pb
+    from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
+    from test_network import tls_of
+
+    log = task_force.layout.agency("victim_services") / "audit.db"
+    with sqlite3.connect(log) as db:
+        before = db.execute("SELECT count(*) FROM entries WHERE action = 'call refused'").fetchone()[0]
+    with grpc.secure_channel(f"127.0.0.1:{task_force.ports['victim_services']}", channel_credentials(tls_of(task_force.layout, "auditor"))) as channel:
+        for _ in range(40):
+            with pytest.raises(grpc.RpcError) as info:
+                pb_grpc.NodeStub(channel).Describe(pb.DescribeRequest(job_id="x"), timeout=10)
+            assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with sqlite3.connect(log) as db:
+        rows = [d for (d,) in db.execute("SELECT details FROM entries WHERE action = 'call refused' ORDER BY seq")][before:]
+    assert 1 <= len(rows) <= 10  # logged, but a flood does not fill the disk
+    assert all('"/linkage.v1.Node/Describe"' in r and "auditor/auditor" in r and "127.0.0.1" in r and "only a coordinator may" in r for r in rows)
+    err = capfd.readouterr().err
+    assert "linkage: refused /linkage.v1.Node/Describe from ipv4:127.0.0.1:" in err and err.count("linkage: refused") == len(rows)
+
+
+def test_5_the_refusal_log_reports_a_burst_then_counts_what_it_left_out():
+    from linkage.protocol._auth import Refusal, RefusalLog
+
+    now = [0.0]
+    heard: list[Refusal] = []
+    limiter = RefusalLog(heard.append, burst=3, window_s=60, clock=lambda: now[0])
+    for _ in range(50):
+        limiter(Refusal("ipv4:10.0.0.1:1", "-", "/m", "no"))
+    limiter(Refusal("ipv4:10.0.0.2:1", "-", "/m", "no"))  # another peer has its own budget
+    assert len(heard) == 4 and [h.suppressed for h in heard] == [0, 0, 0, 0]
+    now[0] = 61.0
+    limiter(Refusal("ipv4:10.0.0.1:1", "-", "/m", "no"))
+    assert len(heard) == 5 and heard[-1].suppressed == 47
+
+
+def test_8_a_certificate_without_a_role_is_told_so(task_force, tmp_path):  # noqa: F811
+    import datetime as dt
+
+    import grpc
+    import pytest
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from linkage.protocol.v1 import linkage_pb2 as pb
+    from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
+
+    pki = task_force.layout.pki
+    ca_cert = x509.load_pem_x509_certificate((pki / "ca.pem").read_bytes())
+    ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "someone")]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(ca_key, hashes.SHA256()))  # fmt: skip
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=(pki / "ca.pem").read_bytes(), certificate_chain=cert.public_bytes(serialization.Encoding.PEM),
+        private_key=key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )  # fmt: skip
+    with grpc.secure_channel(f"127.0.0.1:{task_force.ports['police']}", credentials) as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            pb_grpc.NodeStub(channel).Describe(pb.DescribeRequest(), timeout=10)
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "carries no linkage role" in info.value.details() and "required" not in info.value.details()

@@ -13,7 +13,7 @@ from linkage.protocol._auth import Policy, caller
 from linkage.protocol._convert import check_job_id, encoding_chunks, results_from_chunks
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
-from linkage.trust._audit import party_log
+from linkage.trust._audit import AuditLog, party_log
 from linkage.trust._pki import Identity
 
 
@@ -36,6 +36,10 @@ class NodeService(pb_grpc.NodeServicer):
         self._on_results = on_results  # called with (job_id, path) after results are stored
         self._audit = party_log(config.data_dir)
         self._me = f"node/{config.agency}"
+
+    @property
+    def audit(self) -> AuditLog:
+        return self._audit
 
     def _encodings(self) -> AgencyEncodings:
         """Encode once per version of the input, schema and secret files."""
