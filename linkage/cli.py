@@ -7,6 +7,7 @@ traceback means a bug in linkage, never a mistake by the user.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -344,13 +345,16 @@ def _public_key_for(args: argparse.Namespace):
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> None:
-    from linkage.trust._audit import format_anchor, parse_anchor, verify
+    from linkage.trust._audit import format_anchor, load_public_key, parse_anchor, verify
 
     expected = parse_anchor(args.expect_last) if args.expect_last else None
-    report = verify(args.log, _public_key_for(args), expected_last=expected)
+    key = load_public_key(args.key)
+    report = verify(args.log, key, expected_last=expected)
+    trusted = f"checked against the key you gave, {args.key} (fingerprint {key.fingerprint})"
     if not report.ok:
-        raise LinkageError(f"{args.log}: {report.reason}")
+        raise LinkageError(f"{args.log}: {report.reason}; {trusted}")
     _print(f"{args.log}: {report.reason}")
+    _print(trusted)
     if report.last_verified:
         _print(f"anchor to record for the next check: --expect-last {format_anchor(report.last_verified)}")
 
@@ -541,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit_verify = audit.add_parser("verify", help="recompute the hash chain and every signature; name the first bad entry")
     audit_verify.add_argument("--log", required=True, help="audit.db")
-    audit_verify.add_argument("--key", help="the log's public key (default: audit.pub beside the log)")
+    audit_verify.add_argument("--key", required=True, help="the log's public key as you received it from its party (never trust the one beside the log)")
     audit_verify.add_argument("--expect-last", help="SEQ:HASH recorded at an earlier check: detects a cut tail")
     audit_verify.set_defaults(func=cmd_audit_verify)
     for name, func, text in (("list", cmd_audit_list, "entries as a table"), ("export", cmd_audit_export, "entries as JSON Lines")):
@@ -572,6 +576,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+    except BrokenPipeError:  # `linkage audit list | head`: the reader has all it wanted
+        with contextlib.suppress(OSError, AttributeError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except LinkageError as exc:
         _stderr(f"linkage: error: {exc}")
         return 1

@@ -16,6 +16,7 @@ import grpc
 import polars as pl
 
 from linkage import __version__
+from linkage._files import make_private, private_folder
 from linkage.bloom._encodings import Encodings, write_encodings
 from linkage.errors import ConfigError, JobError, LinkageError
 from linkage.jobs._config import CoordinatorConfig
@@ -95,7 +96,7 @@ class JobRunner:
             check_compatible(sources)
             project = next(iter(sources.values())).project
             if config.retain_encodings:
-                (job_dir / "encodings").mkdir(parents=True, exist_ok=True)
+                private_folder(job_dir / "encodings")
                 for agency, enc in sources.items():
                     write_encodings(enc, job_dir / "encodings" / f"{agency}.parquet")
             store.set_state(job_id, "linking")
@@ -110,9 +111,10 @@ class JobRunner:
                 "pairs": dict(sorted(bands)), "clusters": int(result.clusters.get_column("cluster_id").n_unique()),
                 "records": result.sources,
             })  # fmt: skip
-            job_dir.mkdir(parents=True, exist_ok=True)
+            private_folder(job_dir)
             result.pairs.write_csv(job_dir / "pairs.csv")
             result.clusters.write_csv(job_dir / "clusters.csv")
+            make_private(job_dir / "pairs.csv", job_dir / "clusters.csv")
             store.set_state(job_id, "delivering")
             disclosure = {a: config.agencies[a].disclosure for a in agencies}
             per_agency = agency_results(result.pairs, disclosure, _job_key(job_dir))
@@ -146,7 +148,7 @@ class JobRunner:
 
 def _job_key(job_dir: Path) -> bytes:
     """A random key per job, kept by the coordinator, behind every reference token of the job."""
-    job_dir.mkdir(parents=True, exist_ok=True)
+    private_folder(job_dir)
     path = job_dir / "reference.key"
     if not path.exists():
         path.write_bytes(secrets.token_bytes(32))
@@ -158,6 +160,7 @@ def _write_references(job_dir: Path, per_agency: dict[str, pl.DataFrame]) -> Non
     """reference -> (agency, record id): lets the coordinator answer questions about a token."""
     frames = [frame.select("reference", pl.lit(agency).alias("agency"), "record_id") for agency, frame in per_agency.items()]
     pl.concat(frames).write_csv(job_dir / "references.csv")
+    make_private(job_dir / "references.csv")
 
 
 def start_coordinator(config: CoordinatorConfig, tls: TlsMaterial) -> Started:
@@ -165,6 +168,8 @@ def start_coordinator(config: CoordinatorConfig, tls: TlsMaterial) -> Started:
     identity = tls.identity
     if (identity.role, identity.name) != ("coordinator", config.name):
         raise ConfigError(f"{config.source or 'coordinator config'}: coordinator.name is {config.name!r} but the certificate is {identity}")
+    private_folder(config.data_dir)
+    private_folder(config.data_dir / "jobs")
     store = JobStore(config.data_dir / "jobs.db")
     audit = party_log(config.data_dir)
     for job in store.fail_interrupted():
@@ -175,6 +180,7 @@ def start_coordinator(config: CoordinatorConfig, tls: TlsMaterial) -> Started:
     audit_service = AuditService(audit, (config.data_dir / AUDIT_PUBLIC_KEY_FILE).read_bytes())
 
     relay = KeyRelayService(config.data_dir / "keys.db", audit)
+    make_private(config.data_dir / "jobs.db", config.data_dir / "keys.db")
 
     def register(server: grpc.Server) -> None:
         pb_grpc.add_CoordinatorServicer_to_server(service, server)

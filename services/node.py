@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from linkage._files import private_folder
 from linkage.errors import ConfigError
 from linkage.jobs._config import NodeConfig
 from linkage.protocol._node import NodeService, node_policy
@@ -21,6 +22,7 @@ def start_node(config: NodeConfig, tls: TlsMaterial, *, on_results: Callable[[st
     identity = tls.identity
     if (identity.role, identity.name) != ("node", config.agency):
         raise ConfigError(f"{config.source or 'node config'}: node.agency is {config.agency!r} but the certificate is {identity}; a node serves only as the agency its certificate names")
+    private_folder(config.data_dir)
     service = NodeService(config, on_results=on_results)
     return create_server(
         config.listen, tls, node_policy(config), lambda server: pb_grpc.add_NodeServicer_to_server(service, server),

@@ -335,11 +335,11 @@ def test_audit_verify_names_the_edited_entry(task_force, tmp_path, run_cli):
     log = tmp_path / "audit.db"
     shutil.copy(task_force.layout.coordinator / "audit.db", log)
     shutil.copy(task_force.layout.coordinator / "audit.pub", tmp_path / "audit.pub")
-    assert run_cli("audit", "verify", "--log", log).code == 0
+    assert run_cli("audit", "verify", "--log", log, "--key", tmp_path / "audit.pub").code == 0
     with sqlite3.connect(log) as db:
         db.execute("DROP TRIGGER entries_append_only_update")
         db.execute("UPDATE entries SET actor = 'coordinator/someone-else' WHERE seq = 2")
-    result = run_cli("audit", "verify", "--log", log)
+    result = run_cli("audit", "verify", "--log", log, "--key", tmp_path / "audit.pub")
     assert result.code == 1 and "entry 2: contents do not match its hash (edited)" in result.err
 
 

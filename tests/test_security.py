@@ -233,3 +233,48 @@ def test_8_a_certificate_without_a_role_is_told_so(task_force, tmp_path):  # noq
             pb_grpc.NodeStub(channel).Describe(pb.DescribeRequest(), timeout=10)
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "carries no linkage role" in info.value.details() and "required" not in info.value.details()
+
+
+def test_8_party_files_are_private_and_the_audit_key_lives_apart(task_force, run_cli, tmp_path):  # noqa: F811
+    import stat
+
+    last, _ = run(f"127.0.0.1:{task_force.coordinator_port}", task_force.tls, list(AGENCIES))
+    assert last.state == "done", last.summary
+    coordinator = task_force.layout.coordinator
+    job_dir = coordinator / "jobs" / last.job_id
+
+    def mode(path):
+        return stat.S_IMODE(path.stat().st_mode)
+
+    for path in (coordinator / "jobs.db", coordinator / "audit.db", job_dir / "pairs.csv", job_dir / "references.csv", job_dir / "clusters.csv"):
+        assert mode(path) == 0o600, path
+    for folder in (coordinator, coordinator / "jobs", job_dir, coordinator / "keys"):
+        assert mode(folder) == 0o700, folder
+    police = task_force.layout.agency("police")
+    assert mode(police / "audit.db") == 0o600 and mode(police) == 0o700 and mode(police / "results") == 0o700
+    for party in (coordinator, police):
+        assert not (party / "audit.key").exists() and (party / "keys" / "audit.key").exists()
+    # verify trusts only the key it is given, and names it
+    assert run_cli("audit", "verify", "--log", coordinator / "audit.db").code == 2
+    trusted = tmp_path / "coordinator-audit.pub"
+    trusted.write_bytes((coordinator / "audit.pub").read_bytes())
+    verified = run_cli("audit", "verify", "--log", coordinator / "audit.db", "--key", trusted)
+    assert verified.code == 0 and f"checked against the key you gave, {trusted} (fingerprint " in verified.out
+
+
+def test_8_audit_list_into_a_closed_pipe_ends_quietly(task_force, monkeypatch, capsys):  # noqa: F811
+    import sys
+
+    from linkage import cli
+
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    code = cli.main(["audit", "list", "--log", str(task_force.layout.coordinator / "audit.db")])
+    monkeypatch.undo()
+    assert code == 0 and "Traceback" not in capsys.readouterr().err

@@ -47,13 +47,14 @@ def agency_encodings(config: NodeConfig) -> AgencyEncodings:
     result = encode(records, schema, secret, key_epoch=key_epoch_of(config.secret))
     config.data_dir.mkdir(parents=True, exist_ok=True)
     result.rejects.write_csv(config.data_dir / "rejects.csv")
+    (config.data_dir / "rejects.csv").chmod(0o600)
     return AgencyEncodings(result.encodings, excluded, result.rejects.height)
 
 
 def write_results(data_dir: Path, job_id: str, results: pl.DataFrame) -> Path:
     """Write a job's results as ``results/<job>.csv``, all at once: a reader never sees half a file."""
     folder = data_dir / "results"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     out = folder / f"{job_id}.csv"
     fd, temp = tempfile.mkstemp(prefix=".results.", dir=folder)
     os.close(fd)
