@@ -199,7 +199,7 @@ def coordinator_with(task_force, tmp_path, replace: dict[str, int]):
     ports = {**task_force.ports, **replace}
     layout = dataclasses.replace(task_force.layout)
     config = load_coordinator_config(write_coordinator_config(layout, ports))
-    config = dataclasses.replace(config, data_dir=tmp_path / "coordinator")
+    config = dataclasses.replace(config, data_dir=tmp_path / "coordinator", retry_backoff_s=0.01)  # retries back off; fast here
     return start_coordinator(config, task_force.tls)
 
 
@@ -258,7 +258,7 @@ def test_a_restarted_coordinator_marks_an_interrupted_job_failed(task_force, tmp
         with grpc.secure_channel(f"127.0.0.1:{port}", channel_credentials(task_force.tls)) as channel:
             status = pb_grpc.CoordinatorStub(channel).GetJob(pb.GetJobRequest(job_id=job), timeout=10)
         assert status.state == "failed"
-        assert status.error == "coordinator stopped while the job was delivering; results had reached police"
+        assert status.error == f"coordinator stopped while the job was delivering; results had reached police; resume it with `linkage job deliver --job {job}`"
     finally:
         coordinator.stop(0).wait()
 

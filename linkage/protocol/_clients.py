@@ -80,6 +80,33 @@ def deliver_results(address: str, tls: TlsMaterial, agency: str, job_id: str, re
     return Receipt(receipt.rows, receipt.digest)
 
 
+def release_results(address: str, tls: TlsMaterial, agency: str, job_id: str, digest: str) -> None:
+    """Tell ``agency`` that the job is finished: its pending results become its results."""
+    try:
+        with secure_channel(address, tls, peer=("node", agency)) as channel:
+            pb_grpc.NodeStub(channel).ReleaseResults(pb.ReleaseRequest(job_id=job_id, digest=digest), timeout=60)
+    except grpc.RpcError as error:
+        raise JobError(f"release failed: {peer_error(agency, error)}") from None
+
+
+def coordinator_call(address: str, tls: TlsMaterial, call):  # noqa: ANN001, ANN201 - call(stub) -> its answer
+    """One unary call on the coordinator's Coordinator service, its errors as ``JobError``."""
+    with secure_channel(address, tls) as channel:
+        try:
+            return call(pb_grpc.CoordinatorStub(channel))
+        except grpc.RpcError as error:
+            raise JobError(peer_error("coordinator", error)) from None
+
+
+def resume_job_remotely(address: str, tls: TlsMaterial, job_id: str) -> Iterator[pb.JobEvent]:
+    """`linkage job deliver`'s side: take a job up where it stopped, yield its events."""
+    with secure_channel(address, tls) as channel:
+        try:
+            yield from pb_grpc.CoordinatorStub(channel).ResumeJob(pb.GetJobRequest(job_id=job_id), timeout=24 * 3600)
+        except grpc.RpcError as error:
+            raise JobError(peer_error("coordinator", error)) from None
+
+
 def run_job_remotely(address: str, tls: TlsMaterial, request: pb.JobRequest) -> Iterator[pb.JobEvent]:
     """`linkage job run`'s side: ask the coordinator at ``address`` to run a job, yield its events."""
     with secure_channel(address, tls) as channel:

@@ -15,7 +15,7 @@ import grpc
 
 from linkage.errors import JobError, LinkageError, RequestError
 from linkage.jobs._config import CoordinatorConfig
-from linkage.jobs._store import JobStore
+from linkage.jobs._store import Job, JobStore
 from linkage.matching._link import LinkSettings
 from linkage.protocol._auth import Policy, caller
 from linkage.protocol._convert import check_job_id
@@ -33,6 +33,17 @@ class RunJob(Protocol):
     def __call__(self, job_id: str, agencies: list[str], settings: LinkSettings, say: Callable[[str], None], *, actor: str) -> str: ...
 
 
+class ResumeJob(Protocol):
+    def __call__(self, job_id: str, say: Callable[[str], None], *, actor: str) -> str: ...
+
+
+def job_status(job: Job) -> pb.JobStatus:
+    return pb.JobStatus(
+        job_id=job.id, state=job.state, error=job.error or "", created=job.created, finished=job.finished or "",
+        agencies=list(job.agencies), delivered=list(job.delivered), released=list(job.released), summary=job.summary or "",
+    )  # fmt: skip
+
+
 def coordinator_policy(config: CoordinatorConfig) -> Policy:
     def policy(method: str, identity: Identity) -> str | None:
         if method.startswith("/linkage.v1.Audit/"):
@@ -47,8 +58,10 @@ def coordinator_policy(config: CoordinatorConfig) -> Policy:
 
 
 class CoordinatorService(pb_grpc.CoordinatorServicer):
-    def __init__(self, config: CoordinatorConfig, store: JobStore, run_job: RunJob) -> None:
-        self._config, self._store, self._run_job = config, store, run_job
+    def __init__(self, config: CoordinatorConfig, store: JobStore, run_job: RunJob, resume_job: ResumeJob | None = None) -> None:
+        self._config, self._store, self._run_job, self._resume_job = config, store, run_job, resume_job
+        self._running: set[str] = set()
+        self._running_lock = threading.Lock()
 
     def _settings(self, request: pb.JobRequest) -> LinkSettings:
         defaults = self._config.job
@@ -77,20 +90,42 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         except LinkageError as error:
             raise RequestError(str(error)) from None
         job_id = self._store.create(agencies, dict(settings.__dict__))
-        events: queue.Queue[pb.JobEvent] = queue.Queue()
         actor = str(caller(context))
+        yield from self._follow(job_id, f"job {job_id} started: {', '.join(agencies)}",
+                                lambda say: self._run_job(job_id, agencies, settings, say, actor=actor))  # fmt: skip
 
-        def work() -> None:
+    def ResumeJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
+        job_id = check_job_id(request.job_id)
+        job = self._store.get(job_id)
+        if job is None:
+            raise JobError(f"no job {job_id!r}")
+        if self._resume_job is None:
+            raise JobError("this coordinator cannot resume jobs")
+        actor = str(caller(context))
+        yield from self._follow(job_id, f"job {job_id} resumed (it was {job.state})", lambda say: self._resume_job(job_id, say, actor=actor))
+
+    def _follow(self, job_id: str, first: str, work: Callable[[Callable[[str], None]], str]) -> Iterator[pb.JobEvent]:
+        """Run ``work`` in its own thread (one at a time per job) and stream its events."""
+        with self._running_lock:
+            if job_id in self._running:
+                raise JobError(f"job {job_id} is already running")
+            self._running.add(job_id)
+        events: queue.Queue[pb.JobEvent] = queue.Queue()
+
+        def run() -> None:
             try:
-                summary = self._run_job(job_id, agencies, settings, lambda line: events.put(pb.JobEvent(job_id=job_id, message=line)), actor=actor)
+                summary = work(lambda line: events.put(pb.JobEvent(job_id=job_id, message=line)))
                 events.put(pb.JobEvent(job_id=job_id, done=True, state="done", summary=summary))
             except LinkageError as error:
                 events.put(pb.JobEvent(job_id=job_id, done=True, state="failed", summary=str(error)))
             except Exception as error:  # noqa: BLE001 - reported as a failed job, detail withheld
                 events.put(pb.JobEvent(job_id=job_id, done=True, state="failed", summary=f"internal error ({type(error).__name__})"))
+            finally:
+                with self._running_lock:
+                    self._running.discard(job_id)
 
-        threading.Thread(target=work, name=f"job {job_id}", daemon=True).start()
-        yield pb.JobEvent(job_id=job_id, message=f"job {job_id} started: {', '.join(agencies)}")
+        threading.Thread(target=run, name=f"job {job_id}", daemon=True).start()
+        yield pb.JobEvent(job_id=job_id, message=first)
         while True:
             event = events.get()
             yield event
@@ -101,9 +136,10 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         job = self._store.get(check_job_id(request.job_id))
         if job is None:
             raise JobError(f"no job {request.job_id!r}")
-        return pb.JobStatus(
-            job_id=job.id, state=job.state, error=job.error or "", created=job.created, finished=job.finished or "", agencies=list(job.agencies)
-        )
+        return job_status(job)
+
+    def ListJobs(self, request: pb.ListJobsRequest, context: grpc.ServicerContext) -> pb.JobList:
+        return pb.JobList(jobs=[job_status(job) for job in self._store.list()])
 
 
 class AuditService(pb_grpc.AuditServicer):

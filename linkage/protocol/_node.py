@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import grpc
 
-from linkage.jobs._agency import AgencyEncodings, agency_encodings, write_results
+from linkage.errors import JobError
+from linkage.jobs._agency import AgencyEncodings, agency_encodings, release_results, write_results
 from linkage.jobs._config import NodeConfig
 from linkage.protocol._auth import Policy, caller
 from linkage.protocol._convert import check_job_id, encoding_chunks, results_from_chunks
@@ -15,6 +16,10 @@ from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
 from linkage.trust._audit import AuditLog, party_log
 from linkage.trust._pki import Identity
+
+
+class NoPendingResults(JobError):
+    grpc_status = "NOT_FOUND"
 
 
 def node_policy(config: NodeConfig) -> Policy:
@@ -80,10 +85,22 @@ class NodeService(pb_grpc.NodeServicer):
     def DeliverResults(self, request_iterator, context: grpc.ServicerContext) -> pb.DeliveryReceipt:
         # a row per record at most: more is refused as it arrives, never held
         job_id, results, digest = results_from_chunks(request_iterator, peer="coordinator", max_rows=len(self._encodings().encodings))
-        path = write_results(self._config.data_dir, job_id, results)
+        # Pending until the coordinator releases them: no agency holds results of an unfinished job.
+        write_results(self._config.data_dir, job_id, results, folder_name="pending")
         self._audit.append(self._me, "results received", job=job_id, details={
-            "from": str(caller(context)), "rows": results.height, "digest": digest,
+            "from": str(caller(context)), "rows": results.height, "digest": digest, "pending": True,
         })  # fmt: skip
-        if self._on_results:
-            self._on_results(job_id, path)
         return pb.DeliveryReceipt(job_id=job_id, rows=results.height, digest=digest)
+
+    def ReleaseResults(self, request: pb.ReleaseRequest, context: grpc.ServicerContext) -> pb.DeliveryReceipt:
+        job_id = check_job_id(request.job_id)
+        with self._lock:
+            already = (self._config.data_dir / "results" / f"{job_id}.csv").exists()
+            path = release_results(self._config.data_dir, job_id)
+        if path is None:
+            raise NoPendingResults(f"no results of job {job_id} here; deliver them first")
+        if not already:
+            self._audit.append(self._me, "results released", job=job_id, details={"by": str(caller(context)), "digest": request.digest[:64]})
+            if self._on_results:
+                self._on_results(job_id, path)
+        return pb.DeliveryReceipt(job_id=job_id, digest=request.digest)
