@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import grpc
@@ -267,7 +267,10 @@ def _write_references(job_dir: Path, per_agency: dict[str, pl.DataFrame]) -> Non
     make_private(job_dir / "references.csv")
 
 
-def start_coordinator(config: CoordinatorConfig, tls: TlsMaterial, *, hook: Callable[[str, str], None] | None = None) -> Started:
+def start_coordinator(
+    config: CoordinatorConfig, tls: TlsMaterial, *, hook: Callable[[str, str], None] | None = None,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+) -> Started:
     """A started coordinator server: (server, port, health servicer). Unfinished jobs are marked failed,
     resumable. ``hook(state, job_id)``: called as a job enters each state (tests stop parties there)."""
     identity = tls.identity
@@ -294,7 +297,7 @@ def start_coordinator(config: CoordinatorConfig, tls: TlsMaterial, *, hook: Call
         pb_grpc.add_AuditServicer_to_server(audit_service, server)
         pb_grpc.add_KeyRelayServicer_to_server(relay, server)
 
-    return create_server(config.listen, tls, coordinator_policy(config), register, on_refusal=refusal_reporter(audit, f"coordinator/{config.name}"))
+    return create_server(config.listen, tls, coordinator_policy(config), register, on_refusal=refusal_reporter(audit, f"coordinator/{config.name}"), interceptors=interceptors)
 
 
 def follow_job(events: Iterator[pb.JobEvent], say: Callable[[str], None], progress: Callable[[str], None]) -> str:

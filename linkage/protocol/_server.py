@@ -5,7 +5,7 @@ Stopping is the process's business (``services._lifecycle``)."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent import futures
 
 import grpc
@@ -26,13 +26,14 @@ CHANNEL_OPTIONS = [
 
 def create_server(
     listen: str, tls: TlsMaterial, policy: Policy, register: Callable[[grpc.Server], None], *, workers: int = 8,
-    on_refusal: Callable[[Refusal], None] | None = None,
+    on_refusal: Callable[[Refusal], None] | None = None, interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """A started mTLS server on ``listen`` (port 0: any free port) with the health service; returns the port.
 
-    ``on_refusal`` hears of every refused call (wrap it in a ``RefusalLog`` to rate-limit it)."""
+    ``on_refusal`` hears of every refused call (wrap it in a ``RefusalLog`` to rate-limit it);
+    ``interceptors`` run before the policy (tests record what crosses the wire)."""
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers), interceptors=[PolicyInterceptor(policy, on_refusal)], options=CHANNEL_OPTIONS
+        futures.ThreadPoolExecutor(max_workers=workers), interceptors=[*interceptors, PolicyInterceptor(policy, on_refusal)], options=CHANNEL_OPTIONS
     )
     register(server)
     health_servicer = health.HealthServicer()
