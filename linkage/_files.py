@@ -39,3 +39,17 @@ def read_file(path: Path, *, what: str, error: type[LinkageError]) -> bytes:
         raise error(f"{path}: {kind} not found") from None
     except OSError as exc:
         raise error(f"{path}: cannot read {kind} ({exc.strerror})") from None
+
+
+def private_folder(path: Path) -> Path:
+    """``path`` made (with parents) and set to mode 0700: a party's state is nobody else's to read."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def make_private(*paths: Path) -> None:
+    """Files a party wrote, set to mode 0600 (those that exist)."""
+    for path in paths:
+        if path.exists():
+            path.chmod(0o600)

@@ -7,6 +7,7 @@ traceback means a bug in linkage, never a mistake by the user.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -358,18 +359,70 @@ def cmd_coordinator_serve(args: argparse.Namespace) -> None:
     serve_until_stopped(lambda: start_coordinator(config, tls), f"coordinator {config.name}", _print)
 
 
-def cmd_job_run(args: argparse.Namespace) -> None:
+def _coordinator_client(args: argparse.Namespace):
     from linkage.jobs._config import load_coordinator_config
-    from linkage.protocol._clients import run_job_remotely
-    from linkage.protocol.v1 import linkage_pb2 as pb
     from linkage.trust._pki import load_tls
-    from services.coordinator import follow_job
 
     config = load_coordinator_config(args.config)
     address = args.coordinator or config.listen
     if address.endswith(":0"):
         raise LinkageError(f"{args.config}: coordinator.listen has no fixed port; pass --coordinator HOST:PORT")
-    tls = load_tls(config.tls.ca, config.tls.cert, config.tls.key)
+    return address, load_tls(config.tls.ca, config.tls.cert, config.tls.key)
+
+
+def cmd_job_deliver(args: argparse.Namespace) -> None:
+    from linkage.protocol._clients import resume_job_remotely
+    from services.coordinator import follow_job
+
+    address, tls = _coordinator_client(args)
+    state = follow_job(resume_job_remotely(address, tls, args.job), _print, _stderr)
+    if state != "done":
+        raise LinkageError(f"job {args.job} is still not finished (see above)")
+
+
+def _job_line(job) -> str:
+    released = f"{len(job.released)}/{len(job.agencies)} released"
+    return f"{job.job_id}  {job.state:<10}  {job.created}  {','.join(job.agencies)}  {released}"
+
+
+def cmd_job_list(args: argparse.Namespace) -> None:
+    from linkage.protocol._clients import coordinator_call
+    from linkage.protocol.v1 import linkage_pb2 as pb
+
+    address, tls = _coordinator_client(args)
+    jobs = coordinator_call(address, tls, lambda stub: stub.ListJobs(pb.ListJobsRequest(), timeout=30)).jobs
+    _print(f"{'job':<28}  {'state':<10}  {'created':<25}  agencies  results")
+    for job in jobs:
+        _print(_job_line(job))
+
+
+def cmd_job_show(args: argparse.Namespace) -> None:
+    from linkage.protocol._clients import coordinator_call
+    from linkage.protocol.v1 import linkage_pb2 as pb
+
+    address, tls = _coordinator_client(args)
+    job = coordinator_call(address, tls, lambda stub: stub.GetJob(pb.GetJobRequest(job_id=args.job), timeout=30))
+    _print(f"job:        {job.job_id}")
+    _print(f"state:      {job.state}")
+    _print(f"created:    {job.created}")
+    _print(f"finished:   {job.finished or '-'}")
+    _print(f"agencies:   {', '.join(job.agencies)}")
+    _print(f"delivered:  {', '.join(job.delivered) or '-'} (pending at the node until the job is finished)")
+    _print(f"released:   {', '.join(job.released) or '-'}")
+    if job.error:
+        _print(f"error:      {job.error}")
+    if job.summary:
+        _print(f"summary:    {job.summary}")
+    if job.state == "failed" or (job.state == "done" and len(job.released) < len(job.agencies)):
+        _print(f"resume:     linkage job deliver --config {args.config} --job {job.job_id}")
+
+
+def cmd_job_run(args: argparse.Namespace) -> None:
+    from linkage.protocol._clients import run_job_remotely
+    from linkage.protocol.v1 import linkage_pb2 as pb
+    from services.coordinator import follow_job
+
+    address, tls = _coordinator_client(args)
     agencies = [a.strip() for a in args.agencies.split(",") if a.strip()]
     request = pb.JobRequest(agencies=agencies)
     if args.threshold is not None:
@@ -389,13 +442,16 @@ def _public_key_for(args: argparse.Namespace):
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> None:
-    from linkage.trust._audit import format_anchor, parse_anchor, verify
+    from linkage.trust._audit import format_anchor, load_public_key, parse_anchor, verify
 
     expected = parse_anchor(args.expect_last) if args.expect_last else None
-    report = verify(args.log, _public_key_for(args), expected_last=expected)
+    key = load_public_key(args.key)
+    report = verify(args.log, key, expected_last=expected)
+    trusted = f"checked against the key you gave, {args.key} (fingerprint {key.fingerprint})"
     if not report.ok:
-        raise LinkageError(f"{args.log}: {report.reason}")
+        raise LinkageError(f"{args.log}: {report.reason}; {trusted}")
     _print(f"{args.log}: {report.reason}")
+    _print(trusted)
     if report.last_verified:
         _print(f"anchor to record for the next check: --expect-last {format_anchor(report.last_verified)}")
 
@@ -524,7 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
     receive.add_argument("--config", required=True, help="node.toml (the secret is stored at its data.secret)")
     receive.add_argument("--coordinator", required=True, help="HOST:PORT of the coordinator that relays")
     receive.add_argument("--project", required=True)
-    receive.add_argument("--sender", help="accept the secret only from these agencies (comma-separated)")
+    receive.add_argument("--sender", help="accept the secret only from these agencies (comma-separated; default: the agency that created the project)")
     receive.add_argument("--epoch", type=int, help="accept only this key epoch")
     receive.set_defaults(func=cmd_keys_receive)
 
@@ -605,13 +661,24 @@ def build_parser() -> argparse.ArgumentParser:
     job_run.add_argument("--threshold", type=float, help="match threshold (default: the config's, else 0.5 for fs, 0.62 for dice)")
     job_run.add_argument("--review-threshold", type=float, help="review threshold (default: the config's, else 0.2 for fs; for dice the match threshold)")
     job_run.set_defaults(func=cmd_job_run)
+    for name, text, func in (
+        ("deliver", "resume an unfinished job: fetch and link again, or make the missing deliveries and release them", cmd_job_deliver),
+        ("list", "the coordinator's jobs, newest first, with their state", cmd_job_list),
+        ("show", "one job: state, who holds its results, its error, how to resume it", cmd_job_show),
+    ):
+        sub = job.add_parser(name, help=text)
+        sub.add_argument("--config", required=True, help="coordinator.toml (its certificate and address)")
+        sub.add_argument("--coordinator", help="HOST:PORT of the coordinator (default: the config's coordinator.listen)")
+        if name != "list":
+            sub.add_argument("--job", required=True, help="the job id")
+        sub.set_defaults(func=func)
 
     audit = commands.add_parser("audit", help="verify and read a tamper-evident audit log").add_subparsers(
         dest="audit_command", required=True, metavar="SUBCOMMAND"
     )
     audit_verify = audit.add_parser("verify", help="recompute the hash chain and every signature; name the first bad entry")
     audit_verify.add_argument("--log", required=True, help="audit.db")
-    audit_verify.add_argument("--key", help="the log's public key (default: audit.pub beside the log)")
+    audit_verify.add_argument("--key", required=True, help="the log's public key as you received it from its party (never trust the one beside the log)")
     audit_verify.add_argument("--expect-last", help="SEQ:HASH recorded at an earlier check: detects a cut tail")
     audit_verify.set_defaults(func=cmd_audit_verify)
     for name, func, text in (("list", cmd_audit_list, "entries as a table"), ("export", cmd_audit_export, "entries as JSON Lines")):
@@ -659,6 +726,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+    except BrokenPipeError:  # `linkage audit list | head`: the reader has all it wanted
+        with contextlib.suppress(OSError, AttributeError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except LinkageError as exc:
         _stderr(f"linkage: error: {exc}")
         return 1

@@ -14,6 +14,7 @@ import grpc: the protocol layer maps the name).
     ├── PkiError                 a CA, certificate or key is missing, malformed, expired or foreign
     ├── CeremonyError            a key card or wrapped secret is forged, altered or not meant for us
     ├── TransferError            a stream between parties arrived incomplete, altered or malformed
+    ├── RequestError             a request to a server is malformed or beyond its limits
     ├── JobError                 a job cannot run: unknown agency, failed transfer, mismatched schemas
     ├── ServerError              a server cannot start (address in use)
     └── AuditError               an audit log cannot be read as one
@@ -37,6 +38,7 @@ __all__ = [
     "JobError",
     "LinkageError",
     "PkiError",
+    "RequestError",
     "SchemaError",
     "SecretError",
     "ServerError",
@@ -96,6 +98,12 @@ class TransferError(LinkageError):
     """A stream arrived incomplete, altered or malformed."""
 
     grpc_status = "DATA_LOSS"
+
+
+class RequestError(LinkageError):
+    """A request to a server is malformed or beyond its limits (an unknown scoring, an overlong job id)."""
+
+    grpc_status = "INVALID_ARGUMENT"
 
 
 class JobError(LinkageError):

@@ -7,27 +7,29 @@ config retains them. Every step that crosses a party boundary is an audit entry.
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import grpc
 import polars as pl
 
 from linkage import __version__
+from linkage._files import make_private, private_folder
 from linkage.bloom._encodings import Encodings
-from linkage.errors import JobError, LinkageError
+from linkage.errors import ConfigError, JobError, LinkageError
 from linkage.jobs._config import CoordinatorConfig
 from linkage.jobs._disclosure import agency_results
 from linkage.jobs._profiles import AnyEncodings, check_sources, link_sources, write_any_encodings
 from linkage.jobs._store import JobStore
 from linkage.matching._link import LinkSettings
-from linkage.protocol._clients import deliver_results, fetch_encodings, peer_error
+from linkage.protocol._clients import deliver_results, fetch_encodings, peer_error, release_results
 from linkage.protocol._convert import TransferError
 from linkage.protocol._coordinator import AuditService, CoordinatorService, coordinator_policy
 from linkage.protocol._relay import KeyRelayService
-from linkage.protocol._server import create_server
+from linkage.protocol._server import create_server, refusal_reporter
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
 from linkage.trust._audit import AUDIT_PUBLIC_KEY_FILE, AuditLog, party_log
@@ -38,16 +40,37 @@ __all__ = ["JobRunner", "follow_job", "start_coordinator"]
 
 
 class JobRunner:
-    """One job, from fetching to delivery. Network I/O only; the work is the library's."""
+    """One job, from fetching to delivery. Network I/O only; the work is the library's.
 
-    def __init__(self, config: CoordinatorConfig, tls: TlsMaterial, store: JobStore, audit: AuditLog) -> None:
+    Deliveries are pending at each node until every agency's is in (the job's commit point); then
+    the coordinator releases them. A job that stops anywhere (a node down, the coordinator killed)
+    is resumable: ``resume`` fetches and links again when the pairs were never written, and
+    otherwise makes the deliveries and releases that are missing. ``hook(state, job_id)`` is called
+    as the job enters each state (tests stop a party there).
+    """
+
+    def __init__(
+        self, config: CoordinatorConfig, tls: TlsMaterial, store: JobStore, audit: AuditLog, *,
+        hook: Callable[[str, str], None] | None = None, sleep: Callable[[float], None] = time.sleep,
+    ) -> None:  # fmt: skip
         self._config, self._tls, self._store, self._audit = config, tls, store, audit
         self._me = f"coordinator/{config.name}"
+        self._hook = hook or (lambda _state, _job: None)
+        self._sleep = sleep
+
+    def _state(self, job_id: str, state: str, **kwargs: str) -> None:
+        self._store.set_state(job_id, state, **kwargs)
+        self._hook(state, job_id)
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self._config.retry_backoff_s * 2 ** (attempt - 1), 30.0)
 
     def fetch(self, agency: str, job_id: str, say: Callable[[str], None]) -> AnyEncodings:
         entry = self._config.agencies[agency]
         last = ""
         for attempt in range(1, self._config.fetch_attempts + 1):
+            if attempt > 1:
+                self._sleep(self._backoff(attempt - 1))
             try:
                 started = time.perf_counter()
                 fetched = fetch_encodings(entry.address, self._tls, agency, job_id)
@@ -69,64 +92,147 @@ class JobRunner:
             say(f"{agency}: transfer attempt {attempt} failed: {last}")
         raise JobError(f"{agency}: transfer failed after {self._config.fetch_attempts} attempts; last: {last}")
 
-    def deliver(self, agency: str, job_id: str, results: pl.DataFrame) -> None:
+    def deliver(self, agency: str, job_id: str, results: pl.DataFrame, say: Callable[[str], None] = lambda _: None) -> None:
+        """Deliver ``agency``'s results (pending at the node), retrying with backoff."""
         entry = self._config.agencies[agency]
-        receipt = deliver_results(entry.address, self._tls, agency, job_id, results)
+        last = ""
+        for attempt in range(1, self._config.delivery_attempts + 1):
+            if attempt > 1:
+                self._sleep(self._backoff(attempt - 1))
+            try:
+                receipt = deliver_results(entry.address, self._tls, agency, job_id, results)
+                break
+            except JobError as error:
+                last = str(error)
+                say(f"{agency}: delivery attempt {attempt} failed: {last}")
+        else:
+            raise JobError(f"{agency}: delivery failed after {self._config.delivery_attempts} attempts; last: {last}")
         self._store.delivered(job_id, agency, results.height, receipt.digest)
         bands = results.get_column("band").value_counts().rows()
         self._audit.append(self._me, "results delivered", job=job_id, details={
-            "agency": agency, "rows": results.height, "digest": receipt.digest, "bands": dict(sorted(bands)),
+            "agency": agency, "rows": results.height, "digest": receipt.digest, "bands": dict(sorted(bands)), "pending": True,
         })  # fmt: skip
 
+    def release(self, agency: str, job_id: str, digest: str, say: Callable[[str], None]) -> None:
+        entry = self._config.agencies[agency]
+        last = ""
+        for attempt in range(1, self._config.delivery_attempts + 1):
+            if attempt > 1:
+                self._sleep(self._backoff(attempt - 1))
+            try:
+                release_results(entry.address, self._tls, agency, job_id, digest)
+                break
+            except JobError as error:
+                last = str(error)
+                say(f"{agency}: release attempt {attempt} failed: {last}")
+        else:
+            raise JobError(f"{agency}: release failed after {self._config.delivery_attempts} attempts; last: {last}")
+        self._store.released(job_id, agency)
+        self._audit.append(self._me, "results released", job=job_id, details={"agency": agency, "digest": digest})
+
     def run(self, job_id: str, agencies: list[str], settings: LinkSettings, say: Callable[[str], None], *, actor: str) -> str:
-        store, config, audit = self._store, self._config, self._audit
-        job_dir = config.data_dir / "jobs" / job_id
+        config = self._config
         # As asked (None: the scoring's default); "job linked" records what linking used.
-        audit.append(actor, "job started", job=job_id, details={
+        self._audit.append(actor, "job started", job=job_id, details={
             "agencies": agencies, "threshold": settings.threshold, "review_threshold": settings.review_threshold,
             "scoring": settings.scoring, "blocking": settings.blocking, "software": f"linkage {__version__}",
             "disclosure": {a: config.agencies[a].disclosure for a in agencies},
         })  # fmt: skip
+        return self._guarded(job_id, lambda: self._link_and_deliver(job_id, agencies, settings, say))
+
+    def resume(self, job_id: str, say: Callable[[str], None], *, actor: str) -> str:
+        """Take an unfinished job up where it stopped; a finished one is left as it is."""
+        job = self._store.get(job_id)
+        if job is None:
+            raise JobError(f"no job {job_id!r}")
+        agencies = list(job.agencies)
+        if job.state == "done" and set(job.released) >= set(agencies):
+            return job.summary or "done"
+        if job.state not in ("failed", "done"):
+            raise JobError(f"job {job_id} is {job.state}: still running")
+        self._audit.append(actor, "job resumed", job=job_id, details={
+            "state": job.state, "delivered_to": list(job.delivered), "released_to": list(job.released),
+        })  # fmt: skip
+        settings = LinkSettings(**{k: v for k, v in job.settings.items() if k in ("threshold", "review_threshold", "scoring", "blocking")})
+        job_dir = self._config.data_dir / "jobs" / job_id
+        if (job_dir / "pairs.csv").exists():
+            say(f"job {job_id}: linked before; delivering what is missing")
+            pairs = pl.read_csv(job_dir / "pairs.csv", schema_overrides={"id_a": pl.String, "id_b": pl.String})
+            return self._guarded(job_id, lambda: self._deliver_all(job_id, agencies, pairs, job.summary or "", say))
+        say(f"job {job_id}: fetching and linking again")
+        return self._guarded(job_id, lambda: self._link_and_deliver(job_id, agencies, settings, say))
+
+    def _guarded(self, job_id: str, work: Callable[[], str]) -> str:
+        """Run ``work``; on failure the job is failed, resumable, with the reason and who holds what."""
+        try:
+            return work()
+        except Exception as error:
+            reason = str(error) if isinstance(error, LinkageError) else f"internal error ({type(error).__name__})"
+            reason = f"{reason}; resume with `linkage job deliver --job {job_id}`"
+            self._store.set_state(job_id, "failed", error=reason)
+            job = self._store.get(job_id)
+            self._audit.append(self._me, "job finished", job=job_id, details={
+                "state": "failed", "reason": reason[:400], "delivered_to": list(job.delivered) if job else [],
+                "released_to": list(job.released) if job else [],
+            })  # fmt: skip
+            if isinstance(error, LinkageError):
+                raise JobError(reason) from None
+            raise
+
+    def _link_and_deliver(self, job_id: str, agencies: list[str], settings: LinkSettings, say: Callable[[str], None]) -> str:
+        config = self._config
+        job_dir = config.data_dir / "jobs" / job_id
         project = ""
         sources: dict[str, AnyEncodings] = {}
         try:
-            store.set_state(job_id, "fetching")
+            self._state(job_id, "fetching")
             for agency in agencies:
                 sources[agency] = self.fetch(agency, job_id, say)
             check_sources(sources)
             project = next(iter(sources.values())).project
             if config.retain_encodings:
-                (job_dir / "encodings").mkdir(parents=True, exist_ok=True)
+                private_folder(job_dir / "encodings")
                 for agency, enc in sources.items():
                     write_any_encodings(enc, job_dir / "encodings" / f"{agency}.parquet")
-            store.set_state(job_id, "linking")
+            self._state(job_id, "linking")
             started = time.perf_counter()
             result = link_sources(sources, settings, progress=say)
             summary = result.summary(time.perf_counter() - started)
+        finally:
             self._forget(job_id, project, sources)
-            audit.append(self._me, "job linked", project=project, job=job_id, details=result.audit_details())
-            job_dir.mkdir(parents=True, exist_ok=True)
-            result.pairs.write_csv(job_dir / "pairs.csv")
-            result.clusters.write_csv(job_dir / "clusters.csv")
-            store.set_state(job_id, "delivering")
-            disclosure = {a: config.agencies[a].disclosure for a in agencies}
-            per_agency = agency_results(result.pairs, disclosure, _job_key(job_dir))
-            _write_references(job_dir, per_agency)
-            for agency in agencies:
-                self.deliver(agency, job_id, per_agency[agency])
-                say(f"{agency}: delivered {per_agency[agency].height:,} results")
-            store.set_state(job_id, "done", summary=summary)
-            audit.append(self._me, "job finished", project=project, job=job_id, details={"state": "done", "delivered_to": agencies})
-            return summary
-        except Exception as error:
-            reason = str(error) if isinstance(error, LinkageError) else f"internal error ({type(error).__name__})"
-            self._forget(job_id, project, sources)
-            store.set_state(job_id, "failed", error=reason)
-            job = store.get(job_id)
-            audit.append(self._me, "job finished", project=project, job=job_id, details={
-                "state": "failed", "reason": reason[:400], "delivered_to": list(job.delivered) if job else [],
-            })  # fmt: skip
-            raise
+        self._audit.append(self._me, "job linked", project=project, job=job_id, details=result.audit_details())
+        private_folder(job_dir)
+        result.clusters.write_csv(job_dir / "clusters.csv")
+        # pairs.csv last, all at once: its presence says linking finished (resume delivers from it)
+        temp = job_dir / ".pairs.csv"
+        result.pairs.write_csv(temp)
+        make_private(temp, job_dir / "clusters.csv")
+        os.replace(temp, job_dir / "pairs.csv")
+        self._store.set_state(job_id, "linking", summary=summary)
+        return self._deliver_all(job_id, agencies, result.pairs, summary, say)
+
+    def _deliver_all(self, job_id: str, agencies: list[str], pairs: pl.DataFrame, summary: str, say: Callable[[str], None]) -> str:
+        config = self._config
+        job_dir = config.data_dir / "jobs" / job_id
+        self._state(job_id, "delivering")
+        disclosure = {a: config.agencies[a].disclosure for a in agencies}
+        per_agency = agency_results(pairs, disclosure, _job_key(job_dir))
+        _write_references(job_dir, per_agency)
+        done = self._store.get(job_id)
+        for agency in agencies:
+            if done is not None and agency in done.delivered:
+                continue
+            self.deliver(agency, job_id, per_agency[agency], say)
+            say(f"{agency}: delivered {per_agency[agency].height:,} results (pending until every agency has its own)")
+        # Every delivery is in: the job is finished; now each agency may hold its results.
+        self._state(job_id, "releasing")
+        job = self._store.get(job_id)
+        for agency in agencies:
+            if job is not None and agency not in job.released:
+                self.release(agency, job_id, job.digest_of(agency), say)
+        self._state(job_id, "done", summary=summary)
+        self._audit.append(self._me, "job finished", job=job_id, details={"state": "done", "delivered_to": agencies})
+        return summary
 
     def _forget(self, job_id: str, project: str, sources: dict[str, AnyEncodings]) -> None:
         """Encodings end with the job: dropped from memory (and never written, unless retained)."""
@@ -141,7 +247,7 @@ class JobRunner:
 
 def _job_key(job_dir: Path) -> bytes:
     """A random key per job, kept by the coordinator, behind every reference token of the job."""
-    job_dir.mkdir(parents=True, exist_ok=True)
+    private_folder(job_dir)
     path = job_dir / "reference.key"
     if not path.exists():
         path.write_bytes(secrets.token_bytes(32))
@@ -153,29 +259,40 @@ def _write_references(job_dir: Path, per_agency: dict[str, pl.DataFrame]) -> Non
     """reference -> (agency, record id): lets the coordinator answer questions about a token."""
     frames = [frame.select("reference", pl.lit(agency).alias("agency"), "record_id") for agency, frame in per_agency.items()]
     pl.concat(frames).write_csv(job_dir / "references.csv")
+    make_private(job_dir / "references.csv")
 
 
-def start_coordinator(config: CoordinatorConfig, tls: TlsMaterial) -> Started:
-    """A started coordinator server: (server, port, health servicer). Unfinished jobs are marked failed."""
+def start_coordinator(
+    config: CoordinatorConfig, tls: TlsMaterial, *, hook: Callable[[str, str], None] | None = None,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+) -> Started:
+    """A started coordinator server: (server, port, health servicer). Unfinished jobs are marked failed,
+    resumable. ``hook(state, job_id)``: called as a job enters each state (tests stop parties there)."""
+    identity = tls.identity
+    if (identity.role, identity.name) != ("coordinator", config.name):
+        raise ConfigError(f"{config.source or 'coordinator config'}: coordinator.name is {config.name!r} but the certificate is {identity}")
+    private_folder(config.data_dir)
+    private_folder(config.data_dir / "jobs")
     store = JobStore(config.data_dir / "jobs.db")
     audit = party_log(config.data_dir)
     for job in store.fail_interrupted():
         audit.append(f"coordinator/{config.name}", "job finished", job=job.id, details={
             "state": "failed", "reason": "coordinator stopped while the job ran", "delivered_to": list(job.delivered),
+            "released_to": list(job.released),
         })  # fmt: skip
-    service = CoordinatorService(config, store, JobRunner(config, tls, store, audit).run)
+    runner = JobRunner(config, tls, store, audit, hook=hook)
+    service = CoordinatorService(config, store, runner.run, runner.resume)
     audit_service = AuditService(audit, (config.data_dir / AUDIT_PUBLIC_KEY_FILE).read_bytes())
 
     relay = KeyRelayService(config.data_dir / "keys.db", audit)
+    make_private(config.data_dir / "jobs.db", config.data_dir / "keys.db")
 
     def register(server: grpc.Server) -> None:
         pb_grpc.add_CoordinatorServicer_to_server(service, server)
         pb_grpc.add_AuditServicer_to_server(audit_service, server)
         pb_grpc.add_KeyRelayServicer_to_server(relay, server)
 
-    return create_server(config.listen, tls, coordinator_policy(config), register)
-
-
+    return create_server(config.listen, tls, coordinator_policy(config), register, on_refusal=refusal_reporter(audit, f"coordinator/{config.name}"), interceptors=interceptors)
 
 
 def follow_job(events: Iterator[pb.JobEvent], say: Callable[[str], None], progress: Callable[[str], None]) -> str:

@@ -4,9 +4,10 @@ ceremony and one job — on the generator's synthetic records, printing what eac
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import grpc
 import polars as pl
 
 from linkage.errors import LinkageError
@@ -24,7 +25,10 @@ from services.node import start_node
 __all__ = ["run_demo"]
 
 
-def run_demo(workdir: Path, people: int, say: Callable[[str], None], progress: Callable[[str], None]) -> None:
+def run_demo(
+    workdir: Path, people: int, say: Callable[[str], None], progress: Callable[[str], None], *,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+) -> None:
 
     started = time.perf_counter()
     say(f"linkage demo in {workdir}: a task force of {', '.join(AGENCIES)} and a coordinator")
@@ -34,14 +38,14 @@ def run_demo(workdir: Path, people: int, say: Callable[[str], None], progress: C
     try:
         for name in AGENCIES:
             config = load_node_config(layout.node_config(name))
-            node = start_node(config, load_tls(config.tls.ca, config.tls.cert, config.tls.key))
+            node = start_node(config, load_tls(config.tls.ca, config.tls.cert, config.tls.key), interceptors=interceptors)
             servers.append(node)
             ports[name] = node[1]
             policy = DISCLOSURE[name]
             say(f"  node {name:<16} on 127.0.0.1:{ports[name]}  disclosure {policy}")
         config = load_coordinator_config(write_coordinator_config(layout, ports))
         tls = load_tls(config.tls.ca, config.tls.cert, config.tls.key)
-        coordinator = start_coordinator(config, tls)
+        coordinator = start_coordinator(config, tls, interceptors=interceptors)
         servers.append(coordinator)
         port = coordinator[1]
         say(f"  coordinator          on 127.0.0.1:{port}\n")

@@ -81,6 +81,15 @@ def test_keys_new_refuses_to_overwrite(project, run_cli):
         ("", "rec_id", "empty file"),
         (GOOD_CSV.splitlines()[0] + "\n", "rec_id", "no records (only a header)"),
         (GOOD_CSV + "a4,too,many,fields,here,x,y,z,w\n", "rec_id", "line 5: 9 fields where the header has 7"),
+        # issue 14: a file without a header, a ragged short row, a column named twice, an overlong field
+        ("\n".join(GOOD_CSV.splitlines()[1:]) + "\n", "rec_id", "no id column 'rec_id' among the header's 7 columns"),
+        (GOOD_CSV + "a4,Stanley,1985-03-14\n", "rec_id", "line 5: 3 fields where the header has 7"),
+        (GOOD_CSV.replace('"a3,Lee,Nguyen', '"a3,Lee,Nguyen').replace("a3,Lee,Nguyen,19851402,x,,", 'a3,"Lee, Jr",Nguyen'), "rec_id",
+         "line 4: 3 fields where the header has 7"),
+        ("".join(line + ",extra\n" for line in GOOD_CSV.replace("postcode", "surname", 1).splitlines()).replace(",extra", ",postcode", 1),
+         "rec_id", "header columns 3 and 7 have the same name"),
+        (GOOD_CSV.replace("12 Stanley Street", "x" * 70_000), "rec_id", "row 1: a value of column 'address' is longer than 64 KiB"),
+        (GOOD_CSV.replace("12 Stanley Street", "x" * 1_100_000), "rec_id", "line 2: longer than 1024 KiB"),
     ],
 )
 def test_bad_input_gives_one_line_naming_file_and_place(project, run_cli, content, id_column, expected):
@@ -92,7 +101,7 @@ def test_bad_input_gives_one_line_naming_file_and_place(project, run_cli, conten
     assert result.err.count("\n") == 1 and "Traceback" not in result.err
     assert str(people) in result.err and expected in result.err
     assert not (tmp / "out.parquet").exists()
-    for value in ("García", "O'Brien", "Stanley", "1985-03-14"):
+    for value in ("García", "O'Brien", "Stanley", "1985-03-14", "José", "xxxx"):
         assert value not in result.err
 
 

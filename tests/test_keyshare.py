@@ -90,3 +90,52 @@ def test_who_may_use_the_relay(relay):
     share_secret(nodes["child_welfare"], tls["child_welfare"], address, project="p2", recipients=["police"], epoch=1)
     with pytest.raises(CeremonyError):
         receive_secret(nodes["police"], tls["police"], address, project="p2", trusted_senders=["victim_services"])
+
+
+def test_only_members_of_the_project_roster_send_secrets_and_an_impostor_cannot_block(relay, tmp_path):
+    """Issue 14.3: a task-force certificate outside the project can neither inject nor push aside its secret."""
+    import dataclasses
+
+    from linkage.protocol._keyshare import project_roster
+    from linkage.trust._ceremony import wrap_secret
+    from linkage.trust._pki import issue
+
+    layout, address, nodes, tls = relay
+    issue(layout.pki, role="node", name="hospital")
+    hospital = dataclasses.replace(nodes["police"], agency="hospital", data_dir=tmp_path / "hospital", secret=tmp_path / "hospital" / "s.key")
+    tls["hospital"] = load_tls(layout.pki / "ca.pem", layout.pki / "hospital.pem", layout.pki / "hospital.key")
+    for name in (*AGENCIES, "hospital"):
+        publish_card(nodes.get(name, hospital), tls[name], address)
+    shared = share_secret(nodes["police"], tls["police"], address, project="p1", recipients=["police", "child_welfare"], epoch=1)
+    roster = project_roster(tls["child_welfare"], address, "p1")
+    assert (roster.creator, list(roster.members)) == ("police", ["child_welfare", "police"])
+    # hospital (not a member) posts a copy for child_welfare, of a newer epoch: refused
+    with grpc.secure_channel(address, channel_credentials(tls["hospital"])) as channel:
+        stub = pb_grpc.KeyRelayStub(channel)
+        card = stub.ListKeyCards(pb.ListKeyCardsRequest(agencies=["child_welfare"]), timeout=10).cards[0]
+        from linkage.trust._ceremony import KeyCard
+
+        forged = wrap_secret(Secret.generate(), project="p1", epoch=9, recipient="child_welfare",
+                             recipient_card=KeyCard.from_bytes(card), sender=tls["hospital"], now=dt.datetime.now(dt.UTC))  # fmt: skip
+        with pytest.raises(grpc.RpcError) as info:
+            stub.PostWrappedSecrets(pb.WrappedSecrets(project="p1", epoch=9, wrapped=[forged.to_bytes()]), timeout=10)
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED and "not a member of project 'p1'" in info.value.details()
+        # and cannot fetch the project's copies either
+        with pytest.raises(grpc.RpcError) as info:
+            stub.FetchWrappedSecrets(pb.FetchWrappedRequest(project="p1"), timeout=10)
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # a member cannot add a stranger to the roster
+    publish_card(nodes["victim_services"], tls["victim_services"], address)
+    with pytest.raises(JobError, match="victim_services: not a member of project 'p1'"):
+        share_secret(dataclasses.replace(nodes["child_welfare"], secret=tmp_path / "cw-other.key"), tls["child_welfare"], address,
+                     project="p1", recipients=["victim_services"], epoch=2)  # fmt: skip
+    # a copy planted in the relay's store by a non-member is passed over, not taken and not in the way
+    with sqlite3.connect(layout.coordinator / "keys.db") as db:
+        db.execute("INSERT INTO wrapped VALUES ('p1', 9, 'hospital', 'child_welfare', ?, '2099-01-01T00:00:00+00:00')", (forged.to_bytes(),))
+    # without --sender the receiver accepts the project's creator, and says whom it accepted
+    got = receive_secret(nodes["child_welfare"], tls["child_welfare"], address, project="p1")
+    assert got.sender == "police" and got.fingerprint == shared.fingerprint
+    # a sender outside the roster cannot be named as trusted
+    with pytest.raises(CeremonyError, match="hospital: not a member of project 'p1'"):
+        receive_secret(dataclasses.replace(nodes["child_welfare"], secret=tmp_path / "cw2.key"), tls["child_welfare"], address,
+                       project="p1", trusted_senders=["hospital"])  # fmt: skip

@@ -205,7 +205,7 @@ def coordinator_with(task_force, tmp_path, replace: dict[str, int]):
     ports = {**task_force.ports, **replace}
     layout = dataclasses.replace(task_force.layout)
     config = load_coordinator_config(write_coordinator_config(layout, ports))
-    config = dataclasses.replace(config, data_dir=tmp_path / "coordinator")
+    config = dataclasses.replace(config, data_dir=tmp_path / "coordinator", retry_backoff_s=0.01)  # retries back off; fast here
     return start_coordinator(config, task_force.tls)
 
 
@@ -264,7 +264,7 @@ def test_a_restarted_coordinator_marks_an_interrupted_job_failed(task_force, tmp
         with grpc.secure_channel(f"127.0.0.1:{port}", channel_credentials(task_force.tls)) as channel:
             status = pb_grpc.CoordinatorStub(channel).GetJob(pb.GetJobRequest(job_id=job), timeout=10)
         assert status.state == "failed"
-        assert status.error == "coordinator stopped while the job was delivering; results had reached police"
+        assert status.error == f"coordinator stopped while the job was delivering; results had reached police; resume it with `linkage job deliver --job {job}`"
     finally:
         coordinator.stop(0).wait()
 
@@ -342,11 +342,11 @@ def test_audit_verify_names_the_edited_entry(task_force, tmp_path, run_cli):
     log = tmp_path / "audit.db"
     shutil.copy(task_force.layout.coordinator / "audit.db", log)
     shutil.copy(task_force.layout.coordinator / "audit.pub", tmp_path / "audit.pub")
-    assert run_cli("audit", "verify", "--log", log).code == 0
+    assert run_cli("audit", "verify", "--log", log, "--key", tmp_path / "audit.pub").code == 0
     with sqlite3.connect(log) as db:
         db.execute("DROP TRIGGER entries_append_only_update")
         db.execute("UPDATE entries SET actor = 'coordinator/someone-else' WHERE seq = 2")
-    result = run_cli("audit", "verify", "--log", log)
+    result = run_cli("audit", "verify", "--log", log, "--key", tmp_path / "audit.pub")
     assert result.code == 1 and "entry 2: contents do not match its hash (edited)" in result.err
 
 

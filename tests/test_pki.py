@@ -97,7 +97,7 @@ def test_issue_writes_a_role_certificate_that_serves_and_connects(tmp_path):
     assert cert.issuer == certificate(tmp_path / "ca.pem").subject
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.UniformResourceIdentifier) == ["linkage://node/police"]
-    assert san.get_values_for_type(x509.DNSName) == ["localhost", "node-1.example"]
+    assert san.get_values_for_type(x509.DNSName) == ["police.node.linkage.invalid", "localhost", "node-1.example"]
     assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1", "::1"]
     usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert set(usages) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
@@ -159,7 +159,10 @@ def test_a_party_without_hosts_is_a_client_only_certificate(tmp_path):
     init_ca(tmp_path, now=NOW)
     cert_path, _ = issue(tmp_path, role="auditor", name="inspector", hosts=(), now=NOW)
     san = certificate(cert_path).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert [str(n.value) for n in san] == ["linkage://auditor/inspector"]
+    # the identity DNS name (a reserved .invalid name, never a real host) lets a client bind its peer
+    assert [str(n.value) for n in san] == ["linkage://auditor/inspector", "inspector.auditor.linkage.invalid"]
+    with pytest.raises(PkiError, match=r"ends in \.linkage\.invalid, which is kept for parties' identities"):
+        issue(tmp_path, role="node", name="police", hosts=("child-welfare.node.linkage.invalid",), now=NOW)
 
 
 def test_issue_needs_the_ca_and_its_own_key(tmp_path):

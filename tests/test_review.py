@@ -350,10 +350,10 @@ def test_tls_admits_only_the_role_the_folder_calls_for(demo_copy: Path) -> None:
 
 
 def test_a_folder_without_the_log_keepers_key_is_refused(demo_copy: Path) -> None:
-    (demo_copy / "coordinator" / "audit.key").unlink()
+    (demo_copy / "coordinator" / "keys" / "audit.key").unlink()
     with pytest.raises(AuditError, match="log every read of the audit log"):
         create_server(ServeConfig(data_dir=demo_copy / "coordinator", listen="127.0.0.1:0"))
-    assert not (demo_copy / "coordinator" / "audit.key").exists()
+    assert not (demo_copy / "coordinator" / "keys" / "audit.key").exists()
 
 
 def test_the_port_in_use_is_one_line(demo: Path) -> None:

@@ -46,13 +46,18 @@ def agency_encodings(config: NodeConfig) -> AgencyEncodings:
     result = encode_records(records, schema, secret, key_epoch=key_epoch_of(config.secret))
     config.data_dir.mkdir(parents=True, exist_ok=True)
     result.rejects.write_csv(config.data_dir / "rejects.csv")
+    (config.data_dir / "rejects.csv").chmod(0o600)
     return AgencyEncodings(result.encodings, excluded, result.rejects.height)
 
 
-def write_results(data_dir: Path, job_id: str, results: pl.DataFrame) -> Path:
-    """Write a job's results as ``results/<job>.csv``, all at once: a reader never sees half a file."""
-    folder = data_dir / "results"
-    folder.mkdir(parents=True, exist_ok=True)
+def write_results(data_dir: Path, job_id: str, results: pl.DataFrame, *, folder_name: str = "results") -> Path:
+    """Write a job's results as ``results/<job>.csv``, all at once: a reader never sees half a file.
+
+    Deliveries land in ``pending/`` first (``folder_name="pending"``); ``release_results`` moves them
+    to ``results/`` once the coordinator says the job is finished.
+    """
+    folder = data_dir / folder_name
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     out = folder / f"{job_id}.csv"
     fd, temp = tempfile.mkstemp(prefix=".results.", dir=folder)
     os.close(fd)
@@ -63,3 +68,17 @@ def write_results(data_dir: Path, job_id: str, results: pl.DataFrame) -> Path:
         if os.path.exists(temp):
             os.unlink(temp)
     return out
+
+
+def release_results(data_dir: Path, job_id: str) -> Path | None:
+    """Move a job's pending results to ``results/``: the agency's, now that the job is finished.
+
+    Returns the results file; None when nothing is pending and nothing was released (an unknown job).
+    Releasing twice is harmless: the second finds the file already released.
+    """
+    pending = data_dir / "pending" / f"{job_id}.csv"
+    out = data_dir / "results" / f"{job_id}.csv"
+    if pending.exists():
+        out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.replace(pending, out)
+    return out if out.exists() else None

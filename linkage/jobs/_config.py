@@ -68,6 +68,8 @@ class CoordinatorConfig:
     job: JobDefaults = field(default_factory=JobDefaults)
     retain_encodings: bool = False  # keep encodings in the data folder after a job (default: never written)
     fetch_attempts: int = 3
+    delivery_attempts: int = 5
+    retry_backoff_s: float = 1.0  # first wait between attempts; doubled each time, at most 30 s
     source: Path | None = None
 
 
@@ -158,7 +160,7 @@ def load_node_config(path: str | Path, *, listen: str | None = None) -> NodeConf
 def load_coordinator_config(path: str | Path, *, listen: str | None = None) -> CoordinatorConfig:
     path, data = _load(path)
     r = _Reader(path, data)
-    c = r.table("coordinator", {"name", "listen", "data_dir", "retain_encodings", "fetch_attempts"})
+    c = r.table("coordinator", {"name", "listen", "data_dir", "retain_encodings", "fetch_attempts", "delivery_attempts", "retry_backoff_s"})
     raw_agencies = data.get("agencies")
     if not isinstance(raw_agencies, dict) or not raw_agencies:
         raise ConfigError(f"{path}: [agencies.NAME]: list at least one agency with its address")
@@ -191,6 +193,12 @@ def load_coordinator_config(path: str | Path, *, listen: str | None = None) -> C
     attempts = r.get(c, "coordinator", "fetch_attempts", int, 3)
     if not 1 <= attempts <= 10:
         raise ConfigError(f"{path}: coordinator.fetch_attempts: must be between 1 and 10")
+    delivery_attempts = r.get(c, "coordinator", "delivery_attempts", int, 5)
+    if not 1 <= delivery_attempts <= 20:
+        raise ConfigError(f"{path}: coordinator.delivery_attempts: must be between 1 and 20")
+    backoff = float(r.get(c, "coordinator", "retry_backoff_s", (int, float), 1.0))
+    if not 0.0 <= backoff <= 60.0:
+        raise ConfigError(f"{path}: coordinator.retry_backoff_s: must be between 0 and 60")
     return CoordinatorConfig(
         name=r.name(r.get(c, "coordinator", "name", str), "coordinator.name"),
         listen=r.address(listen or r.get(c, "coordinator", "listen", str, "127.0.0.1:0"), "coordinator.listen"),
@@ -205,6 +213,8 @@ def load_coordinator_config(path: str | Path, *, listen: str | None = None) -> C
         ),
         retain_encodings=r.get(c, "coordinator", "retain_encodings", bool, False),
         fetch_attempts=attempts,
+        delivery_attempts=delivery_attempts,
+        retry_backoff_s=backoff,
         source=path,
     )
 

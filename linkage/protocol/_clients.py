@@ -12,7 +12,7 @@ import polars as pl
 
 from linkage.errors import JobError
 from linkage.jobs._profiles import AnyEncodings
-from linkage.protocol._convert import encodings_from_chunks, result_chunks
+from linkage.protocol._convert import TransferError, encodings_budget, encodings_from_chunks, result_chunks
 from linkage.protocol._server import secure_channel
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
@@ -34,22 +34,36 @@ class Receipt:
     digest: str
 
 
+MAX_PEER_DETAIL = 300  # a peer's error text is kept short: it reaches job state and the audit log
+
+
 def peer_error(agency: str, error: grpc.RpcError) -> str:
     code = error.code() if hasattr(error, "code") else None
-    details = error.details() if hasattr(error, "details") else str(error)
+    details = (error.details() if hasattr(error, "details") else str(error)) or ""
+    if "Custom verification check failed" in details and "Hostname" in details:
+        return f"{agency}: UNAVAILABLE: the server did not present {agency}'s certificate; refusing to talk to it"
+    details = details.replace("\n", " ")
+    if len(details) > MAX_PEER_DETAIL:
+        details = details[:MAX_PEER_DETAIL] + "…"
     return f"{agency}: {code.name if code else 'error'}: {details}"
 
 
 
 def fetch_encodings(address: str, tls: TlsMaterial, agency: str, job_id: str) -> Fetched:
     """One attempt at pulling ``agency``'s encodings for ``job_id``; raises TransferError or grpc.RpcError."""
-    with secure_channel(address, tls) as channel:
+    with secure_channel(address, tls, peer=("node", agency)) as channel:
         stub = pb_grpc.NodeStub(channel)
         described = stub.Describe(pb.DescribeRequest(job_id=job_id), timeout=CALL_TIMEOUT)
         if described.agency != agency:
             raise JobError(f"{agency}: the node at {address} says it is {described.agency!r}")
+        budget = encodings_budget(described.records, described.bits, len(described.groups), profile=described.profile)
         chunks = stub.FetchEncodings(pb.FetchEncodingsRequest(job_id=job_id), timeout=CALL_TIMEOUT)
-        encodings, digest = encodings_from_chunks(chunks, peer=agency)
+        try:
+            encodings, digest = encodings_from_chunks(chunks, peer=agency, max_bytes=budget)
+        finally:
+            chunks.cancel()  # a stream refused half-way is cut off, not drained
+        if len(encodings) != described.records:
+            raise TransferError(f"{agency}: sent {len(encodings):,} records after announcing {described.records:,}")
     return Fetched(encodings, digest, described.excluded)
 
 
@@ -57,13 +71,40 @@ def deliver_results(address: str, tls: TlsMaterial, agency: str, job_id: str, re
     """Stream ``results`` to ``agency``; the receipt must match what was sent."""
     chunks = list(result_chunks(job_id, results))
     try:
-        with secure_channel(address, tls) as channel:
+        with secure_channel(address, tls, peer=("node", agency)) as channel:
             receipt = pb_grpc.NodeStub(channel).DeliverResults(iter(chunks), timeout=CALL_TIMEOUT)
     except grpc.RpcError as error:
         raise JobError(f"delivery failed: {peer_error(agency, error)}") from None
     if receipt.digest != chunks[-1].digest or receipt.rows != results.height:
         raise JobError(f"{agency}: the delivery receipt does not match what was sent")
     return Receipt(receipt.rows, receipt.digest)
+
+
+def release_results(address: str, tls: TlsMaterial, agency: str, job_id: str, digest: str) -> None:
+    """Tell ``agency`` that the job is finished: its pending results become its results."""
+    try:
+        with secure_channel(address, tls, peer=("node", agency)) as channel:
+            pb_grpc.NodeStub(channel).ReleaseResults(pb.ReleaseRequest(job_id=job_id, digest=digest), timeout=60)
+    except grpc.RpcError as error:
+        raise JobError(f"release failed: {peer_error(agency, error)}") from None
+
+
+def coordinator_call(address: str, tls: TlsMaterial, call):
+    """One unary call on the coordinator's Coordinator service, its errors as ``JobError``."""
+    with secure_channel(address, tls) as channel:
+        try:
+            return call(pb_grpc.CoordinatorStub(channel))
+        except grpc.RpcError as error:
+            raise JobError(peer_error("coordinator", error)) from None
+
+
+def resume_job_remotely(address: str, tls: TlsMaterial, job_id: str) -> Iterator[pb.JobEvent]:
+    """`linkage job deliver`'s side: take a job up where it stopped, yield its events."""
+    with secure_channel(address, tls) as channel:
+        try:
+            yield from pb_grpc.CoordinatorStub(channel).ResumeJob(pb.GetJobRequest(job_id=job_id), timeout=24 * 3600)
+        except grpc.RpcError as error:
+            raise JobError(peer_error("coordinator", error)) from None
 
 
 def run_job_remotely(address: str, tls: TlsMaterial, request: pb.JobRequest) -> Iterator[pb.JobEvent]:

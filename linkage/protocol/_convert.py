@@ -8,13 +8,14 @@ altered stream is never half-used. Nothing here touches a socket.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 import polars as pl
 
 from linkage.bloom._encodings import Encodings
-from linkage.errors import EncodingsError, TransferError
+from linkage.errors import EncodingsError, RequestError, TransferError
 from linkage.jobs._agency import RESULT_COLUMNS
 from linkage.jobs._profiles import AnyEncodings, encodings_from_bytes, encodings_to_bytes
 from linkage.protocol.v1 import linkage_pb2 as pb
@@ -61,9 +62,42 @@ def _scoped_chunks(encodings: ScopedEncodings) -> Iterator[pb.EncodingChunk]:
     )  # fmt: skip
 
 
-def encodings_from_chunks(chunks: Iterable[pb.EncodingChunk], *, peer: str) -> tuple[AnyEncodings, str]:
-    """Reassemble and verify; returns the encodings and the stream's digest. ``peer`` names the sender."""
+MAX_RECORD_ID_CHARS = 256
+MAX_RECORDS = 50_000_000  # per agency and job: far beyond any task force, short of exhausting memory
+MAX_GROUPS = 64
+MAX_SCOPED_BYTES = 8192  # tokens and evidence of one record under match keys (about 1 KB in practice)
+_JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,79}$")
+
+
+def check_job_id(job_id: str, *, allow_empty: bool = False) -> str:
+    """A job id fit for a file name and the audit log: letters, digits and '-', at most 80."""
+    if (allow_empty and job_id == "") or _JOB_ID_RE.match(job_id):
+        return job_id
+    raise RequestError(f"malformed job id ({len(job_id)} characters; letters, digits and '-', at most 80)")
+
+
+def encodings_budget(records: int, bits: int, groups: int, *, profile: str = "") -> int:
+    """The most bytes an honest stream of ``records`` encodings can take: the cap on what a peer may send."""
+    if profile == "match-keys":  # tokens and evidence: at most MAX_SCOPED_BYTES a record
+        if not 0 <= records <= MAX_RECORDS:
+            raise TransferError(f"announced {records:,} records: beyond this coordinator's limits")
+        return 1_000_000 + records * (MAX_SCOPED_BYTES + MAX_RECORD_ID_CHARS + 1)
+    if not 0 <= records <= MAX_RECORDS or bits <= 0 or bits % 64 or bits > 65536 or not 0 <= groups <= MAX_GROUPS:
+        raise TransferError(f"announced {records:,} records of {bits} bits and {groups} groups: beyond this coordinator's limits")
+    per_record = bits // 8 * (1 + groups) + 2 + MAX_RECORD_ID_CHARS + 1
+    return 1_000_000 + records * per_record
+
+
+def encodings_from_chunks(
+    chunks: Iterable[pb.EncodingChunk], *, peer: str, max_bytes: int | None = None
+) -> tuple[AnyEncodings, str]:
+    """Reassemble and verify; returns the encodings and the stream's digest. ``peer`` names the sender.
+
+    ``max_bytes`` (from the record count the peer announced, ``encodings_budget``): the stream is cut
+    off, and refused, as soon as it holds more than an honest one could.
+    """
     digest = hashlib.sha256()
+    received = 0
     ids: list[str] = []
     filters, groups, present, packed = [], [], [], []
     trailer = None
@@ -71,11 +105,16 @@ def encodings_from_chunks(chunks: Iterable[pb.EncodingChunk], *, peer: str) -> t
         if chunk.last:
             trailer = chunk
             break
+        received += chunk.ByteSize()
+        if max_bytes is not None and received > max_bytes:
+            raise TransferError(f"{peer}: sent more than {max_bytes:,} bytes, more than the records it announced can take")
         if chunk.packed:
             digest.update(chunk.packed)
             packed.append(chunk.packed)
             continue
         chunk_ids = list(chunk.record_ids)
+        if any(len(i) > MAX_RECORD_ID_CHARS for i in chunk_ids):
+            raise TransferError(f"{peer}: a record id longer than {MAX_RECORD_ID_CHARS} characters")
         for part in (_ids_bytes(chunk_ids), chunk.filters, chunk.group_filters, chunk.present):
             digest.update(part)
         ids += chunk_ids
@@ -145,15 +184,22 @@ def result_chunks(job_id: str, results: pl.DataFrame, chunk_rows: int = 4096) ->
     yield pb.ResultChunk(job_id=job_id, last=True, total_rows=len(rows), digest=digest.hexdigest())
 
 
-def results_from_chunks(chunks: Iterable[pb.ResultChunk], *, peer: str) -> tuple[str, pl.DataFrame, str]:
-    """(job id, results, digest), verified: every row of one job, count and digest as sent."""
+MAX_NAMES_PER_ROW = 64
+MAX_REFERENCE_CHARS = 64
+
+
+def results_from_chunks(chunks: Iterable[pb.ResultChunk], *, peer: str, max_rows: int = MAX_RECORDS) -> tuple[str, pl.DataFrame, str]:
+    """(job id, results, digest), verified: every row of one job, count and digest as sent.
+
+    ``max_rows``: the receiver's own record count (a row per record at most); more is refused at once.
+    """
     digest = hashlib.sha256()
     rows: list[pb.ResultRow] = []
     job_id = None
     trailer = None
     for chunk in chunks:
         if job_id is None:
-            job_id = chunk.job_id
+            job_id = check_job_id(chunk.job_id)
         elif chunk.job_id != job_id:
             raise TransferError(f"{peer}: results of two jobs in one stream")
         if chunk.last:
@@ -162,6 +208,11 @@ def results_from_chunks(chunks: Iterable[pb.ResultChunk], *, peer: str) -> tuple
         for row in chunk.rows:
             if row.band not in ("match", "possible"):
                 raise TransferError(f"{peer}: result row {len(rows) + 1}: unknown band")
+            if (len(row.record_id) > MAX_RECORD_ID_CHARS or len(row.reference) > MAX_REFERENCE_CHARS
+                    or len(row.shared_with) > MAX_NAMES_PER_ROW or any(len(n) > 64 for n in row.shared_with)):  # fmt: skip
+                raise TransferError(f"{peer}: result row {len(rows) + 1}: a field beyond its limit")
+            if len(rows) >= max_rows:
+                raise TransferError(f"{peer}: more result rows than this agency has records ({max_rows:,})")
             digest.update(_row_bytes(row))
             rows.append(row)
     if trailer is None or not job_id:

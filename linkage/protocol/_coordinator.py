@@ -13,19 +13,34 @@ from typing import Protocol
 
 import grpc
 
-from linkage.errors import JobError, LinkageError
+from linkage.errors import JobError, LinkageError, RequestError
 from linkage.jobs._config import CoordinatorConfig
-from linkage.jobs._store import JobStore
+from linkage.jobs._store import Job, JobStore
 from linkage.matching._link import LinkSettings
 from linkage.protocol._auth import Policy, caller
+from linkage.protocol._convert import check_job_id
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
 from linkage.trust._audit import AuditLog, entries_jsonl, load_public_key, parse_time, verify
 from linkage.trust._pki import Identity
 
+SCORINGS = ("auto", "fs", "dice")
+BLOCKINGS = ("auto", "none", "lsh")
+
 
 class RunJob(Protocol):
     def __call__(self, job_id: str, agencies: list[str], settings: LinkSettings, say: Callable[[str], None], *, actor: str) -> str: ...
+
+
+class ResumeJob(Protocol):
+    def __call__(self, job_id: str, say: Callable[[str], None], *, actor: str) -> str: ...
+
+
+def job_status(job: Job) -> pb.JobStatus:
+    return pb.JobStatus(
+        job_id=job.id, state=job.state, error=job.error or "", created=job.created, finished=job.finished or "",
+        agencies=list(job.agencies), delivered=list(job.delivered), released=list(job.released), summary=job.summary or "",
+    )  # fmt: skip
 
 
 def coordinator_policy(config: CoordinatorConfig) -> Policy:
@@ -42,8 +57,10 @@ def coordinator_policy(config: CoordinatorConfig) -> Policy:
 
 
 class CoordinatorService(pb_grpc.CoordinatorServicer):
-    def __init__(self, config: CoordinatorConfig, store: JobStore, run_job: RunJob) -> None:
-        self._config, self._store, self._run_job = config, store, run_job
+    def __init__(self, config: CoordinatorConfig, store: JobStore, run_job: RunJob, resume_job: ResumeJob | None = None) -> None:
+        self._config, self._store, self._run_job, self._resume_job = config, store, run_job, resume_job
+        self._running: set[str] = set()
+        self._running_lock = threading.Lock()
 
     def _settings(self, request: pb.JobRequest) -> LinkSettings:
         defaults = self._config.job
@@ -58,26 +75,56 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         agencies = list(dict.fromkeys(request.agencies))
         unknown = [a for a in agencies if a not in self._config.agencies]
         if unknown:
-            raise JobError(f"unknown agency {unknown[0]!r} (this coordinator knows {', '.join(self._config.agencies)})")
+            name = unknown[0] if len(unknown[0]) <= 64 else unknown[0][:64] + "…"
+            raise RequestError(f"unknown agency {name!r} (this coordinator knows {', '.join(self._config.agencies)})")
         if len(agencies) < 2:
-            raise JobError("a job needs at least two agencies")
+            raise RequestError("a job needs at least two agencies")
         settings = self._settings(request)
-        settings.thresholds()  # refuse bad thresholds before a job exists
+        if settings.scoring not in SCORINGS:
+            raise RequestError(f"scoring: one of {', '.join(SCORINGS)}")
+        if settings.blocking not in BLOCKINGS:
+            raise RequestError(f"blocking: one of {', '.join(BLOCKINGS)}")
+        try:
+            settings.thresholds()  # refuse bad thresholds before a job exists
+        except LinkageError as error:
+            raise RequestError(str(error)) from None
         job_id = self._store.create(agencies, dict(settings.__dict__))
-        events: queue.Queue[pb.JobEvent] = queue.Queue()
         actor = str(caller(context))
+        yield from self._follow(job_id, f"job {job_id} started: {', '.join(agencies)}",
+                                lambda say: self._run_job(job_id, agencies, settings, say, actor=actor))  # fmt: skip
 
-        def work() -> None:
+    def ResumeJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
+        job_id = check_job_id(request.job_id)
+        job = self._store.get(job_id)
+        if job is None:
+            raise JobError(f"no job {job_id!r}")
+        if self._resume_job is None:
+            raise JobError("this coordinator cannot resume jobs")
+        actor = str(caller(context))
+        yield from self._follow(job_id, f"job {job_id} resumed (it was {job.state})", lambda say: self._resume_job(job_id, say, actor=actor))
+
+    def _follow(self, job_id: str, first: str, work: Callable[[Callable[[str], None]], str]) -> Iterator[pb.JobEvent]:
+        """Run ``work`` in its own thread (one at a time per job) and stream its events."""
+        with self._running_lock:
+            if job_id in self._running:
+                raise JobError(f"job {job_id} is already running")
+            self._running.add(job_id)
+        events: queue.Queue[pb.JobEvent] = queue.Queue()
+
+        def run() -> None:
             try:
-                summary = self._run_job(job_id, agencies, settings, lambda line: events.put(pb.JobEvent(job_id=job_id, message=line)), actor=actor)
+                summary = work(lambda line: events.put(pb.JobEvent(job_id=job_id, message=line)))
                 events.put(pb.JobEvent(job_id=job_id, done=True, state="done", summary=summary))
             except LinkageError as error:
                 events.put(pb.JobEvent(job_id=job_id, done=True, state="failed", summary=str(error)))
             except Exception as error:  # noqa: BLE001 - reported as a failed job, detail withheld
                 events.put(pb.JobEvent(job_id=job_id, done=True, state="failed", summary=f"internal error ({type(error).__name__})"))
+            finally:
+                with self._running_lock:
+                    self._running.discard(job_id)
 
-        threading.Thread(target=work, name=f"job {job_id}", daemon=True).start()
-        yield pb.JobEvent(job_id=job_id, message=f"job {job_id} started: {', '.join(agencies)}")
+        threading.Thread(target=run, name=f"job {job_id}", daemon=True).start()
+        yield pb.JobEvent(job_id=job_id, message=first)
         while True:
             event = events.get()
             yield event
@@ -85,12 +132,13 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                 return
 
     def GetJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> pb.JobStatus:
-        job = self._store.get(request.job_id)
+        job = self._store.get(check_job_id(request.job_id))
         if job is None:
             raise JobError(f"no job {request.job_id!r}")
-        return pb.JobStatus(
-            job_id=job.id, state=job.state, error=job.error or "", created=job.created, finished=job.finished or "", agencies=list(job.agencies)
-        )
+        return job_status(job)
+
+    def ListJobs(self, request: pb.ListJobsRequest, context: grpc.ServicerContext) -> pb.JobList:
+        return pb.JobList(jobs=[job_status(job) for job in self._store.list()])
 
 
 class AuditService(pb_grpc.AuditServicer):

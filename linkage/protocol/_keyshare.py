@@ -91,20 +91,45 @@ def share_secret(
     return info
 
 
+def project_roster(tls: TlsMaterial, address: str, project: str) -> pb.Roster:
+    """The project's members as the relay fixed them when the project was created."""
+    return _relay(address, tls, lambda stub: stub.GetRoster(pb.RosterRequest(project=project), timeout=30))
+
+
 def receive_secret(
     config: NodeConfig, tls: TlsMaterial, address: str, *, project: str, trusted_senders: list[str] | None = None,
     expected_epoch: int | None = None, now: dt.datetime | None = None,
 ) -> SecretInfo:  # fmt: skip
-    """Fetch the copy meant for this agency, check who made it, store the secret."""
+    """Fetch the copies meant for this agency, keep the newest one made by an accepted sender, store the secret.
+
+    The receiver always knows whom it accepts: ``trusted_senders``, or else the agency that created the
+    project (its roster's creator). Either must be a member of the project, as must this agency.
+    A copy from anyone else is passed over, never taken and never in the way of the real one.
+    """
     _refuse_existing_secret(config.secret)
+    roster = project_roster(tls, address, project)
+    if config.agency not in roster.members:
+        raise CeremonyError(f"{config.agency} is not a member of project {project!r} (members: {', '.join(roster.members)})")
+    accepted = set(trusted_senders) if trusted_senders else {roster.creator}
+    strangers = sorted(accepted - set(roster.members))
+    if strangers:
+        raise CeremonyError(f"{', '.join(strangers)}: not a member of project {project!r} (members: {', '.join(roster.members)})")
     response = _relay(address, tls, lambda stub: stub.FetchWrappedSecrets(pb.FetchWrappedRequest(project=project), timeout=30))
     if not response.wrapped:
         raise CeremonyError(f"no wrapped secret for {config.agency} in project {project!r}")
-    secret, info = unwrap_secret(
-        WrappedSecret.from_bytes(response.wrapped[0]), agreement_key=agreement_key(config), my_name=config.agency,
-        ca_pem=tls.ca_pem, expected_project=project, expected_epoch=expected_epoch,
-        trusted_senders=set(trusted_senders) if trusted_senders else None, now=now,
-    )  # fmt: skip
+    key = agreement_key(config)
+    refusals: list[str] = []
+    for blob in response.wrapped:
+        try:
+            secret, info = unwrap_secret(
+                WrappedSecret.from_bytes(blob), agreement_key=key, my_name=config.agency, ca_pem=tls.ca_pem,
+                expected_project=project, expected_epoch=expected_epoch, trusted_senders=accepted, now=now,
+            )  # fmt: skip
+            break
+        except CeremonyError as error:
+            refusals.append(str(error))
+    else:
+        raise CeremonyError(f"no copy for {config.agency} from {', '.join(sorted(accepted))} could be opened; first refusal: {refusals[0]}")
     config.secret.parent.mkdir(parents=True, exist_ok=True)
     secret.write(config.secret)
     write_secret_info(secret_info_path(config.secret), info)

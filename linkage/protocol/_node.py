@@ -8,15 +8,19 @@ from collections.abc import Iterator
 import grpc
 
 from linkage.bloom._encodings import Encodings
-from linkage.errors import InputError
-from linkage.jobs._agency import AgencyEncodings, agency_encodings, write_results
+from linkage.errors import JobError
+from linkage.jobs._agency import AgencyEncodings, agency_encodings, release_results, write_results
 from linkage.jobs._config import NodeConfig
 from linkage.protocol._auth import Policy, caller
-from linkage.protocol._convert import encoding_chunks, results_from_chunks
+from linkage.protocol._convert import check_job_id, encoding_chunks, results_from_chunks
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
-from linkage.trust._audit import party_log
+from linkage.trust._audit import AuditLog, party_log
 from linkage.trust._pki import Identity
+
+
+class NoPendingResults(JobError):
+    grpc_status = "NOT_FOUND"
 
 
 def node_policy(config: NodeConfig) -> Policy:
@@ -39,6 +43,10 @@ class NodeService(pb_grpc.NodeServicer):
         self._audit = party_log(config.data_dir)
         self._me = f"node/{config.agency}"
 
+    @property
+    def audit(self) -> AuditLog:
+        return self._audit
+
     def _encodings(self) -> AgencyEncodings:
         """Encode once per version of the input, schema and secret files."""
         config = self._config
@@ -49,6 +57,7 @@ class NodeService(pb_grpc.NodeServicer):
             return self._cached[1]
 
     def Describe(self, request: pb.DescribeRequest, context: grpc.ServicerContext) -> pb.DescribeResponse:
+        check_job_id(request.job_id, allow_empty=True)
         held = self._encodings()
         enc = held.encodings
         described = pb.DescribeResponse(
@@ -63,6 +72,7 @@ class NodeService(pb_grpc.NodeServicer):
         return described
 
     def FetchEncodings(self, request: pb.FetchEncodingsRequest, context: grpc.ServicerContext) -> Iterator[pb.EncodingChunk]:
+        check_job_id(request.job_id, allow_empty=True)
         chunk = request.chunk_records or self._config.chunk_records
         held = self._encodings()
         chunks = encoding_chunks(held.encodings, min(chunk, 100_000))
@@ -72,20 +82,31 @@ class NodeService(pb_grpc.NodeServicer):
             pending = following
         # The entry is written before the last chunk (the one with the digest) leaves: the coordinator
         # cannot hold a whole transfer, let alone finish the job, before the node has recorded it.
-        self._audit.append(self._me, "encodings sent", project=held.encodings.project, job=request.job_id[:80], details={
+        self._audit.append(self._me, "encodings sent", project=held.encodings.project, job=request.job_id, details={
             "to": str(caller(context)), "records": len(held.encodings), "excluded": held.excluded,
             "schema_fingerprint": held.encodings.schema_fingerprint, "digest": pending.digest,
         })  # fmt: skip
         yield pending
 
     def DeliverResults(self, request_iterator, context: grpc.ServicerContext) -> pb.DeliveryReceipt:
-        job_id, results, digest = results_from_chunks(request_iterator, peer="coordinator")
-        if not job_id.replace("-", "").isalnum():
-            raise InputError("results: malformed job id")
-        path = write_results(self._config.data_dir, job_id, results)
+        # a row per record at most: more is refused as it arrives, never held
+        job_id, results, digest = results_from_chunks(request_iterator, peer="coordinator", max_rows=len(self._encodings().encodings))
+        # Pending until the coordinator releases them: no agency holds results of an unfinished job.
+        write_results(self._config.data_dir, job_id, results, folder_name="pending")
         self._audit.append(self._me, "results received", job=job_id, details={
-            "from": str(caller(context)), "rows": results.height, "digest": digest,
+            "from": str(caller(context)), "rows": results.height, "digest": digest, "pending": True,
         })  # fmt: skip
-        if self._on_results:
-            self._on_results(job_id, path)
         return pb.DeliveryReceipt(job_id=job_id, rows=results.height, digest=digest)
+
+    def ReleaseResults(self, request: pb.ReleaseRequest, context: grpc.ServicerContext) -> pb.DeliveryReceipt:
+        job_id = check_job_id(request.job_id)
+        with self._lock:
+            already = (self._config.data_dir / "results" / f"{job_id}.csv").exists()
+            path = release_results(self._config.data_dir, job_id)
+        if path is None:
+            raise NoPendingResults(f"no results of job {job_id} here; deliver them first")
+        if not already:
+            self._audit.append(self._me, "results released", job=job_id, details={"by": str(caller(context)), "digest": request.digest[:64]})
+            if self._on_results:
+                self._on_results(job_id, path)
+        return pb.DeliveryReceipt(job_id=job_id, digest=request.digest)

@@ -36,6 +36,7 @@ import hmac
 import json
 import math
 import numbers
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -736,15 +737,26 @@ def entries_jsonl(entries: Sequence[Entry]) -> str:
 AUDIT_LOG_FILE = "audit.db"
 AUDIT_KEY_FILE = "audit.key"
 AUDIT_PUBLIC_KEY_FILE = "audit.pub"
+KEYS_FOLDER = "keys"
 
 
-def party_log(data_dir: Path, *, now: Callable[[], datetime] = utc_now) -> AuditLog:
+def party_log(data_dir: Path, *, now: Callable[[], datetime] = utc_now, key_dir: Path | None = None) -> AuditLog:
     """The audit log in a party's data folder, with its signing key (made on first use).
 
-    ``audit.pub`` beside it is what auditors verify against; the key never leaves the folder.
+    The signing key lives apart from the log, in ``key_dir`` (default ``data_dir/keys``, mode 0700),
+    so that a copy of the log's folder is not a way to append entries; a key an older version left
+    beside the log is moved there. ``audit.pub`` beside the log is a convenience copy: auditors
+    verify against the public key they were given (``audit verify --key``), never the one beside the
+    log. The log is mode 0600.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
-    key_path = data_dir / AUDIT_KEY_FILE
+    key_dir = key_dir if key_dir is not None else data_dir / KEYS_FOLDER
+    key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key_dir.chmod(0o700)
+    key_path = key_dir / AUDIT_KEY_FILE
+    beside = data_dir / AUDIT_KEY_FILE
+    if beside.exists() and not key_path.exists():
+        os.replace(beside, key_path)
     if key_path.exists():
         key = AuditKey.load(key_path)
     else:
@@ -753,7 +765,11 @@ def party_log(data_dir: Path, *, now: Callable[[], datetime] = utc_now) -> Audit
     public = data_dir / AUDIT_PUBLIC_KEY_FILE
     if not public.exists():
         public.write_bytes(key.public_pem())
-    return AuditLog(data_dir / AUDIT_LOG_FILE, key, now=now)
+    log = AuditLog(data_dir / AUDIT_LOG_FILE, key, now=now)
+    for path in (log.path, *(log.path.with_name(log.path.name + suffix) for suffix in ("-wal", "-shm", "-journal"))):
+        if path.exists():
+            path.chmod(0o600)
+    return log
 
 
 def parse_time(text: str) -> datetime:

@@ -60,6 +60,7 @@ __all__ = [
     "certificate_fingerprint",
     "identity_from_auth_context",
     "identity_from_pem",
+    "identity_host_name",
     "init_ca",
     "issue",
     "load_tls",
@@ -165,7 +166,7 @@ def role_certificate(
         raise PkiError(f"CA certificate: not valid at {issued_at:%Y-%m-%d %H:%M:%S} UTC")
     end = min(end, ca_cert.not_valid_after_utc)
     alternative_names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(_identity_uri(role, name))]
-    alternative_names += _host_names(hosts)
+    alternative_names += [x509.DNSName(identity_host_name(role, name)), *_host_names(hosts)]
     ca_key_id = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     return (
         x509.CertificateBuilder()
@@ -423,6 +424,20 @@ def _identity_uri(role: str, name: str) -> str:
     return f"{URI_SCHEME}://{role}/{name}"
 
 
+IDENTITY_HOST_SUFFIX = ".linkage.invalid"
+
+
+def identity_host_name(role: str, name: str) -> str:
+    """The DNS name every certificate carries for its identity (``police.node.linkage.invalid``).
+
+    A client that dials a party sets it as the TLS target name, so the handshake itself fails unless
+    the server's certificate was issued to that party: TLS hostname checks match DNS names, not the
+    ``linkage://`` URI. ``.invalid`` is reserved (RFC 2606): it never names a real host, and
+    ``hosts`` may not use the suffix, so no certificate can carry another party's identity name.
+    """
+    return f"{name}.{role}{IDENTITY_HOST_SUFFIX}"
+
+
 def _host_names(hosts: Iterable[str]) -> list[x509.GeneralName]:
     if isinstance(hosts, str):
         raise PkiError("hosts: must be a list of host names or IP addresses, not one string")
@@ -435,6 +450,8 @@ def _host_names(hosts: Iterable[str]) -> list[x509.GeneralName]:
             continue
         except ValueError:
             pass
+        if host.rstrip(".").lower().endswith(IDENTITY_HOST_SUFFIX):
+            raise PkiError(f"hosts: {host!r} ends in {IDENTITY_HOST_SUFFIX}, which is kept for parties' identities")
         labels = host.rstrip(".").split(".")
         if len(host) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
             raise PkiError(f"hosts: {host!r} is neither a DNS name nor an IP address")

@@ -26,6 +26,7 @@ from linkage.trust._audit import (
     AUDIT_KEY_FILE,
     AUDIT_LOG_FILE,
     AUDIT_PUBLIC_KEY_FILE,
+    KEYS_FOLDER,
     AuditKey,
     AuditLog,
     AuditPublicKey,
@@ -127,13 +128,15 @@ class AuditReader:
     """Reads, verifies and logs reads of the audit log in a party's folder.
 
     The public key is ``audit.pub`` beside the log unless the auditor brings their own; the signing
-    key ``audit.key`` must be there, since every read is logged (a copy of a log without its keeper's
+    key ``keys/audit.key`` must be there, since every read is logged (a copy of a log without its keeper's
     key is read with ``linkage audit``, which logs nothing).
     """
 
     def __init__(self, data_dir: Path, *, public_key: Path | None = None) -> None:
         self._path = data_dir / AUDIT_LOG_FILE
-        self._key_path = data_dir / AUDIT_KEY_FILE
+        # The signing key lives apart from the log (``keys/``); an older folder kept it beside the log.
+        kept = data_dir / KEYS_FOLDER / AUDIT_KEY_FILE
+        self._key_path = kept if kept.is_file() else data_dir / AUDIT_KEY_FILE
         if not self._path.is_file():
             raise AuditError(f"{data_dir}: no audit log ({AUDIT_LOG_FILE}) here")
         if not self._key_path.is_file():

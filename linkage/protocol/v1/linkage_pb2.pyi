@@ -149,20 +149,44 @@ class GetJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class JobStatus(_message.Message):
-    __slots__ = ("job_id", "state", "error", "created", "finished", "agencies")
+    __slots__ = ("job_id", "state", "error", "created", "finished", "agencies", "delivered", "released", "summary")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
     AGENCIES_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     state: str
     error: str
     created: str
     finished: str
     agencies: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[str] = ..., error: _Optional[str] = ..., created: _Optional[str] = ..., finished: _Optional[str] = ..., agencies: _Optional[_Iterable[str]] = ...) -> None: ...
+    delivered: _containers.RepeatedScalarFieldContainer[str]
+    released: _containers.RepeatedScalarFieldContainer[str]
+    summary: str
+    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[str] = ..., error: _Optional[str] = ..., created: _Optional[str] = ..., finished: _Optional[str] = ..., agencies: _Optional[_Iterable[str]] = ..., delivered: _Optional[_Iterable[str]] = ..., released: _Optional[_Iterable[str]] = ..., summary: _Optional[str] = ...) -> None: ...
+
+class ListJobsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class JobList(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[JobStatus]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[JobStatus, _Mapping]]] = ...) -> None: ...
+
+class ReleaseRequest(_message.Message):
+    __slots__ = ("job_id", "digest")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    digest: str
+    def __init__(self, job_id: _Optional[str] = ..., digest: _Optional[str] = ...) -> None: ...
 
 class AuditQuery(_message.Message):
     __slots__ = ("job", "actor", "action", "since", "until", "seq")
@@ -237,6 +261,24 @@ class FetchWrappedRequest(_message.Message):
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     project: str
     def __init__(self, project: _Optional[str] = ...) -> None: ...
+
+class RosterRequest(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    def __init__(self, project: _Optional[str] = ...) -> None: ...
+
+class Roster(_message.Message):
+    __slots__ = ("project", "creator", "members", "created")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    CREATOR_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    creator: str
+    members: _containers.RepeatedScalarFieldContainer[str]
+    created: str
+    def __init__(self, project: _Optional[str] = ..., creator: _Optional[str] = ..., members: _Optional[_Iterable[str]] = ..., created: _Optional[str] = ...) -> None: ...
 
 class RelayAck(_message.Message):
     __slots__ = ("count",)

@@ -49,6 +49,11 @@ class NodeStub:
                 request_serializer=linkage_dot_v1_dot_linkage__pb2.ResultChunk.SerializeToString,
                 response_deserializer=linkage_dot_v1_dot_linkage__pb2.DeliveryReceipt.FromString,
                 _registered_method=True)
+        self.ReleaseResults = channel.unary_unary(
+                '/linkage.v1.Node/ReleaseResults',
+                request_serializer=linkage_dot_v1_dot_linkage__pb2.ReleaseRequest.SerializeToString,
+                response_deserializer=linkage_dot_v1_dot_linkage__pb2.DeliveryReceipt.FromString,
+                _registered_method=True)
 
 
 class NodeServicer:
@@ -70,6 +75,14 @@ class NodeServicer:
 
     def DeliverResults(self, request_iterator, context):
         """The node's own results of a job, in chunks; the node keeps them only if count and digest agree.
+        Results arrive pending: the node keeps them aside, not as results, until the job is finished.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseResults(self, request, context):
+        """The job is finished (every agency's delivery is in): the pending results become the agency's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -91,6 +104,11 @@ def add_NodeServicer_to_server(servicer, server):
             'DeliverResults': grpc.stream_unary_rpc_method_handler(
                     servicer.DeliverResults,
                     request_deserializer=linkage_dot_v1_dot_linkage__pb2.ResultChunk.FromString,
+                    response_serializer=linkage_dot_v1_dot_linkage__pb2.DeliveryReceipt.SerializeToString,
+            ),
+            'ReleaseResults': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseResults,
+                    request_deserializer=linkage_dot_v1_dot_linkage__pb2.ReleaseRequest.FromString,
                     response_serializer=linkage_dot_v1_dot_linkage__pb2.DeliveryReceipt.SerializeToString,
             ),
     }
@@ -185,6 +203,33 @@ class Node:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def ReleaseResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.Node/ReleaseResults',
+            linkage_dot_v1_dot_linkage__pb2.ReleaseRequest.SerializeToString,
+            linkage_dot_v1_dot_linkage__pb2.DeliveryReceipt.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class CoordinatorStub:
     """Missing associated documentation comment in .proto file."""
@@ -205,6 +250,16 @@ class CoordinatorStub:
                 request_serializer=linkage_dot_v1_dot_linkage__pb2.GetJobRequest.SerializeToString,
                 response_deserializer=linkage_dot_v1_dot_linkage__pb2.JobStatus.FromString,
                 _registered_method=True)
+        self.ResumeJob = channel.unary_stream(
+                '/linkage.v1.Coordinator/ResumeJob',
+                request_serializer=linkage_dot_v1_dot_linkage__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=linkage_dot_v1_dot_linkage__pb2.JobEvent.FromString,
+                _registered_method=True)
+        self.ListJobs = channel.unary_unary(
+                '/linkage.v1.Coordinator/ListJobs',
+                request_serializer=linkage_dot_v1_dot_linkage__pb2.ListJobsRequest.SerializeToString,
+                response_deserializer=linkage_dot_v1_dot_linkage__pb2.JobList.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -223,6 +278,19 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResumeJob(self, request, context):
+        """Take an unfinished job up where it stopped (fetch and link again, or deliver what is missing).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -235,6 +303,16 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.GetJob,
                     request_deserializer=linkage_dot_v1_dot_linkage__pb2.GetJobRequest.FromString,
                     response_serializer=linkage_dot_v1_dot_linkage__pb2.JobStatus.SerializeToString,
+            ),
+            'ResumeJob': grpc.unary_stream_rpc_method_handler(
+                    servicer.ResumeJob,
+                    request_deserializer=linkage_dot_v1_dot_linkage__pb2.GetJobRequest.FromString,
+                    response_serializer=linkage_dot_v1_dot_linkage__pb2.JobEvent.SerializeToString,
+            ),
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=linkage_dot_v1_dot_linkage__pb2.ListJobsRequest.FromString,
+                    response_serializer=linkage_dot_v1_dot_linkage__pb2.JobList.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -301,6 +379,60 @@ class Coordinator:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def ResumeJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/linkage.v1.Coordinator/ResumeJob',
+            linkage_dot_v1_dot_linkage__pb2.GetJobRequest.SerializeToString,
+            linkage_dot_v1_dot_linkage__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.Coordinator/ListJobs',
+            linkage_dot_v1_dot_linkage__pb2.ListJobsRequest.SerializeToString,
+            linkage_dot_v1_dot_linkage__pb2.JobList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class KeyRelayStub:
     """The key ceremony: the coordinator relays agencies' key cards and wrapped secrets, which it cannot
@@ -333,6 +465,11 @@ class KeyRelayStub:
                 request_serializer=linkage_dot_v1_dot_linkage__pb2.FetchWrappedRequest.SerializeToString,
                 response_deserializer=linkage_dot_v1_dot_linkage__pb2.WrappedSecrets.FromString,
                 _registered_method=True)
+        self.GetRoster = channel.unary_unary(
+                '/linkage.v1.KeyRelay/GetRoster',
+                request_serializer=linkage_dot_v1_dot_linkage__pb2.RosterRequest.SerializeToString,
+                response_deserializer=linkage_dot_v1_dot_linkage__pb2.Roster.FromString,
+                _registered_method=True)
 
 
 class KeyRelayServicer:
@@ -364,6 +501,13 @@ class KeyRelayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRoster(self, request, context):
+        """The project's members, fixed by the first share: only they may post or fetch its secret.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KeyRelayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -386,6 +530,11 @@ def add_KeyRelayServicer_to_server(servicer, server):
                     servicer.FetchWrappedSecrets,
                     request_deserializer=linkage_dot_v1_dot_linkage__pb2.FetchWrappedRequest.FromString,
                     response_serializer=linkage_dot_v1_dot_linkage__pb2.WrappedSecrets.SerializeToString,
+            ),
+            'GetRoster': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRoster,
+                    request_deserializer=linkage_dot_v1_dot_linkage__pb2.RosterRequest.FromString,
+                    response_serializer=linkage_dot_v1_dot_linkage__pb2.Roster.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -498,6 +647,33 @@ class KeyRelay:
             '/linkage.v1.KeyRelay/FetchWrappedSecrets',
             linkage_dot_v1_dot_linkage__pb2.FetchWrappedRequest.SerializeToString,
             linkage_dot_v1_dot_linkage__pb2.WrappedSecrets.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRoster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.KeyRelay/GetRoster',
+            linkage_dot_v1_dot_linkage__pb2.RosterRequest.SerializeToString,
+            linkage_dot_v1_dot_linkage__pb2.Roster.FromString,
             options,
             channel_credentials,
             insecure,

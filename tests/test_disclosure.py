@@ -1,0 +1,68 @@
+"""Issue 14.2: what each agency learns from a job, over every disclosure policy of three agencies.
+
+Pairs are generated here (seeded) over three agencies with records shared two and three ways.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import polars as pl
+import pytest
+
+from linkage.jobs._config import DISCLOSURES
+from linkage.jobs._disclosure import agency_results, visible_to
+
+AGENCIES = ("a", "b", "c")
+KEY = bytes(32)
+
+
+def generated_pairs(seed: int = 7) -> pl.DataFrame:
+    """People held by random subsets of the agencies; a pair per two holders, band match or possible."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for person in range(60):
+        holders = [a for a in AGENCIES if rng.random() < 0.6]
+        for x, y in itertools.combinations(holders, 2):
+            rows.append((x, f"{x}{person}", y, f"{y}{person}", float(rng.uniform(0.5, 1.0)), "match" if rng.random() < 0.7 else "possible"))
+    return pl.DataFrame(rows, schema=["source_a", "id_a", "source_b", "id_b", "similarity", "band"], orient="row")
+
+
+POLICIES = list(itertools.product(DISCLOSURES, repeat=3))
+
+
+@pytest.mark.parametrize("policies", POLICIES, ids=["-".join(p) for p in POLICIES])
+def test_an_agency_learns_nothing_of_matches_with_agencies_it_may_not_see(policies):
+    disclosure = dict(zip(AGENCIES, policies, strict=True))
+    pairs = generated_pairs()
+    results = agency_results(pairs, disclosure, KEY)
+    for agency in AGENCIES:
+        visible = visible_to(agency, disclosure)
+        assert visible == sorted(a for a in AGENCIES if a != agency and disclosure[a] == "full")
+        # Indistinguishable: the same results whether or not any pair with an invisible agency exists.
+        involved = (pl.col("source_a") == agency) | (pl.col("source_b") == agency)
+        others = pl.when(pl.col("source_a") == agency).then(pl.col("source_b")).otherwise(pl.col("source_a"))
+        only_visible = pairs.filter(~involved | others.is_in(visible))
+        assert results[agency].drop("reference").equals(agency_results(only_visible, disclosure, KEY)[agency].drop("reference"))
+        # A row exactly for each of its records paired with a visible agency.
+        expected = set(
+            pairs.filter(involved & others.is_in(visible))
+            .select(pl.when(pl.col("source_a") == agency).then(pl.col("id_a")).otherwise(pl.col("id_b")))
+            .to_series()
+        )
+        assert set(results[agency].get_column("record_id")) == expected
+        named = set(itertools.chain.from_iterable(results[agency].get_column("shared_with").to_list()))
+        assert named <= (set(visible) if disclosure[agency] != "none" else set())
+        if disclosure[agency] != "none" and expected:
+            assert named  # the visible holders are named to it
+        # only its own records
+        assert all(r.startswith(agency) for r in results[agency].get_column("record_id"))
+
+
+def test_police_with_victim_services_alone_learns_nothing():
+    """The case the issue found: every row police received was a victim-services client."""
+    pairs = generated_pairs().filter(~pl.col("source_a").is_in(["b"]) & ~pl.col("source_b").is_in(["b"]))
+    for policy in ("receive-only", "none"):
+        results = agency_results(pairs, {"a": "full", "c": policy}, KEY)
+        assert results["a"].height == 0 and results["c"].height > 0
