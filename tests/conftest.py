@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import polars as pl
@@ -78,3 +79,12 @@ def run_linkage_subprocess(*args: str | Path, cwd: Path | None = None) -> subpro
     return subprocess.run(
         [sys.executable, "-m", "linkage.cli", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
     )
+
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Name any non-daemon thread still running: the interpreter would wait for it forever at exit."""
+    alive = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if alive and reporter is not None:
+        reporter.write_line(f"non-daemon threads still running at the end of the tests: {alive}", red=True)

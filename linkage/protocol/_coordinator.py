@@ -91,7 +91,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         job_id = self._store.create(agencies, dict(settings.__dict__))
         actor = str(caller(context))
         yield from self._follow(job_id, f"job {job_id} started: {', '.join(agencies)}",
-                                lambda say: self._run_job(job_id, agencies, settings, say, actor=actor))  # fmt: skip
+                                lambda say: self._run_job(job_id, agencies, settings, say, actor=actor), context)  # fmt: skip
 
     def ResumeJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
         job_id = check_job_id(request.job_id)
@@ -101,15 +101,22 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         if self._resume_job is None:
             raise JobError("this coordinator cannot resume jobs")
         actor = str(caller(context))
-        yield from self._follow(job_id, f"job {job_id} resumed (it was {job.state})", lambda say: self._resume_job(job_id, say, actor=actor))
+        yield from self._follow(job_id, f"job {job_id} resumed (it was {job.state})", lambda say: self._resume_job(job_id, say, actor=actor), context)
 
-    def _follow(self, job_id: str, first: str, work: Callable[[Callable[[str], None]], str]) -> Iterator[pb.JobEvent]:
-        """Run ``work`` in its own thread (one at a time per job) and stream its events."""
+    def _follow(
+        self, job_id: str, first: str, work: Callable[[Callable[[str], None]], str], context: grpc.ServicerContext
+    ) -> Iterator[pb.JobEvent]:
+        """Run ``work`` in its own thread (one at a time per job) and stream its events.
+
+        The job goes on when the caller hangs up or the server stops; only the stream ends, so that no
+        server thread waits for events nobody reads (and a stopping process is not held up by one).
+        """
         with self._running_lock:
             if job_id in self._running:
                 raise JobError(f"job {job_id} is already running")
             self._running.add(job_id)
-        events: queue.Queue[pb.JobEvent] = queue.Queue()
+        events: queue.Queue[pb.JobEvent | None] = queue.Queue()
+        context.add_callback(lambda: events.put(None))  # the call ended: cancelled, hung up or stopped
 
         def run() -> None:
             try:
@@ -127,6 +134,8 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         yield pb.JobEvent(job_id=job_id, message=first)
         while True:
             event = events.get()
+            if event is None:
+                return
             yield event
             if event.done:
                 return
