@@ -36,7 +36,10 @@ from linkage.testing._febrl import FEBRL_COLUMNS, FEBRL_ID_COLUMN, febrl_path
 def febrl_like(records: int, seed: int) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
     pool = pl.concat(
-        [read_records(febrl_path(f"dataset{n}.csv"), id_column=FEBRL_ID_COLUMN, columns=FEBRL_COLUMNS) for n in ("1", "2", "3", "4a", "4b")]
+        [
+            read_records(febrl_path(f"dataset{n}.csv"), id_column=FEBRL_ID_COLUMN, columns=FEBRL_COLUMNS)
+            for n in ("1", "2", "3", "4a", "4b")
+        ]
     )
     letters = np.array(list("abcdefghijklmnopqrstuvwxyz0123456789"))
     columns = {"rec_id": [f"r{i:08d}" for i in range(records)]}

@@ -120,7 +120,9 @@ def main() -> None:
     parser.add_argument("--agency-people", type=int, default=1000, help="people behind the generated agencies (F1)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--scale", default="", help="comma-separated sizes: run the scalable attacks' table instead")
-    parser.add_argument("--match-keys-only", action="store_true", help="with --scale: only the match-key attacks (they reach 100,000)")
+    parser.add_argument(
+        "--match-keys-only", action="store_true", help="with --scale: only the match-key attacks (they reach 100,000)"
+    )
     args = parser.parse_args()
     if args.scale:
         scale_table([int(x) for x in args.scale.split(",")], args.known, args.seed, match_keys_only=args.match_keys_only)
@@ -133,7 +135,9 @@ def main() -> None:
     for k, overlap in enumerate(overlaps):
         rng = np.random.default_rng(args.seed + k)
         people = generate_agencies(people_needed(args.records, overlap), rng=rng).people
-        scenarios[overlap] = attack_scenario(people, AGENCY_COLUMNS, records=args.records, overlap=overlap, known_share=args.known, rng=rng)
+        scenarios[overlap] = attack_scenario(
+            people, AGENCY_COLUMNS, records=args.records, overlap=overlap, known_share=args.known, rng=rng
+        )
 
     print(
         f"records {args.records} per list, known pairs {args.known:.0%} (graph attack only), overlaps {', '.join(f'{o:.0%}' for o in overlaps)};"
@@ -142,11 +146,19 @@ def main() -> None:
     columns = [(attack, view) for view in VIEWS for attack in ("graph", "frequency")]
     columns += [(attack, view) for view in (RECORD, ALL_GROUPS) for attack in ("embedding", "xor")]
     header = "  ".join(f"{a[0].upper()}:{v[:6]:<6}" for a, v in columns)
-    print(f"\n{'setting':<30} {'overlap':>7}  {header}  {'worst':>6}  {'G:all':>6}  {'F1 FEBRL4':>9}  {'F1 agencies':>11}  seconds")
+    print(
+        f"\n{'setting':<30} {'overlap':>7}  {header}  {'worst':>6}  {'G:all':>6}  {'F1 FEBRL4':>9}  {'F1 agencies':>11}  seconds"
+    )
     summary, verdicts = [], []
     for setting in SETTINGS:
         t0 = time.perf_counter()
-        f1 = linkage_f1(setting.schema(AGENCY_COLUMNS, "privacy-quality"), secret, agency_people=args.agency_people, seed=args.seed, settings=setting.link_settings)
+        f1 = linkage_f1(
+            setting.schema(AGENCY_COLUMNS, "privacy-quality"),
+            secret,
+            agency_people=args.agency_people,
+            seed=args.seed,
+            settings=setting.link_settings,
+        )
         f1_febrl, f1_agencies = f1["FEBRL4"], f1[f"generated agencies ({args.agency_people:,} people)"]
         for overlap, scenario in scenarios.items():
             results = attacks(setting, scenario, secret, args.seed)
@@ -202,7 +214,9 @@ def scale_table(sizes: list[int], known: float, seed: int, *, match_keys_only: b
     started = time.perf_counter()
     secret = Secret(bytes(range(32)))
     print(f"scalable attacks: 100% overlap, {known:.0%} of people known, sizes {', '.join(f'{n:,}' for n in sizes)}")
-    print(f"\n{'profile':<38} {'records':>8}  {'attack':<16} {'view':<7} {'re-identified':>13} {'precision':>9} {'guesses':>8} {'seconds':>8}")
+    print(
+        f"\n{'profile':<38} {'records':>8}  {'attack':<16} {'view':<7} {'re-identified':>13} {'precision':>9} {'guesses':>8} {'seconds':>8}"
+    )
     summary = []
     for size in sizes:
         rng = np.random.default_rng(seed)
@@ -226,7 +240,9 @@ def scale_table(sizes: list[int], known: float, seed: int, *, match_keys_only: b
                     flush=True,
                 )
                 summary.append(f"{label.split(':')[0]}/{r.attack}/{r.view}@{size}: {100 * r.reidentified:.1f}%")
-    print(f"\nscalable attacks ({known:.0%} known): {'; '.join(summary)}; {time.perf_counter() - started:.0f} s; {machine_line()}")
+    print(
+        f"\nscalable attacks ({known:.0%} known): {'; '.join(summary)}; {time.perf_counter() - started:.0f} s; {machine_line()}"
+    )
 
 
 if __name__ == "__main__":

@@ -62,24 +62,27 @@ def main() -> None:
     secret = Secret(bytes(range(32)))
     best = {}
     for profile, group_filters in PROFILES.items():
-      for label, (sources, truth) in (("FEBRL4", febrl4(secret, group_filters)), (f"agencies({args.people})", agencies(secret, args.people, args.seed, group_filters))):
-        sizes = ", ".join(f"{n} {len(e):,}" for n, e in sources.items())
-        print(f"\n{label}, {profile} schema: {sizes}; {truth.height:,} truth rows")
-        for scoring, thresholds in THRESHOLDS.items():
-            if scoring == "fs" and not group_filters:
-                continue
-            for threshold in thresholds:
+        for label, (sources, truth) in (
+            ("FEBRL4", febrl4(secret, group_filters)),
+            (f"agencies({args.people})", agencies(secret, args.people, args.seed, group_filters)),
+        ):
+            sizes = ", ".join(f"{n} {len(e):,}" for n, e in sources.items())
+            print(f"\n{label}, {profile} schema: {sizes}; {truth.height:,} truth rows")
+            for scoring, thresholds in THRESHOLDS.items():
+                if scoring == "fs" and not group_filters:
+                    continue
+                for threshold in thresholds:
+                    started = time.perf_counter()
+                    review = min(threshold, 0.1) if scoring == "fs" else threshold
+                    result = link(sources, LinkSettings(scoring=scoring, threshold=threshold, review_threshold=review))
+                    quality = pair_quality(result.pairs.filter(pl.col("band") == "match"), truth)
+                    print(f"  {scoring:<4} {threshold:>5}  {quality.line()}  {time.perf_counter() - started:.1f} s")
+                # The default: fs's fixed threshold; dice's, raised where the sources are large (link's note).
                 started = time.perf_counter()
-                review = min(threshold, 0.1) if scoring == "fs" else threshold
-                result = link(sources, LinkSettings(scoring=scoring, threshold=threshold, review_threshold=review))
+                result = link(sources, LinkSettings(scoring=scoring))
                 quality = pair_quality(result.pairs.filter(pl.col("band") == "match"), truth)
-                print(f"  {scoring:<4} {threshold:>5}  {quality.line()}  {time.perf_counter() - started:.1f} s")
-            # The default: fs's fixed threshold; dice's, raised where the sources are large (link's note).
-            started = time.perf_counter()
-            result = link(sources, LinkSettings(scoring=scoring))
-            quality = pair_quality(result.pairs.filter(pl.col("band") == "match"), truth)
-            print(f"  {scoring:<4} {result.threshold:>5}* {quality.line()}  {time.perf_counter() - started:.1f} s  (default)")
-            best[(f"{label} {profile}", scoring)] = (result.threshold, quality)
+                print(f"  {scoring:<4} {result.threshold:>5}* {quality.line()}  {time.perf_counter() - started:.1f} s  (default)")
+                best[(f"{label} {profile}", scoring)] = (result.threshold, quality)
     summary = "; ".join(
         f"{label} {scoring} {t:g} P {q.precision:.3f} R {q.recall:.3f} F1 {q.f1:.4f}" for (label, scoring), (t, q) in best.items()
     )

@@ -96,15 +96,27 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated n (records per agency)")
     parser.add_argument("--sample", type=int, default=1000, help="rows of police compared unblocked for pairs completeness")
     parser.add_argument("--seed", type=int, default=5)
-    parser.add_argument("--field-scoring", action="store_true", help="encode with group filters (fs scoring) instead of the default")
+    parser.add_argument(
+        "--field-scoring", action="store_true", help="encode with group filters (fs scoring) instead of the default"
+    )
     args = parser.parse_args()
     linkage = Path(sys.executable).with_name("linkage")
-    print(f"{'n':>10}  {'wall s':>7}  {'peak RSS MiB':>12}  {'candidates':>11}  {'completeness':>12}  {'P':>5}  {'R':>5}  {'F1':>5}  blocking")
+    print(
+        f"{'n':>10}  {'wall s':>7}  {'peak RSS MiB':>12}  {'candidates':>11}  {'completeness':>12}  {'P':>5}  {'R':>5}  {'F1':>5}  blocking"
+    )
     for n in (int(x) for x in args.sizes.split(",")):
         with tempfile.TemporaryDirectory(prefix="linkage-scale-") as tmp:
             folder = Path(tmp)
             paths, truth = agencies(n, folder, args.seed, args.field_scoring)
-            command = [str(linkage), "link", *map(str, paths), "--out", str(folder / "pairs.csv"), "--candidates", str(folder / "candidates.csv")]
+            command = [
+                str(linkage),
+                "link",
+                *map(str, paths),
+                "--out",
+                str(folder / "pairs.csv"),
+                "--candidates",
+                str(folder / "candidates.csv"),
+            ]
             before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             started = time.perf_counter()
             run = subprocess.run(command, capture_output=True, text=True)

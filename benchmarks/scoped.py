@@ -41,7 +41,9 @@ def febrl4() -> tuple[dict[str, pl.DataFrame], pl.DataFrame, Schema]:
     frames, truth = {}, []
     for name, file in (("a", "dataset4a.csv"), ("b", "dataset4b.csv")):
         frames[name] = read_records(febrl_path(file), id_column=FEBRL_ID_COLUMN, columns=FEBRL_COLUMNS)
-        truth.append(frames[name].select("record_id", source=pl.lit(name), entity_id=pl.col("record_id").str.extract(r"rec-(\d+)")))
+        truth.append(
+            frames[name].select("record_id", source=pl.lit(name), entity_id=pl.col("record_id").str.extract(r"rec-(\d+)"))
+        )
     return frames, pl.concat(truth), schema
 
 
@@ -71,13 +73,24 @@ def key_table(result, truth: pl.DataFrame, sources: dict) -> list[str]:  # type:
         for x in range(len(names)):
             for y in range(x + 1, len(names)):
                 a, b = sources[names[x]], sources[names[y]]
-                ta = pl.DataFrame({"t": a.tokens[a.has_token[:, k], k], "id_a": a.record_ids.filter(pl.Series(a.has_token[:, k]))})
-                tb = pl.DataFrame({"t": b.tokens[b.has_token[:, k], k], "id_b": b.record_ids.filter(pl.Series(b.has_token[:, k]))})
-                found.append(ta.join(tb, on="t").select(source_a=pl.lit(names[x]), id_a="id_a", source_b=pl.lit(names[y]), id_b="id_b"))
+                ta = pl.DataFrame(
+                    {"t": a.tokens[a.has_token[:, k], k], "id_a": a.record_ids.filter(pl.Series(a.has_token[:, k]))}
+                )
+                tb = pl.DataFrame(
+                    {"t": b.tokens[b.has_token[:, k], k], "id_b": b.record_ids.filter(pl.Series(b.has_token[:, k]))}
+                )
+                found.append(
+                    ta.join(tb, on="t").select(source_a=pl.lit(names[x]), id_a="id_a", source_b=pl.lit(names[y]), id_b="id_b")
+                )
         pairs = canonical_pairs(pl.concat(found))
         tp = pairs.join(real, on=["source_a", "id_a", "source_b", "id_b"], how="semi").height
-        lines.append(f"    {key:<26} recall {tp / max(real.height, 1):.3f}  precision {tp / max(pairs.height, 1):.3f}  pairs {pairs.height:,}")
-    found = pl.DataFrame({"source_a": [], "id_a": [], "source_b": [], "id_b": []}, schema=dict.fromkeys(("source_a", "id_a", "source_b", "id_b"), pl.String))
+        lines.append(
+            f"    {key:<26} recall {tp / max(real.height, 1):.3f}  precision {tp / max(pairs.height, 1):.3f}  pairs {pairs.height:,}"
+        )
+    found = pl.DataFrame(
+        {"source_a": [], "id_a": [], "source_b": [], "id_b": []},
+        schema=dict.fromkeys(("source_a", "id_a", "source_b", "id_b"), pl.String),
+    )
     cand = result.candidate_pairs().select("source_a", "id_a", "source_b", "id_b")
     tp = canonical_pairs(pl.concat([found, cand])).join(real, on=["source_a", "id_a", "source_b", "id_b"], how="semi").height
     lines.append(f"    {'any key (candidates)':<26} recall {tp / max(real.height, 1):.3f}  pairs {result.candidates:,}")
@@ -95,7 +108,9 @@ def run(label: str, frames: dict[str, pl.DataFrame], truth: pl.DataFrame, schema
     quality = pair_quality(result.pairs.filter(pl.col("band") == "match"), truth)
     records = sum(f.height for f in frames.values())
     capped = {k: sum(r.capped[k] for r in results.values()) for k in next(iter(results.values())).capped}
-    print(f"\n{label}: {records:,} records; encode {encode_s:.1f} s ({records / encode_s:,.0f}/s), link {link_s:.1f} s; {result.candidates:,} candidates")
+    print(
+        f"\n{label}: {records:,} records; encode {encode_s:.1f} s ({records / encode_s:,.0f}/s), link {link_s:.1f} s; {result.candidates:,} candidates"
+    )
     print(f"  {quality.line()}")
     print(f"  capped tokens per key: {capped}")
     if verbose:
@@ -121,7 +136,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.scale:
         frames, truth, schema = scale_data(args.scale, 5)
-        quality, result, _, rate = run(f"scale {args.scale:,} x {args.scale:,}", frames, truth, schema, verbose=args.scale <= 100_000)
+        quality, result, _, rate = run(
+            f"scale {args.scale:,} x {args.scale:,}", frames, truth, schema, verbose=args.scale <= 100_000
+        )
         print(
             f"scoped scale n={args.scale:,}: P {quality.precision:.4f} R {quality.recall:.4f} F1 {quality.f1:.4f};"
             f" encode {rate:,.0f} records/s; link {sum(result.seconds.values()):.1f} s; peak RSS {peak_rss_mib():,.0f} MiB;"

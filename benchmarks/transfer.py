@@ -46,7 +46,9 @@ def transfer(root: Path, records: int) -> tuple[float, int, float, str]:
     layout, _ = prepare_demo(root, people=50, seed=1)
     folder = layout.agency("police")
     febrl_like(records, 3).write_csv(folder / "input.csv")
-    (folder / "schema.toml").write_text(with_default_match_keys(Schema.for_columns(list(FEBRL_COLUMNS), project="bench")).to_toml())
+    (folder / "schema.toml").write_text(
+        with_default_match_keys(Schema.for_columns(list(FEBRL_COLUMNS), project="bench")).to_toml()
+    )
     text = (folder / "node.toml").read_text().replace('exclude_column = "no_consent"\n', "")
     (folder / "node.toml").write_text(text)
     config = load_node_config(folder / "node.toml")
@@ -66,7 +68,9 @@ def transfer(root: Path, records: int) -> tuple[float, int, float, str]:
     finally:
         server.stop(0).wait()
     if isinstance(encodings, Encodings):
-        shape = f"{encodings.bits}-bit filters" + (f" + {len(encodings.group_names)} group filters" if encodings.group_filters is not None else "")
+        shape = f"{encodings.bits}-bit filters" + (
+            f" + {len(encodings.group_names)} group filters" if encodings.group_filters is not None else ""
+        )
     else:
         shape = f"{len(encodings.keys)} match keys"
     return seconds, len(encodings), encoded, f"{shape}, {wire_bytes / max(len(encodings), 1):,.0f} bytes per record on the wire"
@@ -108,7 +112,9 @@ def main() -> None:
     np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="linkage-transfer-") as temp:
         seconds, moved, encoded, shape = transfer(Path(temp) / "transfer", args.records)
-        print(f"transfer: {moved:,} encodings ({shape}, default schema) in {seconds:.2f} s: {moved / seconds:,.0f} encodings/s (node encode before it: {encoded:.1f} s)")
+        print(
+            f"transfer: {moved:,} encodings ({shape}, default schema) in {seconds:.2f} s: {moved / seconds:,.0f} encodings/s (node encode before it: {encoded:.1f} s)"
+        )
         job_seconds, sizes, state = job(Path(temp) / "job", args.agency_records)
         print(f"job: {state} in {job_seconds:.1f} s for {', '.join(f'{k} {v:,}' for k, v in sizes.items())}")
     print(

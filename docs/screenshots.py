@@ -27,13 +27,24 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 def browser() -> webdriver.Chrome:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars", "--force-device-scale-factor=1"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+        "--force-device-scale-factor=1",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
 
 
-def shoot(driver: webdriver.Chrome, url: str, name: str, *, width: int = 1280, height: int = 800, wait_for: str = "main h1") -> None:
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+def shoot(
+    driver: webdriver.Chrome, url: str, name: str, *, width: int = 1280, height: int = 800, wait_for: str = "main h1"
+) -> None:
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
+    )
     driver.get(url)
     WebDriverWait(driver, 20).until(seen.presence_of_element_located((By.CSS_SELECTOR, wait_for)))
     path = OUT / f"{name}.png"
@@ -50,14 +61,20 @@ def main() -> int:
         job = next((root / "coordinator" / "jobs").iterdir()).name
         driver = browser()
         try:
-            with run_server(ServeConfig(data_dir=root / "coordinator", listen="127.0.0.1:0", local_actor="local/auditor")) as (_, port):
+            with run_server(ServeConfig(data_dir=root / "coordinator", listen="127.0.0.1:0", local_actor="local/auditor")) as (
+                _,
+                port,
+            ):
                 base = f"http://127.0.0.1:{port}"
                 shoot(driver, f"{base}/log", "timeline")
                 shoot(driver, f"{base}/jobs/{job}", "job")
                 driver.execute_script("document.getElementById('hist-heading').scrollIntoView()")
                 (OUT / "job-histogram.png").write_bytes(driver.get_screenshot_as_png())
                 print("wrote docs/screenshots/job-histogram.png (1280x800)")
-            with run_server(ServeConfig(data_dir=root / "police", listen="127.0.0.1:0", local_actor="local/steward")) as (_, port):
+            with run_server(ServeConfig(data_dir=root / "police", listen="127.0.0.1:0", local_actor="local/steward")) as (
+                _,
+                port,
+            ):
                 base = f"http://127.0.0.1:{port}"
                 shoot(driver, f"{base}/results/{job}/review/1", "steward-review")
                 shoot(driver, f"{base}/results/{job}/review/1", "steward-review-narrow", width=400, height=800)

@@ -63,13 +63,17 @@ def cmd_schema_init(args: argparse.Namespace) -> None:
     out.write_text(schema.to_toml(), encoding="utf-8")
     _print(f"wrote {out}: project {schema.project}, {len(schema.fields)} fields, fingerprint {schema.fingerprint}")
     if schema.match_keys:
-        _print(f"  match keys ({len(schema.match_keys)}): records are compared only inside the scope of a key they agree on exactly")
+        _print(
+            f"  match keys ({len(schema.match_keys)}): records are compared only inside the scope of a key they agree on exactly"
+        )
         for key in schema.match_keys:
             _print(f"    {key.name:<26} {' + '.join(key.parts)}")
     elif schema.group_filters:
         _print("  field scoring: group filters on; a curious coordinator can re-identify nearly every record (README: Privacy)")
     else:
-        _print("  XOR-folded record filter: any two records compare; its similarity graph is attackable at scale (README: Privacy)")
+        _print(
+            "  XOR-folded record filter: any two records compare; its similarity graph is attackable at scale (README: Privacy)"
+        )
     for spec in schema.fields:
         _print(f"  {spec.name:<20} {spec.kind:<9} group {spec.group:<8} weight {spec.weight}")
 
@@ -84,7 +88,9 @@ def cmd_schema_show(args: argparse.Namespace) -> None:
         applied.append(f"blip {hardening.blip}")
     applied += [f"salt {s.name} with {s.salt_with}" for s in schema.fields if s.salt_with]
     if not schema.match_keys:
-        _print(f"filter       {schema.filter.bits} bits -> {schema.output_bits} bits out, {schema.filter.hashes} hashes at weight 1")
+        _print(
+            f"filter       {schema.filter.bits} bits -> {schema.output_bits} bits out, {schema.filter.hashes} hashes at weight 1"
+        )
     _print(f"profile      {schema.profile}")
     if schema.match_keys:
         from linkage.jobs._profiles import checked_match_keys
@@ -130,7 +136,9 @@ def cmd_keys_share(args: argparse.Namespace) -> None:
     config, tls = _node_tls(args)
     recipients = [a.strip() for a in args.to.split(",") if a.strip()]
     info = share_secret(config, tls, args.coordinator, project=args.project, recipients=recipients, epoch=args.epoch)
-    _print(f"shared a new secret for project {info.project} (epoch {info.epoch}) with {', '.join(r for r in recipients if r != config.agency)}")
+    _print(
+        f"shared a new secret for project {info.project} (epoch {info.epoch}) with {', '.join(r for r in recipients if r != config.agency)}"
+    )
     _print(f"stored in {config.secret}, fingerprint {info.fingerprint}; the coordinator relayed copies it cannot open")
 
 
@@ -215,7 +223,8 @@ def _encode_summary(input_path: Path, out: Path, rejects_path: Path, result: Enc
         capped = {k: v for k, v in result.capped.items() if v}
         if capped:
             lines.append(
-                "  capped   " + ", ".join(f"{k} {v:,}" for k, v in capped.items())
+                "  capped   "
+                + ", ".join(f"{k} {v:,}" for k, v in capped.items())
                 + " records lost that key's token: its value is held by more than the schema's token_cap records (the records stay)"
             )
     lines.append("  missing  " + (", ".join(f"{k} {v:,}" for k, v in result.missing.items() if v) or "none"))
@@ -238,7 +247,13 @@ def cmd_encode(args: argparse.Namespace) -> None:
         schema = Schema.from_dict({**schema.to_dict(), "project": {"id": args.project}}, source="--project")
     secret = Secret.from_file(args.secret)
     encode_file(
-        Path(args.input), Path(args.out), schema, secret, id_column=args.id_column, encoding=args.encoding, secret_path=Path(args.secret)
+        Path(args.input),
+        Path(args.out),
+        schema,
+        secret,
+        id_column=args.id_column,
+        encoding=args.encoding,
+        secret_path=Path(args.secret),
     )
 
 
@@ -259,7 +274,11 @@ def cmd_link(args: argparse.Namespace) -> None:
         from linkage.matching._labels import threshold_from_labels_file
 
         suggested = threshold_from_labels_file(args.labels)
-        _stderr(f"labels: {suggested.line()}" if suggested else "labels: need pairs judged both same and not the same to suggest a threshold")
+        _stderr(
+            f"labels: {suggested.line()}"
+            if suggested
+            else "labels: need pairs judged both same and not the same to suggest a threshold"
+        )
         if suggested and threshold is None:
             threshold = suggested.threshold
     settings = LinkSettings(
@@ -267,7 +286,9 @@ def cmd_link(args: argparse.Namespace) -> None:
         one_per_source=not args.many_per_source,
     )  # fmt: skip
     started = time.perf_counter()
-    result = link_sources(sources, settings, progress=_stderr if sum(len(e) for e in sources.values()) > PROGRESS_ABOVE_RECORDS else None)
+    result = link_sources(
+        sources, settings, progress=_stderr if sum(len(e) for e in sources.values()) > PROGRESS_ABOVE_RECORDS else None
+    )
     elapsed = time.perf_counter() - started
     out = Path(args.out)
     _write_atomically(out, lambda path: result.pairs.write_csv(path))
@@ -344,7 +365,9 @@ def cmd_node_serve(args: argparse.Namespace) -> None:
     config = load_node_config(args.config, listen=args.listen)
     tls = load_tls(config.tls.ca, config.tls.cert, config.tls.key)
     serve_until_stopped(
-        lambda: start_node(config, tls, on_results=lambda job, path: _print(f"results of {job} stored in {path}")), f"node {config.agency}", _print
+        lambda: start_node(config, tls, on_results=lambda job, path: _print(f"results of {job} stored in {path}")),
+        f"node {config.agency}",
+        _print,
     )
 
 
@@ -550,7 +573,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="instead of match keys: record and per-field-group filters any two of which compare; re-identifiable (README: Privacy)")  # fmt: skip
     profile.add_argument("--record-filter", action="store_true",
                          help="instead of match keys: one XOR-folded record filter any two of which compare (the default before match keys)")  # fmt: skip
-    init.add_argument("--sample", help="a CSV/Parquet of the agency's records: measure each match key's value frequencies and refuse keys too common")
+    init.add_argument(
+        "--sample",
+        help="a CSV/Parquet of the agency's records: measure each match key's value frequencies and refuse keys too common",
+    )
     init.add_argument("--id-column", default="rec_id", help="the sample's record id column (default rec_id)")
     init.add_argument("--encoding", default="utf-8", help="the sample's text encoding")
     init.set_defaults(func=cmd_schema_init)
@@ -580,7 +606,10 @@ def build_parser() -> argparse.ArgumentParser:
     receive.add_argument("--config", required=True, help="node.toml (the secret is stored at its data.secret)")
     receive.add_argument("--coordinator", required=True, help="HOST:PORT of the coordinator that relays")
     receive.add_argument("--project", required=True)
-    receive.add_argument("--sender", help="accept the secret only from these agencies (comma-separated; default: the agency that created the project)")
+    receive.add_argument(
+        "--sender",
+        help="accept the secret only from these agencies (comma-separated; default: the agency that created the project)",
+    )
     receive.add_argument("--epoch", type=int, help="accept only this key epoch")
     receive.set_defaults(func=cmd_keys_receive)
 
@@ -597,7 +626,11 @@ def build_parser() -> argparse.ArgumentParser:
     lk = commands.add_parser("link", help="link encodings of two or more sources (a source is named by its file's stem)")
     lk.add_argument("encodings", nargs="+", help="encodings files (Parquet) from `linkage encode`")
     lk.add_argument("--threshold", type=float, help="match threshold (default 0.5 for fs, a match probability; 0.62 for dice)")
-    lk.add_argument("--review-threshold", type=float, help="lower bound of possible matches for review (default 0.2 for fs; for dice the match threshold)")
+    lk.add_argument(
+        "--review-threshold",
+        type=float,
+        help="lower bound of possible matches for review (default 0.2 for fs; for dice the match threshold)",
+    )
     lk.add_argument("--blocking", choices=("auto", "none", "lsh"), default="auto", help="auto: all pairs while few, LSH beyond")
     lk.add_argument("--scoring", choices=("auto", "fs", "dice"), default="auto",
                     help="fs: Fellegi-Sunter match probability from per-group Dice, weights learned by EM; dice: record Dice;"
@@ -606,7 +639,10 @@ def build_parser() -> argparse.ArgumentParser:
     lk.add_argument("--out", required=True, help="pairs CSV: source_a,id_a,source_b,id_b,similarity,band")
     lk.add_argument("--clusters", help="clusters CSV: cluster_id,source,record_id")
     lk.add_argument("--candidates", help="candidates CSV: every scored pair (source_a,id_a,source_b,id_b,score), for `evaluate`")
-    lk.add_argument("--labels", help="labels CSV from `review export`: reviewed pairs suggest the match threshold (used unless --threshold is given)")
+    lk.add_argument(
+        "--labels",
+        help="labels CSV from `review export`: reviewed pairs suggest the match threshold (used unless --threshold is given)",
+    )
     lk.set_defaults(func=cmd_link)
 
     ev = commands.add_parser("evaluate", help="precision, recall, F1 and F* of a pairs file against known truth")
@@ -615,14 +651,26 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--candidates", help="candidates CSV from `link --candidates`: adds pairs completeness and reduction ratio")
     ev.set_defaults(func=cmd_evaluate)
 
-    pr = commands.add_parser("privacy-report", help="how many records two published attacks re-identify from a schema's encodings, beside linkage quality")
+    pr = commands.add_parser(
+        "privacy-report",
+        help="how many records two published attacks re-identify from a schema's encodings, beside linkage quality",
+    )
     pr.add_argument("--schema", required=True, help="the schema whose settings are attacked")
-    pr.add_argument("--people", help="a population to attack (CSV or Parquet, the schema's columns, one row per person); default: generated people")
+    pr.add_argument(
+        "--people",
+        help="a population to attack (CSV or Parquet, the schema's columns, one row per person); default: generated people",
+    )
     pr.add_argument("--id-column", help="with --people: the column that identifies each person")
-    pr.add_argument("--records", type=int, default=1000, help="records on each list, the encoded one and the attacker's (default 1000)")
+    pr.add_argument(
+        "--records", type=int, default=1000, help="records on each list, the encoded one and the attacker's (default 1000)"
+    )
     pr.add_argument("--overlap", type=float, default=1.0, help="share of people on both lists (default 1.0: the worst case)")
-    pr.add_argument("--known", type=float, default=0.05, help="share of records in pairs the attacker already knows (default 0.05)")
-    pr.add_argument("--agency-people", type=int, default=1000, help="people behind the generated agencies linked for F1 (default 1000)")
+    pr.add_argument(
+        "--known", type=float, default=0.05, help="share of records in pairs the attacker already knows (default 0.05)"
+    )
+    pr.add_argument(
+        "--agency-people", type=int, default=1000, help="people behind the generated agencies linked for F1 (default 1000)"
+    )
     pr.add_argument("--seed", type=int, default=7, help="draws the lists, the secret and the attacks' randomness")
     pr.set_defaults(func=cmd_privacy_report)
 
@@ -636,10 +684,14 @@ def build_parser() -> argparse.ArgumentParser:
     pki_issue.add_argument("--dir", required=True, help="the CA's folder; NAME.pem and NAME.key are written there")
     pki_issue.add_argument("--role", required=True, choices=("node", "coordinator", "auditor"))
     pki_issue.add_argument("--name", required=True, help="the party's name, e.g. police")
-    pki_issue.add_argument("--host", action="append", help="a host name or IP the party serves on (repeatable; default localhost, 127.0.0.1)")
+    pki_issue.add_argument(
+        "--host", action="append", help="a host name or IP the party serves on (repeatable; default localhost, 127.0.0.1)"
+    )
     pki_issue.set_defaults(func=cmd_pki_issue)
 
-    node = commands.add_parser("node", help="run an agency node").add_subparsers(dest="node_command", required=True, metavar="SUBCOMMAND")
+    node = commands.add_parser("node", help="run an agency node").add_subparsers(
+        dest="node_command", required=True, metavar="SUBCOMMAND"
+    )
     node_serve = node.add_parser("serve", help="serve this agency's encodings to its coordinator and receive results")
     node_serve.add_argument("--config", required=True, help="node.toml")
     node_serve.add_argument("--listen", help="HOST:PORT (default: the config's node.listen)")
@@ -653,16 +705,28 @@ def build_parser() -> argparse.ArgumentParser:
     coordinator_serve.add_argument("--listen", help="HOST:PORT (default: the config's coordinator.listen)")
     coordinator_serve.set_defaults(func=cmd_coordinator_serve)
 
-    job = commands.add_parser("job", help="run linkage jobs on the coordinator").add_subparsers(dest="job_command", required=True, metavar="SUBCOMMAND")
+    job = commands.add_parser("job", help="run linkage jobs on the coordinator").add_subparsers(
+        dest="job_command", required=True, metavar="SUBCOMMAND"
+    )
     job_run = job.add_parser("run", help="ask the coordinator to link the named agencies; follow its progress")
     job_run.add_argument("--config", required=True, help="coordinator.toml (its certificate and address)")
     job_run.add_argument("--agencies", required=True, help="comma-separated agency names from the config")
     job_run.add_argument("--coordinator", help="HOST:PORT of the coordinator (default: the config's coordinator.listen)")
-    job_run.add_argument("--threshold", type=float, help="match threshold (default: the config's, else 0.5 for fs, 0.62 for dice)")
-    job_run.add_argument("--review-threshold", type=float, help="review threshold (default: the config's, else 0.2 for fs; for dice the match threshold)")
+    job_run.add_argument(
+        "--threshold", type=float, help="match threshold (default: the config's, else 0.5 for fs, 0.62 for dice)"
+    )
+    job_run.add_argument(
+        "--review-threshold",
+        type=float,
+        help="review threshold (default: the config's, else 0.2 for fs; for dice the match threshold)",
+    )
     job_run.set_defaults(func=cmd_job_run)
     for name, text, func in (
-        ("deliver", "resume an unfinished job: fetch and link again, or make the missing deliveries and release them", cmd_job_deliver),
+        (
+            "deliver",
+            "resume an unfinished job: fetch and link again, or make the missing deliveries and release them",
+            cmd_job_deliver,
+        ),
         ("list", "the coordinator's jobs, newest first, with their state", cmd_job_list),
         ("show", "one job: state, who holds its results, its error, how to resume it", cmd_job_show),
     ):
@@ -678,10 +742,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit_verify = audit.add_parser("verify", help="recompute the hash chain and every signature; name the first bad entry")
     audit_verify.add_argument("--log", required=True, help="audit.db")
-    audit_verify.add_argument("--key", required=True, help="the log's public key as you received it from its party (never trust the one beside the log)")
+    audit_verify.add_argument(
+        "--key", required=True, help="the log's public key as you received it from its party (never trust the one beside the log)"
+    )
     audit_verify.add_argument("--expect-last", help="SEQ:HASH recorded at an earlier check: detects a cut tail")
     audit_verify.set_defaults(func=cmd_audit_verify)
-    for name, func, text in (("list", cmd_audit_list, "entries as a table"), ("export", cmd_audit_export, "entries as JSON Lines")):
+    for name, func, text in (
+        ("list", cmd_audit_list, "entries as a table"),
+        ("export", cmd_audit_export, "entries as JSON Lines"),
+    ):
         sub = audit.add_parser(name, help=text)
         sub.add_argument("--log", required=True)
         sub.add_argument("--key", help="the log's public key (default: audit.pub beside the log)")
@@ -703,11 +772,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     review_serve = review.add_parser("serve", help="serve the review pages of a coordinator's or a node's data folder")
     review_serve.add_argument("--dir", required=True, help="the data folder (a node's holds node.toml)")
-    review_serve.add_argument("--listen", default="127.0.0.1:8765", help="HOST:PORT (default 127.0.0.1:8765; other than loopback only with TLS)")
+    review_serve.add_argument(
+        "--listen", default="127.0.0.1:8765", help="HOST:PORT (default 127.0.0.1:8765; other than loopback only with TLS)"
+    )
     review_serve.add_argument("--key", help="the audit log's public key (default: audit.pub in the folder)")
-    review_serve.add_argument("--tls-cert", help="this party's certificate: serve HTTPS and admit only clients with a certificate")
+    review_serve.add_argument(
+        "--tls-cert", help="this party's certificate: serve HTTPS and admit only clients with a certificate"
+    )
     review_serve.add_argument("--tls-key", help="the key of --tls-cert")
-    review_serve.add_argument("--ca", help="the task-force CA: clients need its auditor (coordinator) or this agency's node certificate")
+    review_serve.add_argument(
+        "--ca", help="the task-force CA: clients need its auditor (coordinator) or this agency's node certificate"
+    )
     review_export = review.add_parser("export", help="write a node's review decisions as a labels CSV (for `link --labels`)")
     review_export.add_argument("--dir", required=True, help="the node's data folder (holds reviews.db)")
     review_export.add_argument("--out", required=True, help="labels CSV: job,record_id,reference,score,decision,decided")

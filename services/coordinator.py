@@ -153,7 +153,9 @@ class JobRunner:
         self._audit.append(actor, "job resumed", job=job_id, details={
             "state": job.state, "delivered_to": list(job.delivered), "released_to": list(job.released),
         })  # fmt: skip
-        settings = LinkSettings(**{k: v for k, v in job.settings.items() if k in ("threshold", "review_threshold", "scoring", "blocking")})
+        settings = LinkSettings(
+            **{k: v for k, v in job.settings.items() if k in ("threshold", "review_threshold", "scoring", "blocking")}
+        )
         job_dir = self._config.data_dir / "jobs" / job_id
         if (job_dir / "pairs.csv").exists():
             say(f"job {job_id}: linked before; delivering what is missing")
@@ -211,7 +213,9 @@ class JobRunner:
         self._store.set_state(job_id, "linking", summary=summary)
         return self._deliver_all(job_id, agencies, result.pairs, summary, say)
 
-    def _deliver_all(self, job_id: str, agencies: list[str], pairs: pl.DataFrame, summary: str, say: Callable[[str], None]) -> str:
+    def _deliver_all(
+        self, job_id: str, agencies: list[str], pairs: pl.DataFrame, summary: str, say: Callable[[str], None]
+    ) -> str:
         config = self._config
         job_dir = config.data_dir / "jobs" / job_id
         self._state(job_id, "delivering")
@@ -263,14 +267,19 @@ def _write_references(job_dir: Path, per_agency: dict[str, pl.DataFrame]) -> Non
 
 
 def start_coordinator(
-    config: CoordinatorConfig, tls: TlsMaterial, *, hook: Callable[[str, str], None] | None = None,
+    config: CoordinatorConfig,
+    tls: TlsMaterial,
+    *,
+    hook: Callable[[str, str], None] | None = None,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> Started:
     """A started coordinator server: (server, port, health servicer). Unfinished jobs are marked failed,
     resumable. ``hook(state, job_id)``: called as a job enters each state (tests stop parties there)."""
     identity = tls.identity
     if (identity.role, identity.name) != ("coordinator", config.name):
-        raise ConfigError(f"{config.source or 'coordinator config'}: coordinator.name is {config.name!r} but the certificate is {identity}")
+        raise ConfigError(
+            f"{config.source or 'coordinator config'}: coordinator.name is {config.name!r} but the certificate is {identity}"
+        )
     private_folder(config.data_dir)
     private_folder(config.data_dir / "jobs")
     store = JobStore(config.data_dir / "jobs.db")
@@ -292,7 +301,14 @@ def start_coordinator(
         pb_grpc.add_AuditServicer_to_server(audit_service, server)
         pb_grpc.add_KeyRelayServicer_to_server(relay, server)
 
-    return create_server(config.listen, tls, coordinator_policy(config), register, on_refusal=refusal_reporter(audit, f"coordinator/{config.name}"), interceptors=interceptors)
+    return create_server(
+        config.listen,
+        tls,
+        coordinator_policy(config),
+        register,
+        on_refusal=refusal_reporter(audit, f"coordinator/{config.name}"),
+        interceptors=interceptors,
+    )
 
 
 def follow_job(events: Iterator[pb.JobEvent], say: Callable[[str], None], progress: Callable[[str], None]) -> str:

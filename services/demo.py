@@ -26,7 +26,11 @@ __all__ = ["run_demo"]
 
 
 def run_demo(
-    workdir: Path, people: int, say: Callable[[str], None], progress: Callable[[str], None], *,
+    workdir: Path,
+    people: int,
+    say: Callable[[str], None],
+    progress: Callable[[str], None],
+    *,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> None:
 
@@ -50,7 +54,9 @@ def run_demo(
         port = coordinator[1]
         say(f"  coordinator          on 127.0.0.1:{port}\n")
         _key_ceremony(layout, f"127.0.0.1:{port}", say)
-        say(f"$ linkage job run --config {layout.coordinator_config} --coordinator 127.0.0.1:{port} --agencies {','.join(AGENCIES)}")
+        say(
+            f"$ linkage job run --config {layout.coordinator_config} --coordinator 127.0.0.1:{port} --agencies {','.join(AGENCIES)}"
+        )
         state = follow_job(run_job_remotely(f"127.0.0.1:{port}", tls, pb.JobRequest(agencies=list(AGENCIES))), say, progress)
         if state != "done":
             raise LinkageError("the demo job failed")
@@ -62,7 +68,9 @@ def run_demo(
             counts = ", ".join(f"{b} {n:,}" for b, n in bands.iter_rows())
             say(f"  {name:<16} {files[-1].relative_to(workdir)}: {results.height:,} records ({counts or 'none'})")
             for row in results.head(3).iter_rows(named=True):
-                say(f"      {row['record_id']:<12} {row['band']:<8} {float(row['similarity']):.3f}  ref {row['reference']}  shared with: {row['shared_with'] or '(not disclosed)'}")
+                say(
+                    f"      {row['record_id']:<12} {row['band']:<8} {float(row['similarity']):.3f}  ref {row['reference']}  shared with: {row['shared_with'] or '(not disclosed)'}"
+                )
         pairs = pl.read_csv(next((layout.coordinator / "jobs").glob("*/pairs.csv")), infer_schema=False)
         quality = pair_quality(pairs.filter(pl.col("band") == "match"), truth)
         say(f"\nagainst the generator's truth: {quality.line()}")
@@ -83,8 +91,12 @@ def _key_ceremony(layout: DemoLayout, coordinator: str, say: Callable[[str], Non
         say(f"  $ linkage keys publish --config {layout.node_config(name)} ...   agreement key {card.agreement_key_fingerprint}")
     lead, *others = AGENCIES
     info = share_secret(configs[lead], tls[lead], coordinator, project="task-force-demo", recipients=list(AGENCIES), epoch=1)
-    say(f"  $ linkage keys share --config {layout.node_config(lead)} --project task-force-demo --to {','.join(AGENCIES)} ...   secret {info.fingerprint}")
+    say(
+        f"  $ linkage keys share --config {layout.node_config(lead)} --project task-force-demo --to {','.join(AGENCIES)} ...   secret {info.fingerprint}"
+    )
     for name in others:
         got = receive_secret(configs[name], tls[name], coordinator, project="task-force-demo", trusted_senders=[lead])
-        say(f"  $ linkage keys receive --config {layout.node_config(name)} --project task-force-demo --sender {lead} ...   secret {got.fingerprint}")
+        say(
+            f"  $ linkage keys receive --config {layout.node_config(name)} --project task-force-demo --sender {lead} ...   secret {got.fingerprint}"
+        )
     say("")

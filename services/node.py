@@ -20,16 +20,26 @@ __all__ = ["start_node"]
 
 
 def start_node(
-    config: NodeConfig, tls: TlsMaterial, *, on_results: Callable[[str, Path], None] | None = None,
-    service: NodeService | None = None, interceptors: Sequence[grpc.ServerInterceptor] = (),
+    config: NodeConfig,
+    tls: TlsMaterial,
+    *,
+    on_results: Callable[[str, Path], None] | None = None,
+    service: NodeService | None = None,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> Started:
     """A started node server: (server, port, health servicer). Refuses a certificate of another party."""
     identity = tls.identity
     if (identity.role, identity.name) != ("node", config.agency):
-        raise ConfigError(f"{config.source or 'node config'}: node.agency is {config.agency!r} but the certificate is {identity}; a node serves only as the agency its certificate names")
+        raise ConfigError(
+            f"{config.source or 'node config'}: node.agency is {config.agency!r} but the certificate is {identity}; a node serves only as the agency its certificate names"
+        )
     private_folder(config.data_dir)
     service = service or NodeService(config, on_results=on_results)
     return create_server(
-        config.listen, tls, node_policy(config), lambda server: pb_grpc.add_NodeServicer_to_server(service, server),
-        on_refusal=refusal_reporter(service.audit, f"node/{config.agency}"), interceptors=interceptors,
+        config.listen,
+        tls,
+        node_policy(config),
+        lambda server: pb_grpc.add_NodeServicer_to_server(service, server),
+        on_refusal=refusal_reporter(service.audit, f"node/{config.agency}"),
+        interceptors=interceptors,
     )

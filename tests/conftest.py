@@ -15,9 +15,7 @@ from hypothesis import HealthCheck, settings
 from linkage import Schema, Secret, cli, read_records
 from linkage.testing._febrl import FEBRL_COLUMNS, FEBRL_ID_COLUMN, febrl_path
 
-settings.register_profile(
-    "linkage", deadline=None, max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+settings.register_profile("linkage", deadline=None, max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 settings.load_profile("linkage")
 
 PEOPLE_COLUMNS = ["given_name", "surname", "date_of_birth", "sex", "address", "postcode"]
@@ -79,7 +77,6 @@ def run_linkage_subprocess(*args: str | Path, cwd: Path | None = None) -> subpro
     return subprocess.run(
         [sys.executable, "-m", "linkage.cli", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
     )
-
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -53,17 +53,26 @@ def graph(scenario: AttackScenario, schema: Schema, view: str = RECORD, truth: n
     filters = view_filters(encode(scenario.encoded, schema, SECRET).encodings, view)
     truth = scenario.truth if truth is None else truth
     return graph_matching_attack(
-        filters, scenario.plaintext, schema, known_pairs=scenario.known_pairs, rng=np.random.default_rng(1), view=view, truth=truth
+        filters,
+        scenario.plaintext,
+        schema,
+        known_pairs=scenario.known_pairs,
+        rng=np.random.default_rng(1),
+        view=view,
+        truth=truth,
     )
 
 
-def frequency(
-    scenario: AttackScenario, schema: Schema, view: str = RECORD, truth: np.ndarray | None = None, **settings
-):
+def frequency(scenario: AttackScenario, schema: Schema, view: str = RECORD, truth: np.ndarray | None = None, **settings):
     filters = view_filters(encode(scenario.encoded, schema, SECRET).encodings, view)
     truth = scenario.truth if truth is None else truth
     return frequency_attack(
-        filters, scenario.plaintext, schema, rng=np.random.default_rng(1), view=view, truth=truth,
+        filters,
+        scenario.plaintext,
+        schema,
+        rng=np.random.default_rng(1),
+        view=view,
+        truth=truth,
         settings=FrequencyAttackSettings(**settings),
     )
 
@@ -242,10 +251,19 @@ def test_the_privacy_report_sees_what_each_schema_sends(scenario):
     from linkage.attacks import privacy_report
 
     people = pl.concat([scenario.encoded, scenario.plaintext]).drop("record_id").unique(maintain_order=True)
-    default = privacy_report(Schema.for_columns(COLUMNS, project="report"), people=people, records=300, agency_people=300, secret=SECRET)
-    assert [(r.attack, r.view) for r in default.results] == [("graph", RECORD), ("frequency", RECORD), ("embedding", RECORD), ("xor", RECORD)]
+    default = privacy_report(
+        Schema.for_columns(COLUMNS, project="report"), people=people, records=300, agency_people=300, secret=SECRET
+    )
+    assert [(r.attack, r.view) for r in default.results] == [
+        ("graph", RECORD),
+        ("frequency", RECORD),
+        ("embedding", RECORD),
+        ("xor", RECORD),
+    ]
     assert default.worst.reidentified <= 0.03 and default.f1["FEBRL4"] >= 0.99
-    field_scoring = privacy_report(Schema.for_columns(COLUMNS, project="report", group_filters=True), records=300, agency_people=300, secret=SECRET)
+    field_scoring = privacy_report(
+        Schema.for_columns(COLUMNS, project="report", group_filters=True), records=300, agency_people=300, secret=SECRET
+    )
     assert {r.view for r in field_scoring.results} == {RECORD, "name", "dob", "sex", "address", ALL_GROUPS}
     assert {(r.attack, r.view) for r in field_scoring.results if r.attack in ("embedding", "xor")} == {
         (a, v) for a in ("embedding", "xor") for v in (RECORD, ALL_GROUPS)

@@ -103,7 +103,13 @@ def test_embedding_attack_breaks_unhardened_filters_the_control(scenario):
     plain = schema(fold=False)
     filters = view_filters(encode(scenario.encoded, plain, SECRET).encodings, "record")
     result = embedding_attack(
-        filters, scenario.plaintext, plain, known_pairs=scenario.known_pairs, rng=np.random.default_rng(1), truth=scenario.truth, settings=SETTINGS
+        filters,
+        scenario.plaintext,
+        plain,
+        known_pairs=scenario.known_pairs,
+        rng=np.random.default_rng(1),
+        truth=scenario.truth,
+        settings=SETTINGS,
     )
     assert result.reidentified > 0.5 and result.precision > 0.9
     assert result.details["unrefined_correct"] <= result.correct  # refinement helps
@@ -113,7 +119,13 @@ def test_embedding_attack_guesses_before_it_sees_the_truth(scenario):
     plain = schema(fold=False)
     filters = view_filters(encode(scenario.encoded, plain, SECRET).encodings, "record")
     run = lambda truth: embedding_attack(  # noqa: E731
-        filters, scenario.plaintext, plain, known_pairs=scenario.known_pairs, rng=np.random.default_rng(1), truth=truth, settings=SETTINGS
+        filters,
+        scenario.plaintext,
+        plain,
+        known_pairs=scenario.known_pairs,
+        rng=np.random.default_rng(1),
+        truth=truth,
+        settings=SETTINGS,
     )
     shuffled = scenario.truth.copy()
     movable = np.setdiff1d(np.arange(len(shuffled)), scenario.known_pairs[:, 0])
@@ -139,7 +151,12 @@ def test_xor_attack_learns_the_keyed_map_and_beats_chance(well_known, fold):
     chosen = schema(fold=fold)
     filters = view_filters(encode(well_known.encoded, chosen, SECRET).encodings, "record")
     result = xor_linearity_attack(
-        filters, well_known.plaintext, chosen, known_pairs=well_known.known_pairs, rng=np.random.default_rng(0), truth=well_known.truth
+        filters,
+        well_known.plaintext,
+        chosen,
+        known_pairs=well_known.known_pairs,
+        rng=np.random.default_rng(0),
+        truth=well_known.truth,
     )
     chance = (result.guessed or 0) / len(well_known.truth)  # a random guess is right 1 time in n
     assert result.correct is not None and result.correct >= 10 * max(chance, 1.0)

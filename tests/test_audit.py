@@ -114,9 +114,7 @@ def test_appended_entries_chain_sign_and_verify(tmp_path):
 
 
 def test_the_hash_is_sha256_of_the_documented_canonical_json(tmp_path):
-    entry = AuditLog(tmp_path / "a.sqlite", KEY, now=clock()).append(
-        "CN=é", "x", details={"b": 1, "a": [0.5, None, True]}
-    )
+    entry = AuditLog(tmp_path / "a.sqlite", KEY, now=clock()).append("CN=é", "x", details={"b": 1, "a": [0.5, None, True]})
     canonical = (
         '{"action":"x","actor":"CN=é","details":{"a":[0.5,null,true],"b":1},"job":"",'
         f'"prev_hash":"{GENESIS_HASH}","project":"","seq":1,"time":"2024-05-01T09:00:00.000000+00:00"}}'
@@ -137,8 +135,12 @@ def test_an_empty_log_verifies_with_nothing_checked(tmp_path):
     details=st.dictionaries(
         st.text(min_size=1, max_size=20),
         st.one_of(
-            st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
-            st.text(max_size=40), st.lists(st.integers(0, 1000), max_size=5),
+            st.none(),
+            st.booleans(),
+            st.integers(),
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.text(max_size=40),
+            st.lists(st.integers(0, 1000), max_size=5),
         ),  # fmt: skip
         max_size=6,
     ),
@@ -329,7 +331,10 @@ def test_update_delete_and_out_of_order_insert_are_refused_while_the_triggers_st
         with pytest.raises(sqlite3.DatabaseError, match="append-only: DELETE refused"):
             conn.execute("DELETE FROM entries WHERE seq = 3")
         copy = "SELECT time, actor, action, project, job, details, prev_hash, entry_hash, signature, key_fingerprint FROM entries WHERE seq = 1"
-        for statement in (f"INSERT OR REPLACE INTO entries SELECT 2, * FROM ({copy})", f"INSERT INTO entries SELECT 9, * FROM ({copy})"):
+        for statement in (
+            f"INSERT OR REPLACE INTO entries SELECT 2, * FROM ({copy})",
+            f"INSERT INTO entries SELECT 9, * FROM ({copy})",
+        ):
             with pytest.raises(sqlite3.DatabaseError, match="append-only: an insert must take the next seq"):
                 conn.execute(statement)
         conn.rollback()
@@ -359,7 +364,10 @@ def test_reopening_with_the_key_restores_dropped_triggers(tmp_path):
         ({"names": b"Jane Doe"}, r"details\['names'\]: bytes are not allowed"),
         ({"filters": bytearray(b"\x01\x02")}, r"details\['filters'\]: bytes are not allowed"),
         ({"rows": [1, memoryview(b"Jane")]}, r"details\['rows'\]\[1\]: bytes are not allowed"),
-        ({"note": "Jane Doe " * 100}, rf"details\['note'\]: text of 900 characters; audit details hold at most {MAX_DETAIL_TEXT}"),
+        (
+            {"note": "Jane Doe " * 100},
+            rf"details\['note'\]: text of 900 characters; audit details hold at most {MAX_DETAIL_TEXT}",
+        ),
         ({"ids": ["id-0001"] * 2000}, r"details: \d+ characters as JSON; at most 8192"),
         ({1: "count"}, r"details: keys must be text"),
         ({"score": float("nan")}, r"details\['score'\]: not a finite number"),
@@ -504,7 +512,9 @@ def test_keys_of_another_kind_are_refused(tmp_path):
 
     other = Ed448PrivateKey.generate()
     private = tmp_path / "ed448.key"
-    private.write_bytes(other.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    private.write_bytes(
+        other.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     with pytest.raises(AuditKeyError, match="ed448.key: not an Ed25519 private key"):
         AuditKey.load(private)
     pem = other.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)

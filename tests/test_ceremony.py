@@ -88,29 +88,52 @@ def secret() -> Secret:
     return Secret.generate()
 
 
-def share(task_force: TaskForce, secret: Secret, *, sender: str = "police", recipient: str = "child_welfare",
-          epoch: int = 1, now: dt.datetime = NOW) -> WrappedSecret:
+def share(
+    task_force: TaskForce,
+    secret: Secret,
+    *,
+    sender: str = "police",
+    recipient: str = "child_welfare",
+    epoch: int = 1,
+    now: dt.datetime = NOW,
+) -> WrappedSecret:
     return wrap_secret(
-        secret, project=PROJECT, epoch=epoch, recipient=recipient, recipient_card=task_force.cards[recipient],
-        sender=task_force.tls(sender), now=now,
+        secret,
+        project=PROJECT,
+        epoch=epoch,
+        recipient=recipient,
+        recipient_card=task_force.cards[recipient],
+        sender=task_force.tls(sender),
+        now=now,
     )
 
 
 def receive(task_force: TaskForce, wrapped: WrappedSecret, *, me: str = "child_welfare", **options):
     options = {"expected_project": PROJECT, "now": NOW, **options}
-    return unwrap_secret(
-        wrapped, agreement_key=task_force.agreement_keys[me], my_name=me, ca_pem=task_force.ca_pem, **options
-    )
+    return unwrap_secret(wrapped, agreement_key=task_force.agreement_keys[me], my_name=me, ca_pem=task_force.ca_pem, **options)
 
 
-def forged_copy(secret: Secret, *, claimed_sender: str, signer: TlsMaterial, recipient_card: KeyCard,
-                recipient: str = "child_welfare", created: dt.datetime = NOW) -> WrappedSecret:
+def forged_copy(
+    secret: Secret,
+    *,
+    claimed_sender: str,
+    signer: TlsMaterial,
+    recipient_card: KeyCard,
+    recipient: str = "child_welfare",
+    created: dt.datetime = NOW,
+) -> WrappedSecret:
     """What an attacker who skips every sender-side check can make: a correctly sealed copy of a
     secret of its choosing, for the recipient's genuine key, signed with whatever certificate it holds."""
     context = WrappedSecret(
-        project=PROJECT, epoch=1, sender=claimed_sender, recipient=recipient,
-        recipient_key=recipient_card.agreement_key, created=created, sealed=bytes(80),
-        sender_certificate_pem=signer.cert_pem, signature=b"\x00",
+        project=PROJECT,
+        epoch=1,
+        sender=claimed_sender,
+        recipient=recipient,
+        recipient_key=recipient_card.agreement_key,
+        created=created,
+        sealed=bytes(80),
+        sender_certificate_pem=signer.cert_pem,
+        signature=b"\x00",
     )
     recipient_key = X25519PublicKey.from_public_bytes(recipient_card.agreement_key)
     sealed = _ceremony._HPKE.encrypt(_ceremony._secret_bytes(secret), recipient_key, info=context._hpke_info())
@@ -144,13 +167,18 @@ def test_three_agencies_end_with_the_same_secret_and_the_relay_holds_nothing_tha
     cards = {name: KeyCard.from_bytes(blob) for name, blob in zip(AGENCIES, relay_holds)}
     for recipient in ("child_welfare", "victim_services"):
         copy = wrap_secret(
-            secret, project=PROJECT, epoch=1, recipient=recipient, recipient_card=cards[recipient],
-            sender=task_force.tls("police"), now=NOW,
+            secret,
+            project=PROJECT,
+            epoch=1,
+            recipient=recipient,
+            recipient_card=cards[recipient],
+            sender=task_force.tls("police"),
+            now=NOW,
         )
         relay_holds.append(copy.to_bytes())
 
     received = {}
-    for blob in relay_holds[len(AGENCIES):]:
+    for blob in relay_holds[len(AGENCIES) :]:
         copy = WrappedSecret.from_bytes(blob)
         received[copy.recipient] = receive(task_force, copy, me=copy.recipient)
     assert set(received) == {"child_welfare", "victim_services"}
@@ -165,7 +193,7 @@ def test_three_agencies_end_with_the_same_secret_and_the_relay_holds_nothing_tha
         for value in (_ceremony._secret_bytes(secret), *private_keys):
             assert not any(spelling in blob for spelling in spellings(value))
     relay_key = AgreementKey.generate()
-    for blob in relay_holds[len(AGENCIES):]:
+    for blob in relay_holds[len(AGENCIES) :]:
         copy = WrappedSecret.from_bytes(blob)
         with pytest.raises(InvalidTag):
             _ceremony._HPKE.decrypt(copy.sealed, relay_key._private_key, info=copy._hpke_info())
@@ -226,21 +254,34 @@ def test_reprs_show_fingerprints_and_names_never_key_material(task_force, secret
 def test_a_relay_that_swaps_an_agreement_key_for_its_own_is_detected(task_force, secret):
     relay_key = AgreementKey.generate()
     swapped = KeyCard.from_bytes(
-        with_wire_field(task_force.cards["child_welfare"].to_bytes(), "agreement_key",
-                        base64.b64encode(relay_key.public_bytes).decode())
+        with_wire_field(
+            task_force.cards["child_welfare"].to_bytes(), "agreement_key", base64.b64encode(relay_key.public_bytes).decode()
+        )
     )
     with pytest.raises(CeremonyError, match="key card of 'child_welfare': signature does not verify"):
         verify_key_card(swapped, task_force.ca_pem, expected_name="child_welfare", now=NOW)
     # The sender runs the same check before it seals anything.
     with pytest.raises(CeremonyError, match="signature does not verify"):
-        wrap_secret(secret, project=PROJECT, epoch=1, recipient="child_welfare", recipient_card=swapped,
-                    sender=task_force.tls("police"), now=NOW)
+        wrap_secret(
+            secret,
+            project=PROJECT,
+            epoch=1,
+            recipient="child_welfare",
+            recipient_card=swapped,
+            sender=task_force.tls("police"),
+            now=NOW,
+        )
 
 
 def _card_signed_by_coordinator(task_force: TaskForce, key: AgreementKey) -> KeyCard:
     coordinator = task_force.tls("coordinator")
-    unsigned = KeyCard(agency="child_welfare", agreement_key=key.public_bytes, created=NOW,
-                       certificate_pem=coordinator.cert_pem, signature=b"\x00")
+    unsigned = KeyCard(
+        agency="child_welfare",
+        agreement_key=key.public_bytes,
+        created=NOW,
+        certificate_pem=coordinator.cert_pem,
+        signature=b"\x00",
+    )
     return dataclasses.replace(unsigned, signature=_ceremony._signature(unsigned._signed_message(), coordinator))
 
 
@@ -292,8 +333,9 @@ def test_expired_and_future_cards_are_refused(task_force):
 def test_the_forgery_helper_makes_an_accepted_copy_when_the_signer_is_the_agency(task_force):
     """Control for the forgery tests: with an honest signer the same helper yields a copy that opens."""
     chosen = Secret.generate()
-    copy = forged_copy(chosen, claimed_sender="police", signer=task_force.tls("police"),
-                       recipient_card=task_force.cards["child_welfare"])
+    copy = forged_copy(
+        chosen, claimed_sender="police", signer=task_force.tls("police"), recipient_card=task_force.cards["child_welfare"]
+    )
     assert receive(task_force, copy)[0] == chosen
 
 
@@ -309,16 +351,24 @@ def test_the_forgery_helper_makes_an_accepted_copy_when_the_signer_is_the_agency
 )
 def test_a_relay_cannot_make_agencies_adopt_a_secret_of_its_choosing(task_force, claimed_sender, signer, refusal):
     tls = task_force.impostor_tls(signer.split(":")[1]) if signer.startswith("impostor:") else task_force.tls(signer)
-    copy = forged_copy(Secret.generate(), claimed_sender=claimed_sender, signer=tls,
-                       recipient_card=task_force.cards["child_welfare"])
+    copy = forged_copy(
+        Secret.generate(), claimed_sender=claimed_sender, signer=tls, recipient_card=task_force.cards["child_welfare"]
+    )
     with pytest.raises(CeremonyError, match=refusal):
         receive(task_force, WrappedSecret.from_bytes(copy.to_bytes()))
 
 
 def test_the_coordinator_cannot_wrap_even_through_the_recipe(task_force):
     with pytest.raises(CeremonyError, match="sender certificate: belongs to the coordinator"):
-        wrap_secret(Secret.generate(), project=PROJECT, epoch=1, recipient="child_welfare",
-                    recipient_card=task_force.cards["child_welfare"], sender=task_force.tls("coordinator"), now=NOW)
+        wrap_secret(
+            Secret.generate(),
+            project=PROJECT,
+            epoch=1,
+            recipient="child_welfare",
+            recipient_card=task_force.cards["child_welfare"],
+            sender=task_force.tls("coordinator"),
+            now=NOW,
+        )
 
 
 # Half the replacements come from the base64 alphabet, so that the altered document still parses
@@ -328,7 +378,7 @@ REPLACEMENT_BYTES = st.one_of(st.sampled_from(list(BASE64_ALPHABET)), st.integer
 
 
 def altered_at(blob: bytes, position: int, replacement: int) -> bytes:
-    return blob[:position] + bytes([replacement]) + blob[position + 1:]
+    return blob[:position] + bytes([replacement]) + blob[position + 1 :]
 
 
 def plausible_replacement(original: int) -> int:
@@ -443,8 +493,14 @@ def test_a_copy_meant_for_one_agency_is_refused_by_another(task_force, secret):
         receive(task_force, copy, me="victim_services")
     # An agency that claims another's name still lacks that agency's agreement key.
     with pytest.raises(CeremonyError, match="sealed for agreement key .* not this agency's key"):
-        unwrap_secret(copy, agreement_key=task_force.agreement_keys["victim_services"], my_name="child_welfare",
-                      ca_pem=task_force.ca_pem, expected_project=PROJECT, now=NOW)
+        unwrap_secret(
+            copy,
+            agreement_key=task_force.agreement_keys["victim_services"],
+            my_name="child_welfare",
+            ca_pem=task_force.ca_pem,
+            expected_project=PROJECT,
+            now=NOW,
+        )
 
 
 def test_a_copy_for_another_project_or_epoch_is_refused(task_force, secret):
@@ -457,10 +513,18 @@ def test_a_copy_for_another_project_or_epoch_is_refused(task_force, secret):
 
 
 def test_expired_or_foreign_senders_are_refused(task_force, secret):
-    early_card = make_key_card(task_force.agreement_keys["child_welfare"], task_force.tls("child_welfare"),
-                               now=RETIRED_DAY - dt.timedelta(hours=1))
-    copy = wrap_secret(secret, project=PROJECT, epoch=1, recipient="child_welfare", recipient_card=early_card,
-                       sender=task_force.tls("retired"), now=RETIRED_DAY)
+    early_card = make_key_card(
+        task_force.agreement_keys["child_welfare"], task_force.tls("child_welfare"), now=RETIRED_DAY - dt.timedelta(hours=1)
+    )
+    copy = wrap_secret(
+        secret,
+        project=PROJECT,
+        epoch=1,
+        recipient="child_welfare",
+        recipient_card=early_card,
+        sender=task_force.tls("retired"),
+        now=RETIRED_DAY,
+    )
     assert receive(task_force, copy, now=RETIRED_DAY)[0] == secret  # control: while the certificate was valid
     with pytest.raises(CeremonyError, match="sender certificate: certificate: not valid under the CA"):
         receive(task_force, copy, now=NOW)
@@ -468,8 +532,15 @@ def test_expired_or_foreign_senders_are_refused(task_force, secret):
         share(task_force, secret, sender="retired")
     # A sender from the relay's own CA cannot even find the recipients' cards valid.
     with pytest.raises(CeremonyError, match="key card of 'child_welfare': certificate: .*not valid under the CA"):
-        wrap_secret(secret, project=PROJECT, epoch=1, recipient="child_welfare",
-                    recipient_card=task_force.cards["child_welfare"], sender=task_force.impostor_tls("police"), now=NOW)
+        wrap_secret(
+            secret,
+            project=PROJECT,
+            epoch=1,
+            recipient="child_welfare",
+            recipient_card=task_force.cards["child_welfare"],
+            sender=task_force.impostor_tls("police"),
+            now=NOW,
+        )
 
 
 def test_a_copy_from_the_future_is_refused(task_force, secret):
@@ -494,8 +565,15 @@ def test_wrap_checks_its_arguments(task_force, secret):
     with pytest.raises(CeremonyError, match="now: must be a timezone-aware datetime"):
         share(task_force, secret, now=NOW.replace(tzinfo=None))
     with pytest.raises(CeremonyError, match="project: must be"):
-        wrap_secret(secret, project="no spaces", epoch=1, recipient="child_welfare",
-                    recipient_card=task_force.cards["child_welfare"], sender=task_force.tls("police"), now=NOW)
+        wrap_secret(
+            secret,
+            project="no spaces",
+            epoch=1,
+            recipient="child_welfare",
+            recipient_card=task_force.cards["child_welfare"],
+            sender=task_force.tls("police"),
+            now=NOW,
+        )
 
 
 # ------------------------------------------------------------------------------------------ wire forms
@@ -551,8 +629,14 @@ def test_secret_info_sidecar_round_trips_and_is_never_overwritten(tmp_path, task
 
 
 def test_malformed_secret_info_files_are_refused_naming_the_file(tmp_path):
-    document = {"format": "linkage-secret-info", "version": 1, "project": PROJECT, "epoch": 1,
-                "sender": "police", "fingerprint": "0" * 16}
+    document = {
+        "format": "linkage-secret-info",
+        "version": 1,
+        "project": PROJECT,
+        "epoch": 1,
+        "sender": "police",
+        "fingerprint": "0" * 16,
+    }
     cases = {
         "epoch: must be a whole number": {**document, "epoch": "1"},
         "fingerprint: must be 16 lowercase hex digits": {**document, "fingerprint": "xyz"},

@@ -84,11 +84,23 @@ def test_keys_new_refuses_to_overwrite(project, run_cli):
         # issue 14: a file without a header, a ragged short row, a column named twice, an overlong field
         ("\n".join(GOOD_CSV.splitlines()[1:]) + "\n", "rec_id", "no id column 'rec_id' among the header's 7 columns"),
         (GOOD_CSV + "a4,Stanley,1985-03-14\n", "rec_id", "line 5: 3 fields where the header has 7"),
-        (GOOD_CSV.replace('"a3,Lee,Nguyen', '"a3,Lee,Nguyen').replace("a3,Lee,Nguyen,19851402,x,,", 'a3,"Lee, Jr",Nguyen'), "rec_id",
-         "line 4: 3 fields where the header has 7"),
-        ("".join(line + ",extra\n" for line in GOOD_CSV.replace("postcode", "surname", 1).splitlines()).replace(",extra", ",postcode", 1),
-         "rec_id", "header columns 3 and 7 have the same name"),
-        (GOOD_CSV.replace("12 Stanley Street", "x" * 70_000), "rec_id", "row 1: a value of column 'address' is longer than 64 KiB"),
+        (
+            GOOD_CSV.replace('"a3,Lee,Nguyen', '"a3,Lee,Nguyen').replace("a3,Lee,Nguyen,19851402,x,,", 'a3,"Lee, Jr",Nguyen'),
+            "rec_id",
+            "line 4: 3 fields where the header has 7",
+        ),
+        (
+            "".join(line + ",extra\n" for line in GOOD_CSV.replace("postcode", "surname", 1).splitlines()).replace(
+                ",extra", ",postcode", 1
+            ),
+            "rec_id",
+            "header columns 3 and 7 have the same name",
+        ),
+        (
+            GOOD_CSV.replace("12 Stanley Street", "x" * 70_000),
+            "rec_id",
+            "row 1: a value of column 'address' is longer than 64 KiB",
+        ),
         (GOOD_CSV.replace("12 Stanley Street", "x" * 1_100_000), "rec_id", "line 2: longer than 1024 KiB"),
     ],
 )
@@ -185,7 +197,9 @@ def test_privacy_report_attacks_a_schema_on_a_population_file(tmp_path, run_cli)
                      "--records", "200", "--agency-people", "300")  # fmt: skip
     assert report.code == 0, report.err
     # The secret is fresh each run: one record more or less re-identified moves 0.5% here.
-    assert "from " + str(tmp_path / "people.csv") in report.out and re.search(r"re-identifies \d+\.\d% \((meets|misses) the aim", report.out)
+    assert "from " + str(tmp_path / "people.csv") in report.out and re.search(
+        r"re-identifies \d+\.\d% \((meets|misses) the aim", report.out
+    )
     assert "F1 FEBRL4" in report.out  # and one line per attack on what match keys send, the tokens:
     assert re.findall(r"^  (\S+) +tokens ", report.out, re.M) == ["token-frequency", "token-graph", "scope-graph"]
     assert run_cli("schema", "init", "--columns", ",".join(columns), "--out", tmp_path / "rf.toml", "--record-filter").code == 0
@@ -193,11 +207,28 @@ def test_privacy_report_attacks_a_schema_on_a_population_file(tmp_path, run_cli)
                      "--records", "200", "--agency-people", "300")  # fmt: skip
     assert folded.code == 0, folded.err  # the record filter: one line per attack on it alone
     assert re.findall(r"^  (graph|frequency|embedding|xor) +(\S+) ", folded.out, re.M) == [
-        ("graph", "record"), ("frequency", "record"), ("embedding", "record"), ("xor", "record")
+        ("graph", "record"),
+        ("frequency", "record"),
+        ("embedding", "record"),
+        ("xor", "record"),
     ]
-    too_many = run_cli("privacy-report", "--schema", tmp_path / "s.toml", "--people", tmp_path / "people.csv", "--id-column", "person", "--records", "500")
-    assert too_many.code == 1 and "need 500 people; the population has 400" in too_many.err and len(too_many.err.splitlines()) == 1
+    too_many = run_cli(
+        "privacy-report",
+        "--schema",
+        tmp_path / "s.toml",
+        "--people",
+        tmp_path / "people.csv",
+        "--id-column",
+        "person",
+        "--records",
+        "500",
+    )
+    assert (
+        too_many.code == 1 and "need 500 people; the population has 400" in too_many.err and len(too_many.err.splitlines()) == 1
+    )
     no_id = run_cli("privacy-report", "--schema", tmp_path / "s.toml", "--people", tmp_path / "people.csv")
     assert no_id.code == 1 and "--people needs --id-column" in no_id.err
-    missing = run_cli("privacy-report", "--schema", tmp_path / "s.toml", "--people", tmp_path / "nobody.csv", "--id-column", "person")
+    missing = run_cli(
+        "privacy-report", "--schema", tmp_path / "s.toml", "--people", tmp_path / "nobody.csv", "--id-column", "person"
+    )
     assert missing.code == 1 and "nobody.csv" in missing.err and "Traceback" not in missing.err

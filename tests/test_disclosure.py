@@ -25,7 +25,16 @@ def generated_pairs(seed: int = 7) -> pl.DataFrame:
     for person in range(60):
         holders = [a for a in AGENCIES if rng.random() < 0.6]
         for x, y in itertools.combinations(holders, 2):
-            rows.append((x, f"{x}{person}", y, f"{y}{person}", float(rng.uniform(0.5, 1.0)), "match" if rng.random() < 0.7 else "possible"))
+            rows.append(
+                (
+                    x,
+                    f"{x}{person}",
+                    y,
+                    f"{y}{person}",
+                    float(rng.uniform(0.5, 1.0)),
+                    "match" if rng.random() < 0.7 else "possible",
+                )
+            )
     return pl.DataFrame(rows, schema=["source_a", "id_a", "source_b", "id_b", "similarity", "band"], orient="row")
 
 

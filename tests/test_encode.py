@@ -109,7 +109,11 @@ def test_balancing_sets_exactly_half_the_bits(people_schema, secret):
 
 
 def test_xor_folding_halves_the_length_and_keeps_similarity_order(people_schema, secret):
-    rows = [BASE, {**BASE, "surname": "Montgomerie"}, {**BASE, "given_name": "Zed", "surname": "Quill", "date_of_birth": "1950-01-01"}]
+    rows = [
+        BASE,
+        {**BASE, "surname": "Montgomerie"},
+        {**BASE, "given_name": "Zed", "surname": "Quill", "date_of_birth": "1950-01-01"},
+    ]
     enc = filters_of(rows, hardened(people_schema, xor_fold=True), secret)
     assert enc.bits == 512
     close, far = dice(enc.filters[0], enc.filters[1])[0], dice(enc.filters[0], enc.filters[2])[0]
@@ -143,7 +147,9 @@ def test_rejected_values_are_listed_with_row_field_and_reason(people_schema, sec
     rows = [BASE, {**BASE, "date_of_birth": "31/31/31", "sex": "banana"}, {**BASE, "date_of_birth": "19870631"}]
     result = encode(people(rows), people_schema, secret)
     assert result.rejects.select("row", "record_id", "field").rows() == [
-        (2, "1", "date_of_birth"), (2, "1", "sex"), (3, "2", "date_of_birth"),
+        (2, "1", "date_of_birth"),
+        (2, "1", "sex"),
+        (3, "2", "date_of_birth"),
     ]
     assert "31/31/31" not in str(result.rejects.to_dicts()) and "banana" not in str(result.rejects.to_dicts())
 

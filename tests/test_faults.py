@@ -189,7 +189,9 @@ def assert_no_plaintext(layout, messages: list[bytes], output: str) -> None:
 
 def resume_with_one_command(task_force, run_cli, job_id: str) -> str:
     """`linkage job deliver --job J`; returns what it printed."""
-    result = run_cli("job", "deliver", "--config", task_force.layout.coordinator_config, "--coordinator", task_force.address, "--job", job_id)
+    result = run_cli(
+        "job", "deliver", "--config", task_force.layout.coordinator_config, "--coordinator", task_force.address, "--job", job_id
+    )
     assert result.code == 0, result.err
     assert sorted(task_force.holders(job_id)) == sorted(AGENCIES)
     job = JobStore(task_force.config.data_dir / "jobs.db").get(job_id)

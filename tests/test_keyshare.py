@@ -102,7 +102,9 @@ def test_only_members_of_the_project_roster_send_secrets_and_an_impostor_cannot_
 
     layout, address, nodes, tls = relay
     issue(layout.pki, role="node", name="hospital")
-    hospital = dataclasses.replace(nodes["police"], agency="hospital", data_dir=tmp_path / "hospital", secret=tmp_path / "hospital" / "s.key")
+    hospital = dataclasses.replace(
+        nodes["police"], agency="hospital", data_dir=tmp_path / "hospital", secret=tmp_path / "hospital" / "s.key"
+    )
     tls["hospital"] = load_tls(layout.pki / "ca.pem", layout.pki / "hospital.pem", layout.pki / "hospital.key")
     for name in (*AGENCIES, "hospital"):
         publish_card(nodes.get(name, hospital), tls[name], address)
@@ -131,7 +133,10 @@ def test_only_members_of_the_project_roster_send_secrets_and_an_impostor_cannot_
                      project="p1", recipients=["victim_services"], epoch=2)  # fmt: skip
     # a copy planted in the relay's store by a non-member is passed over, not taken and not in the way
     with sqlite3.connect(layout.coordinator / "keys.db") as db:
-        db.execute("INSERT INTO wrapped VALUES ('p1', 9, 'hospital', 'child_welfare', ?, '2099-01-01T00:00:00+00:00')", (forged.to_bytes(),))
+        db.execute(
+            "INSERT INTO wrapped VALUES ('p1', 9, 'hospital', 'child_welfare', ?, '2099-01-01T00:00:00+00:00')",
+            (forged.to_bytes(),),
+        )
     # without --sender the receiver accepts the project's creator, and says whom it accepted
     got = receive_secret(nodes["child_welfare"], tls["child_welfare"], address, project="p1")
     assert got.sender == "police" and got.fingerprint == shared.fingerprint

@@ -47,7 +47,9 @@ def febrl_encodings(febrl4, febrl_schema):
 
 def febrl_truth(encodings):
     return pl.concat(
-        pl.DataFrame({"record_id": enc.record_ids, "source": name}).with_columns(entity_id=pl.col("record_id").str.extract(r"rec-(\d+)"))
+        pl.DataFrame({"record_id": enc.record_ids, "source": name}).with_columns(
+            entity_id=pl.col("record_id").str.extract(r"rec-(\d+)")
+        )
         for name, enc in encodings.items()
     )
 
@@ -83,6 +85,7 @@ def test_fs_scoring_beats_record_dice_on_messy_data(agencies):
 
 def test_lowering_the_threshold_keeps_every_match(agencies):
     _, encodings = agencies
+
     def pairs_at(t):
         return set(matches(link(encodings, LinkSettings(threshold=t))).select("source_a", "id_a", "source_b", "id_b").rows())
 
@@ -191,7 +194,9 @@ def test_the_default_schema_links_febrl4(febrl4):
     schema = Schema.for_columns(["given_name", "surname", "street_number", "address_1", "address_2", "suburb",
                                  "postcode", "state", "date_of_birth"], project="default")  # fmt: skip
     assert schema.hardening.xor_fold and not schema.group_filters and schema.output_bits == 512
-    encodings = {name: encode(frame, schema, Secret(bytes(range(32)))).encodings for name, frame in zip(("a", "b"), febrl4, strict=True)}
+    encodings = {
+        name: encode(frame, schema, Secret(bytes(range(32)))).encodings for name, frame in zip(("a", "b"), febrl4, strict=True)
+    }
     assert all(e.group_filters is None for e in encodings.values())
     result = link(encodings)
     assert result.scoring == "dice" and result.threshold == 0.62
@@ -208,7 +213,9 @@ def _default_schema_f1(data, weights: dict[str, float]) -> float:
     schema = dataclasses.replace(schema, fields=fields)
     assert set(weights) == set(KINDS)
     encodings = {
-        name: encode(frame.rename({"rec_id": "record_id"}).select("record_id", *AGENCY_COLUMNS), schema, Secret(bytes(range(32)))).encodings
+        name: encode(
+            frame.rename({"rec_id": "record_id"}).select("record_id", *AGENCY_COLUMNS), schema, Secret(bytes(range(32)))
+        ).encodings
         for name, frame in data.frames.items()
     }
     return pair_quality(matches(link(encodings)), data.truth).f1
@@ -242,7 +249,11 @@ def test_a_run_without_matches_says_so(agencies):
     half = len(police) // 2
     first, second = (
         dataclasses.replace(
-            police, record_ids=police.record_ids[a:b], filters=police.filters[a:b], group_filters=police.group_filters[a:b], present=police.present[a:b]
+            police,
+            record_ids=police.record_ids[a:b],
+            filters=police.filters[a:b],
+            group_filters=police.group_filters[a:b],
+            present=police.present[a:b],
         )
         for a, b in ((0, half), (half, len(police)))
     )
@@ -261,7 +272,9 @@ def default_agencies():
     data = generate_agencies(1500, rng=np.random.default_rng(11))
     schema = Schema.for_columns(AGENCY_COLUMNS, project="default-test")
     encodings = {
-        name: encode(frame.rename({"rec_id": "record_id"}).select("record_id", *AGENCY_COLUMNS), schema, Secret(bytes(range(32)))).encodings
+        name: encode(
+            frame.rename({"rec_id": "record_id"}).select("record_id", *AGENCY_COLUMNS), schema, Secret(bytes(range(32)))
+        ).encodings
         for name, frame in data.frames.items()
     }
     return data, encodings

@@ -52,7 +52,9 @@ def task_force(tmp_path_factory):
     tls = load_tls(coordinator_config.tls.ca, coordinator_config.tls.cert, coordinator_config.tls.key)
     server, port, _ = start_coordinator(coordinator_config, tls)
     servers.append(server)
-    facts = dataclasses.make_dataclass("TaskForce", ["layout", "truth", "ports", "coordinator_port", "tls", "config", "node_configs"])
+    facts = dataclasses.make_dataclass(
+        "TaskForce", ["layout", "truth", "ports", "coordinator_port", "tls", "config", "node_configs"]
+    )
     yield facts(layout, truth, ports, port, tls, coordinator_config, configs)
     for server in servers:
         server.stop(0).wait()
@@ -89,7 +91,9 @@ def test_a_job_delivers_each_agency_only_its_own_results(task_force):
         shared = set(";".join(results.get_column("shared_with").fill_null("").to_list()).split(";")) - {""}
         assert "victim_services" not in shared  # receive-only: never named to others
         assert name not in shared
-    status = pb_grpc.CoordinatorStub(grpc.secure_channel(f"127.0.0.1:{task_force.coordinator_port}", channel_credentials(task_force.tls)))
+    status = pb_grpc.CoordinatorStub(
+        grpc.secure_channel(f"127.0.0.1:{task_force.coordinator_port}", channel_credentials(task_force.tls))
+    )
     assert status.GetJob(pb.GetJobRequest(job_id=last.job_id), timeout=10).state == "done"
 
 
@@ -102,7 +106,9 @@ def test_no_raw_identifier_reaches_the_coordinator(task_force):
     assert [v for v in values if v.encode() in stored] == []
     # and what it receives: the raw bytes of every encodings stream
     with grpc.secure_channel(f"127.0.0.1:{task_force.ports['police']}", channel_credentials(task_force.tls)) as channel:
-        fetch = channel.unary_stream("/linkage.v1.Node/FetchEncodings", request_serializer=pb.FetchEncodingsRequest.SerializeToString)
+        fetch = channel.unary_stream(
+            "/linkage.v1.Node/FetchEncodings", request_serializer=pb.FetchEncodingsRequest.SerializeToString
+        )
         received = b"".join(fetch(pb.FetchEncodingsRequest(job_id="probe"), timeout=30))
     police = pl.read_csv(task_force.layout.agency("police") / "input.csv", infer_schema=False)
     ids = "\n".join(police.get_column("rec_id").to_list())
@@ -264,7 +270,10 @@ def test_a_restarted_coordinator_marks_an_interrupted_job_failed(task_force, tmp
         with grpc.secure_channel(f"127.0.0.1:{port}", channel_credentials(task_force.tls)) as channel:
             status = pb_grpc.CoordinatorStub(channel).GetJob(pb.GetJobRequest(job_id=job), timeout=10)
         assert status.state == "failed"
-        assert status.error == f"coordinator stopped while the job was delivering; results had reached police; resume it with `linkage job deliver --job {job}`"
+        assert (
+            status.error
+            == f"coordinator stopped while the job was delivering; results had reached police; resume it with `linkage job deliver --job {job}`"
+        )
     finally:
         coordinator.stop(0).wait()
 
@@ -310,7 +319,9 @@ def test_every_step_of_a_job_is_in_the_audit_logs(task_force, run_cli):
     linked = [json.loads(line)["details"] for line in exported.out.splitlines() if line.strip()]
     # The scoring and thresholds linking used, not the defaults the request left open.
     assert len(linked) == 1 and linked[0]["profile"] == "match-keys" and linked[0]["scoring"] == "fs", linked
-    assert linked[0]["threshold"] == 0.5 and set(linked[0]["pairs_per_key"]) == {k.name for k in Schema.load(task_force.node_configs["police"].schema).match_keys}
+    assert linked[0]["threshold"] == 0.5 and set(linked[0]["pairs_per_key"]) == {
+        k.name for k in Schema.load(task_force.node_configs["police"].schema).match_keys
+    }
     node_log = task_force.layout.agency("police") / "audit.db"
     assert verify(node_log, load_public_key(task_force.layout.agency("police") / "audit.pub")).ok
     node_listed = run_cli("audit", "list", "--log", node_log, "--job", last.job_id)

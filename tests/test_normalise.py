@@ -62,19 +62,36 @@ def test_declared_date_format():
 
 def test_dates_keep_plausible_parts_of_one_bad_part():
     assert normalised("date", ["19450493", "19451393", "19850231", "2099-01-01", "1870-05-05", "soon"]) == [
-        "1945-04-??", None, None, "????-01-01", "????-05-05", None,
+        "1945-04-??",
+        None,
+        None,
+        "????-01-01",
+        "????-05-05",
+        None,
     ]
 
 
 def test_sex_spellings():
     assert normalised("sex", ["M", "male", " Man ", "F", "Female", "woman", "X", "non-binary", "banana"]) == [
-        "m", "m", "m", "f", "f", "f", "x", "x", None,
+        "m",
+        "m",
+        "m",
+        "f",
+        "f",
+        "f",
+        "x",
+        "x",
+        None,
     ]
 
 
 def test_postcodes_and_zip_plus_four():
     assert normalised("postcode", ["12345-6789", "12345", "123456789", "SW1A 1AA", "sw1a1aa"]) == [
-        "12345", "12345", "12345", "sw1a1aa", "sw1a1aa",
+        "12345",
+        "12345",
+        "12345",
+        "sw1a1aa",
+        "sw1a1aa",
     ]
 
 
@@ -137,7 +154,13 @@ def test_date_kernel_agrees_with_the_expressions(values):
 
 def test_date_kernel_knows_leap_years_and_today():
     assert normalised("date", ["20000229", "19000229", "20240229", "20230229", "20261123", "20261124", "11/23/2026"]) == [
-        "2000-02-29", None, "2024-02-29", None, "2026-11-23", None, "2026-11-23",
+        "2000-02-29",
+        None,
+        "2024-02-29",
+        None,
+        "2026-11-23",
+        None,
+        "2026-11-23",
     ]
 
 

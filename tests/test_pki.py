@@ -88,7 +88,9 @@ def test_init_ca_never_overwrites_a_ca(tmp_path):
 
 def test_issue_writes_a_role_certificate_that_serves_and_connects(tmp_path):
     init_ca(tmp_path, now=NOW)
-    cert_path, key_path = issue(tmp_path, role="node", name="police", hosts=("localhost", "127.0.0.1", "::1", "node-1.example"), now=NOW)
+    cert_path, key_path = issue(
+        tmp_path, role="node", name="police", hosts=("localhost", "127.0.0.1", "::1", "node-1.example"), now=NOW
+    )
     assert (cert_path, key_path) == (tmp_path / "police.pem", tmp_path / "police.key")
     assert mode(key_path) == 0o600
     cert = certificate(cert_path)
@@ -335,9 +337,7 @@ def _who_am_i(request: bytes, context: grpc.ServicerContext) -> bytes:
 @contextlib.contextmanager
 def run_server(tls: TlsMaterial) -> Iterator[int]:
     """A server on loopback port 0 with grpc's health service and a who-am-I method; yields the port."""
-    who = grpc.method_handlers_generic_handler(
-        "linkage.test.Echo", {"WhoAmI": grpc.unary_unary_rpc_method_handler(_who_am_i)}
-    )
+    who = grpc.method_handlers_generic_handler("linkage.test.Echo", {"WhoAmI": grpc.unary_unary_rpc_method_handler(_who_am_i)})
     server = grpc.server(futures.ThreadPoolExecutor(2), handlers=[who])
     health_servicer = health.HealthServicer()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)

@@ -106,7 +106,9 @@ def log_rows(folder: Path) -> list[tuple[int, str]]:
 def test_a_tampered_entry_is_shown_failed_in_red(demo_copy: Path, browser: WebDriver) -> None:
     folder = demo_copy / "coordinator"
     conn = sqlite3.connect(folder / "audit.db")
-    seq, details = conn.execute("SELECT seq, details FROM entries WHERE action = 'results delivered' ORDER BY seq LIMIT 1").fetchone()
+    seq, details = conn.execute(
+        "SELECT seq, details FROM entries WHERE action = 'results delivered' ORDER BY seq LIMIT 1"
+    ).fetchone()
     edited = {**json.loads(details), "rows": 1}  # an insider shrinks what an agency received
     conn.execute("DROP TRIGGER entries_append_only_update")
     conn.execute("UPDATE entries SET details = ? WHERE seq = ?", (json.dumps(edited, sort_keys=True, separators=(",", ":")), seq))
@@ -183,7 +185,7 @@ def test_auditor_pages_change_nothing_but_log_their_reads(demo_copy: Path, job_i
         assert status in (404, 405)
     after = log_rows(folder)
     assert after[: len(before)] == before
-    assert [action for _, action in after[len(before):]] == ["audit log read"] * 3  # /jobs reads jobs.db only
+    assert [action for _, action in after[len(before) :]] == ["audit log read"] * 3  # /jobs reads jobs.db only
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file() and p.name != "audit.db"} == files
 
 
@@ -200,10 +202,14 @@ def focus_button(driver: WebDriver, value: str) -> None:
     raise AssertionError(f"Tab never reached the {value!r} button")
 
 
-def test_a_steward_reviews_three_possible_matches_with_the_keyboard(demo_copy: Path, job_id: str, browser: WebDriver, tmp_path: Path) -> None:
+def test_a_steward_reviews_three_possible_matches_with_the_keyboard(
+    demo_copy: Path, job_id: str, browser: WebDriver, tmp_path: Path
+) -> None:
     folder = demo_copy / "police"
     possible = pl.read_csv(folder / "results" / f"{job_id}.csv", infer_schema=False).filter(pl.col("band") == "possible")
-    possible = possible.with_columns(pl.col("similarity").cast(pl.Float64)).sort(["similarity", "record_id"], descending=[True, False])
+    possible = possible.with_columns(pl.col("similarity").cast(pl.Float64)).sort(
+        ["similarity", "record_id"], descending=[True, False]
+    )
     assert possible.height >= 3
     chosen = ["same", "different", "unsure"]
     with served(folder) as base:
@@ -379,7 +385,9 @@ def test_labels_suggest_the_threshold_that_misplaces_fewest() -> None:
 
 def test_a_labels_file_is_checked(tmp_path: Path) -> None:
     good = tmp_path / "labels.csv"
-    good.write_text("job,record_id,reference,score,decision,decided\nj,a,r,0.7,same,t\nj,b,r,0.6,unsure,t\nj,c,r,0.5,different,t\n")
+    good.write_text(
+        "job,record_id,reference,score,decision,decided\nj,a,r,0.7,same,t\nj,b,r,0.6,unsure,t\nj,c,r,0.5,different,t\n"
+    )
     assert read_labels(good).height == 3
     suggested = threshold_from_labels_file(good)
     assert suggested is not None and suggested.same == 1 and suggested.different == 1 and 0.5 < suggested.threshold <= 0.7

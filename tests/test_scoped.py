@@ -109,7 +109,9 @@ def test_evidence_of_one_value_in_two_scopes_is_unrelated(given_name: str, surna
     if surname_a == surname_b:
         return
     keys = (MatchKey(name="by_surname", parts=("surname",)),)
-    enc = encode_scoped(frame([{**PERSON, "surname": surname_a}, {**PERSON, "surname": surname_b}]), SCHEMA, SECRET, keys=keys, today=TODAY).encodings
+    enc = encode_scoped(
+        frame([{**PERSON, "surname": surname_a}, {**PERSON, "surname": surname_b}]), SCHEMA, SECRET, keys=keys, today=TODAY
+    ).encodings
     a, b = enc.evidence[0]
     both = sum(bin(int(x) & int(y)).count("1") for x, y in zip(a, b, strict=True))
     total = sum(bin(int(x)).count("1") + bin(int(y)).count("1") for x, y in zip(a, b, strict=True))
@@ -129,7 +131,9 @@ def test_by_default_no_two_records_of_an_agency_share_a_token_but_their_decoys_a
 
 def test_same_value_in_one_scope_compares_equal() -> None:
     keys = (MatchKey(name="by_surname", parts=("surname",)),)
-    enc = encode_scoped(frame([PERSON, {**PERSON, "given_name": "Mario", "postcode": ""}]), SCHEMA, SECRET, keys=keys, today=TODAY, cap=2).encodings
+    enc = encode_scoped(
+        frame([PERSON, {**PERSON, "given_name": "Mario", "postcode": ""}]), SCHEMA, SECRET, keys=keys, today=TODAY, cap=2
+    ).encodings
     layout = enc.layouts[0]
     index = {f: i for i, f in enumerate(enc.fields)}
     slots = layout.slots
@@ -160,7 +164,9 @@ def test_frequency_cap_drops_tokens_not_records(copies: int, cap: int) -> None:
 
 def test_key_frequencies_report_the_share_of_common_values() -> None:
     rows = [PERSON] * 5 + [{**PERSON, "surname": f"S{i}x", "given_name": f"G{i}y"} for i in range(5)]
-    table = key_frequencies(frame(rows), SCHEMA, keys=(MatchKey(name="names", parts=("given", "surname")),), shared_by_more_than=2, today=TODAY)
+    table = key_frequencies(
+        frame(rows), SCHEMA, keys=(MatchKey(name="names", parts=("given", "surname")),), shared_by_more_than=2, today=TODAY
+    )
     row = table.row(0, named=True)
     assert row["records"] == 10 and row["largest"] == 5 and row["share_common"] == pytest.approx(0.5)
 
@@ -236,13 +242,15 @@ def test_different_secret_is_detected_and_named(agencies: tuple[dict[str, pl.Dat
     b = encode_scoped(frames["child_welfare"], SCHEMA, OTHER, today=TODAY).encodings
     with pytest.raises(EncodingsError) as exc:
         link_scoped({"police.parquet": a, "welfare.parquet": b})
-    assert one_line(exc) .startswith("welfare.parquet was encoded under a different secret than police.parquet")
+    assert one_line(exc).startswith("welfare.parquet was encoded under a different secret than police.parquet")
 
 
 def test_different_key_sets_are_refused(agencies: tuple[dict[str, pl.DataFrame], pl.DataFrame]) -> None:
     frames, _ = agencies
     a = encode_scoped(frames["police"], SCHEMA, SECRET, today=TODAY).encodings
-    b = encode_scoped(frames["child_welfare"], SCHEMA, SECRET, keys=(MatchKey(name="names", parts=("given", "surname")),), today=TODAY).encodings
+    b = encode_scoped(
+        frames["child_welfare"], SCHEMA, SECRET, keys=(MatchKey(name="names", parts=("given", "surname")),), today=TODAY
+    ).encodings
     with pytest.raises(EncodingsError) as exc:
         link_scoped({"a": a, "b": b})
     assert "match-key set" in one_line(exc)
@@ -274,7 +282,10 @@ def test_bad_key_definitions_are_schema_errors() -> None:
         MatchKey(name="k", parts=("dob:phonetic",))
     with pytest.raises(SchemaError):
         MatchKey.from_dict({"name": "k", "parts": "surname"})
-    assert MatchKey.from_dict({"name": "k", "parts": ["surname", "dob:year"]}).to_dict() == {"name": "k", "parts": ["surname", "dob:year"]}
+    assert MatchKey.from_dict({"name": "k", "parts": ["surname", "dob:year"]}).to_dict() == {
+        "name": "k",
+        "parts": ["surname", "dob:year"],
+    }
 
 
 def test_link_settings_check_thresholds() -> None:

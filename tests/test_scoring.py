@@ -15,7 +15,9 @@ def draw_levels(rng, probabilities, n):
 def test_em_recovers_the_parameters_it_was_generated_with():
     rng = np.random.default_rng(3)
     m = np.array([[0.01, 0.01, 0.03, 0.05, 0.2, 0.7], [0.02, 0.02, 0.1, 0.06, 0.1, 0.7], [0.05, 0.05, 0.1, 0.2, 0.3, 0.3]])
-    u = np.array([[0.8, 0.12, 0.05, 0.02, 0.007, 0.003], [0.9, 0.05, 0.03, 0.01, 0.007, 0.003], [0.6, 0.2, 0.1, 0.05, 0.03, 0.02]])
+    u = np.array(
+        [[0.8, 0.12, 0.05, 0.02, 0.007, 0.003], [0.9, 0.05, 0.03, 0.01, 0.007, 0.003], [0.6, 0.2, 0.1, 0.05, 0.03, 0.02]]
+    )
     population, matches, scored_non_matches = 10_000_000, 4_000, 20_000
     # The scored pairs: every match, and non-matches that were alike enough to be scored.
     non_matches = draw_levels(rng, u, 2_000_000)
@@ -62,10 +64,22 @@ def test_em_takes_people_not_households_for_matches():
     # outnumber the true pairs three to one, as they do once a loose record rule lets them in.
     rng = np.random.default_rng(5)
     groups = ("name", "dob", "sex", "address")
-    match = [[0.0, 0.0, 0.02, 0.08, 0.2, 0.7], [0.0, 0.02, 0.05, 0.05, 0.08, 0.8], [0.05, 0, 0, 0, 0, 0.95], [0.5, 0.05, 0.05, 0.1, 0.1, 0.2]]
-    household = [[0.0, 0.1, 0.5, 0.3, 0.1, 0.0], [0.6, 0.3, 0.08, 0.01, 0.01, 0.0], [0.5, 0, 0, 0, 0, 0.5], [0.0, 0.0, 0.0, 0.02, 0.08, 0.9]]
+    match = [
+        [0.0, 0.0, 0.02, 0.08, 0.2, 0.7],
+        [0.0, 0.02, 0.05, 0.05, 0.08, 0.8],
+        [0.05, 0, 0, 0, 0, 0.95],
+        [0.5, 0.05, 0.05, 0.1, 0.1, 0.2],
+    ]
+    household = [
+        [0.0, 0.1, 0.5, 0.3, 0.1, 0.0],
+        [0.6, 0.3, 0.08, 0.01, 0.01, 0.0],
+        [0.5, 0, 0, 0, 0, 0.5],
+        [0.0, 0.0, 0.0, 0.02, 0.08, 0.9],
+    ]
     unrelated = [[0.7, 0.25, 0.05, 0, 0, 0], [0.8, 0.15, 0.04, 0.01, 0, 0], [0.5, 0, 0, 0, 0, 0.5], [0.8, 0.15, 0.05, 0, 0, 0]]
-    candidates = np.concatenate([draw_levels(rng, match, 3_000), draw_levels(rng, household, 9_000), draw_levels(rng, unrelated, 20_000)])
+    candidates = np.concatenate(
+        [draw_levels(rng, match, 3_000), draw_levels(rng, household, 9_000), draw_levels(rng, unrelated, 20_000)]
+    )
     model = fit_model(groups, candidates, draw_levels(rng, unrelated, 100_000), population=1e8)
     moved = model.probabilities(np.array([[5, 5, 5, 0]], dtype=np.int8))[0]
     relative = model.probabilities(np.array([[2, 0, 5, 5]], dtype=np.int8))[0]

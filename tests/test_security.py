@@ -73,7 +73,9 @@ def test_4_the_coordinator_talks_only_to_the_agency_it_dialled(task_force, tmp_p
     with pytest.raises(ConfigError, match="node.agency is 'child_welfare' but the certificate is node/police"):
         start_node(claimed, police_tls)
     service = NodeService(claimed)
-    server, port, _ = create_server("127.0.0.1:0", police_tls, node_policy(claimed), lambda s: pb_grpc.add_NodeServicer_to_server(service, s))
+    server, port, _ = create_server(
+        "127.0.0.1:0", police_tls, node_policy(claimed), lambda s: pb_grpc.add_NodeServicer_to_server(service, s)
+    )
     coordinator, coordinator_port, _ = coordinator_with(task_force, tmp_path, {"child_welfare": port})
     try:
         last, _ = run(f"127.0.0.1:{coordinator_port}", task_force.tls, list(AGENCIES))
@@ -133,16 +135,36 @@ def test_6_requests_are_validated_invalid_argument_never_internal(task_force):  
     node = grpc.secure_channel(f"127.0.0.1:{task_force.ports['police']}", channel_credentials(task_force.tls))
     long_id = "job-" + "7" * 300
     calls = [
-        lambda: list(pb_grpc.CoordinatorStub(coordinator).RunJob(pb.JobRequest(agencies=list(AGENCIES), scoring="magic"), timeout=30)),
-        lambda: list(pb_grpc.CoordinatorStub(coordinator).RunJob(pb.JobRequest(agencies=list(AGENCIES), blocking="x"), timeout=30)),
-        lambda: list(pb_grpc.CoordinatorStub(coordinator).RunJob(pb.JobRequest(agencies=list(AGENCIES), threshold=7.0), timeout=30)),
+        lambda: list(
+            pb_grpc.CoordinatorStub(coordinator).RunJob(pb.JobRequest(agencies=list(AGENCIES), scoring="magic"), timeout=30)
+        ),
+        lambda: list(
+            pb_grpc.CoordinatorStub(coordinator).RunJob(pb.JobRequest(agencies=list(AGENCIES), blocking="x"), timeout=30)
+        ),
+        lambda: list(
+            pb_grpc.CoordinatorStub(coordinator).RunJob(pb.JobRequest(agencies=list(AGENCIES), threshold=7.0), timeout=30)
+        ),
         lambda: list(pb_grpc.CoordinatorStub(coordinator).RunJob(pb.JobRequest(agencies=["x" * 300, "police"]), timeout=30)),
         lambda: pb_grpc.CoordinatorStub(coordinator).GetJob(pb.GetJobRequest(job_id=long_id), timeout=30),
         lambda: list(pb_grpc.NodeStub(node).FetchEncodings(pb.FetchEncodingsRequest(job_id=long_id), timeout=30)),
         lambda: pb_grpc.NodeStub(node).Describe(pb.DescribeRequest(job_id="../../etc"), timeout=30),
-        lambda: pb_grpc.NodeStub(node).DeliverResults(iter(result_chunks(long_id, pl.DataFrame(schema={
-            "record_id": pl.String, "band": pl.String, "similarity": pl.Float64, "reference": pl.String,
-            "shared_with": pl.List(pl.String)}))), timeout=30),  # fmt: skip
+        lambda: pb_grpc.NodeStub(node).DeliverResults(
+            iter(
+                result_chunks(
+                    long_id,
+                    pl.DataFrame(
+                        schema={
+                            "record_id": pl.String,
+                            "band": pl.String,
+                            "similarity": pl.Float64,
+                            "reference": pl.String,
+                            "shared_with": pl.List(pl.String),
+                        }
+                    ),
+                )
+            ),
+            timeout=30,
+        ),  # fmt: skip
     ]
     for call in calls:
         with pytest.raises(grpc.RpcError) as info:
@@ -156,7 +178,9 @@ def test_6_requests_are_validated_invalid_argument_never_internal(task_force):  
                         schema_overrides={"shared_with": pl.List(pl.String)})  # fmt: skip
     with pytest.raises(grpc.RpcError) as info:
         pb_grpc.NodeStub(node).DeliverResults(iter(result_chunks("job-flood", rows)), timeout=30)
-    assert info.value.code() == grpc.StatusCode.DATA_LOSS and "more result rows than this agency has records" in info.value.details()
+    assert (
+        info.value.code() == grpc.StatusCode.DATA_LOSS and "more result rows than this agency has records" in info.value.details()
+    )
     coordinator.close()
     node.close()
 
@@ -173,7 +197,9 @@ def test_5_refused_calls_are_logged_rate_limited(task_force, capfd):  # noqa: F8
     log = task_force.layout.agency("victim_services") / "audit.db"
     with sqlite3.connect(log) as db:
         before = db.execute("SELECT count(*) FROM entries WHERE action = 'call refused'").fetchone()[0]
-    with grpc.secure_channel(f"127.0.0.1:{task_force.ports['victim_services']}", channel_credentials(tls_of(task_force.layout, "auditor"))) as channel:
+    with grpc.secure_channel(
+        f"127.0.0.1:{task_force.ports['victim_services']}", channel_credentials(tls_of(task_force.layout, "auditor"))
+    ) as channel:
         for _ in range(40):
             with pytest.raises(grpc.RpcError) as info:
                 pb_grpc.NodeStub(channel).Describe(pb.DescribeRequest(job_id="x"), timeout=10)
@@ -181,7 +207,10 @@ def test_5_refused_calls_are_logged_rate_limited(task_force, capfd):  # noqa: F8
     with sqlite3.connect(log) as db:
         rows = [d for (d,) in db.execute("SELECT details FROM entries WHERE action = 'call refused' ORDER BY seq")][before:]
     assert 1 <= len(rows) <= 10  # logged, but a flood does not fill the disk
-    assert all('"/linkage.v1.Node/Describe"' in r and "auditor/auditor" in r and "127.0.0.1" in r and "only a coordinator may" in r for r in rows)
+    assert all(
+        '"/linkage.v1.Node/Describe"' in r and "auditor/auditor" in r and "127.0.0.1" in r and "only a coordinator may" in r
+        for r in rows
+    )
     err = capfd.readouterr().err
     assert "linkage: refused /linkage.v1.Node/Describe from ipv4:127.0.0.1:" in err and err.count("linkage: refused") == len(rows)
 
@@ -228,7 +257,10 @@ def test_8_a_certificate_without_a_role_is_told_so(task_force, tmp_path):  # noq
         root_certificates=(pki / "ca.pem").read_bytes(), certificate_chain=cert.public_bytes(serialization.Encoding.PEM),
         private_key=key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
     )  # fmt: skip
-    with grpc.secure_channel(f"127.0.0.1:{task_force.ports['police']}", credentials) as channel, pytest.raises(grpc.RpcError) as info:
+    with (
+        grpc.secure_channel(f"127.0.0.1:{task_force.ports['police']}", credentials) as channel,
+        pytest.raises(grpc.RpcError) as info,
+    ):
         pb_grpc.NodeStub(channel).Describe(pb.DescribeRequest(), timeout=10)
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "carries no linkage role" in info.value.details() and "required" not in info.value.details()
@@ -245,7 +277,13 @@ def test_8_party_files_are_private_and_the_audit_key_lives_apart(task_force, run
     def mode(path):
         return stat.S_IMODE(path.stat().st_mode)
 
-    for path in (coordinator / "jobs.db", coordinator / "audit.db", job_dir / "pairs.csv", job_dir / "references.csv", job_dir / "clusters.csv"):
+    for path in (
+        coordinator / "jobs.db",
+        coordinator / "audit.db",
+        job_dir / "pairs.csv",
+        job_dir / "references.csv",
+        job_dir / "clusters.csv",
+    ):
         assert mode(path) == 0o600, path
     for folder in (coordinator, coordinator / "jobs", job_dir, coordinator / "keys"):
         assert mode(folder) == 0o700, folder

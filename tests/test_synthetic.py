@@ -111,9 +111,7 @@ def test_written_files_read_back_as_the_frames(tmp_path, default_data):
 def check_truth(data: SyntheticData) -> None:
     truth = data.truth
     assert truth.columns == ["record_id", "source", "entity_id"]
-    held = pl.concat(
-        frame.select(record_id="rec_id", source=pl.lit(name)) for name, frame in data.frames.items()
-    )
+    held = pl.concat(frame.select(record_id="rec_id", source=pl.lit(name)) for name, frame in data.frames.items())
     # Every record in exactly one truth row, and nothing else in the truth.
     assert truth.height == held.height
     assert truth.select("source", "record_id").is_unique().all()
@@ -204,9 +202,7 @@ def test_record_ids_and_row_order_carry_no_entity_information(default_data):
     truth = default_data.truth
     for name, frame in default_data.frames.items():
         numbers = frame["rec_id"].str.replace(r"^\D+", "").cast(pl.Int64)
-        entities = frame.join(
-            truth, left_on="rec_id", right_on="record_id", maintain_order="left"
-        )["entity_id"]
+        entities = frame.join(truth, left_on="rec_id", right_on="record_id", maintain_order="left")["entity_id"]
         assert abs(rank_correlation(numbers, entities)) < 0.06, name
         assert abs(rank_correlation(pl.Series(range(frame.height)), entities)) < 0.06, name
     # The same person's ids at two agencies are unrelated.
@@ -235,9 +231,7 @@ def present(frame: pl.DataFrame, column: str) -> pl.Series:
         ("victim_services", "%Y%m%d", ["%Y-%m-%d", "%m/%d/%Y"]),
     ],
 )
-def test_each_agency_writes_dates_in_its_own_format(
-    default_data, agency, date_format, other_formats
-):
+def test_each_agency_writes_dates_in_its_own_format(default_data, agency, date_format, other_formats):
     dates = present(default_data.frames[agency], "date_of_birth")
     assert dates.str.to_date(date_format, strict=False).null_count() == 0
     for other in other_formats:
@@ -274,10 +268,7 @@ def test_child_welfare_writes_title_case_and_keeps_some_accents(default_data):
     )
     # Records whose given name is the person's own, accented one, give or take accents.
     accented = [
-        row
-        for row in rows
-        if not row["given_name_true"].isascii()
-        and fold(row["given_name"]) == fold(row["given_name_true"])
+        row for row in rows if not row["given_name_true"].isascii() and fold(row["given_name"]) == fold(row["given_name_true"])
     ]
     dropped = sum(row["given_name"].strip().isascii() for row in accented)
     assert within_tolerance(dropped, len(accented), CHILD_WELFARE.accents_dropped)
@@ -510,9 +501,7 @@ def normalised_for_comparison(frame: pl.DataFrame) -> pl.DataFrame:
         address.alias("address"),
         pl.col("postcode").str.replace_all(r"\D", "").str.slice(0, 5).alias("postcode"),
     )
-    return values.with_columns(
-        pl.when(pl.col(c).cast(pl.String) != "").then(c).alias(c) for c in values.columns
-    )
+    return values.with_columns(pl.when(pl.col(c).cast(pl.String) != "").then(c).alias(c) for c in values.columns)
 
 
 def disagreements(first: pl.DataFrame, second: pl.DataFrame) -> pl.Series:
@@ -533,9 +522,7 @@ def test_default_agencies_are_much_messier_than_febrl(default_data, febrl4):
     )
     pairs = originals.join(duplicates, on="person", suffix="_dup")
     columns = ["given_name", "surname", "date_of_birth", "address", "postcode"]
-    febrl = disagreements(
-        pairs.select(columns), pairs.select(pl.col(f"{c}_dup").alias(c) for c in columns)
-    ).mean()
+    febrl = disagreements(pairs.select(columns), pairs.select(pl.col(f"{c}_dup").alias(c) for c in columns)).mean()
     ours = []
     truth, frames = default_data.truth, default_data.frames
     for x, y in itertools.combinations(frames, 2):
@@ -555,9 +542,7 @@ def test_default_agencies_are_much_messier_than_febrl(default_data, febrl4):
 
 NAME_CHARACTERS = sorted({c for name in _SURNAMES for c in name} | set("abcdefghijklmnopqrstuvwxyz-"))
 # Names as people write them: letters with the odd space, hyphen, apostrophe or full stop.
-NAMES = st.text(alphabet=NAME_CHARACTERS, min_size=1, max_size=14).filter(
-    lambda name: any(c.isalpha() for c in name)
-)
+NAMES = st.text(alphabet=NAME_CHARACTERS, min_size=1, max_size=14).filter(lambda name: any(c.isalpha() for c in name))
 
 
 @settings(max_examples=60, deadline=None)

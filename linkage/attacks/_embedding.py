@@ -189,7 +189,14 @@ def embedding_attack(
     if truth is not None:
         details["unrefined_correct"] = unrefined_correct(match, known, truth)
     return scored(
-        attack, view, match.guesses, match.confidence, truth=truth, known_pairs=known, seconds=time.perf_counter() - started, details=details
+        attack,
+        view,
+        match.guesses,
+        match.confidence,
+        truth=truth,
+        known_pairs=known,
+        seconds=time.perf_counter() - started,
+        details=details,
     )
 
 

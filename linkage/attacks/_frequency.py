@@ -488,7 +488,9 @@ def _beliefs_from_anchors(
     keep = (1.0 - max(flip, settings.error_floor / 2)) * (1 - settings.anchor_error) + settings.anchor_error * fill
     prior = 1.0 - (1.0 - 1.0 / m) ** tokens.hashes.astype(np.float64)
     prior_odds = np.log(prior / (1 - prior))[:, None]
-    log_odds = prior_odds + both * np.log(keep / fill)[None, :] + (held[:, None] - both) * np.log((1 - keep) / (1 - fill))[None, :]
+    log_odds = (
+        prior_odds + both * np.log(keep / fill)[None, :] + (held[:, None] - both) * np.log((1 - keep) / (1 - fill))[None, :]
+    )
     belief = _sigmoid(log_odds)
 
     lost = max(flip, settings.error_floor / 4)

@@ -77,11 +77,17 @@ def plaintext_match_keys(frame: pl.DataFrame, keys: Mapping[str, Sequence[str]],
     out: dict[str, np.ndarray] = {}
     for name, parts in keys.items():
         cleaned = [pl.col(p).cast(pl.String).fill_null("").str.strip_chars().str.to_lowercase() for p in parts]
-        values = frame.select(pl.concat_str(cleaned, separator="\x1f").alias("v"), pl.all_horizontal([c.str.len_chars() > 0 for c in cleaned]).alias("ok"))
+        values = frame.select(
+            pl.concat_str(cleaned, separator="\x1f").alias("v"),
+            pl.all_horizontal([c.str.len_chars() > 0 for c in cleaned]).alias("ok"),
+        )
         distinct, codes = np.unique(values.get_column("v").to_numpy().astype(str), return_inverse=True)
         person = name.encode()[:16]
         digests = np.array(
-            [int.from_bytes(hashlib.blake2b(v.encode(), key=key, digest_size=8, person=person).digest(), "little") >> 1 for v in distinct],
+            [
+                int.from_bytes(hashlib.blake2b(v.encode(), key=key, digest_size=8, person=person).digest(), "little") >> 1
+                for v in distinct
+            ],
             dtype=np.int64,
         )  # 63 bits: never the sentinel
         out[name] = np.where(values.get_column("ok").to_numpy(), digests[codes.ravel()], NO_TOKEN)
@@ -116,7 +122,9 @@ def scope_similarities(frame: pl.DataFrame, pairs: np.ndarray, columns: Sequence
     require_scipy()
     import scipy.sparse as sparse
 
-    text = frame.select(pl.concat_str([pl.col(c).cast(pl.String).fill_null("").str.to_lowercase() for c in columns], separator=" ")).to_series()
+    text = frame.select(
+        pl.concat_str([pl.col(c).cast(pl.String).fill_null("").str.to_lowercase() for c in columns], separator=" ")
+    ).to_series()
     rows, cols = [], []
     vocabulary: dict[str, int] = {}
     for r, value in enumerate(text.to_list()):
@@ -140,7 +148,11 @@ def match_key_view(
     ``evidence_columns``, default every column a key uses). The attacker builds its own the same way."""
     tokens = plaintext_match_keys(frame, keys, key=key)
     pairs, _ = shared_token_pairs(tokens)
-    columns = list(evidence_columns) if evidence_columns is not None else list(dict.fromkeys(c for parts in keys.values() for c in parts))
+    columns = (
+        list(evidence_columns)
+        if evidence_columns is not None
+        else list(dict.fromkeys(c for parts in keys.values() for c in parts))
+    )
     return MatchKeyView(tokens=tokens, scope_edges=pairs, scope_scores=scope_similarities(frame, pairs, columns))
 
 
@@ -161,13 +173,24 @@ def token_frequency_attack(
     candidates: list[tuple[np.ndarray, np.ndarray]] = []  # per key: (encoded group id per record, plaintext group id per record)
     aligned_values = 0
     for name, column in encoded.items():
-        enc_group, plain_group, count = _aligned_groups(np.asarray(column, dtype=np.int64), np.asarray(attacker[name], dtype=np.int64), min_count)
+        enc_group, plain_group, count = _aligned_groups(
+            np.asarray(column, dtype=np.int64), np.asarray(attacker[name], dtype=np.int64), min_count
+        )
         aligned_values += count
         candidates.append((enc_group, plain_group))
     guesses = _single_candidates(candidates, n, n_plain)
     confidence = np.where(guesses >= 0, 1.0, -np.inf)
     details = {"aligned_values": float(aligned_values), "keys": float(len(encoded))}
-    return scored("token-frequency", TOKENS, guesses, confidence, truth=truth, known_pairs=known, seconds=time.perf_counter() - started, details=details)
+    return scored(
+        "token-frequency",
+        TOKENS,
+        guesses,
+        confidence,
+        truth=truth,
+        known_pairs=known,
+        seconds=time.perf_counter() - started,
+        details=details,
+    )
 
 
 def _aligned_groups(encoded: np.ndarray, plain: np.ndarray, min_count: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -275,7 +298,13 @@ def scope_graph_attack(
 
 
 def _graph_attack(
-    attack: str, graph_a: object, graph_b: object, known_pairs: np.ndarray, rng: np.random.Generator, truth: np.ndarray | None, settings: EmbeddingAttackSettings
+    attack: str,
+    graph_a: object,
+    graph_b: object,
+    known_pairs: np.ndarray,
+    rng: np.random.Generator,
+    truth: np.ndarray | None,
+    settings: EmbeddingAttackSettings,
 ) -> AttackResult:
     started = time.perf_counter()
     known = np.asarray(known_pairs, dtype=np.int64).reshape(-1, 2)
@@ -284,4 +313,13 @@ def _graph_attack(
     details["edges"] = float(graph_a.nnz // 2)  # type: ignore[attr-defined]
     if truth is not None:
         details["unrefined_correct"] = unrefined_correct(match, known, truth)
-    return scored(attack, TOKENS, match.guesses, match.confidence, truth=truth, known_pairs=known, seconds=time.perf_counter() - started, details=details)
+    return scored(
+        attack,
+        TOKENS,
+        match.guesses,
+        match.confidence,
+        truth=truth,
+        known_pairs=known,
+        seconds=time.perf_counter() - started,
+        details=details,
+    )

@@ -40,8 +40,12 @@ def pair_margins(score: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.nd
     row_rival = np.partition(score[rows], -2, axis=1)[:, -2:] if score.shape[1] > 1 else np.full((len(rows), 2), -np.inf)
     col_rival = np.partition(score[:, cols].T, -2, axis=1)[:, -2:] if score.shape[0] > 1 else np.full((len(rows), 2), -np.inf)
     # The best other entry: the top one unless it is the pair itself, else the runner-up.
-    row_other = np.where(row_rival[:, 1] > chosen, row_rival[:, 1], np.where(row_rival[:, 1] == chosen, row_rival[:, 0], row_rival[:, 1]))
-    col_other = np.where(col_rival[:, 1] > chosen, col_rival[:, 1], np.where(col_rival[:, 1] == chosen, col_rival[:, 0], col_rival[:, 1]))
+    row_other = np.where(
+        row_rival[:, 1] > chosen, row_rival[:, 1], np.where(row_rival[:, 1] == chosen, row_rival[:, 0], row_rival[:, 1])
+    )
+    col_other = np.where(
+        col_rival[:, 1] > chosen, col_rival[:, 1], np.where(col_rival[:, 1] == chosen, col_rival[:, 0], col_rival[:, 1])
+    )
     return chosen - np.maximum(row_other, col_other)
 
 

@@ -100,7 +100,9 @@ def with_settings_of(schema: Schema, columns: Sequence[str], project: str) -> Sc
         )
         for spec in like.fields
     )
-    carried = dataclasses.replace(like, fields=fields, filter=schema.filter, hardening=schema.hardening, missing_values=schema.missing_values)
+    carried = dataclasses.replace(
+        like, fields=fields, filter=schema.filter, hardening=schema.hardening, missing_values=schema.missing_values
+    )
     if not schema.match_keys:
         return carried
     # Match keys are written over roles (given, surname, dob, ...): those whose parts the columns
@@ -114,7 +116,9 @@ def with_settings_of(schema: Schema, columns: Sequence[str], project: str) -> Sc
         usable = resolved_keys(carried, None)  # the default set: the default the columns can make
     else:
         usable = usable_keys(tuple(ScopedMatchKey(name=k.name, parts=k.parts) for k in schema.match_keys), carried)
-    return dataclasses.replace(carried, match_keys=tuple(MatchKey(name=k.name, parts=k.parts) for k in usable), token_cap=schema.token_cap)
+    return dataclasses.replace(
+        carried, match_keys=tuple(MatchKey(name=k.name, parts=k.parts) for k in usable), token_cap=schema.token_cap
+    )
 
 
 def attack_views(encodings: Encodings) -> list[str]:
@@ -145,7 +149,17 @@ def attacks_on(
             for name, attack in (("graph", graph_matching_attack), ("frequency", frequency_attack)):
                 progress(f"{name} attack on the {view} view")
                 options = {"known_pairs": scenario.known_pairs} if name == "graph" else {}
-                results.append(attack(filters, scenario.plaintext, schema, rng=np.random.default_rng(seed), view=view, truth=scenario.truth, **options))
+                results.append(
+                    attack(
+                        filters,
+                        scenario.plaintext,
+                        schema,
+                        rng=np.random.default_rng(seed),
+                        view=view,
+                        truth=scenario.truth,
+                        **options,
+                    )
+                )
     scalable_views = [v for v in chosen if v in (RECORD, ALL_GROUPS)]
     results += scalable_attacks_on(scenario, schema, encodings, seed, views=scalable_views, progress=progress)
     return results
@@ -168,7 +182,15 @@ def scalable_attacks_on(
         for name, attack in (("embedding", embedding_attack), ("xor", xor_linearity_attack)):
             progress(f"{name} attack on the {view} view")
             results.append(
-                attack(filters, scenario.plaintext, schema, known_pairs=scenario.known_pairs, rng=np.random.default_rng(seed), view=view, truth=scenario.truth)
+                attack(
+                    filters,
+                    scenario.plaintext,
+                    schema,
+                    known_pairs=scenario.known_pairs,
+                    rng=np.random.default_rng(seed),
+                    view=view,
+                    truth=scenario.truth,
+                )
             )
     return results
 
@@ -219,7 +241,9 @@ def match_key_attacks(
     results = [token_frequency_attack(encoded.tokens, attacker.tokens, truth=scenario.truth, known_pairs=scenario.known_pairs)]
     for name, attack in (("token graph", token_graph_attack), ("scope graph", scope_graph_attack)):
         progress(f"{name} attack")
-        results.append(attack(encoded, attacker, known_pairs=scenario.known_pairs, rng=np.random.default_rng(seed), truth=scenario.truth))
+        results.append(
+            attack(encoded, attacker, known_pairs=scenario.known_pairs, rng=np.random.default_rng(seed), truth=scenario.truth)
+        )
     return results
 
 
@@ -233,13 +257,16 @@ def linkage_f1(
         for name, file in (("a", "dataset4a.csv"), ("b", "dataset4b.csv"))
     }
     truth = pl.concat(
-        frame.select("record_id", source=pl.lit(name), entity_id=pl.col("record_id").str.extract(r"rec-(\d+)")) for name, frame in febrl.items()
+        frame.select("record_id", source=pl.lit(name), entity_id=pl.col("record_id").str.extract(r"rec-(\d+)"))
+        for name, frame in febrl.items()
     )
     out = {"FEBRL4": _f1({n: encode_records(f, febrl_schema, secret).encodings for n, f in febrl.items()}, truth, settings)}
     agency_schema = with_settings_of(schema, GENERATED_COLUMNS, "privacy-report-agencies")
     data = generate_agencies(agency_people, rng=np.random.default_rng(seed))
     sources = {
-        name: encode_records(frame.rename({"rec_id": "record_id"}).select("record_id", *GENERATED_COLUMNS), agency_schema, secret).encodings
+        name: encode_records(
+            frame.rename({"rec_id": "record_id"}).select("record_id", *GENERATED_COLUMNS), agency_schema, secret
+        ).encodings
         for name, frame in data.frames.items()
     }
     out[f"generated agencies ({agency_people:,} people)"] = _f1(sources, data.truth, settings)
@@ -280,9 +307,13 @@ def privacy_report(
         attacked = schema
     needed = people_needed(records, overlap)
     if people.height < needed:
-        raise LinkageError(f"{records:,} records a list at {overlap:.0%} overlap need {needed:,} people; the population has {people.height:,}")
+        raise LinkageError(
+            f"{records:,} records a list at {overlap:.0%} overlap need {needed:,} people; the population has {people.height:,}"
+        )
     if not 0.0 <= known_share <= overlap:
-        raise LinkageError(f"known pairs ({known_share:g}) must be a share of the records between 0 and the overlap ({overlap:g})")
+        raise LinkageError(
+            f"known pairs ({known_share:g}) must be a share of the records between 0 and the overlap ({overlap:g})"
+        )
     scenario = attack_scenario(people, attacked.columns, records=records, overlap=overlap, known_share=known_share, rng=rng)
     if attacked.match_keys:  # no filter is sent: the coordinator holds tokens and within-scope scores
         results = match_key_attacks(scenario, schema=attacked, seed=seed, progress=progress)

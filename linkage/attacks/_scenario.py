@@ -51,9 +51,7 @@ def attack_scenario(
         raise ValueError(f"{people_needed(records, overlap)} people needed, {people.height} given")
     if not 0.0 <= known_share <= 1.0 or round(known_share * records) > common:
         raise ValueError("known_share must leave the known pairs among the people on both lists")
-    values = people.select(
-        *(pl.col(c).cast(pl.String).fill_null("") for c in columns)
-    )
+    values = people.select(*(pl.col(c).cast(pl.String).fill_null("") for c in columns))
     chosen = rng.permutation(people.height)[: 2 * records - common]
     encoded_people = chosen[:records]
     plaintext_people = np.concatenate([chosen[:common], chosen[records:]])

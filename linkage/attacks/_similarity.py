@@ -109,7 +109,11 @@ def top_pairs_of(
             first_row = np.where(swap, two[1], two[0])
             first_score, second_score = np.maximum(first_score, second_score), np.minimum(first_score, second_score)
         else:
-            first_row, first_score, second_score = np.zeros(n_right, dtype=np.int64), block[0], np.full(n_right, -np.inf, dtype=np.float32)
+            first_row, first_score, second_score = (
+                np.zeros(n_right, dtype=np.int64),
+                block[0],
+                np.full(n_right, -np.inf, dtype=np.float32),
+            )
         better = first_score > col_best
         col_second = np.where(better, np.maximum(col_best, second_score), np.maximum(col_second, first_score))
         col_best_row = np.where(better, first_row + rows.start, col_best_row)

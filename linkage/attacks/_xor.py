@@ -100,10 +100,14 @@ def xor_linearity_attack(
     guesses[known[:, 0]] = known[:, 1]
     confidence[known[:, 0]] = np.inf
     details["anchors"] = float(len(anchors))
-    return scored("xor", view, guesses, confidence, truth=truth, known_pairs=known, seconds=time.perf_counter() - started, details=details)
+    return scored(
+        "xor", view, guesses, confidence, truth=truth, known_pairs=known, seconds=time.perf_counter() - started, details=details
+    )
 
 
-def _predicted(bits: np.ndarray, holds: object, hashes: np.ndarray, anchors: np.ndarray, settings: XorAttackSettings) -> np.ndarray:
+def _predicted(
+    bits: np.ndarray, holds: object, hashes: np.ndarray, anchors: np.ndarray, settings: XorAttackSettings
+) -> np.ndarray:
     """Every plaintext record's predicted filter (n, bits): the sum of its tokens' learnt lifts, each
     token keeping only as many positions as the schema gives it hash functions (its largest lifts)."""
     import scipy.sparse as sparse

@@ -124,7 +124,9 @@ def _hardened(filters: np.ndarray, schema: Schema, secret: Secret, record_ids: p
     if hardening.xor_fold:
         filters = xor_folded(filters)
     if hardening.blip > 0:
-        filters = blipped(filters, _record_seeds(secret.derive(schema.project, "hardening/blip"), record_ids, stream), hardening.blip)
+        filters = blipped(
+            filters, _record_seeds(secret.derive(schema.project, "hardening/blip"), record_ids, stream), hardening.blip
+        )
     return filters
 
 

@@ -61,7 +61,11 @@ def record_filters(
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _fill_record_filters(
-    codes: np.ndarray, table: np.ndarray, field_group: np.ndarray, record: np.ndarray, groups: np.ndarray,
+    codes: np.ndarray,
+    table: np.ndarray,
+    field_group: np.ndarray,
+    record: np.ndarray,
+    groups: np.ndarray,
     present: np.ndarray,
 ) -> None:
     n_fields, n = codes.shape

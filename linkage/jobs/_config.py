@@ -160,7 +160,10 @@ def load_node_config(path: str | Path, *, listen: str | None = None) -> NodeConf
 def load_coordinator_config(path: str | Path, *, listen: str | None = None) -> CoordinatorConfig:
     path, data = _load(path)
     r = _Reader(path, data)
-    c = r.table("coordinator", {"name", "listen", "data_dir", "retain_encodings", "fetch_attempts", "delivery_attempts", "retry_backoff_s"})
+    c = r.table(
+        "coordinator",
+        {"name", "listen", "data_dir", "retain_encodings", "fetch_attempts", "delivery_attempts", "retry_backoff_s"},
+    )
     raw_agencies = data.get("agencies")
     if not isinstance(raw_agencies, dict) or not raw_agencies:
         raise ConfigError(f"{path}: [agencies.NAME]: list at least one agency with its address")

@@ -58,14 +58,17 @@ def agency_results(pairs: pl.DataFrame, disclosure: Mapping[str, str], job_key: 
                 band=best_band,
                 similarity=pl.col("similarity").max(),
                 # others named only from pairs in the record's best band
-                shared_with=pl.col("other").filter(
-                    pl.col("other").is_in(nameable) & ((pl.col("band") == "match") | ~(pl.col("band") == "match").any())
-                ).unique().sort(),
+                shared_with=pl.col("other")
+                .filter(pl.col("other").is_in(nameable) & ((pl.col("band") == "match") | ~(pl.col("band") == "match").any()))
+                .unique()
+                .sort(),
             )
             .sort("record_id")
         )
         rows = rows.with_columns(
-            reference=pl.col("record_id").map_elements(lambda rid, a=agency: reference_token(job_key, a, rid), return_dtype=pl.String)
+            reference=pl.col("record_id").map_elements(
+                lambda rid, a=agency: reference_token(job_key, a, rid), return_dtype=pl.String
+            )
         )
         out[agency] = rows.select(RESULT_COLUMNS)
     return out

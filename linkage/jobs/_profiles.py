@@ -87,7 +87,9 @@ def encode_records(
 ) -> Encoded:
     """Encode ``records`` (``record_id`` plus the schema's columns) as the schema's profile says."""
     if schema.match_keys:
-        result = encode_scoped(records, schema, secret, keys=scoped_keys(schema), cap=schema.token_cap, today=today, key_epoch=key_epoch)
+        result = encode_scoped(
+            records, schema, secret, keys=scoped_keys(schema), cap=schema.token_cap, today=today, key_epoch=key_epoch
+        )
         if progress:
             progress("encoded under match keys")
         return Encoded(result.encodings, result.rejects, result.missing, dict(result.capped), dict(result.seconds))
@@ -196,7 +198,9 @@ def link_sources(
     )  # fmt: skip
 
 
-def _link_scoped(sources: Mapping[str, ScopedEncodings], settings: LinkSettings, progress: Callable[[str], None] | None) -> Linked:
+def _link_scoped(
+    sources: Mapping[str, ScopedEncodings], settings: LinkSettings, progress: Callable[[str], None] | None
+) -> Linked:
     if settings.scoring == "dice":
         raise LinkageError("match-key encodings are scored by Fellegi–Sunter (fs); dice needs record-filter encodings")
     threshold = DEFAULT_MATCH_THRESHOLD if settings.threshold is None else settings.threshold
@@ -205,7 +209,11 @@ def _link_scoped(sources: Mapping[str, ScopedEncodings], settings: LinkSettings,
         if settings.review_threshold is not None:
             raise LinkageError(f"review threshold {review:g} is above the match threshold {threshold:g}")
         review = threshold
-    result = link_scoped(sources, ScopedLinkSettings(threshold=threshold, review_threshold=review, one_per_source=settings.one_per_source), progress=progress)
+    result = link_scoped(
+        sources,
+        ScopedLinkSettings(threshold=threshold, review_threshold=review, one_per_source=settings.one_per_source),
+        progress=progress,
+    )
     return Linked(
         profile="match-keys", scoring="fs", pairs=result.pairs, clusters=result.clusters, scores=result.scores,
         threshold=result.threshold, review_threshold=result.review_threshold, sources=dict(result.sources),
@@ -224,11 +232,15 @@ def _scoped_summary(linked: Linked, elapsed: float, out: Path | None, clusters: 
     lines += histogram_lines(linked.scores, linked.threshold, linked.review_threshold)
     suggestion = suggested_threshold(linked.scores)
     if suggestion is not None:
-        lines.append(f"suggested match threshold {suggestion:g} (where the score distribution is thinnest); in use {linked.threshold:g}")
+        lines.append(
+            f"suggested match threshold {suggestion:g} (where the score distribution is thinnest); in use {linked.threshold:g}"
+        )
     n_clusters = linked.clusters.get_column("cluster_id").n_unique()
     matches = int((linked.pairs.get_column("band") == "match").sum())
     where = f"wrote {out}: " if out else ""
-    lines.append(f"{where}{matches:,} matching pairs in {n_clusters:,} clusters, {linked.pairs.height - matches:,} possible matches for review")
+    lines.append(
+        f"{where}{matches:,} matching pairs in {n_clusters:,} clusters, {linked.pairs.height - matches:,} possible matches for review"
+    )
     if matches == 0:
         best = f"{float(linked.scores.max()):.3g}" if len(linked.scores) else "none"
         lines.append(f"note: no candidate pair reached the match threshold {linked.threshold:g} (highest score {best})")
@@ -277,7 +289,13 @@ def key_frequency_lines(records: pl.DataFrame, schema: Schema, where: str | Path
     ]
     refused = None
     for (key, held, distinct, largest, share), share_common in zip(capped.iter_rows(), common.to_list(), strict=True):
-        verdict = "too common: refused" if share_common > REFUSE_SHARE_COMMON else "common: warn" if share_common > WARN_SHARE_COMMON else "ok"
+        verdict = (
+            "too common: refused"
+            if share_common > REFUSE_SHARE_COMMON
+            else "common: warn"
+            if share_common > WARN_SHARE_COMMON
+            else "ok"
+        )
         lines.append(
             f"  {key:<26} {held:>9,} records {distinct:>9,} values  largest {largest:>6,}"
             f"  lose the token {share:6.1%}  common {share_common:6.1%}  {verdict}"

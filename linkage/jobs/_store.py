@@ -105,14 +105,30 @@ class JobStore:
 
     def get(self, job_id: str) -> Job | None:
         with self._connect() as db:
-            row = db.execute("SELECT id, created, finished, state, agencies, settings, error, summary FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = db.execute(
+                "SELECT id, created, finished, state, agencies, settings, error, summary FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
             if row is None:
                 return None
-            deliveries = db.execute("SELECT agency, digest, released FROM deliveries WHERE job = ? ORDER BY agency", (job_id,)).fetchall()
+            deliveries = db.execute(
+                "SELECT agency, digest, released FROM deliveries WHERE job = ? ORDER BY agency", (job_id,)
+            ).fetchall()
         delivered = tuple(a for a, _, _ in deliveries)
         released = tuple(a for a, _, r in deliveries if r)
         digests = tuple((a, d) for a, d, _ in deliveries)
-        return Job(row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), json.loads(row[5]), row[6], row[7], delivered, released, digests)
+        return Job(
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            tuple(json.loads(row[4])),
+            json.loads(row[5]),
+            row[6],
+            row[7],
+            delivered,
+            released,
+            digests,
+        )
 
     def unfinished(self) -> list[Job]:
         with self._connect() as db:
@@ -124,5 +140,9 @@ class JobStore:
         interrupted = self.unfinished()
         for job in interrupted:
             got = f"; results had reached {', '.join(job.delivered)}" if job.delivered else "; no agency had received results"
-            self.set_state(job.id, "failed", error=f"coordinator stopped while the job was {job.state}{got}; resume it with `linkage job deliver --job {job.id}`")
+            self.set_state(
+                job.id,
+                "failed",
+                error=f"coordinator stopped while the job was {job.state}{got}; resume it with `linkage job deliver --job {job.id}`",
+            )
         return interrupted

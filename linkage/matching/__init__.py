@@ -1,7 +1,7 @@
 """Matching encodings: the engine that compares filters, blocking, scoring, solving and ``link``.
 
-    encodings of several sources ─▶ candidates (``Engine``: all pairs or LSH) ─▶ scores
-    (Fellegi–Sunter or Dice) ─▶ clusters and bands ─▶ pairs
+encodings of several sources ─▶ candidates (``Engine``: all pairs or LSH) ─▶ scores
+(Fellegi–Sunter or Dice) ─▶ clusters and bands ─▶ pairs
 """
 
 from linkage.matching._evaluate import Quality, blocking_quality, pair_quality, read_candidates, read_pairs, read_truth

@@ -648,9 +648,7 @@ def _join_chunk(a, b, sides, u, stop, need, score, band, history, caps, offsets,
                 pending[count, 0], pending[count, 1], pending[count, 2] = x, i, j
                 count += 1
                 if count == _CANDIDATE_BATCH:
-                    _scored_candidates(
-                        a, b, pending, count, need, score, band, history, caps, offsets, out_j, out_score, kept
-                    )
+                    _scored_candidates(a, b, pending, count, need, score, band, history, caps, offsets, out_j, out_score, kept)
                     looked += count
                     count = 0
         u = end
@@ -810,9 +808,7 @@ def _with_oversized_runs(history: _History, a, b, sides: _Sides, band: int) -> _
         )
     split = np.empty(len(sides.a_keys), dtype=np.uint32)
     skipped = np.empty(len(sides.a_keys), dtype=np.uint64)
-    n_split, n_skipped, pairs = _oversized_runs(
-        a, b, sides, history.extra_positions[band], MAX_BUCKET_PAIRS, split, skipped
-    )
+    n_split, n_skipped, pairs = _oversized_runs(a, b, sides, history.extra_positions[band], MAX_BUCKET_PAIRS, split, skipped)
     return history._replace(
         split_ptr=np.append(history.split_ptr, history.split_ptr[-1] + n_split),
         split_keys=np.concatenate([history.split_keys, split[:n_split]]),

@@ -74,9 +74,7 @@ def _element_pointer(context, builder, array_type, array, indices):
     arr = context.make_array(array_type)(context, builder, array)
     shape = cgutils.unpack_tuple(builder, arr.shape)
     strides = cgutils.unpack_tuple(builder, arr.strides)
-    return cgutils.get_item_pointer2(
-        context, builder, arr.data, shape, strides, array_type.layout, indices, wraparound=False
-    )
+    return cgutils.get_item_pointer2(context, builder, arr.data, shape, strides, array_type.layout, indices, wraparound=False)
 
 
 def _load_v4(builder, pointer):

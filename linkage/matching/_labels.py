@@ -60,9 +60,7 @@ def threshold_from_labels(scores: np.ndarray, same: np.ndarray) -> LabelledThres
         return None
     values = np.unique(scores)  # sorted; a cut k puts values[k:] at or above the threshold
     same_below = np.concatenate([[0], np.cumsum(np.bincount(np.searchsorted(values, scores[same]), minlength=len(values)))])
-    different_below = np.concatenate(
-        [[0], np.cumsum(np.bincount(np.searchsorted(values, scores[~same]), minlength=len(values)))]
-    )
+    different_below = np.concatenate([[0], np.cumsum(np.bincount(np.searchsorted(values, scores[~same]), minlength=len(values)))])
     misplaced = same_below + (n_different - different_below)  # cut k: same pairs below it, different ones at or above
     lower = np.concatenate([[max(0.0, values[0] - 0.05)], values])  # the gap each cut sits in
     upper = np.concatenate([values, [min(1.0, values[-1] + 0.05)]])

@@ -192,7 +192,10 @@ def link(
     # 2. scores
     model = None
     if scoring == "fs":
-        levels = [agreement_levels(group_dice_of_pairs(sources[names[x]].group_filters, sources[names[y]].group_filters, i, j)) for x, y, i, j in found]
+        levels = [
+            agreement_levels(group_dice_of_pairs(sources[names[x]].group_filters, sources[names[y]].group_filters, i, j))
+            for x, y, i, j in found
+        ]
         all_levels = np.concatenate(levels) if levels else np.zeros((0, len(first.group_names)), dtype=np.int8)
         random_levels = np.concatenate([_random_pair_levels(sources[names[x]], sources[names[y]], rng) for x, y, _, _ in found])
         sample = all_levels if len(all_levels) <= EM_SAMPLE else all_levels[rng.choice(len(all_levels), EM_SAMPLE, replace=False)]
@@ -273,7 +276,12 @@ def _union(group_filters: np.ndarray, groups: list[int]) -> np.ndarray:
 
 
 def _candidates(
-    name_a: str, a: Encodings, name_b: str, b: Encodings, settings: LinkSettings, rng: np.random.Generator,
+    name_a: str,
+    a: Encodings,
+    name_b: str,
+    b: Encodings,
+    settings: LinkSettings,
+    rng: np.random.Generator,
     say: Callable[[str], None] = lambda _: None,
 ) -> tuple[np.ndarray, np.ndarray, SourcePairStats]:
     """Candidate pairs by every rule. A rule that would let through more unrelated pairs than the
@@ -294,14 +302,18 @@ def _candidates(
         except ValueError as exc:
             raise LinkageError(f"{name_a} ~ {name_b}: {rule} rule at Dice {threshold:g}: {exc}") from None
         if plan.tightened:
-            notes.append(f"{rule} rule tightened from Dice >= {threshold:g} to {plan.threshold:g} so that LSH stays quick; --blocking none compares all pairs")
+            notes.append(
+                f"{rule} rule tightened from Dice >= {threshold:g} to {plan.threshold:g} so that LSH stays quick; --blocking none compares all pairs"
+            )
         modes.add(plan.mode)
         if plan.mode == "none":
             i, j, _ = dice_pairs(fa, fb, plan.threshold)
             comparisons += len(a) * len(b)
         else:
             reporter = _BandReporter(say, rule)
-            i, j, _ = blocked_dice_pairs(fa, fb, plan.threshold, target_completeness=settings.target_completeness, rng=rng, progress=reporter)
+            i, j, _ = blocked_dice_pairs(
+                fa, fb, plan.threshold, target_completeness=settings.target_completeness, rng=rng, progress=reporter
+            )
             comparisons += reporter.compared
             completeness.append(_sampled_completeness(fa, fb, plan.threshold, i, j, rng))
         keys.append(i * len(b) + j)
@@ -394,7 +406,9 @@ class _BandReporter:
             self.say(f"  {self.rule} rule: LSH band {p.band:,} of {p.bands:,}, {p.pairs:,} pairs kept")
 
 
-def _sampled_completeness(fa: np.ndarray, fb: np.ndarray, threshold: float, i: np.ndarray, j: np.ndarray, rng: np.random.Generator) -> float:
+def _sampled_completeness(
+    fa: np.ndarray, fb: np.ndarray, threshold: float, i: np.ndarray, j: np.ndarray, rng: np.random.Generator
+) -> float:
     """Share of the pairs an exact comparison finds, for a sample of rows, that blocking found too."""
     rows = np.sort(rng.choice(len(fa), min(COMPLETENESS_SAMPLE_ROWS, len(fa)), replace=False))
     ei, ej, _ = dice_pairs(np.ascontiguousarray(fa[rows]), fb, threshold)
@@ -431,7 +445,9 @@ def _banded_pairs(sources, names, offsets, labels, left, right, score, review_th
         "source_b": names_arr[source_of[all_right]], "id_b": ids[all_right],
         "similarity": np.round(similarity.astype(np.float64), 4), "band": bands,
     }, schema={"source_a": pl.String, "id_a": pl.String, "source_b": pl.String, "id_b": pl.String, "similarity": pl.Float64, "band": pl.String})  # fmt: skip
-    return frame.sort(["band", "similarity", "source_a", "id_a", "source_b", "id_b"], descending=[False, True, False, False, False, False])
+    return frame.sort(
+        ["band", "similarity", "source_a", "id_a", "source_b", "id_b"], descending=[False, True, False, False, False, False]
+    )
 
 
 def _pairs_within_clusters(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

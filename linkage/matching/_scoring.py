@@ -56,7 +56,9 @@ class MatchModel:
 
     def describe(self) -> list[str]:
         table = self.weight_table()
-        lines = [f"match weights (log2 m/u) by Dice level {'  '.join(_level_names())}; prior {self.prior:.3g} (share of matches among all cross-source pairs)"]
+        lines = [
+            f"match weights (log2 m/u) by Dice level {'  '.join(_level_names())}; prior {self.prior:.3g} (share of matches among all cross-source pairs)"
+        ]
         for g, name in enumerate(self.groups):
             lines.append(f"  {name:<10}" + " ".join(f"{w:+7.2f}" for w in table[g]))
         return lines

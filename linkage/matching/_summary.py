@@ -21,7 +21,9 @@ def link_summary(result: LinkResult, elapsed: float, out: Path | None = None, cl
     lines.append(f"  {'sources':<40} {'blocking':<8} {'candidates':>11} {'matches':>8} {'possible':>8}  pairs completeness")
     for s in result.stats:
         completeness = "1 (all pairs compared)" if s.blocking == "none" else f"{s.pairs_completeness:.4f} (estimated on a sample)"
-        lines.append(f"  {s.source_a + ' ~ ' + s.source_b:<40} {s.blocking:<8} {s.candidates:>11,} {s.matches:>8,} {s.possible:>8,}  {completeness}")
+        lines.append(
+            f"  {s.source_a + ' ~ ' + s.source_b:<40} {s.blocking:<8} {s.candidates:>11,} {s.matches:>8,} {s.possible:>8,}  {completeness}"
+        )
         lines += [f"    note: {note}" for note in s.notes]
     if result.model is not None:
         lines += result.model.describe()
@@ -29,11 +31,15 @@ def link_summary(result: LinkResult, elapsed: float, out: Path | None = None, cl
     lines += histogram_lines(result.scores, result.threshold, result.review_threshold)
     suggestion = suggested_threshold(result.scores)
     if suggestion is not None:
-        lines.append(f"suggested match threshold {suggestion:g} (where the score distribution is thinnest); in use {result.threshold:g}")
+        lines.append(
+            f"suggested match threshold {suggestion:g} (where the score distribution is thinnest); in use {result.threshold:g}"
+        )
     n_clusters = result.clusters.get_column("cluster_id").n_unique()
     matches = int((result.pairs.get_column("band") == "match").sum())
     where = f"wrote {out}: " if out else ""
-    lines.append(f"{where}{matches:,} matching pairs in {n_clusters:,} clusters, {result.pairs.height - matches:,} possible matches for review")
+    lines.append(
+        f"{where}{matches:,} matching pairs in {n_clusters:,} clusters, {result.pairs.height - matches:,} possible matches for review"
+    )
     if matches == 0:
         best = f"{float(result.scores.max()):.3g}" if len(result.scores) else "none"
         lines.append(

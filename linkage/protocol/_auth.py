@@ -107,6 +107,7 @@ def _guarded(
         context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
     if streaming_response:
+
         def stream(request: Any, context: grpc.ServicerContext):
             check(context)
             try:
@@ -145,16 +146,24 @@ class PolicyInterceptor(grpc.ServerInterceptor):
         policy = self._policy if not method.startswith("/grpc.health.v1.") else (lambda _m, _i: None)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _guarded(handler.unary_unary, method, policy, False, self._on_refusal), handler.request_deserializer, handler.response_serializer
+                _guarded(handler.unary_unary, method, policy, False, self._on_refusal),
+                handler.request_deserializer,
+                handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _guarded(handler.unary_stream, method, policy, True, self._on_refusal), handler.request_deserializer, handler.response_serializer
+                _guarded(handler.unary_stream, method, policy, True, self._on_refusal),
+                handler.request_deserializer,
+                handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _guarded(handler.stream_unary, method, policy, False, self._on_refusal), handler.request_deserializer, handler.response_serializer
+                _guarded(handler.stream_unary, method, policy, False, self._on_refusal),
+                handler.request_deserializer,
+                handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
-            _guarded(handler.stream_stream, method, policy, True, self._on_refusal), handler.request_deserializer, handler.response_serializer
+            _guarded(handler.stream_stream, method, policy, True, self._on_refusal),
+            handler.request_deserializer,
+            handler.response_serializer,
         )

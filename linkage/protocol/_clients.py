@@ -48,7 +48,6 @@ def peer_error(agency: str, error: grpc.RpcError) -> str:
     return f"{agency}: {code.name if code else 'error'}: {details}"
 
 
-
 def fetch_encodings(address: str, tls: TlsMaterial, agency: str, job_id: str) -> Fetched:
     """One attempt at pulling ``agency``'s encodings for ``job_id``; raises TransferError or grpc.RpcError."""
     with secure_channel(address, tls, peer=("node", agency)) as channel:

@@ -22,7 +22,9 @@ def generated_sources() -> dict[str, str]:
 
     protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / "linkage" / "v1").glob("*.proto"))
     with tempfile.TemporaryDirectory() as temp:
-        code = protoc.main(["protoc", f"-I{PROTO_ROOT}", f"--python_out={temp}", f"--pyi_out={temp}", f"--grpc_python_out={temp}", *protos])
+        code = protoc.main(
+            ["protoc", f"-I{PROTO_ROOT}", f"--python_out={temp}", f"--pyi_out={temp}", f"--grpc_python_out={temp}", *protos]
+        )
         if code != 0:
             raise SystemExit(f"protoc failed with status {code}")
         out = {}

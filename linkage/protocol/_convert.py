@@ -161,7 +161,11 @@ def _scoped_from(trailer: pb.EncodingChunk, packed: list[bytes], digest: str, id
         raise TransferError(str(error)) from None
     if len(encodings) != trailer.total_records:
         raise TransferError(f"{peer}: received {len(encodings):,} records, the sender counted {trailer.total_records:,}")
-    if (encodings.project, encodings.schema_fingerprint, encodings.key_epoch) != (trailer.project, trailer.schema_fingerprint, trailer.key_epoch):
+    if (encodings.project, encodings.schema_fingerprint, encodings.key_epoch) != (
+        trailer.project,
+        trailer.schema_fingerprint,
+        trailer.key_epoch,
+    ):
         raise TransferError(f"{peer}: the encodings' metadata disagrees with the stream's")
     return encodings
 
@@ -188,7 +192,9 @@ MAX_NAMES_PER_ROW = 64
 MAX_REFERENCE_CHARS = 64
 
 
-def results_from_chunks(chunks: Iterable[pb.ResultChunk], *, peer: str, max_rows: int = MAX_RECORDS) -> tuple[str, pl.DataFrame, str]:
+def results_from_chunks(
+    chunks: Iterable[pb.ResultChunk], *, peer: str, max_rows: int = MAX_RECORDS
+) -> tuple[str, pl.DataFrame, str]:
     """(job id, results, digest), verified: every row of one job, count and digest as sent.
 
     ``max_rows``: the receiver's own record count (a row per record at most); more is refused at once.
@@ -227,6 +233,12 @@ def results_from_chunks(chunks: Iterable[pb.ResultChunk], *, peer: str, max_rows
             "reference": [r.reference for r in rows],
             "shared_with": [list(r.shared_with) for r in rows],
         },
-        schema={"record_id": pl.String, "band": pl.String, "similarity": pl.Float64, "reference": pl.String, "shared_with": pl.List(pl.String)},
+        schema={
+            "record_id": pl.String,
+            "band": pl.String,
+            "similarity": pl.Float64,
+            "reference": pl.String,
+            "shared_with": pl.List(pl.String),
+        },
     )
     return job_id, frame, trailer.digest

@@ -29,7 +29,9 @@ BLOCKINGS = ("auto", "none", "lsh")
 
 
 class RunJob(Protocol):
-    def __call__(self, job_id: str, agencies: list[str], settings: LinkSettings, say: Callable[[str], None], *, actor: str) -> str: ...
+    def __call__(
+        self, job_id: str, agencies: list[str], settings: LinkSettings, say: Callable[[str], None], *, actor: str
+    ) -> str: ...
 
 
 class ResumeJob(Protocol):
@@ -48,7 +50,11 @@ def coordinator_policy(config: CoordinatorConfig) -> Policy:
         if method.startswith("/linkage.v1.Audit/"):
             return None if identity.role == "auditor" else f"role {identity.role} may not read the audit log; only an auditor may"
         if method.startswith("/linkage.v1.KeyRelay/"):
-            return None if identity.role == "node" else f"role {identity.role} takes no part in the key ceremony; only agency nodes do"
+            return (
+                None
+                if identity.role == "node"
+                else f"role {identity.role} takes no part in the key ceremony; only agency nodes do"
+            )
         if identity.role != "coordinator" or identity.name != config.name:
             return f"only coordinator {config.name} may call {method}"
         return None
@@ -101,7 +107,9 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         if self._resume_job is None:
             raise JobError("this coordinator cannot resume jobs")
         actor = str(caller(context))
-        yield from self._follow(job_id, f"job {job_id} resumed (it was {job.state})", lambda say: self._resume_job(job_id, say, actor=actor), context)
+        yield from self._follow(
+            job_id, f"job {job_id} resumed (it was {job.state})", lambda say: self._resume_job(job_id, say, actor=actor), context
+        )
 
     def _follow(
         self, job_id: str, first: str, work: Callable[[Callable[[str], None]], str], context: grpc.ServicerContext
@@ -125,7 +133,9 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             except LinkageError as error:
                 events.put(pb.JobEvent(job_id=job_id, done=True, state="failed", summary=str(error)))
             except Exception as error:  # noqa: BLE001 - reported as a failed job, detail withheld
-                events.put(pb.JobEvent(job_id=job_id, done=True, state="failed", summary=f"internal error ({type(error).__name__})"))
+                events.put(
+                    pb.JobEvent(job_id=job_id, done=True, state="failed", summary=f"internal error ({type(error).__name__})")
+                )
             finally:
                 with self._running_lock:
                     self._running.discard(job_id)
@@ -162,15 +172,25 @@ class AuditService(pb_grpc.AuditServicer):
         if request.seq:
             query["seq"] = request.seq
         entries = [self._audit.entry(request.seq)] if request.seq else self._audit.entries(**_entry_filters(query))
-        self._audit.append(str(caller(context)), "audit log read", details={"query": {k: str(v) for k, v in query.items()}, "entries": len(entries)})
+        self._audit.append(
+            str(caller(context)),
+            "audit log read",
+            details={"query": {k: str(v) for k, v in query.items()}, "entries": len(entries)},
+        )
         for entry in entries:
             yield pb.AuditRecord(json=entries_jsonl([entry]))
 
     def Verify(self, request: pb.AuditVerifyRequest, context: grpc.ServicerContext) -> pb.AuditVerifyResponse:
         report = verify(self._audit.path, load_public_key(self._public_pem))
-        self._audit.append(str(caller(context)), "audit log read", details={"query": {"verify": "all"}, "entries": report.checked})
+        self._audit.append(
+            str(caller(context)), "audit log read", details={"query": {"verify": "all"}, "entries": report.checked}
+        )
         return pb.AuditVerifyResponse(
-            ok=report.ok, checked=report.checked, first_bad=report.first_bad or 0, reason=report.reason, public_key_pem=self._public_pem.decode()
+            ok=report.ok,
+            checked=report.checked,
+            first_bad=report.first_bad or 0,
+            reason=report.reason,
+            public_key_pem=self._public_pem.decode(),
         )
 
 
@@ -180,5 +200,3 @@ def _entry_filters(query: dict) -> dict:
         if key in out:
             out[key] = parse_time(out[key])
     return out
-
-

@@ -79,7 +79,9 @@ def share_secret(
     cards = _relay(address, tls, lambda stub: stub.ListKeyCards(pb.ListKeyCardsRequest(agencies=others), timeout=30)).cards
     secret = Secret.generate()
     wrapped = [
-        wrap_secret(secret, project=project, epoch=epoch, recipient=name, recipient_card=KeyCard.from_bytes(card), sender=tls, now=now)
+        wrap_secret(
+            secret, project=project, epoch=epoch, recipient=name, recipient_card=KeyCard.from_bytes(card), sender=tls, now=now
+        )
         for name, card in zip(others, cards, strict=True)
     ]
     _relay(address, tls, lambda stub: stub.PostWrappedSecrets(
@@ -129,7 +131,9 @@ def receive_secret(
         except CeremonyError as error:
             refusals.append(str(error))
     else:
-        raise CeremonyError(f"no copy for {config.agency} from {', '.join(sorted(accepted))} could be opened; first refusal: {refusals[0]}")
+        raise CeremonyError(
+            f"no copy for {config.agency} from {', '.join(sorted(accepted))} could be opened; first refusal: {refusals[0]}"
+        )
     config.secret.parent.mkdir(parents=True, exist_ok=True)
     secret.write(config.secret)
     write_secret_info(secret_info_path(config.secret), info)

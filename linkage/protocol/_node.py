@@ -90,7 +90,9 @@ class NodeService(pb_grpc.NodeServicer):
 
     def DeliverResults(self, request_iterator, context: grpc.ServicerContext) -> pb.DeliveryReceipt:
         # a row per record at most: more is refused as it arrives, never held
-        job_id, results, digest = results_from_chunks(request_iterator, peer="coordinator", max_rows=len(self._encodings().encodings))
+        job_id, results, digest = results_from_chunks(
+            request_iterator, peer="coordinator", max_rows=len(self._encodings().encodings)
+        )
         # Pending until the coordinator releases them: no agency holds results of an unfinished job.
         write_results(self._config.data_dir, job_id, results, folder_name="pending")
         self._audit.append(self._me, "results received", job=job_id, details={
@@ -106,7 +108,9 @@ class NodeService(pb_grpc.NodeServicer):
         if path is None:
             raise NoPendingResults(f"no results of job {job_id} here; deliver them first")
         if not already:
-            self._audit.append(self._me, "results released", job=job_id, details={"by": str(caller(context)), "digest": request.digest[:64]})
+            self._audit.append(
+                self._me, "results released", job=job_id, details={"by": str(caller(context)), "digest": request.digest[:64]}
+            )
             if self._on_results:
                 self._on_results(job_id, path)
         return pb.DeliveryReceipt(job_id=job_id, digest=request.digest)

@@ -94,7 +94,9 @@ class KeyRelayService(pb_grpc.KeyRelayServicer):
             new_project = roster is None
             if roster is None:
                 members = sorted({me.name, *recipients})
-                db.execute("INSERT INTO rosters VALUES (?, ?, ?, ?)", (request.project, me.name, json.dumps(members), self._now()))
+                db.execute(
+                    "INSERT INTO rosters VALUES (?, ?, ?, ?)", (request.project, me.name, json.dumps(members), self._now())
+                )
             else:
                 members = list(roster.members)
                 if me.name not in members:
@@ -104,7 +106,9 @@ class KeyRelayService(pb_grpc.KeyRelayServicer):
                     )
                 outsiders = [r for r in recipients if r not in members]
                 if outsiders:
-                    raise CeremonyError(f"{', '.join(outsiders)}: not a member of project {request.project!r}; a roster never grows")
+                    raise CeremonyError(
+                        f"{', '.join(outsiders)}: not a member of project {request.project!r}; a roster never grows"
+                    )
             for wrapped, blob in copies:
                 db.execute(
                     "INSERT OR REPLACE INTO wrapped VALUES (?, ?, ?, ?, ?, ?)",

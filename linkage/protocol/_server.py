@@ -25,15 +25,23 @@ CHANNEL_OPTIONS = [
 
 
 def create_server(
-    listen: str, tls: TlsMaterial, policy: Policy, register: Callable[[grpc.Server], None], *, workers: int = 8,
-    on_refusal: Callable[[Refusal], None] | None = None, interceptors: Sequence[grpc.ServerInterceptor] = (),
+    listen: str,
+    tls: TlsMaterial,
+    policy: Policy,
+    register: Callable[[grpc.Server], None],
+    *,
+    workers: int = 8,
+    on_refusal: Callable[[Refusal], None] | None = None,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """A started mTLS server on ``listen`` (port 0: any free port) with the health service; returns the port.
 
     ``on_refusal`` hears of every refused call (wrap it in a ``RefusalLog`` to rate-limit it);
     ``interceptors`` run before the policy (tests record what crosses the wire)."""
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers), interceptors=[*interceptors, PolicyInterceptor(policy, on_refusal)], options=CHANNEL_OPTIONS
+        futures.ThreadPoolExecutor(max_workers=workers),
+        interceptors=[*interceptors, PolicyInterceptor(policy, on_refusal)],
+        options=CHANNEL_OPTIONS,
     )
     register(server)
     health_servicer = health.HealthServicer()
@@ -54,7 +62,11 @@ def refusal_reporter(audit: AuditLog, me: str) -> RefusalLog:
 
     def report(refusal: Refusal) -> None:
         more = f" (and {refusal.suppressed} more refused, not logged)" if refusal.suppressed else ""
-        print(f"linkage: refused {refusal.method} from {refusal.peer} ({refusal.identity}): {refusal.reason}{more}", file=sys.stderr, flush=True)
+        print(
+            f"linkage: refused {refusal.method} from {refusal.peer} ({refusal.identity}): {refusal.reason}{more}",
+            file=sys.stderr,
+            flush=True,
+        )
         audit.append(me, "call refused", details={
             "peer": refusal.peer[:120], "identity": refusal.identity[:140], "method": refusal.method[:120],
             "reason": refusal.reason[:300], "suppressed": refusal.suppressed,

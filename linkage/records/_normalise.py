@@ -143,9 +143,9 @@ def _dates_by_expressions(text: pl.Series, spec: FieldSpec, today: dt.date) -> p
     formats = (spec.date_format,) if spec.date_format else ("%Y%m%d", "%Y-%m-%d", "%m/%d/%Y")
     earliest = dt.date(EARLIEST_BIRTH_YEAR, 1, 1)
     whole = pl.coalesce([pl.col("raw").str.to_date(fmt, strict=False) for fmt in formats])
-    value = text.to_frame("raw").select(
-        pl.when(whole.is_between(earliest, today)).then(whole.dt.to_string("%Y-%m-%d"))
-    ).to_series()
+    value = (
+        text.to_frame("raw").select(pl.when(whole.is_between(earliest, today)).then(whole.dt.to_string("%Y-%m-%d"))).to_series()
+    )
     rest = (value.is_null() & text.is_not_null()).arg_true()
     if len(rest) == 0:
         return value
@@ -249,8 +249,15 @@ def _ascii_missing(
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _mapped_word(
-    out: np.ndarray, start: int, end: int, low: int, high: int, words: np.ndarray, by_length: np.ndarray,
-    spellings: np.ndarray, spelling_lengths: np.ndarray,
+    out: np.ndarray,
+    start: int,
+    end: int,
+    low: int,
+    high: int,
+    words: np.ndarray,
+    by_length: np.ndarray,
+    spellings: np.ndarray,
+    spelling_lengths: np.ndarray,
 ) -> int:
     """Replaces out[start:end] (packed in low, high) by its street spelling, if it has one; returns the new end."""
     length = end - start
@@ -266,8 +273,13 @@ def _mapped_word(
 
 @numba.njit(cache=True, nogil=True)
 def _ascii_folded_texts(
-    data: np.ndarray, offsets: np.ndarray, join: int, words: np.ndarray, by_length: np.ndarray,
-    spellings: np.ndarray, spelling_lengths: np.ndarray,
+    data: np.ndarray,
+    offsets: np.ndarray,
+    join: int,
+    words: np.ndarray,
+    by_length: np.ndarray,
+    spellings: np.ndarray,
+    spelling_lengths: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What ``_folded_text`` gives for each ASCII value, written from ``2 * offsets[i] + i`` on.
 
@@ -501,8 +513,11 @@ def normalised_values(spec: FieldSpec, raw: pl.Series, today: dt.date) -> pl.Ser
 def _reject_reason(spec: FieldSpec, today: dt.date) -> str:
     return {
         "name": "no letters",
-        "date": (f"not a date in the declared format {spec.date_format}" if spec.date_format
-                 else "not a date as YYYY-MM-DD, MM/DD/YYYY or YYYYMMDD")
+        "date": (
+            f"not a date in the declared format {spec.date_format}"
+            if spec.date_format
+            else "not a date as YYYY-MM-DD, MM/DD/YYYY or YYYYMMDD"
+        )
         + f" between {EARLIEST_BIRTH_YEAR} and {today.isoformat()}",
         "sex": "unrecognised sex/gender spelling",
         "postcode": "no letters or digits",

@@ -62,7 +62,9 @@ def _check_csv_shape(path: Path, data: bytes) -> None:
     else:  # no quoting: a row's width is its count of commas, counted for all lines at once
         commas = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord(","))
         per_line = np.diff(np.searchsorted(commas, np.concatenate((starts, [len(data) + 1])))) + 1
-        blank = (lengths == 0) | ((lengths == 1) & (np.frombuffer(data, dtype=np.uint8)[np.minimum(starts, len(data) - 1)] == ord("\r")))
+        blank = (lengths == 0) | (
+            (lengths == 1) & (np.frombuffer(data, dtype=np.uint8)[np.minimum(starts, len(data) - 1)] == ord("\r"))
+        )
         widths_and_lines = [(int(w), i + 1) for i, w in enumerate(per_line) if not blank[i]] if len(per_line) else []
         if widths_and_lines:
             header_width = widths_and_lines[0][0]
@@ -99,7 +101,9 @@ def _check_header(path: Path, header: Sequence[str], id_column: str, columns: Se
     in a file without a header they are the first record."""
     absent = [c for c in columns if c not in header]
     if id_column not in header:
-        hint = f"; none of the schema's {len(columns)} columns either: is the header missing?" if len(absent) == len(columns) else ""
+        hint = (
+            f"; none of the schema's {len(columns)} columns either: is the header missing?" if len(absent) == len(columns) else ""
+        )
         raise InputError(f"{path}: no id column {id_column!r} among the header's {len(header)} columns{hint}")
     if absent:
         raise InputError(f"{path}: missing column(s) named in the schema: {', '.join(absent)}")

@@ -75,8 +75,7 @@ for _kind, _names in {
     "family_name middle_name middlename second_name maiden_name",
     "date": "date_of_birth dob birth_date birthdate dateofbirth",
     "sex": "sex gender",
-    "address": "address street address_1 address_2 address1 address2 street_address street_number "
-    "house_number street_name",
+    "address": "address street address_1 address_2 address1 address2 street_address street_number house_number street_name",
     "city": "city suburb town locality",
     "state": "state province region county",
     "postcode": "postcode zip zipcode zip_code postal_code post_code postalcode",
@@ -214,7 +213,11 @@ class Schema:
             "output": {"group_filters": self.group_filters},
             "missing": {"values": list(self.missing_values)},
             "fields": [f.to_dict() for f in self.fields],
-            **({"match_keys": [k.to_dict() for k in self.match_keys], "frequency": {"token_cap": self.token_cap}} if self.match_keys else {}),
+            **(
+                {"match_keys": [k.to_dict() for k in self.match_keys], "frequency": {"token_cap": self.token_cap}}
+                if self.match_keys
+                else {}
+            ),
         }
 
     @property
@@ -248,7 +251,12 @@ class Schema:
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "schema") -> Schema:
         data = dict(data)
-        _check_keys(data, {"version", "project", "filter", "hardening", "output", "missing", "fields", "match_keys", "frequency"}, source, "")
+        _check_keys(
+            data,
+            {"version", "project", "filter", "hardening", "output", "missing", "fields", "match_keys", "frequency"},
+            source,
+            "",
+        )
         version = data.get("version", SCHEMA_VERSION)
         if version != SCHEMA_VERSION:
             raise SchemaError(f"{source}: version: unsupported schema version {version!r} (expected {SCHEMA_VERSION})")

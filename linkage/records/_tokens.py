@@ -197,9 +197,9 @@ def salted(tokens: FieldTokens, salt_codes: np.ndarray, salts: pl.Series) -> Fie
 
     ``salt_codes[r]`` indexes ``salts`` (the salt texts), -1 where the record has no salt value.
     """
-    salt_texts, salt_of = factorised(pl.concat([salts, pl.Series([""])]).gather(
-        np.where(salt_codes >= 0, salt_codes, len(salts))
-    ))
+    salt_texts, salt_of = factorised(
+        pl.concat([salts, pl.Series([""])]).gather(np.where(salt_codes >= 0, salt_codes, len(salts)))
+    )
     n_salts = len(salt_of)
     present = tokens.codes >= 0
     pair_codes, _, first = _distinct_ids(np.where(present, tokens.codes * n_salts + salt_texts, -1))

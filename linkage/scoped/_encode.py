@@ -90,7 +90,9 @@ def encode_scoped(
     started = time.perf_counter()
     n = records.height
     fields = [(spec.name, spec.kind) for spec in schema.fields]
-    tokens_by_field = {spec.name: field_tokens(values[spec.name].codes, values[spec.name].values, spec, QGRAM) for spec in schema.fields}
+    tokens_by_field = {
+        spec.name: field_tokens(values[spec.name].codes, values[spec.name].values, spec, QGRAM) for spec in schema.fields
+    }
     tokens = np.zeros((n, len(keys)), dtype=np.uint64)
     has = np.zeros((n, len(keys)), dtype=bool)
     evidence, layouts = [], []
@@ -169,7 +171,11 @@ def with_decoys_then_capped(encodings: ScopedEncodings, sent: np.ndarray) -> Sco
 
 
 def key_frequencies(
-    records: pl.DataFrame, schema: Schema, *, keys: tuple[MatchKey, ...] | None = None, shared_by_more_than: int = DEFAULT_TOKEN_CAP,
+    records: pl.DataFrame,
+    schema: Schema,
+    *,
+    keys: tuple[MatchKey, ...] | None = None,
+    shared_by_more_than: int = DEFAULT_TOKEN_CAP,
     today: dt.date | None = None,
 ) -> pl.DataFrame:
     """Per key: records holding it, distinct values, the largest group, and the share of records
@@ -188,4 +194,7 @@ def key_frequencies(
             "key": key.name, "records": held, "distinct": len(distinct), "largest": int(counts.max()) if held else 0,
             "share_common": common / held if held else 0.0,
         })  # fmt: skip
-    return pl.DataFrame(rows, schema={"key": pl.String, "records": pl.Int64, "distinct": pl.Int64, "largest": pl.Int64, "share_common": pl.Float64})
+    return pl.DataFrame(
+        rows,
+        schema={"key": pl.String, "records": pl.Int64, "distinct": pl.Int64, "largest": pl.Int64, "share_common": pl.Float64},
+    )

@@ -84,7 +84,9 @@ class ScopedEncodings:
             f"{_META}roles": json.dumps(self.roles, sort_keys=True),
             f"{_META}layouts": json.dumps([layout.to_dict() for layout in self.layouts]),
             f"{_META}bit_order": "uint64-little-endian",
-            f"{_META}decoys": json.dumps([[*map(int, p), int(c)] for p, c in zip(self.decoy_patterns, self.decoy_counts, strict=True)]),
+            f"{_META}decoys": json.dumps(
+                [[*map(int, p), int(c)] for p, c in zip(self.decoy_patterns, self.decoy_counts, strict=True)]
+            ),
         }
 
 

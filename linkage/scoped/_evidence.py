@@ -52,8 +52,13 @@ class ScopeLayout:
     lane_word: int  # first word holding lanes
 
     def to_dict(self) -> dict[str, object]:
-        return {"key": self.key, "slots": [s.to_list() for s in self.slots], "fixed": list(self.fixed),
-                "words": self.words, "lane_word": self.lane_word}
+        return {
+            "key": self.key,
+            "slots": [s.to_list() for s in self.slots],
+            "fixed": list(self.fixed),
+            "words": self.words,
+            "lane_word": self.lane_word,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> ScopeLayout:
@@ -84,8 +89,17 @@ def scope_layout(key: str, fields: list[tuple[str, str]], fixed: frozenset[str])
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def fill_bloom(
-    out: np.ndarray, word: int, words: int, k0: np.ndarray, k1: np.ndarray, has: np.ndarray,
-    codes: np.ndarray, offsets: np.ndarray, token_ids: np.ndarray, token_keys: np.ndarray, tag: np.uint64,
+    out: np.ndarray,
+    word: int,
+    words: int,
+    k0: np.ndarray,
+    k1: np.ndarray,
+    has: np.ndarray,
+    codes: np.ndarray,
+    offsets: np.ndarray,
+    token_ids: np.ndarray,
+    token_keys: np.ndarray,
+    tag: np.uint64,
 ) -> None:
     """Set each record's q-gram positions of one field in ``out[:, word:word + words]``."""
     bits = np.uint64(words * 64)
@@ -103,8 +117,17 @@ def fill_bloom(
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def fill_lanes(
-    out: np.ndarray, lane_word: int, lane: int, k0: np.ndarray, k1: np.ndarray, has: np.ndarray,
-    codes: np.ndarray, offsets: np.ndarray, token_ids: np.ndarray, token_keys: np.ndarray, tag: np.uint64,
+    out: np.ndarray,
+    lane_word: int,
+    lane: int,
+    k0: np.ndarray,
+    k1: np.ndarray,
+    has: np.ndarray,
+    codes: np.ndarray,
+    offsets: np.ndarray,
+    token_ids: np.ndarray,
+    token_keys: np.ndarray,
+    tag: np.uint64,
     by_part: bool,
 ) -> None:
     """Write each record's 16-bit lanes of one field: a date's parts (a token's tag says which part)
@@ -149,8 +172,17 @@ def _lane(row: np.ndarray, lane_word: int, at: int) -> np.uint64:
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def scope_levels(
-    ea: np.ndarray, eb: np.ndarray, i: np.ndarray, j: np.ndarray, slot_field: np.ndarray, slot_kind: np.ndarray,
-    slot_offset: np.ndarray, slot_width: np.ndarray, lane_word: int, fixed: np.ndarray, n_fields: int,
+    ea: np.ndarray,
+    eb: np.ndarray,
+    i: np.ndarray,
+    j: np.ndarray,
+    slot_field: np.ndarray,
+    slot_kind: np.ndarray,
+    slot_offset: np.ndarray,
+    slot_width: np.ndarray,
+    lane_word: int,
+    fixed: np.ndarray,
+    n_fields: int,
 ) -> np.ndarray:
     """(pairs, fields) comparison levels inside one scope: -1 missing, 0..5 agreement; fields the
     key fixes agree at the top level."""

@@ -173,9 +173,7 @@ def usable_keys(keys: tuple[MatchKey, ...], schema: Schema) -> tuple[MatchKey, .
             continue
         usable.append(key)
     if not usable:
-        raise SchemaError(
-            "match keys: no key has all its parts among the schema's fields, so nothing could be linked"
-        )
+        raise SchemaError("match keys: no key has all its parts among the schema's fields, so nothing could be linked")
     return tuple(usable)
 
 
@@ -229,7 +227,9 @@ def _transformed(values: pl.Series, transform: str) -> pl.Series:
     if transform == "phonetic":
         # NYSIIS per word (keeps "van der berg" apart from "berg"); spaces and hyphens separate.
         words = [re.split(r"[\s\-']+", v) if v is not None else None for v in values.to_list()]
-        return pl.Series(values.name, [None if w is None else " ".join(jellyfish.nysiis(x) for x in w if x) for w in words], dtype=pl.String)
+        return pl.Series(
+            values.name, [None if w is None else " ".join(jellyfish.nysiis(x) for x in w if x) for w in words], dtype=pl.String
+        )
     if transform == "nickname":
         return values.replace(nickname_canonicals())
     if transform == "year":
@@ -240,7 +240,9 @@ def _transformed(values: pl.Series, transform: str) -> pl.Series:
         month, day = values.str.slice(5, 2), values.str.slice(8, 2)
         low = pl.select(pl.min_horizontal(month, day)).to_series()
         high = pl.select(pl.max_horizontal(month, day)).to_series()
-        return pl.select(pl.when(values.str.slice(5).str.contains("?", literal=True)).then(None).otherwise(low + "-" + high)).to_series()
+        return pl.select(
+            pl.when(values.str.slice(5).str.contains("?", literal=True)).then(None).otherwise(low + "-" + high)
+        ).to_series()
     if transform == "unordered":
         year, month, day = values.str.slice(0, 4), values.str.slice(5, 2), values.str.slice(8, 2)
         low = pl.select(pl.min_horizontal(month, day)).to_series()
@@ -261,7 +263,9 @@ def _per_record(field: NormalisedField, transform: str) -> pl.Series:
 _SEPARATOR = "\x1f"
 
 
-def _cached(values: dict[str, NormalisedField], name: str, transform: str, cache: dict[tuple[str, str], pl.Series] | None) -> pl.Series:
+def _cached(
+    values: dict[str, NormalisedField], name: str, transform: str, cache: dict[tuple[str, str], pl.Series] | None
+) -> pl.Series:
     """A field's transformed values per record, computed once per encoding run (keys share parts)."""
     if cache is None:
         return _per_record(values[name], transform)

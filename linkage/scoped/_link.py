@@ -94,9 +94,13 @@ def check_scoped_compatible(sources: Mapping[str, ScopedEncodings]) -> None:
             ("schema fingerprint", enc.schema_fingerprint, first.schema_fingerprint),
         ):
             if mine != theirs:
-                raise EncodingsError(f"{name}: {what} {mine} differs from {first_name}'s {theirs}; encode both with one schema and key set")
+                raise EncodingsError(
+                    f"{name}: {what} {mine} differs from {first_name}'s {theirs}; encode both with one schema and key set"
+                )
         if not hmac.compare_digest(enc.secret_check, first.secret_check):
-            raise EncodingsError(f"{name} was encoded under a different secret than {first_name}; encode both with the project's secret")
+            raise EncodingsError(
+                f"{name} was encoded under a different secret than {first_name}; encode both with the project's secret"
+            )
         if enc.layouts != first.layouts or enc.fields != first.fields:
             raise EncodingsError(f"{name}: evidence layout differs from {first_name}'s; encode both with one version of linkage")
     for name, enc in sources.items():
@@ -116,7 +120,9 @@ def token_pairs(ta: np.ndarray, ha: np.ndarray, tb: np.ndarray, hb: np.ndarray) 
 
 
 @numba.njit(cache=True)
-def _best_levels(pair_id: np.ndarray, levels: np.ndarray, keys: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _best_levels(
+    pair_id: np.ndarray, levels: np.ndarray, keys: np.ndarray, n_keys: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows sorted by pair id → one row per pair: each field's best level over its scopes, and a
     bit per key the pair shares."""
     n = pair_id.shape[0]
@@ -164,7 +170,9 @@ def compared_pairs(a: ScopedEncodings, b: ScopedEncodings) -> tuple[np.ndarray, 
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros((0, n_fields + 1), dtype=np.int8), per_key
     pair_id = np.concatenate(pair_ids)
     order = np.argsort(pair_id, kind="stable")
-    ids, best, shared = _best_levels(pair_id[order], np.concatenate(level_rows)[order], np.concatenate(key_rows)[order], len(a.layouts))
+    ids, best, shared = _best_levels(
+        pair_id[order], np.concatenate(level_rows)[order], np.concatenate(key_rows)[order], len(a.layouts)
+    )
     # How many keys a pair shares is evidence of its own: one coincidence rarely repeats.
     n_shared = np.zeros(len(shared), dtype=np.int64)
     for k in range(len(a.layouts)):
@@ -208,9 +216,14 @@ def grouped_levels(levels: np.ndarray, column_of: np.ndarray, n_columns: int) ->
 
 
 def fit_scoped_model(
-    fields: tuple[str, ...], roles: dict[str, str], levels: np.ndarray, unrelated: np.ndarray | None = None,
-    unrelated_counts: np.ndarray | None = None, *,
-    iterations: int = EM_ITERATIONS, tolerance: float = 1e-7,
+    fields: tuple[str, ...],
+    roles: dict[str, str],
+    levels: np.ndarray,
+    unrelated: np.ndarray | None = None,
+    unrelated_counts: np.ndarray | None = None,
+    *,
+    iterations: int = EM_ITERATIONS,
+    tolerance: float = 1e-7,
 ) -> MatchModel:
     """Fellegi–Sunter over the candidates' levels, learned by EM without labels.
 
@@ -265,7 +278,9 @@ def fit_scoped_model(
 
 
 def link_scoped(
-    sources: Mapping[str, ScopedEncodings], settings: ScopedLinkSettings = ScopedLinkSettings(), *,
+    sources: Mapping[str, ScopedEncodings],
+    settings: ScopedLinkSettings = ScopedLinkSettings(),
+    *,
     progress: Callable[[str], None] | None = None,
 ) -> ScopedLinkResult:
     """Link every pair of sources on their shared match keys and cluster the result."""
@@ -345,4 +360,8 @@ def _banded_pairs(names, offsets, record_ids, labels, left, right, score, review
         "similarity": np.round(similarity, 4), "band": bands,
     }, schema={"source_a": pl.String, "id_a": pl.String, "source_b": pl.String, "id_b": pl.String, "similarity": pl.Float64, "band": pl.String})  # fmt: skip
     frame = frame.with_columns(pl.col("similarity").fill_nan(None))
-    return frame.sort(["band", "similarity", "source_a", "id_a", "source_b", "id_b"], descending=[False, True, False, False, False, False], nulls_last=True)
+    return frame.sort(
+        ["band", "similarity", "source_a", "id_a", "source_b", "id_b"],
+        descending=[False, True, False, False, False, False],
+        nulls_last=True,
+    )

@@ -49,7 +49,9 @@ def _start(k0: np.uint64, k1: np.uint64) -> tuple[np.uint64, np.uint64, np.uint6
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _absorb(v0: np.uint64, v1: np.uint64, v2: np.uint64, v3: np.uint64, m: np.uint64) -> tuple[np.uint64, np.uint64, np.uint64, np.uint64]:
+def _absorb(
+    v0: np.uint64, v1: np.uint64, v2: np.uint64, v3: np.uint64, m: np.uint64
+) -> tuple[np.uint64, np.uint64, np.uint64, np.uint64]:
     v3 ^= m
     v0, v1, v2, v3 = _round(v0, v1, v2, v3)
     v0, v1, v2, v3 = _round(v0, v1, v2, v3)

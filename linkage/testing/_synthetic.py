@@ -53,14 +53,285 @@ __all__ = [
 # Embedded lists. Order is frequency rank: the first entries are drawn most often.
 # ---------------------------------------------------------------------------------------------
 
-_MALE_NAMES = ["James", "Robert", "John", "Michael", "David", "William", "Richard", "Joseph", "Thomas", "Christopher", "Charles", "Daniel", "Matthew", "Anthony", "Mark", "Steven", "Andrew", "Joshua", "Kevin", "Brian", "José", "Juan", "Luis", "Carlos", "Jonathan", "Nicholas", "Benjamin", "Samuel", "Alexander", "Patrick", "Edward", "Timothy", "Jason", "Tyler", "Aaron", "Ethan", "Noah", "Liam", "Mohammed", "Ahmed", "Omar", "Ali", "Wei", "Minh", "Duc", "Hung", "Łukasz", "Piotr", "Jürgen", "Søren", "Björn", "François", "Zoltán", "Dmitri", "Ivan", "Mateo", "Santiago", "Diego", "Alejandro", "Francisco", "Jesús", "Kwame", "Oluwaseun", "Tomás", "Seán", "Raphaël", "Andrés", "Jean-Pierre", "Darnell", "Malik"]
+_MALE_NAMES = [
+    "James",
+    "Robert",
+    "John",
+    "Michael",
+    "David",
+    "William",
+    "Richard",
+    "Joseph",
+    "Thomas",
+    "Christopher",
+    "Charles",
+    "Daniel",
+    "Matthew",
+    "Anthony",
+    "Mark",
+    "Steven",
+    "Andrew",
+    "Joshua",
+    "Kevin",
+    "Brian",
+    "José",
+    "Juan",
+    "Luis",
+    "Carlos",
+    "Jonathan",
+    "Nicholas",
+    "Benjamin",
+    "Samuel",
+    "Alexander",
+    "Patrick",
+    "Edward",
+    "Timothy",
+    "Jason",
+    "Tyler",
+    "Aaron",
+    "Ethan",
+    "Noah",
+    "Liam",
+    "Mohammed",
+    "Ahmed",
+    "Omar",
+    "Ali",
+    "Wei",
+    "Minh",
+    "Duc",
+    "Hung",
+    "Łukasz",
+    "Piotr",
+    "Jürgen",
+    "Søren",
+    "Björn",
+    "François",
+    "Zoltán",
+    "Dmitri",
+    "Ivan",
+    "Mateo",
+    "Santiago",
+    "Diego",
+    "Alejandro",
+    "Francisco",
+    "Jesús",
+    "Kwame",
+    "Oluwaseun",
+    "Tomás",
+    "Seán",
+    "Raphaël",
+    "Andrés",
+    "Jean-Pierre",
+    "Darnell",
+    "Malik",
+]
 
-_FEMALE_NAMES = ["Mary", "Patricia", "Jennifer", "Linda", "Elizabeth", "Barbara", "Susan", "Jessica", "Sarah", "Karen", "Nancy", "Margaret", "Lisa", "Betty", "Sandra", "Ashley", "Katherine", "Emily", "Michelle", "Amanda", "Melissa", "Deborah", "Stephanie", "Rebecca", "Laura", "Maria", "Sofía", "Guadalupe", "Ana", "Lucía", "Valentina", "Camila", "Isabella", "Victoria", "Samantha", "Alexandra", "Christina", "Abigail", "Natalie", "Josephine", "Theresa", "Kimberly", "Zoë", "Chloé", "Renée", "Anne-Marie", "Siobhán", "Aoife", "Małgorzata", "Agnieszka", "Zofia", "Ingrid", "Åsa", "Léa", "Maëlle", "Fatima", "Aisha", "Mei", "Linh", "Thảo", "Hoa", "Priya", "Ananya", "Nadia", "Olga", "Tatiana", "Keisha", "Imani", "Destiny", "Jasmine", "Mariana", "Dolores", "Beatriz"]
+_FEMALE_NAMES = [
+    "Mary",
+    "Patricia",
+    "Jennifer",
+    "Linda",
+    "Elizabeth",
+    "Barbara",
+    "Susan",
+    "Jessica",
+    "Sarah",
+    "Karen",
+    "Nancy",
+    "Margaret",
+    "Lisa",
+    "Betty",
+    "Sandra",
+    "Ashley",
+    "Katherine",
+    "Emily",
+    "Michelle",
+    "Amanda",
+    "Melissa",
+    "Deborah",
+    "Stephanie",
+    "Rebecca",
+    "Laura",
+    "Maria",
+    "Sofía",
+    "Guadalupe",
+    "Ana",
+    "Lucía",
+    "Valentina",
+    "Camila",
+    "Isabella",
+    "Victoria",
+    "Samantha",
+    "Alexandra",
+    "Christina",
+    "Abigail",
+    "Natalie",
+    "Josephine",
+    "Theresa",
+    "Kimberly",
+    "Zoë",
+    "Chloé",
+    "Renée",
+    "Anne-Marie",
+    "Siobhán",
+    "Aoife",
+    "Małgorzata",
+    "Agnieszka",
+    "Zofia",
+    "Ingrid",
+    "Åsa",
+    "Léa",
+    "Maëlle",
+    "Fatima",
+    "Aisha",
+    "Mei",
+    "Linh",
+    "Thảo",
+    "Hoa",
+    "Priya",
+    "Ananya",
+    "Nadia",
+    "Olga",
+    "Tatiana",
+    "Keisha",
+    "Imani",
+    "Destiny",
+    "Jasmine",
+    "Mariana",
+    "Dolores",
+    "Beatriz",
+]
 
 # Spaces inside a surname are real ("van der Berg"), so this list is split on commas.
 _SURNAMES = tuple(
     name.strip()
-    for name in ["Smith", " Johnson", " Williams", " Brown", " Jones", " García", " Miller", " Davis", " Rodríguez", " Martínez", " Hernández", " López", " González", " Wilson", " Anderson", " Thomas", " Taylor", " Moore", " Jackson", " Martin", " Lee", " Pérez", " Thompson", " White", " Harris", " Sánchez", " Clark", " Ramírez", " Lewis", " Robinson", " Walker", " Young", " Allen", " King", " Wright", " Scott", " Torres", " Nguyễn", " Hill", " Flores", " Green", " Adams", " Nelson", " Baker", " Hall", " Rivera", " Campbell", " Mitchell", " Carter", " Roberts", " Trần", " Lê", " Phạm", " Kim", " Park", " Chen", " Wang", " Li", " Zhang", " Singh", " Patel", " Kumar", " Khan", " Ahmed", " Hussain", " O'Brien", " O'Connor", " O'Neill", " McDonald", " MacLeod", " Murphy", " Kelly", " Sullivan", " Byrne", " Müller", " Schmidt", " Schröder", " Weiß", " Fischer", " Kowalski", " Nowak", " Wiśniewski", " Lewandowski", " Dvořák", " Novák", " van der Berg", " van Dijk", " de Vries", " de Jong", " Jansen", " Johansson", " Andersson", " Nielsen", " Søndergaard", " Ivanov", " Petrov", " Popescu", " Kovács", " Nagy", " Rossi", " Russo", " Ferrari", " Esposito", " Bianchi", " Dubois", " Lefèvre", " Moreau", " Girard", " da Silva", " Santos", " Oliveira", " Pereira", " Costa", " Okafor", " Mensah", " Diallo", " Traoré", " Abdi", " Haddad", " Khoury", " Cohen", " Levi", " Friedman", " D'Angelo", " St. Clair"]
+    for name in [
+        "Smith",
+        " Johnson",
+        " Williams",
+        " Brown",
+        " Jones",
+        " García",
+        " Miller",
+        " Davis",
+        " Rodríguez",
+        " Martínez",
+        " Hernández",
+        " López",
+        " González",
+        " Wilson",
+        " Anderson",
+        " Thomas",
+        " Taylor",
+        " Moore",
+        " Jackson",
+        " Martin",
+        " Lee",
+        " Pérez",
+        " Thompson",
+        " White",
+        " Harris",
+        " Sánchez",
+        " Clark",
+        " Ramírez",
+        " Lewis",
+        " Robinson",
+        " Walker",
+        " Young",
+        " Allen",
+        " King",
+        " Wright",
+        " Scott",
+        " Torres",
+        " Nguyễn",
+        " Hill",
+        " Flores",
+        " Green",
+        " Adams",
+        " Nelson",
+        " Baker",
+        " Hall",
+        " Rivera",
+        " Campbell",
+        " Mitchell",
+        " Carter",
+        " Roberts",
+        " Trần",
+        " Lê",
+        " Phạm",
+        " Kim",
+        " Park",
+        " Chen",
+        " Wang",
+        " Li",
+        " Zhang",
+        " Singh",
+        " Patel",
+        " Kumar",
+        " Khan",
+        " Ahmed",
+        " Hussain",
+        " O'Brien",
+        " O'Connor",
+        " O'Neill",
+        " McDonald",
+        " MacLeod",
+        " Murphy",
+        " Kelly",
+        " Sullivan",
+        " Byrne",
+        " Müller",
+        " Schmidt",
+        " Schröder",
+        " Weiß",
+        " Fischer",
+        " Kowalski",
+        " Nowak",
+        " Wiśniewski",
+        " Lewandowski",
+        " Dvořák",
+        " Novák",
+        " van der Berg",
+        " van Dijk",
+        " de Vries",
+        " de Jong",
+        " Jansen",
+        " Johansson",
+        " Andersson",
+        " Nielsen",
+        " Søndergaard",
+        " Ivanov",
+        " Petrov",
+        " Popescu",
+        " Kovács",
+        " Nagy",
+        " Rossi",
+        " Russo",
+        " Ferrari",
+        " Esposito",
+        " Bianchi",
+        " Dubois",
+        " Lefèvre",
+        " Moreau",
+        " Girard",
+        " da Silva",
+        " Santos",
+        " Oliveira",
+        " Pereira",
+        " Costa",
+        " Okafor",
+        " Mensah",
+        " Diallo",
+        " Traoré",
+        " Abdi",
+        " Haddad",
+        " Khoury",
+        " Cohen",
+        " Levi",
+        " Friedman",
+        " D'Angelo",
+        " St. Clair",
+    ]
 )
 
 # Formal name -> the short forms people give at a front desk.
@@ -126,7 +397,68 @@ _NICKNAMES: dict[str, tuple[str, ...]] = {
     "Tatiana": ("Tanya",),
 }
 
-_STREETS = ["Main", "High", "Church", "Park", "Oak", "Maple", "Cedar", "Elm", "Pine", "Washington", "Lincoln", "Wattle", "Acacia", "Banksia", "Willow", "Birch", "Station", "Mill", "King", "Queen", "Victoria", "George", "Albert", "Market", "Bridge", "River", "Lake", "Hill", "Spring", "Sunset", "Jefferson", "Madison", "Franklin", "Jackson", "Highland", "Meadow", "Orchard", "Forest", "Prospect", "Union", "Liberty", "Cherry", "Walnut", "Chestnut", "Magnolia", "Dogwood", "Sycamore", "Juniper", "Cypress", "Harbor", "Bayview", "Ocean", "Railroad", "Mission", "Peña", "Alamo", "Laurel", "Hawthorn", "Ridge", "Valley"]
+_STREETS = [
+    "Main",
+    "High",
+    "Church",
+    "Park",
+    "Oak",
+    "Maple",
+    "Cedar",
+    "Elm",
+    "Pine",
+    "Washington",
+    "Lincoln",
+    "Wattle",
+    "Acacia",
+    "Banksia",
+    "Willow",
+    "Birch",
+    "Station",
+    "Mill",
+    "King",
+    "Queen",
+    "Victoria",
+    "George",
+    "Albert",
+    "Market",
+    "Bridge",
+    "River",
+    "Lake",
+    "Hill",
+    "Spring",
+    "Sunset",
+    "Jefferson",
+    "Madison",
+    "Franklin",
+    "Jackson",
+    "Highland",
+    "Meadow",
+    "Orchard",
+    "Forest",
+    "Prospect",
+    "Union",
+    "Liberty",
+    "Cherry",
+    "Walnut",
+    "Chestnut",
+    "Magnolia",
+    "Dogwood",
+    "Sycamore",
+    "Juniper",
+    "Cypress",
+    "Harbor",
+    "Bayview",
+    "Ocean",
+    "Railroad",
+    "Mission",
+    "Peña",
+    "Alamo",
+    "Laurel",
+    "Hawthorn",
+    "Ridge",
+    "Valley",
+]
 
 # (as written in full, as abbreviated); the normaliser maps both to one spelling.
 _STREET_TYPES = (
@@ -261,9 +593,7 @@ class AgencyProfile:
 
     def __post_init__(self) -> None:
         if not _AGENCY_NAME.match(self.name) or self.name == "truth":
-            raise ValueError(
-                f"agency name {self.name!r}: lower-case letters, digits and _, and not 'truth'"
-            )
+            raise ValueError(f"agency name {self.name!r}: lower-case letters, digits and _, and not 'truth'")
         if not all(part in self.date_format for part in ("%Y", "%m", "%d")):
             raise ValueError(f"date_format of {self.name!r} must contain %Y, %m and %d")
         if self.case not in _CASE_STYLES:
@@ -275,9 +605,7 @@ class AgencyProfile:
         unknown = set(self.columns) - set(RECORD_COLUMNS)
         lacking = set(RECORD_COLUMNS) - _OPTIONAL_COLUMNS - set(self.columns)
         if unknown or lacking or len(set(self.columns)) != len(self.columns):
-            raise ValueError(
-                f"columns of {self.name!r}: unknown {sorted(unknown)}, lacking {sorted(lacking)}"
-            )
+            raise ValueError(f"columns of {self.name!r}: unknown {sorted(unknown)}, lacking {sorted(lacking)}")
         for rate in ("accents_dropped", "extra_whitespace", "zip_plus4", "street_type_abbreviated",
                      "middle_initial_only"):  # fmt: skip
             value = getattr(self, rate)
@@ -523,9 +851,7 @@ def generate_dataset_files(
     return data.write(directory)
 
 
-def _check_arguments(
-    n_people: int, profiles: tuple[AgencyProfile, ...], overlap: float, relatives: float
-) -> None:
+def _check_arguments(n_people: int, profiles: tuple[AgencyProfile, ...], overlap: float, relatives: float) -> None:
     if n_people < 0:
         raise ValueError(f"n_people must not be negative, got {n_people}")
     if not profiles:
@@ -664,22 +990,26 @@ def _copy_rows(frame: pl.DataFrame, targets: np.ndarray, sources: np.ndarray) ->
 
 
 def _address_text(parts: pl.DataFrame, abbreviated: np.ndarray) -> pl.Series:
-    """"Apt 4, 12 Wattle Street", with "St" for "Street" in the abbreviated rows."""
+    """ "Apt 4, 12 Wattle Street", with "St" for "Street" in the abbreviated rows."""
     full = pl.Series([full for full, _ in _STREET_TYPES], dtype=pl.String)
     short = pl.Series([short for _, short in _STREET_TYPES], dtype=pl.String)
     types = parts["street_type"].to_numpy()
     street_type = _where(abbreviated, short.gather(types), full.gather(types))
     unit = pl.col("unit")
-    return parts.with_columns(street_type=street_type).select(
-        pl.concat_str(
-            pl.when(unit > 0).then(pl.format("Apt {}, ", unit)).otherwise(pl.lit("")),
-            pl.col("house_number").cast(pl.String),
-            pl.lit(" "),
-            pl.col("street"),
-            pl.lit(" "),
-            pl.col("street_type"),
+    return (
+        parts.with_columns(street_type=street_type)
+        .select(
+            pl.concat_str(
+                pl.when(unit > 0).then(pl.format("Apt {}, ", unit)).otherwise(pl.lit("")),
+                pl.col("house_number").cast(pl.String),
+                pl.lit(" "),
+                pl.col("street"),
+                pl.lit(" "),
+                pl.col("street_type"),
+            )
         )
-    ).to_series()
+        .to_series()
+    )
 
 
 def _public_people(people: pl.DataFrame) -> pl.DataFrame:
@@ -703,9 +1033,7 @@ def _public_people(people: pl.DataFrame) -> pl.DataFrame:
 # ---------------------------------------------------------------------------------------------
 
 
-def _memberships(
-    n_people: int, sizes: np.ndarray, overlap: float, rng: np.random.Generator
-) -> np.ndarray:
+def _memberships(n_people: int, sizes: np.ndarray, overlap: float, rng: np.random.Generator) -> np.ndarray:
     """Boolean (person, agency) matrix: one agency each, two or more for a share ``overlap``."""
     n_agencies = sizes.size
     shared = rng.random(n_people) < overlap
@@ -745,9 +1073,7 @@ def _replaced(values: pl.Series, rows: np.ndarray, new_values: pl.Series) -> pl.
     return values.clone().scatter(rows, new_values)
 
 
-def _agency_records(
-    people: pl.DataFrame, profile: AgencyProfile, rng: np.random.Generator
-) -> pl.DataFrame:
+def _agency_records(people: pl.DataFrame, profile: AgencyProfile, rng: np.random.Generator) -> pl.DataFrame:
     """The records ``profile`` holds about ``people``: damaged, formatted, with gaps."""
     size = people.height
     errors = profile.errors
@@ -799,24 +1125,14 @@ def _agency_records(
 def _with_nicknames(given: pl.Series, chosen: np.ndarray, rng: np.random.Generator) -> pl.Series:
     """Given names, a short form (Robert -> Bob) in the chosen rows whose name has one."""
     pick = pl.Series(rng.random(len(given)))
-    counts = given.replace_strict(
-        {name: len(short) for name, short in _NICKNAMES.items()}, default=0, return_dtype=pl.Int64
-    )
+    counts = given.replace_strict({name: len(short) for name, short in _NICKNAMES.items()}, default=0, return_dtype=pl.Int64)
     index = (pick * counts).floor().cast(pl.Int64)
-    short_forms = {
-        f"{name}|{i}": short
-        for name, shorts in _NICKNAMES.items()
-        for i, short in enumerate(shorts)
-    }
-    nickname = (given + "|" + index.cast(pl.String)).replace_strict(
-        short_forms, default=None, return_dtype=pl.String
-    )
+    short_forms = {f"{name}|{i}": short for name, shorts in _NICKNAMES.items() for i, short in enumerate(shorts)}
+    nickname = (given + "|" + index.cast(pl.String)).replace_strict(short_forms, default=None, return_dtype=pl.String)
     return _where(chosen & (counts > 0).to_numpy(), nickname, given)
 
 
-def _with_changed_surnames(
-    surname: pl.Series, rows: np.ndarray, rng: np.random.Generator
-) -> pl.Series:
+def _with_changed_surnames(surname: pl.Series, rows: np.ndarray, rng: np.random.Generator) -> pl.Series:
     """Surnames, hyphenated with another (Smith-Okafor) or replaced by it in ``rows``."""
     other = _zipf_indices(len(_SURNAMES), rows.size, rng)
     hyphenated = rng.random(rows.size) < 0.5
@@ -900,11 +1216,7 @@ def _with_typos(values: pl.Series, rows: np.ndarray, rng: np.random.Generator) -
         .then(pl.concat_str(head, tail))
         .when(kind == 2)
         .then(pl.concat_str(head, cased_like(substitute, char(at)), tail))
-        .otherwise(
-            pl.concat_str(
-                text.str.slice(0, pair), char(pair + 1), char(pair), text.str.slice(pair + 2)
-            )
-        )
+        .otherwise(pl.concat_str(text.str.slice(0, pair), char(pair + 1), char(pair), text.str.slice(pair + 2)))
     ).to_series()
     return _replaced(values, rows, typed)
 
@@ -981,9 +1293,7 @@ def _with_moves(parts: pl.DataFrame, rows: np.ndarray, rng: np.random.Generator)
     return pl.DataFrame([_replaced(parts[name], rows, fresh[name]) for name in _ADDRESS_PARTS])
 
 
-def _with_postcode_typos(
-    postcode: pl.Series, rows: np.ndarray, rng: np.random.Generator
-) -> pl.Series:
+def _with_postcode_typos(postcode: pl.Series, rows: np.ndarray, rng: np.random.Generator) -> pl.Series:
     """Five-digit ZIPs, one digit wrong in ``rows``."""
     frame = pl.DataFrame(
         {
@@ -994,9 +1304,7 @@ def _with_postcode_typos(
     )
     zip_code, at = pl.col("zip"), pl.col("at")
     digit = ((zip_code.str.slice(at, 1).cast(pl.Int64) + pl.col("shift")) % 10).cast(pl.String)
-    typed = frame.select(
-        pl.concat_str(zip_code.str.slice(0, at), digit, zip_code.str.slice(at + 1))
-    )
+    typed = frame.select(pl.concat_str(zip_code.str.slice(0, at), digit, zip_code.str.slice(at + 1)))
     return _replaced(postcode, rows, typed.to_series())
 
 
@@ -1019,9 +1327,7 @@ _CASED = {
 }
 
 
-def _written(
-    column: str, profile: AgencyProfile, plain: np.ndarray, case: np.ndarray | None
-) -> pl.Expr:
+def _written(column: str, profile: AgencyProfile, plain: np.ndarray, case: np.ndarray | None) -> pl.Expr:
     """The text column with ``profile``'s accents and case."""
     expr = pl.col(column)
     if plain.all():
@@ -1050,9 +1356,7 @@ def _spaced(column: str) -> pl.Expr:
     return pl.when((how > 0) & (value != "")).then(spaced).otherwise(value).alias(column)
 
 
-def _formatted(
-    records: pl.DataFrame, profile: AgencyProfile, rng: np.random.Generator
-) -> pl.DataFrame:
+def _formatted(records: pl.DataFrame, profile: AgencyProfile, rng: np.random.Generator) -> pl.DataFrame:
     """Records as ``profile``'s system writes them: entity_id and every record column as text."""
     size = records.height
     plain = rng.random(size) < profile.accents_dropped
@@ -1066,14 +1370,11 @@ def _formatted(
         # 0: none; 1: a leading space; 2: two trailing; 3: an inner space doubled.
         spaced = rng.random(size) < profile.extra_whitespace
         controls[f"space_{column}"] = np.where(spaced, rng.integers(1, 4, size), 0)
-    blank = {
-        column: rng.random(size) < getattr(profile.missing, column) for column in RECORD_COLUMNS
-    }
+    blank = {column: rng.random(size) < getattr(profile.missing, column) for column in RECORD_COLUMNS}
     male, female, other = profile.sex_spellings
 
     frame = records.with_columns(
-        pl.Series(name, values, dtype=pl.Boolean if values.dtype == bool else pl.Int64)
-        for name, values in controls.items()
+        pl.Series(name, values, dtype=pl.Boolean if values.dtype == bool else pl.Int64) for name, values in controls.items()
     )
     frame = frame.with_columns(
         *[_written(column, profile, plain, case) for column in _TEXT_COLUMNS],

@@ -234,9 +234,7 @@ def load_public_key(path_or_pem: str | Path | bytes) -> AuditPublicKey:
     else:
         source, data = str(path_or_pem), _read_key_file(Path(path_or_pem))
     if b"PRIVATE KEY" in data:
-        raise AuditKeyError(
-            f"{source}: this is a private key; give auditors the public key only (AuditKey.public_pem())"
-        )
+        raise AuditKeyError(f"{source}: this is a private key; give auditors the public key only (AuditKey.public_pem())")
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm):
@@ -305,8 +303,7 @@ def _checked_detail(value: object, where: str, depth: int) -> object:
         return value
     if isinstance(value, bytes | bytearray | memoryview):
         raise AuditEntryError(
-            f"{where}: bytes are not allowed in audit details; record a count, threshold, fingerprint"
-            " or hex digest instead"
+            f"{where}: bytes are not allowed in audit details; record a count, threshold, fingerprint or hex digest instead"
         )
     if isinstance(value, str):
         if len(value) > MAX_DETAIL_TEXT:
@@ -338,8 +335,7 @@ def _checked_detail(value: object, where: str, depth: int) -> object:
     if isinstance(value, list | tuple):
         return [_checked_detail(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
     raise AuditEntryError(
-        f"{where}: a {type(value).__name__} is not an audit detail (use numbers, short text, booleans,"
-        " lists or mappings)"
+        f"{where}: a {type(value).__name__} is not an audit detail (use numbers, short text, booleans, lists or mappings)"
     )
 
 
@@ -438,9 +434,7 @@ class AuditLog:
     ``BEGIN IMMEDIATE`` transaction); each call opens and closes its own connection.
     """
 
-    def __init__(
-        self, path: str | Path, key: AuditKey | None, *, now: Callable[[], datetime] = utc_now
-    ) -> None:
+    def __init__(self, path: str | Path, key: AuditKey | None, *, now: Callable[[], datetime] = utc_now) -> None:
         self._path = Path(path)
         self._key = key
         self._now = now
@@ -493,9 +487,7 @@ class AuditLog:
             seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
             # The clock is read inside the lock, so times never run backwards against seq.
             time_text = _format_time(_aware(self._now(), f"{self._path}: entry refused: now()"))
-            digest = _entry_digest(
-                seq=seq, time=time_text, **fields, details=json.loads(details_text), prev_hash=prev_hash
-            )
+            digest = _entry_digest(seq=seq, time=time_text, **fields, details=json.loads(details_text), prev_hash=prev_hash)
             entry_hash, signature = digest.hex(), self._key._sign(digest)
             row = (seq, time_text, *fields.values(), details_text, prev_hash, entry_hash, signature, self._key.fingerprint)
             conn.execute(f"INSERT INTO entries ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})", row)
@@ -650,7 +642,9 @@ def verify(
                 named = ""
                 if isinstance(signer, str) and len(signer) == 16 and set(signer) <= _HEX and signer != public_key.fingerprint:
                     named = f"; the entry names key {signer}, the given key is {public_key.fingerprint}"
-                return broken(seq, f"entry {seq}: signature does not verify with the given key (re-signed with another key?){named}")
+                return broken(
+                    seq, f"entry {seq}: signature does not verify with the given key (re-signed with another key?){named}"
+                )
             checked += 1
             last = (seq, digest.hex())
             if anchor is not None and seq == anchor[0]:
@@ -713,7 +707,10 @@ def entries_table(entries: Sequence[Entry]) -> str:
         (
             str(e.seq),
             e.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
-            e.actor, e.action, e.project, e.job,
+            e.actor,
+            e.action,
+            e.project,
+            e.job,
             " ".join(f"{k}={_detail_text(v)}" for k, v in e.details.items()),
         )  # fmt: skip
         for e in entries

@@ -242,9 +242,7 @@ class KeyCard:
         )
 
 
-_KEY_CARD_WIRE_FIELDS = frozenset(
-    {"format", "version", "agency", "agreement_key", "created", "certificate", "signature"}
-)
+_KEY_CARD_WIRE_FIELDS = frozenset({"format", "version", "agency", "agreement_key", "created", "certificate", "signature"})
 
 
 def make_key_card(agreement_key: AgreementKey, signer: TlsMaterial, *, now: dt.datetime) -> KeyCard:
@@ -274,9 +272,7 @@ def make_key_card(agreement_key: AgreementKey, signer: TlsMaterial, *, now: dt.d
     )
 
 
-def verify_key_card(
-    card: KeyCard, ca_pem: bytes, *, expected_name: str, now: dt.datetime | None = None
-) -> X25519PublicKey:
+def verify_key_card(card: KeyCard, ca_pem: bytes, *, expected_name: str, now: dt.datetime | None = None) -> X25519PublicKey:
     """The agreement key of agency `expected_name`, once its card is shown to come from that agency.
 
     Checks, in order: the certificate chains to the task-force CA and is valid at `now`; it belongs
@@ -352,9 +348,7 @@ class WrappedSecret:
             recipient_key=_wire_base64(fields, "recipient_key", what),
             created=_wire_timestamp(fields, "created", what),
             sealed=_wire_base64(fields, "sealed", what),
-            sender_certificate_pem=_pem_from_der(
-                _wire_base64(fields, "sender_certificate", what), f"{what}: sender_certificate"
-            ),
+            sender_certificate_pem=_pem_from_der(_wire_base64(fields, "sender_certificate", what), f"{what}: sender_certificate"),
             signature=_wire_base64(fields, "signature", what),
         )
         _check_canonical(wrapped.to_bytes(), data, what)
@@ -397,8 +391,19 @@ class WrappedSecret:
 
 
 _WRAPPED_SECRET_WIRE_FIELDS = frozenset(
-    {"format", "version", "project", "epoch", "sender", "recipient", "recipient_key", "created", "sealed",
-     "sender_certificate", "signature"}
+    {
+        "format",
+        "version",
+        "project",
+        "epoch",
+        "sender",
+        "recipient",
+        "recipient_key",
+        "created",
+        "sealed",
+        "sender_certificate",
+        "signature",
+    }
 )
 
 
@@ -522,9 +527,7 @@ def unwrap_secret(
     if len(plaintext) != SECRET_BYTES:
         raise CeremonyError(_DOES_NOT_OPEN)
     secret = Secret(plaintext)
-    return secret, SecretInfo(
-        project=wrapped.project, epoch=wrapped.epoch, sender=identity.name, fingerprint=secret.fingerprint
-    )
+    return secret, SecretInfo(project=wrapped.project, epoch=wrapped.epoch, sender=identity.name, fingerprint=secret.fingerprint)
 
 
 # --------------------------------------------------------------------------------------- secret info files

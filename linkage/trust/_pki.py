@@ -528,20 +528,17 @@ def _refuse_existing(*paths: Path, what: str) -> None:
             raise PkiError(f"{path}: already exists; refusing to overwrite {what}")
 
 
-def _write_pair(
-    cert_path: Path, cert: x509.Certificate, key_path: Path, key: ec.EllipticCurvePrivateKey, *, what: str
-) -> None:
+def _write_pair(cert_path: Path, cert: x509.Certificate, key_path: Path, key: ec.EllipticCurvePrivateKey, *, what: str) -> None:
     """Write key then certificate, each only if absent; on failure remove what this call wrote."""
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     write_new_file(key_path, key_pem, what=what, error=PkiError, mode=_PRIVATE_FILE_MODE)
     try:
-        write_new_file(cert_path, cert.public_bytes(serialization.Encoding.PEM), what=what, error=PkiError, mode=_PUBLIC_FILE_MODE)
+        write_new_file(
+            cert_path, cert.public_bytes(serialization.Encoding.PEM), what=what, error=PkiError, mode=_PUBLIC_FILE_MODE
+        )
     except BaseException:
         key_path.unlink(missing_ok=True)
         raise
-
 
 
 @contextlib.contextmanager

@@ -67,7 +67,9 @@ def create_app(
     @app.after_request
     def headers(response: Response) -> Response:
         response.headers["Cache-Control"] = "no-store"
-        response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        )
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
         return response
@@ -82,7 +84,9 @@ def create_app(
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> tuple[str, int]:
-        return render_template("error.html", title=f"{error.code} {error.name}", message=error.description or ""), error.code or 500
+        return render_template(
+            "error.html", title=f"{error.code} {error.name}", message=error.description or ""
+        ), error.code or 500
 
     @app.get("/")
     def home() -> Response:

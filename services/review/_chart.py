@@ -82,7 +82,9 @@ def histogram_chart(counts: Sequence[int], match: float, review: float) -> Histo
         low, high = k / bins, (k + 1) / bins
         x0, x1 = x_of(low), x_of(high)
         y = y_of(count)
-        bars.append(Bar(x=x0 + 1, y=y, width=round(x1 - x0 - 2, 1), height=round(bottom - y, 1), low=low, high=high, count=int(count)))
+        bars.append(
+            Bar(x=x0 + 1, y=y, width=round(x1 - x0 - 2, 1), height=round(bottom - y, 1), low=low, high=high, count=int(count))
+        )
     # Labels sit above the plot, one row each, so that equal thresholds stay readable.
     lines = tuple(
         ThresholdLine(kind=kind, value=value, x=x_of(value), label_y=row, anchor="end" if value > 0.5 else "start")

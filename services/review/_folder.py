@@ -237,7 +237,9 @@ class JobView:
 
 def job_view(job_id: str, read: LogRead, record: JobRecord | None) -> JobView:
     linked = next((c.entry.details for c in reversed(read.entries) if c.entry.action == "job linked"), None)
-    delivered = [(str(c.entry.details.get("agency", "")), c.entry.details) for c in read.entries if c.entry.action == "results delivered"]
+    delivered = [
+        (str(c.entry.details.get("agency", "")), c.entry.details) for c in read.entries if c.entry.action == "results delivered"
+    ]
     chart, notes = None, []
     if linked is not None:
         counts = linked.get("score_histogram")
@@ -298,7 +300,9 @@ class Stewardship:
     def own_record(self, record_id: str) -> dict[str, str]:
         """This agency's own record: the schema's columns, as its input file holds them."""
         columns = Schema.load(self._config.schema).columns
-        records = read_records(self._config.input, id_column=self._config.id_column, columns=columns, encoding=self._config.encoding)
+        records = read_records(
+            self._config.input, id_column=self._config.id_column, columns=columns, encoding=self._config.encoding
+        )
         row = records.filter(pl.col("record_id") == record_id)
         if row.height != 1:
             raise InputError(f"{self._config.input}: the record of this result is not in the input file (changed since the job?)")
@@ -330,7 +334,13 @@ class ReviewSite:
                 raise InputError(f"{node_toml}: node.data_dir is another folder; serve that folder")
             return cls(data_dir=data_dir, kind="node", agency=config.agency,
                        audit=AuditReader(data_dir, public_key=public_key), stewardship=Stewardship(config))  # fmt: skip
-        return cls(data_dir=data_dir, kind="coordinator", agency=None, audit=AuditReader(data_dir, public_key=public_key), stewardship=None)
+        return cls(
+            data_dir=data_dir,
+            kind="coordinator",
+            agency=None,
+            audit=AuditReader(data_dir, public_key=public_key),
+            stewardship=None,
+        )
 
     def jobs(self) -> list[JobRecord]:
         return read_jobs(self.data_dir / "jobs.db")

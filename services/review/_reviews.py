@@ -84,7 +84,9 @@ class ReviewStore:
             return pl.DataFrame(schema=_LABEL_SCHEMA)
         where, params = (" WHERE job = ?", (job,)) if job is not None else ("", ())
         with self._connection(writable=False) as conn:
-            rows = conn.execute(f"SELECT {', '.join(LABEL_COLUMNS)} FROM decisions{where} ORDER BY job, record_id", params).fetchall()
+            rows = conn.execute(
+                f"SELECT {', '.join(LABEL_COLUMNS)} FROM decisions{where} ORDER BY job, record_id", params
+            ).fetchall()
         return pl.DataFrame(rows, schema=_LABEL_SCHEMA, orient="row")
 
 

@@ -127,4 +127,3 @@ def serve(config: ServeConfig, *, say: Any = print) -> None:
         server.serve_forever()
     finally:
         server.server_close()
-
