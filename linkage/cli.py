@@ -146,7 +146,7 @@ def cmd_keys_receive(args: argparse.Namespace) -> None:
     from linkage.protocol._keyshare import receive_secret
 
     config, tls = _node_tls(args)
-    trusted = [a.strip() for a in args.sender.split(",")] if args.sender else None
+    trusted = [a.strip() for a in args.sender.split(",") if a.strip()]
     info = receive_secret(config, tls, args.coordinator, project=args.project, trusted_senders=trusted, expected_epoch=args.epoch)
     _print(f"received the secret of project {info.project} (epoch {info.epoch}) from {info.sender}")
     _print(f"stored in {config.secret}, fingerprint {info.fingerprint}: compare it with {info.sender}'s")
@@ -608,7 +608,8 @@ def build_parser() -> argparse.ArgumentParser:
     receive.add_argument("--project", required=True)
     receive.add_argument(
         "--sender",
-        help="accept the secret only from these agencies (comma-separated; default: the agency that created the project)",
+        required=True,
+        help="accept the secret only from these agencies (comma-separated): the agency you agreed would share it",
     )
     receive.add_argument("--epoch", type=int, help="accept only this key epoch")
     receive.set_defaults(func=cmd_keys_receive)

@@ -137,10 +137,19 @@ def test_only_members_of_the_project_roster_send_secrets_and_an_impostor_cannot_
             "INSERT INTO wrapped VALUES ('p1', 9, 'hospital', 'child_welfare', ?, '2099-01-01T00:00:00+00:00')",
             (forged.to_bytes(),),
         )
-    # without --sender the receiver accepts the project's creator, and says whom it accepted
-    got = receive_secret(nodes["child_welfare"], tls["child_welfare"], address, project="p1")
+    # the receiver names whom it accepts, and says whom it accepted
+    got = receive_secret(nodes["child_welfare"], tls["child_welfare"], address, project="p1", trusted_senders=["police"])
     assert got.sender == "police" and got.fingerprint == shared.fingerprint
+    with pytest.raises(CeremonyError, match="--sender"):
+        receive_secret(dataclasses.replace(nodes["child_welfare"], secret=tmp_path / "cw3.key"), tls["child_welfare"], address,
+                       project="p1", trusted_senders=[])  # fmt: skip
     # a sender outside the roster cannot be named as trusted
     with pytest.raises(CeremonyError, match="hospital: not a member of project 'p1'"):
         receive_secret(dataclasses.replace(nodes["child_welfare"], secret=tmp_path / "cw2.key"), tls["child_welfare"], address,
                        project="p1", trusted_senders=["hospital"])  # fmt: skip
+    # hospital creates a project first, naming police: police, naming the lead it agreed on, takes nothing
+    share_secret(hospital, tls["hospital"], address, project="p3", recipients=["police"], epoch=1)
+    with pytest.raises(CeremonyError, match=r"child_welfare: not a member of project 'p3' .*created by hospital"):
+        receive_secret(dataclasses.replace(nodes["police"], secret=tmp_path / "p3.key"), tls["police"], address,
+                       project="p3", trusted_senders=["child_welfare"])  # fmt: skip
+    assert not (tmp_path / "p3.key").exists()

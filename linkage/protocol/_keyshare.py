@@ -99,23 +99,30 @@ def project_roster(tls: TlsMaterial, address: str, project: str) -> pb.Roster:
 
 
 def receive_secret(
-    config: NodeConfig, tls: TlsMaterial, address: str, *, project: str, trusted_senders: list[str] | None = None,
+    config: NodeConfig, tls: TlsMaterial, address: str, *, project: str, trusted_senders: list[str],
     expected_epoch: int | None = None, now: dt.datetime | None = None,
 ) -> SecretInfo:  # fmt: skip
     """Fetch the copies meant for this agency, keep the newest one made by an accepted sender, store the secret.
 
-    The receiver always knows whom it accepts: ``trusted_senders``, or else the agency that created the
-    project (its roster's creator). Either must be a member of the project, as must this agency.
-    A copy from anyone else is passed over, never taken and never in the way of the real one.
+    The receiver always names whom it accepts (``trusted_senders``), and they must be members of the
+    project, as must this agency. Taking the roster's creator on trust would let a certificate of the
+    task force that created a project of that name first (with this agency on its roster) hand it a
+    secret; named senders turn that into an error naming the roster. A copy from anyone else is passed
+    over, never taken and never in the way of the real one.
     """
     _refuse_existing_secret(config.secret)
     roster = project_roster(tls, address, project)
     if config.agency not in roster.members:
         raise CeremonyError(f"{config.agency} is not a member of project {project!r} (members: {', '.join(roster.members)})")
-    accepted = set(trusted_senders) if trusted_senders else {roster.creator}
+    if not trusted_senders:
+        raise CeremonyError("name the agencies whose secret you accept (--sender)")
+    accepted = set(trusted_senders)
     strangers = sorted(accepted - set(roster.members))
     if strangers:
-        raise CeremonyError(f"{', '.join(strangers)}: not a member of project {project!r} (members: {', '.join(roster.members)})")
+        raise CeremonyError(
+            f"{', '.join(strangers)}: not a member of project {project!r} (members: {', '.join(roster.members)},"
+            f" created by {roster.creator})"
+        )
     response = _relay(address, tls, lambda stub: stub.FetchWrappedSecrets(pb.FetchWrappedRequest(project=project), timeout=30))
     if not response.wrapped:
         raise CeremonyError(f"no wrapped secret for {config.agency} in project {project!r}")
