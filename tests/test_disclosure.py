@@ -33,9 +33,11 @@ def generated_pairs(seed: int = 7) -> pl.DataFrame:
                     f"{y}{person}",
                     float(rng.uniform(0.5, 1.0)),
                     "match" if rng.random() < 0.7 else "possible",
+                    f"surname {rng.choice(['exact', 'close', 'differs'])}; {rng.integers(1, 4)} keys shared",
                 )
             )
-    return pl.DataFrame(rows, schema=["source_a", "id_a", "source_b", "id_b", "similarity", "band"], orient="row")
+    columns = ["source_a", "id_a", "source_b", "id_b", "similarity", "band", "agreement"]
+    return pl.DataFrame(rows, schema=columns, orient="row")
 
 
 POLICIES = list(itertools.product(DISCLOSURES, repeat=3))
@@ -49,7 +51,8 @@ def test_an_agency_learns_nothing_of_matches_with_agencies_it_may_not_see(polici
     for agency in AGENCIES:
         visible = visible_to(agency, disclosure)
         assert visible == sorted(a for a in AGENCIES if a != agency and disclosure[a] == "full")
-        # Indistinguishable: the same results whether or not any pair with an invisible agency exists.
+        # Indistinguishable: the same results (bands, scores, names, field levels) whether or not any
+        # pair with an invisible agency exists.
         involved = (pl.col("source_a") == agency) | (pl.col("source_b") == agency)
         others = pl.when(pl.col("source_a") == agency).then(pl.col("source_b")).otherwise(pl.col("source_a"))
         only_visible = pairs.filter(~involved | others.is_in(visible))
@@ -65,6 +68,8 @@ def test_an_agency_learns_nothing_of_matches_with_agencies_it_may_not_see(polici
         assert named <= (set(visible) if disclosure[agency] != "none" else set())
         if disclosure[agency] != "none" and expected:
             assert named  # the visible holders are named to it
+        # every row's field levels are those of a pair in its best band, with a visible agency
+        assert results[agency].get_column("agreement").null_count() == 0
         # only its own records
         assert all(r.startswith(agency) for r in results[agency].get_column("record_id"))
 

@@ -218,6 +218,10 @@ def test_a_steward_reviews_three_possible_matches_with_the_keyboard(
         for n, decision in enumerate(chosen, 1):
             wait(browser).until(seen.text_to_be_present_in_element((By.TAG_NAME, "h1"), f"Review {n} of {possible.height}"))
             assert browser.find_element(By.CSS_SELECTOR, ".record-id").text == possible["record_id"][n - 1]
+            # which fields agreed at which level in the pair, as delivered: levels, never a partner's value
+            levels = [li.text for li in browser.find_elements(By.CSS_SELECTOR, ".agreement li")]
+            delivered = possible["agreement"][n - 1]
+            assert levels and levels == delivered.split("; ")[0].split(", ")
             focus_button(browser, decision)
             browser.switch_to.active_element.send_keys(Keys.ENTER)
         wait(browser).until(seen.text_to_be_present_in_element((By.TAG_NAME, "h1"), f"Review 4 of {possible.height}"))

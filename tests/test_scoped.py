@@ -8,6 +8,7 @@ generator's truth.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from linkage.scoped import (
 )  # fmt: skip
 from linkage.scoped._encodings import pack_scoped, unpack_scoped
 from linkage.scoped._evidence import scope_levels
+from linkage.scoped._link import LEVEL_WORDS
 from linkage.scoped._prf import key_words, siphash_bytes, strings_siphash, words_siphash
 from linkage.testing._synthetic import generate_agencies
 
@@ -196,7 +198,30 @@ def test_links_generated_agencies_with_known_truth(agencies: tuple[dict[str, pl.
     assert quality.precision >= 0.85
     assert quality.recall >= 0.65
     assert result.candidates == len(result.scores) and set(result.key_pairs) == set(sources["police"].keys)
-    assert result.pairs.columns == ["source_a", "id_a", "source_b", "id_b", "similarity", "band"]
+    assert result.pairs.columns == ["source_a", "id_a", "source_b", "id_b", "similarity", "band", "agreement"]
+
+
+def test_each_compared_pair_says_which_fields_agreed_at_which_level_and_no_value(
+    agencies: tuple[dict[str, pl.DataFrame], pl.DataFrame],
+) -> None:
+    frames, _ = agencies
+    sources = {n: encode_scoped(f, SCHEMA, SECRET, today=TODAY).encodings for n, f in frames.items()}
+    pairs = link_scoped(sources).pairs
+    compared = pairs.filter(pl.col("similarity").is_not_null())
+    assert compared.height > 0 and compared.get_column("agreement").null_count() == 0
+    # joined through a third record, never compared: no levels either
+    assert (
+        pairs.filter(pl.col("similarity").is_null()).get_column("agreement").null_count()
+        == pairs.filter(pl.col("similarity").is_null()).height
+    )
+    words = "|".join(LEVEL_WORDS)
+    shape = re.compile(rf"^([a-z_]+ ({words}), )*[a-z_]+ ({words}); [1-9][0-9]* keys shared$")
+    texts = compared.get_column("agreement").to_list()
+    assert all(shape.match(t) for t in texts), texts[:3]
+    # a pair the model calls a match agrees mostly exactly; the text names levels, never values
+    assert any("exact" in t for t in compared.filter(pl.col("band") == "match").get_column("agreement"))
+    values = {v for f in frames.values() for c in COLUMNS for v in f.get_column(c).drop_nulls().to_list() if len(v) > 3}
+    assert not any(v in t for t in set(texts) for v in values)
 
 
 def test_parquet_round_trip_and_bytes(agencies: tuple[dict[str, pl.DataFrame], pl.DataFrame], tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ __all__ = [
 
 NO_TOKEN = np.int64(-1)  # a record without a value for the key (uint64 0xFFFF…FFFF)
 TOKENS = "tokens"  # the view these attacks report
-# Placeholder key set for tests and benchmarks until the real one is wired in: a key is its parts.
+# A coarse key set for tests and the harness (the default is linkage.scoped's): a key is its parts.
 PLACEHOLDER_KEYS: dict[str, tuple[str, ...]] = {
     "surname+dob": ("surname", "date_of_birth"),
     "given+dob": ("given_name", "date_of_birth"),

@@ -18,7 +18,8 @@ from linkage.records._schema import Schema
 from linkage.trust._ceremony import key_epoch_of
 
 _EXCLUDED = ("1", "true", "yes", "y", "x", "excluded", "no consent")
-RESULT_COLUMNS = ("record_id", "band", "similarity", "reference", "shared_with")
+# agreement: which fields agreed at which level in the best pair disclosed (match keys; empty otherwise)
+RESULT_COLUMNS = ("record_id", "band", "similarity", "reference", "shared_with", "agreement")
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,6 +15,9 @@ or ``none`` agencies is invisible to A: no row, no band, no similarity, no name.
 the same whether or not any pair with an invisible agency exists (``tests/test_disclosure.py``
 checks this over every policy combination of three agencies).
 
+A row's ``agreement`` says, for the pair that gave its similarity, which fields agreed at which
+level (``surname close``): never a value, and only from a pair with a visible agency.
+
 An agency never receives another agency's record ids. Each row carries a reference token: opaque,
 different for every agency and job, so two agencies cannot join their results on it; the
 coordinator can map it back to a record.
@@ -41,16 +44,21 @@ def visible_to(agency: str, disclosure: Mapping[str, str]) -> list[str]:
 
 
 def agency_results(pairs: pl.DataFrame, disclosure: Mapping[str, str], job_key: bytes) -> dict[str, pl.DataFrame]:
-    """Per agency: record_id, band (best of its pairs), similarity (best), reference, shared_with."""
+    """Per agency: record_id, band (best of its pairs), similarity (best), reference, shared_with,
+    agreement (of the best-scoring pair of the best band)."""
+    if "agreement" not in pairs.columns:  # profiles without comparison levels
+        pairs = pairs.with_columns(agreement=pl.lit(None, dtype=pl.String))
     halves = pl.concat([
-        pairs.select(agency="source_a", record_id="id_a", other="source_b", band="band", similarity="similarity"),
-        pairs.select(agency="source_b", record_id="id_b", other="source_a", band="band", similarity="similarity"),
+        pairs.select(agency="source_a", record_id="id_a", other="source_b", band="band", similarity="similarity", agreement="agreement"),
+        pairs.select(agency="source_b", record_id="id_b", other="source_a", band="band", similarity="similarity", agreement="agreement"),
     ])  # fmt: skip
     out = {}
     for agency, policy in disclosure.items():
         visible = visible_to(agency, disclosure)
         nameable = visible if policy != "none" else []
-        mine = halves.filter((pl.col("agency") == agency) & pl.col("other").is_in(visible))
+        mine = halves.filter((pl.col("agency") == agency) & pl.col("other").is_in(visible)).sort(
+            "similarity", descending=True, nulls_last=True
+        )
         best_band = pl.when((pl.col("band") == "match").any()).then(pl.lit("match")).otherwise(pl.lit("possible"))
         rows = (
             mine.group_by("record_id")
@@ -62,6 +70,9 @@ def agency_results(pairs: pl.DataFrame, disclosure: Mapping[str, str], job_key: 
                 .filter(pl.col("other").is_in(nameable) & ((pl.col("band") == "match") | ~(pl.col("band") == "match").any()))
                 .unique()
                 .sort(),
+                agreement=pl.col("agreement")
+                .filter((pl.col("band") == "match") | ~(pl.col("band") == "match").any())
+                .first(),  # rows are sorted by similarity: the best-scoring pair's
             )
             .sort("record_id")
         )

@@ -54,7 +54,7 @@ class ScopedLinkSettings:
 
 @dataclass(frozen=True, eq=False)
 class ScopedLinkResult:
-    pairs: pl.DataFrame  # source_a, id_a, source_b, id_b, similarity (null: same cluster, never compared), band
+    pairs: pl.DataFrame  # source_a, id_a, source_b, id_b, similarity (null: same cluster, never compared), band, agreement
     clusters: pl.DataFrame  # cluster_id, source, record_id (clusters of two or more records)
     sources: dict[str, int]  # records per source
     candidates: int  # pairs that share at least one token
@@ -321,7 +321,8 @@ def link_scoped(
     strong = score >= settings.threshold
     labels, _ = greedy_clusters(left[strong], right[strong], score[strong], source_of, one_per_source=settings.one_per_source)
     record_ids = pl.concat([sources[n].record_ids for n in names])
-    pairs = _banded_pairs(names, offsets, record_ids, labels, left, right, score, settings.review_threshold)
+    agreement = agreement_text(columns, levels)
+    pairs = _banded_pairs(names, offsets, record_ids, labels, left, right, score, settings.review_threshold, agreement)
     clusters = _cluster_table(names, [sources[n].record_ids for n in names], offsets, labels)
     solved = time.perf_counter()
     return ScopedLinkResult(
@@ -332,10 +333,30 @@ def link_scoped(
     )  # fmt: skip
 
 
-def _banded_pairs(names, offsets, record_ids, labels, left, right, score, review_threshold) -> pl.DataFrame:  # type: ignore[no-untyped-def]
-    """Every cross-source pair within a cluster (``match``; similarity null where the two were never
-    compared, joined through a third record), and candidates at or above the review threshold
-    left in different clusters (``possible``)."""
+# What each comparison level of a field means, for people reading results (evidence levels 0..5).
+LEVEL_WORDS = ("missing", "differs", "weak", "partial", "similar", "close", "exact")
+
+
+def agreement_text(columns: tuple[str, ...], levels: np.ndarray) -> Callable[[np.ndarray], pl.Series]:
+    """A function from candidate indexes (-1: never compared) to text such as ``given_name exact,
+    surname close, …; 2 keys shared``: which fields agreed at which level, never a value."""
+    words = np.array(LEVEL_WORDS)
+
+    def text(index: np.ndarray) -> pl.Series:
+        rows = levels[np.maximum(index, 0)].astype(np.int64)
+        frame = pl.DataFrame({f"c{c}": words[rows[:, c] + 1] for c in range(len(columns) - 1)} | {"keys": rows[:, -1]})
+        said = pl.concat_str([pl.lit(f"{name} ") + pl.col(f"c{c}") for c, name in enumerate(columns[:-1])], separator=", ")
+        shared = pl.lit("; ") + pl.col("keys").cast(pl.String) + pl.lit(" keys shared")
+        compared = pl.Series(index >= 0)
+        return frame.select(pl.when(compared).then(said + shared).otherwise(None).alias("agreement")).to_series()
+
+    return text
+
+
+def _banded_pairs(names, offsets, record_ids, labels, left, right, score, review_threshold, agreement) -> pl.DataFrame:  # type: ignore[no-untyped-def]
+    """Every cross-source pair within a cluster (``match``; similarity and agreement null where the
+    two were never compared, joined through a third record), and candidates at or above the review
+    threshold left in different clusters (``possible``)."""
     source_of = np.repeat(np.arange(len(names)), np.diff(offsets))
     within_left, within_right = _pairs_within_clusters(labels)
     cross = source_of[within_left] != source_of[within_right]
@@ -347,6 +368,7 @@ def _banded_pairs(names, offsets, record_ids, labels, left, right, score, review
     at = np.clip(np.searchsorted(key[order], wanted), 0, max(len(key) - 1, 0))
     hit = (len(key) > 0) & (key[order][at] == wanted) if len(key) else np.zeros(len(wanted), dtype=bool)
     within_score = np.where(hit, score[order][at] if len(key) else 0.0, np.nan)
+    within_candidate = np.where(hit, order[at] if len(key) else -1, -1)
     possible = (score >= review_threshold) & (labels[left] != labels[right])
     all_left = np.concatenate([within_left, left[possible]])
     all_right = np.concatenate([within_right, right[possible]])
@@ -358,7 +380,8 @@ def _banded_pairs(names, offsets, record_ids, labels, left, right, score, review
         "source_a": names_arr[source_of[all_left]], "id_a": ids[all_left],
         "source_b": names_arr[source_of[all_right]], "id_b": ids[all_right],
         "similarity": np.round(similarity, 4), "band": bands,
-    }, schema={"source_a": pl.String, "id_a": pl.String, "source_b": pl.String, "id_b": pl.String, "similarity": pl.Float64, "band": pl.String})  # fmt: skip
+        "agreement": agreement(np.concatenate([within_candidate, np.flatnonzero(possible)])),
+    }, schema={"source_a": pl.String, "id_a": pl.String, "source_b": pl.String, "id_b": pl.String, "similarity": pl.Float64, "band": pl.String, "agreement": pl.String})  # fmt: skip
     frame = frame.with_columns(pl.col("similarity").fill_nan(None))
     return frame.sort(
         ["band", "similarity", "source_a", "id_a", "source_b", "id_b"],
