@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from linkage import Schema, Secret
 from linkage.errors import EncodingsError, SchemaError
 from linkage.matching._evaluate import pair_quality
+from linkage.matching._scopes import scope_levels
 from linkage.scoped import (
     MatchKey,
     ScopedLinkSettings,
@@ -30,7 +31,6 @@ from linkage.scoped import (
     write_scoped_encodings,
 )  # fmt: skip
 from linkage.scoped._encodings import pack_scoped, unpack_scoped
-from linkage.scoped._evidence import scope_levels
 from linkage.scoped._prf import key_words, siphash_bytes, strings_siphash, words_siphash
 from linkage.testing._synthetic import generate_agencies
 

@@ -211,7 +211,9 @@ def _link_scoped(
         review = threshold
     result = link_scoped(
         sources,
-        ScopedLinkSettings(threshold=threshold, review_threshold=review, one_per_source=settings.one_per_source),
+        ScopedLinkSettings(
+            threshold=threshold, review_threshold=review, one_per_source=settings.one_per_source, engine=settings.engine
+        ),
         progress=progress,
     )
     return Linked(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from linkage.errors import InputError
@@ -133,3 +134,26 @@ def _read_table(path: str | Path, columns: tuple[str, ...], what: str) -> pl.Dat
     if len(empty):
         raise InputError(f"{path}: row {empty[0] + 1}: empty value in a required column")
     return frame
+
+
+# --------------------------------------------------------------------------------------------------
+# Quality of a blocking on index pairs (``blocking_quality`` above does the same on record ids)
+
+
+def pairs_completeness(found: tuple[np.ndarray, np.ndarray], truth: tuple[np.ndarray, np.ndarray]) -> float:
+    """Share of the true pairs (i, j) that are among the found pairs; 1.0 when there are none."""
+    true_keys = np.unique(_pair_keys(truth))
+    if len(true_keys) == 0:
+        return 1.0
+    return float(np.isin(true_keys, _pair_keys(found)).mean())
+
+
+def reduction_ratio(candidates: int, n_a: int, n_b: int) -> float:
+    """1 - candidates / (n_a·n_b): the share of all pairs that blocking spared."""
+    return 1.0 - candidates / (n_a * n_b) if n_a * n_b else 0.0
+
+
+def _pair_keys(pairs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    i = np.asarray(pairs[0], dtype=np.int64)
+    j = np.asarray(pairs[1], dtype=np.int64)
+    return (i << np.int64(32)) | j

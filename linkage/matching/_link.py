@@ -25,8 +25,9 @@ import polars as pl
 
 from linkage.bloom._encodings import Encodings
 from linkage.errors import EncodingsError, LinkageError
-from linkage.matching._blocking import BandProgress, blocked_dice_pairs, plan_blocking
-from linkage.matching._kernels import dice_of_pairs, dice_pairs, group_dice_of_pairs
+from linkage.matching._blocking import plan_blocking
+from linkage.matching._engine import DEFAULT_ENGINE, Engine, engine_named
+from linkage.matching._lsh import BandProgress
 from linkage.matching._scoring import IDENTITY_LEVELS, MatchModel, agreement_levels, fit_model
 from linkage.matching._solve import greedy_clusters
 
@@ -72,6 +73,7 @@ class LinkSettings:
     target_completeness: float = 0.99  # LSH: share of candidate pairs it should find
     one_per_source: bool = True
     seed: int = 0
+    engine: str | Engine = DEFAULT_ENGINE  # what compares filters (``linkage.matching._engine``)
 
     def resolved(self, has_group_filters: bool) -> LinkSettings:
         if self.scoring != "auto":
@@ -164,9 +166,10 @@ def link(
     names = list(sources)
     first = sources[names[0]]
     settings = settings.resolved(first.group_filters is not None)
+    engine = engine_named(settings.engine)
     notes: list[str] = []
     if settings.scoring == "dice" and settings.threshold is None:
-        settings, note = _scaled_dice_threshold(sources, settings)
+        settings, note = _scaled_dice_threshold(sources, settings, engine)
         notes += [note] if note else []
     match_threshold, review_threshold = settings.thresholds()
     say = progress or (lambda _: None)
@@ -184,7 +187,7 @@ def link(
         a, b = sources[names[x]], sources[names[y]]
         say(f"comparing {names[x]} ({len(a):,}) with {names[y]} ({len(b):,})")
         t0 = time.perf_counter()
-        i, j, pair_stats = _candidates(names[x], a, names[y], b, settings, rng, say)
+        i, j, pair_stats = _candidates(names[x], a, names[y], b, settings, rng, engine, say)
         found.append((x, y, i, j))
         stats.append(SourcePairStats(**{**pair_stats.__dict__, "seconds": time.perf_counter() - t0}))
     compared = time.perf_counter()
@@ -193,17 +196,19 @@ def link(
     model = None
     if scoring == "fs":
         levels = [
-            agreement_levels(group_dice_of_pairs(sources[names[x]].group_filters, sources[names[y]].group_filters, i, j))
+            agreement_levels(engine.group_dice_of_pairs(sources[names[x]].group_filters, sources[names[y]].group_filters, i, j))
             for x, y, i, j in found
         ]
         all_levels = np.concatenate(levels) if levels else np.zeros((0, len(first.group_names)), dtype=np.int8)
-        random_levels = np.concatenate([_random_pair_levels(sources[names[x]], sources[names[y]], rng) for x, y, _, _ in found])
+        random_levels = np.concatenate(
+            [_random_pair_levels(sources[names[x]], sources[names[y]], rng, engine) for x, y, _, _ in found]
+        )
         sample = all_levels if len(all_levels) <= EM_SAMPLE else all_levels[rng.choice(len(all_levels), EM_SAMPLE, replace=False)]
         population = sum(len(sources[names[x]]) * len(sources[names[y]]) for x, y, _, _ in found)
         model = fit_model(first.group_names, sample, random_levels, population=population, scored=len(all_levels))
         scores = [model.probabilities(lv).astype(np.float32) for lv in levels]
     else:
-        scores = [dice_of_pairs(sources[names[x]].filters, sources[names[y]].filters, i, j) for x, y, i, j in found]
+        scores = [engine.dice_of_pairs(sources[names[x]].filters, sources[names[y]].filters, i, j) for x, y, i, j in found]
     scored = time.perf_counter()
 
     # 3. clusters over all sources, from the pairs at or above the match threshold
@@ -216,7 +221,7 @@ def link(
 
     # 4. bands
     record_ids = [sources[n].record_ids for n in names]
-    pairs = _banded_pairs(sources, names, offsets, labels, left, right, score, review_threshold, model, scoring)
+    pairs = _banded_pairs(sources, names, offsets, labels, left, right, score, review_threshold, model, scoring, engine)
     clusters = _cluster_table(names, record_ids, offsets, labels)
     solved = time.perf_counter()
 
@@ -282,6 +287,7 @@ def _candidates(
     b: Encodings,
     settings: LinkSettings,
     rng: np.random.Generator,
+    engine: Engine,
     say: Callable[[str], None] = lambda _: None,
 ) -> tuple[np.ndarray, np.ndarray, SourcePairStats]:
     """Candidate pairs by every rule. A rule that would let through more unrelated pairs than the
@@ -291,11 +297,11 @@ def _candidates(
     rules = _rules(a, b, settings)
     budget = max(CANDIDATE_FLOOR, CANDIDATES_PER_RECORD * (len(a) + len(b))) / len(rules)
     for rule, fa, fb, asked in rules:
-        threshold = _budgeted_threshold(fa, fb, asked, budget)
+        threshold = _budgeted_threshold(fa, fb, asked, budget, engine)
         if threshold > asked:
             notes.append(
                 f"{rule} rule tightened from Dice >= {asked:g} to {threshold:g}: at {asked:g} about"
-                f" {_random_rate(fa, fb, asked) * len(a) * len(b):,.0f} unrelated pairs would be candidates"
+                f" {_random_rate(fa, fb, asked, engine) * len(a) * len(b):,.0f} unrelated pairs would be candidates"
             )
         try:
             plan = plan_blocking(fa, fb, threshold, settings.blocking, target_completeness=settings.target_completeness)
@@ -307,15 +313,15 @@ def _candidates(
             )
         modes.add(plan.mode)
         if plan.mode == "none":
-            i, j, _ = dice_pairs(fa, fb, plan.threshold)
+            i, j, _ = engine.dice_pairs(fa, fb, plan.threshold)
             comparisons += len(a) * len(b)
         else:
             reporter = _BandReporter(say, rule)
-            i, j, _ = blocked_dice_pairs(
+            i, j, _ = engine.blocked_dice_pairs(
                 fa, fb, plan.threshold, target_completeness=settings.target_completeness, rng=rng, progress=reporter
             )
             comparisons += reporter.compared
-            completeness.append(_sampled_completeness(fa, fb, plan.threshold, i, j, rng))
+            completeness.append(_sampled_completeness(fa, fb, plan.threshold, i, j, rng, engine))
         keys.append(i * len(b) + j)
     key = np.unique(np.concatenate(keys))
     stats = SourcePairStats(
@@ -325,23 +331,25 @@ def _candidates(
     return key // len(b), key % len(b), stats
 
 
-def _random_rate(fa: np.ndarray, fb: np.ndarray, threshold: float) -> float:
-    return float(np.mean(_random_dice(fa, fb) >= threshold))
+def _random_rate(fa: np.ndarray, fb: np.ndarray, threshold: float, engine: Engine) -> float:
+    return float(np.mean(_random_dice(fa, fb, engine) >= threshold))
 
 
-def _random_dice(fa: np.ndarray, fb: np.ndarray) -> np.ndarray:
+def _random_dice(fa: np.ndarray, fb: np.ndarray, engine: Engine) -> np.ndarray:
     """Dice of RATE_SAMPLE random pairs (seeded by the rule's data, so a rerun picks the same)."""
     k = min(RATE_SAMPLE, len(fa) * len(fb))
     seeded = np.random.default_rng([len(fa), len(fb), int(fa[0, 0] % (1 << 62)), int(fb[0, 0] % (1 << 62))])
-    return dice_of_pairs(fa, fb, seeded.integers(0, len(fa), k), seeded.integers(0, len(fb), k))
+    return engine.dice_of_pairs(fa, fb, seeded.integers(0, len(fa), k), seeded.integers(0, len(fb), k))
 
 
-def _scaled_dice_threshold(sources: Mapping[str, Encodings], settings: LinkSettings) -> tuple[LinkSettings, str | None]:
+def _scaled_dice_threshold(
+    sources: Mapping[str, Encodings], settings: LinkSettings, engine: Engine
+) -> tuple[LinkSettings, str | None]:
     """``settings`` with dice's match threshold raised where unrelated pairs would swamp it (see
     ``UNRELATED_PER_RECORD``), and a note saying so; the review threshold follows unless set."""
     asked = settings.thresholds()[0]
     grid = np.round(np.arange(asked, 0.995, 0.01), 2)
-    within = {name: np.sort(_within_dice(enc.filters)) for name, enc in sources.items()}
+    within = {name: np.sort(_within_dice(enc.filters, engine)) for name, enc in sources.items()}
     unrelated, allowed = np.zeros(len(grid)), 0.0
     for x, y in itertools.combinations(sources, 2):
         share = (_share_at_least(within[x], grid) + _share_at_least(within[y], grid)) / 2
@@ -361,7 +369,7 @@ def _scaled_dice_threshold(sources: Mapping[str, Encodings], settings: LinkSetti
     return dataclasses.replace(settings, threshold=chosen, review_threshold=min(review, chosen)), note
 
 
-def _within_dice(filters: np.ndarray) -> np.ndarray:
+def _within_dice(filters: np.ndarray, engine: Engine) -> np.ndarray:
     """Dice of up to RATE_SAMPLE random pairs of different records of one source (seeded by its data)."""
     n = len(filters)
     if n < 2:
@@ -370,7 +378,7 @@ def _within_dice(filters: np.ndarray) -> np.ndarray:
     k = min(RATE_SAMPLE, n * (n - 1))
     i = seeded.integers(0, n, k)
     j = (i + seeded.integers(1, n, k)) % n  # never i itself
-    return dice_of_pairs(filters, filters, i, j)
+    return engine.dice_of_pairs(filters, filters, i, j)
 
 
 def _share_at_least(sorted_dice: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
@@ -379,13 +387,13 @@ def _share_at_least(sorted_dice: np.ndarray, thresholds: np.ndarray) -> np.ndarr
     return 1.0 - np.searchsorted(sorted_dice, thresholds, side="left") / len(sorted_dice)
 
 
-def _budgeted_threshold(fa: np.ndarray, fb: np.ndarray, threshold: float, budget: float) -> float:
+def _budgeted_threshold(fa: np.ndarray, fb: np.ndarray, threshold: float, budget: float, engine: Engine) -> float:
     """The loosest threshold (``threshold`` or above, in steps of 0.01) at which unrelated pairs
     would make at most ``budget`` candidates, judged on random pairs."""
     pairs = len(fa) * len(fb)
     if pairs <= budget:
         return threshold
-    dice = np.sort(_random_dice(fa, fb))
+    dice = np.sort(_random_dice(fa, fb, engine))
     allowed = budget / pairs
     t = threshold
     while t < 0.99 and (len(dice) - np.searchsorted(dice, t, side="left")) / len(dice) > allowed:
@@ -407,11 +415,11 @@ class _BandReporter:
 
 
 def _sampled_completeness(
-    fa: np.ndarray, fb: np.ndarray, threshold: float, i: np.ndarray, j: np.ndarray, rng: np.random.Generator
+    fa: np.ndarray, fb: np.ndarray, threshold: float, i: np.ndarray, j: np.ndarray, rng: np.random.Generator, engine: Engine
 ) -> float:
     """Share of the pairs an exact comparison finds, for a sample of rows, that blocking found too."""
     rows = np.sort(rng.choice(len(fa), min(COMPLETENESS_SAMPLE_ROWS, len(fa)), replace=False))
-    ei, ej, _ = dice_pairs(np.ascontiguousarray(fa[rows]), fb, threshold)
+    ei, ej, _ = engine.dice_pairs(np.ascontiguousarray(fa[rows]), fb, threshold)
     if len(ei) == 0:
         return 1.0
     exact = rows[ei] * len(fb) + ej
@@ -419,20 +427,20 @@ def _sampled_completeness(
     return float(np.isin(exact, i[in_sample] * len(fb) + j[in_sample]).mean())
 
 
-def _random_pair_levels(a: Encodings, b: Encodings, rng: np.random.Generator) -> np.ndarray:
+def _random_pair_levels(a: Encodings, b: Encodings, rng: np.random.Generator, engine: Engine) -> np.ndarray:
     k = min(RANDOM_PAIRS_PER_SOURCE_PAIR, len(a) * len(b))
     i = rng.integers(0, len(a), k)
     j = rng.integers(0, len(b), k)
-    return agreement_levels(group_dice_of_pairs(a.group_filters, b.group_filters, i, j))
+    return agreement_levels(engine.group_dice_of_pairs(a.group_filters, b.group_filters, i, j))
 
 
-def _banded_pairs(sources, names, offsets, labels, left, right, score, review_threshold, model, scoring) -> pl.DataFrame:
+def _banded_pairs(sources, names, offsets, labels, left, right, score, review_threshold, model, scoring, engine) -> pl.DataFrame:
     """Every cross-source pair within a cluster (``match``), and scored pairs at or above the review
     threshold that ended in different clusters (``possible``)."""
     source_of = np.repeat(np.arange(len(names)), np.diff(offsets))
     local = np.arange(offsets[-1]) - offsets[source_of]
     within_left, within_right = _pairs_within_clusters(labels)
-    within_score = _scores_of(sources, names, source_of, local, within_left, within_right, model, scoring)
+    within_score = _scores_of(sources, names, source_of, local, within_left, within_right, model, scoring, engine)
     possible = (score >= review_threshold) & (labels[left] != labels[right])
     all_left = np.concatenate([within_left, left[possible]])
     all_right = np.concatenate([within_right, right[possible]])
@@ -467,7 +475,7 @@ def _pairs_within_clusters(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.minimum(left_all, right_all), np.maximum(left_all, right_all)
 
 
-def _scores_of(sources, names, source_of, local, left, right, model, scoring) -> np.ndarray:
+def _scores_of(sources, names, source_of, local, left, right, model, scoring, engine) -> np.ndarray:
     """Scores of arbitrary cross-source pairs (global indices), in the given order."""
     out = np.zeros(len(left), dtype=np.float32)
     for x, y in itertools.combinations(range(len(names)), 2):
@@ -477,9 +485,9 @@ def _scores_of(sources, names, source_of, local, left, right, model, scoring) ->
         a, b = sources[names[x]], sources[names[y]]
         i, j = local[left[sel]], local[right[sel]]
         if scoring == "fs":
-            out[sel] = model.probabilities(agreement_levels(group_dice_of_pairs(a.group_filters, b.group_filters, i, j)))
+            out[sel] = model.probabilities(agreement_levels(engine.group_dice_of_pairs(a.group_filters, b.group_filters, i, j)))
         else:
-            out[sel] = dice_of_pairs(a.filters, b.filters, i, j)
+            out[sel] = engine.dice_of_pairs(a.filters, b.filters, i, j)
     return out
 
 
