@@ -12,24 +12,21 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
 from linkage import __version__
-from linkage.bloom._encodings import Encodings
 from linkage.bloom._keys import Secret
 from linkage.errors import InputError, LinkageError, SchemaError
-from linkage.jobs._profiles import Encoded, encode_records, link_sources, read_any_encodings, write_any_encodings
+from linkage.jobs._file_runs import PROGRESS_ABOVE_RECORDS, encode_file, read_sources, write_link_files
+from linkage.jobs._profiles import link_sources
+from linkage.matching._engine import DEFAULT_ENGINE, ENGINES
 from linkage.matching._evaluate import blocking_quality, pair_quality, read_candidates, read_pairs, read_truth
-from linkage.matching._link import LinkSettings
+from linkage.matching._link import DEFAULT_THRESHOLDS, LinkSettings
 from linkage.records._reading import read_records
 from linkage.records._schema import Schema
-from linkage.trust._ceremony import key_epoch_of
-
-PROGRESS_ABOVE_RECORDS = 100_000
 
 
 def _print(*parts: object) -> None:
@@ -153,122 +150,21 @@ def cmd_keys_receive(args: argparse.Namespace) -> None:
 
 
 # -- encode ----------------------------------------------------------------------------------------
-def rejects_path_for(out: Path) -> Path:
-    return out.with_name(out.name.removesuffix(out.suffix) + ".rejects.csv")
-
-
-def encode_file(
-    input_path: Path,
-    out: Path,
-    schema: Schema,
-    secret: Secret,
-    *,
-    id_column: str,
-    encoding: str = "utf-8",
-    secret_path: Path | None = None,
-    say: Callable[[str], None] = _print,
-) -> Encoded:
-    """Read, encode and write one file; print the summary through ``say``."""
-    started = time.perf_counter()
-    records = read_records(input_path, id_column=id_column, columns=schema.columns, encoding=encoding)
-    progress = None
-    if records.height > PROGRESS_ABOVE_RECORDS:
-        _stderr(f"encoding {records.height:,} records from {input_path}")
-        progress = lambda stage: _stderr(f"  {stage} done ({time.perf_counter() - started:.1f} s)")  # noqa: E731
-    result = encode_records(records, schema, secret, key_epoch=key_epoch_of(secret_path) if secret_path else 0, progress=progress)
-    _write_atomically(out, lambda path: write_any_encodings(result.encodings, path))
-    rejects_path = rejects_path_for(out)
-    result.rejects.write_csv(rejects_path)
-    elapsed = time.perf_counter() - started
-    say(_encode_summary(input_path, out, rejects_path, result, elapsed))
-    return result
-
-
-def _write_atomically(out: Path, write: Callable[[Path], None]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    os.close(fd)
-    try:
-        write(Path(temp))
-        os.replace(temp, out)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
-
-
-def mean_fill(encodings: Encodings) -> float:
-    if len(encodings) == 0:
-        return 0.0
-    return float(np.unpackbits(encodings.filters.view(np.uint8), axis=1).mean())
-
-
-def _encode_summary(input_path: Path, out: Path, rejects_path: Path, result: Encoded, elapsed: float) -> str:
-    enc = result.encodings
-    n = len(enc)
-    rejects = result.rejects
-    lines = [f"encoded {n:,} records from {input_path} in {elapsed:.2f} s ({n / max(elapsed, 1e-9):,.0f} records/s)"]
-    if isinstance(enc, Encodings):
-        lines += [
-            f"  output   {out}: {enc.bits}-bit filters"
-            + (f", group filters {', '.join(enc.group_names)}" if enc.group_filters is not None else "")
-            + f", schema {enc.schema_fingerprint[:12]}",
-            f"  fill     {mean_fill(enc):.1%} of bits set on average",
-        ]
-    else:
-        held = enc.has_token.sum(axis=0)
-        lines += [
-            f"  output   {out}: {len(enc.keys)} match keys, {enc.bytes_per_record:.0f} bytes per record, schema {enc.schema_fingerprint[:12]}",
-            "  tokens   " + ", ".join(f"{key} {int(c):,}" for key, c in zip(enc.keys, held, strict=True)),
-        ]
-        capped = {k: v for k, v in result.capped.items() if v}
-        if capped:
-            lines.append(
-                "  capped   "
-                + ", ".join(f"{k} {v:,}" for k, v in capped.items())
-                + " records lost that key's token: its value is held by more than the schema's token_cap records (the records stay)"
-            )
-    lines.append("  missing  " + (", ".join(f"{k} {v:,}" for k, v in result.missing.items() if v) or "none"))
-    if rejects.height:
-        per_field = rejects.group_by("field", maintain_order=True).len()
-        listed = ", ".join(f"{f} {c:,}" for f, c in per_field.iter_rows())
-        records_hit = rejects.get_column("row").n_unique()
-        lines.append(
-            f"  rejects  {rejects.height:,} unusable values in {records_hit:,} records ({listed});"
-            f" not used as given (see the reason per value in {rejects_path})"
-        )
-    else:
-        lines.append(f"  rejects  none ({rejects_path} is empty)")
-    return "\n".join(lines)
-
-
 def cmd_encode(args: argparse.Namespace) -> None:
     schema = Schema.load(args.schema)
     if args.project and args.project != schema.project:
         schema = Schema.from_dict({**schema.to_dict(), "project": {"id": args.project}}, source="--project")
     secret = Secret.from_file(args.secret)
-    encode_file(
-        Path(args.input),
-        Path(args.out),
-        schema,
-        secret,
-        id_column=args.id_column,
-        encoding=args.encoding,
-        secret_path=Path(args.secret),
-    )
+    encoded = encode_file(
+        Path(args.input), Path(args.out), schema, secret, id_column=args.id_column, encoding=args.encoding,
+        secret_path=Path(args.secret), progress=_stderr,
+    )  # fmt: skip
+    _print(encoded.summary())
 
 
 # -- link ----------------------------------------------------------------------------------------
-def source_name(path: Path) -> str:
-    return path.name.removesuffix(path.suffix)
-
-
 def cmd_link(args: argparse.Namespace) -> None:
-    paths = [Path(p) for p in args.encodings]
-    names = [source_name(p) for p in paths]
-    duplicated = sorted({n for n in names if names.count(n) > 1})
-    if duplicated:
-        raise LinkageError(f"two files share the source name {duplicated[0]!r} (a source is named by its file's stem)")
-    sources = {name: read_any_encodings(path) for name, path in zip(names, paths, strict=True)}
+    sources = read_sources([Path(p) for p in args.encodings])
     threshold = args.threshold
     if args.labels:  # reviewed pairs suggest the match threshold, unless one is given
         from linkage.matching._labels import threshold_from_labels_file
@@ -283,20 +179,19 @@ def cmd_link(args: argparse.Namespace) -> None:
             threshold = suggested.threshold
     settings = LinkSettings(
         threshold=threshold, review_threshold=args.review_threshold, scoring=args.scoring, blocking=args.blocking,
-        one_per_source=not args.many_per_source,
+        one_per_source=not args.many_per_source, engine=args.engine,
     )  # fmt: skip
     started = time.perf_counter()
     result = link_sources(
         sources, settings, progress=_stderr if sum(len(e) for e in sources.values()) > PROGRESS_ABOVE_RECORDS else None
     )
     elapsed = time.perf_counter() - started
-    out = Path(args.out)
-    _write_atomically(out, lambda path: result.pairs.write_csv(path))
-    if args.clusters:
-        _write_atomically(Path(args.clusters), lambda path: result.clusters.write_csv(path))
-    if args.candidates:
-        _write_atomically(Path(args.candidates), lambda path: result.result.candidate_pairs().write_csv(path))
-    _print(result.summary(elapsed, out, Path(args.clusters) if args.clusters else None))
+    out, clusters = Path(args.out), Path(args.clusters) if args.clusters else None
+    write_link_files(
+        result, out, clusters=clusters, candidates=Path(args.candidates) if args.candidates else None,
+        report=Path(args.report) if args.report else None,
+    )  # fmt: skip
+    _print(result.summary(elapsed, out, clusters))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -554,6 +449,15 @@ def cmd_demo(args: argparse.Namespace) -> None:
             run_demo(Path(temp), args.people, _print, _stderr)
 
 
+# Help texts made from the defaults themselves, so that they cannot drift from them.
+_FS, _DICE = DEFAULT_THRESHOLDS["fs"], DEFAULT_THRESHOLDS["dice"]
+THRESHOLD_DEFAULTS = (
+    f"{_FS[0]:g} for fs, a match probability; for dice {_DICE[0]:g}, raised for large sources where more unrelated"
+    " pairs would reach it (the summary says so)"
+)
+REVIEW_DEFAULTS = f"{_FS[1]:g} for fs; for dice the match threshold"
+
+
 # -- parser ----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="linkage", description="Privacy-preserving record linkage with keyed Bloom filters.")
@@ -626,20 +530,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     lk = commands.add_parser("link", help="link encodings of two or more sources (a source is named by its file's stem)")
     lk.add_argument("encodings", nargs="+", help="encodings files (Parquet) from `linkage encode`")
-    lk.add_argument("--threshold", type=float, help="match threshold (default 0.5 for fs, a match probability; 0.62 for dice)")
+    lk.add_argument("--threshold", type=float, help=f"match threshold (default {THRESHOLD_DEFAULTS})")
     lk.add_argument(
         "--review-threshold",
         type=float,
-        help="lower bound of possible matches for review (default 0.2 for fs; for dice the match threshold)",
+        help=f"lower bound of possible matches for review (default {REVIEW_DEFAULTS})",
     )
     lk.add_argument("--blocking", choices=("auto", "none", "lsh"), default="auto", help="auto: all pairs while few, LSH beyond")
     lk.add_argument("--scoring", choices=("auto", "fs", "dice"), default="auto",
                     help="fs: Fellegi-Sunter match probability from per-group Dice, weights learned by EM; dice: record Dice;"
                          " auto (default): fs when the encodings carry group filters, else dice")  # fmt: skip
     lk.add_argument("--many-per-source", action="store_true", help="let a cluster hold several records of one source")
+    lk.add_argument(
+        "--engine",
+        choices=sorted(ENGINES),
+        default=DEFAULT_ENGINE,
+        help=f"what compares the encodings (default {DEFAULT_ENGINE})",
+    )
     lk.add_argument("--out", required=True, help="pairs CSV: source_a,id_a,source_b,id_b,similarity,band")
     lk.add_argument("--clusters", help="clusters CSV: cluster_id,source,record_id")
     lk.add_argument("--candidates", help="candidates CSV: every scored pair (source_a,id_a,source_b,id_b,score), for `evaluate`")
+    lk.add_argument(
+        "--report", help="the run as JSON: thresholds used, per pair of sources its blocking and each candidate rule as it ran"
+    )
     lk.add_argument(
         "--labels",
         help="labels CSV from `review export`: reviewed pairs suggest the match threshold (used unless --threshold is given)",
@@ -714,12 +627,12 @@ def build_parser() -> argparse.ArgumentParser:
     job_run.add_argument("--agencies", required=True, help="comma-separated agency names from the config")
     job_run.add_argument("--coordinator", help="HOST:PORT of the coordinator (default: the config's coordinator.listen)")
     job_run.add_argument(
-        "--threshold", type=float, help="match threshold (default: the config's, else 0.5 for fs, 0.62 for dice)"
+        "--threshold", type=float, help=f"match threshold (default: the config's, else {THRESHOLD_DEFAULTS})"
     )
     job_run.add_argument(
         "--review-threshold",
         type=float,
-        help="review threshold (default: the config's, else 0.2 for fs; for dice the match threshold)",
+        help=f"review threshold (default: the config's, else {REVIEW_DEFAULTS})",
     )
     job_run.set_defaults(func=cmd_job_run)
     for name, text, func in (

@@ -299,9 +299,10 @@ def test_dice_threshold_rises_where_unrelated_pairs_would_swamp_it(default_agenc
 
 
 def test_random_pairs_within_a_source_never_pair_a_record_with_itself():
+    from linkage.matching._engine import NumbaEngine
     from linkage.matching._link import _within_dice
 
     filters = np.zeros((3, 2), dtype=np.uint64)
     filters[:, 0] = [1, 2, 4]  # three records, no bit in common: Dice 0 unless paired with itself
-    assert len(_within_dice(filters)) == 6 and np.all(_within_dice(filters) == 0.0)
-    assert len(_within_dice(filters[:1])) == 0
+    assert len(_within_dice(filters, NumbaEngine())) == 6 and np.all(_within_dice(filters, NumbaEngine()) == 0.0)
+    assert len(_within_dice(filters[:1], NumbaEngine())) == 0

@@ -155,6 +155,24 @@ class Linked:
             return link_summary(self.result, elapsed, out, clusters)
         return _scoped_summary(self, elapsed, out, clusters)
 
+    def report(self) -> dict[str, Any]:
+        """The run as data, ready for JSON: the thresholds used (and the default a large run raised),
+        per pair of sources its blocking, counts and each candidate rule as it ran (the Dice asked,
+        the Dice the candidate budget allowed, the Dice run), or per match key its candidate pairs.
+        Scripts and benchmarks read this, not the summary."""
+        report: dict[str, Any] = {
+            "profile": self.profile, "scoring": self.scoring, "threshold": self.threshold,
+            "review_threshold": self.review_threshold, "sources": dict(self.sources), "candidates": self.candidates,
+            "notes": list(self.notes),
+        }  # fmt: skip
+        if isinstance(self.result, LinkResult):
+            report["threshold_raised_from"] = self.result.threshold_raised_from
+            report["run_notes"] = list(self.result.notes)  # ``notes`` less those of a pair of sources
+            report["source_pairs"] = [dataclasses.asdict(s) for s in self.result.stats]
+        else:
+            report["pairs_per_key"] = dict(self.result.key_pairs)
+        return report
+
     def audit_details(self) -> dict[str, Any]:
         bands = dict(sorted(self.pairs.get_column("band").value_counts().rows()))
         return {

@@ -93,6 +93,34 @@ class LinkSettings:
 
 
 @dataclass(frozen=True)
+class RuleRun:
+    """One candidate rule as it ran on a pair of sources: the Dice asked for, the Dice the candidate
+    budget allowed, and the Dice run (above where ``auto`` blocking tightened it for LSH)."""
+
+    rule: str  # "record", or the group filters OR-ed together (e.g. "name+dob")
+    asked: float
+    budgeted: float  # above ``asked`` where unrelated pairs would have swamped the budget
+    threshold: float  # the Dice run
+    blocking: str  # "none" or "lsh"
+    unrelated_at_asked: float | None = None  # estimated unrelated candidates at ``asked``, when budgeted
+
+    def notes(self) -> list[str]:
+        """What the coordinator is told about a tightened rule."""
+        lines = []
+        if self.budgeted > self.asked:
+            lines.append(
+                f"{self.rule} rule tightened from Dice >= {self.asked:g} to {self.budgeted:g}: at {self.asked:g} about"
+                f" {self.unrelated_at_asked or 0:,.0f} unrelated pairs would be candidates"
+            )
+        if self.threshold > self.budgeted:
+            lines.append(
+                f"{self.rule} rule tightened from Dice >= {self.budgeted:g} to {self.threshold:g} so that LSH stays quick;"
+                " --blocking none compares all pairs"
+            )
+        return lines
+
+
+@dataclass(frozen=True)
 class SourcePairStats:
     source_a: str
     source_b: str
@@ -104,6 +132,7 @@ class SourcePairStats:
     matches: int = 0
     possible: int = 0
     notes: tuple[str, ...] = ()  # rules auto tightened or left out, to show the coordinator
+    rules: tuple[RuleRun, ...] = ()  # each candidate rule as it ran
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,6 +151,7 @@ class LinkResult:
     candidate_right: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     record_ids: pl.Series = field(default_factory=lambda: pl.Series(dtype=pl.String))  # all sources, in order
     notes: tuple[str, ...] = ()  # defaults that the sources moved, to show the coordinator
+    threshold_raised_from: float | None = None  # dice: the default match threshold, where the sources raised it
 
     @property
     def comparisons(self) -> int:
@@ -168,9 +198,13 @@ def link(
     settings = settings.resolved(first.group_filters is not None)
     engine = engine_named(settings.engine)
     notes: list[str] = []
+    raised_from = None
     if settings.scoring == "dice" and settings.threshold is None:
+        asked = settings.thresholds()[0]
         settings, note = _scaled_dice_threshold(sources, settings, engine)
-        notes += [note] if note else []
+        if note:
+            notes.append(note)
+            raised_from = asked
     match_threshold, review_threshold = settings.thresholds()
     say = progress or (lambda _: None)
     scoring: Scoring = settings.scoring
@@ -249,6 +283,7 @@ def link(
         candidate_right=right,
         record_ids=pl.concat(record_ids),
         notes=tuple(notes),
+        threshold_raised_from=raised_from,
     )
 
 
@@ -293,25 +328,17 @@ def _candidates(
     """Candidate pairs by every rule. A rule that would let through more unrelated pairs than the
     budget is tightened; in ``auto``, so is one that all pairs would take hours over and LSH cannot
     serve quickly at its threshold. Each tightening is noted for the summary."""
-    keys, comparisons, completeness, modes, notes = [], 0, [], set(), []
+    keys, comparisons, completeness, runs = [], 0, [], []
     rules = _rules(a, b, settings)
     budget = max(CANDIDATE_FLOOR, CANDIDATES_PER_RECORD * (len(a) + len(b))) / len(rules)
     for rule, fa, fb, asked in rules:
         threshold = _budgeted_threshold(fa, fb, asked, budget, engine)
-        if threshold > asked:
-            notes.append(
-                f"{rule} rule tightened from Dice >= {asked:g} to {threshold:g}: at {asked:g} about"
-                f" {_random_rate(fa, fb, asked, engine) * len(a) * len(b):,.0f} unrelated pairs would be candidates"
-            )
+        unrelated = _random_rate(fa, fb, asked, engine) * len(a) * len(b) if threshold > asked else None
         try:
             plan = plan_blocking(fa, fb, threshold, settings.blocking, target_completeness=settings.target_completeness)
         except ValueError as exc:
             raise LinkageError(f"{name_a} ~ {name_b}: {rule} rule at Dice {threshold:g}: {exc}") from None
-        if plan.tightened:
-            notes.append(
-                f"{rule} rule tightened from Dice >= {threshold:g} to {plan.threshold:g} so that LSH stays quick; --blocking none compares all pairs"
-            )
-        modes.add(plan.mode)
+        runs.append(RuleRun(rule, asked, threshold, plan.threshold, plan.mode, unrelated))
         if plan.mode == "none":
             i, j, _ = engine.dice_pairs(fa, fb, plan.threshold)
             comparisons += len(a) * len(b)
@@ -325,8 +352,9 @@ def _candidates(
         keys.append(i * len(b) + j)
     key = np.unique(np.concatenate(keys))
     stats = SourcePairStats(
-        source_a=name_a, source_b=name_b, blocking="lsh" if "lsh" in modes else "none", comparisons=comparisons, candidates=len(key),
-        seconds=0.0, pairs_completeness=min(completeness) if completeness else None, notes=tuple(notes),
+        source_a=name_a, source_b=name_b, blocking="lsh" if any(r.blocking == "lsh" for r in runs) else "none", comparisons=comparisons, candidates=len(key),
+        seconds=0.0, pairs_completeness=min(completeness) if completeness else None,
+        notes=tuple(note for run in runs for note in run.notes()), rules=tuple(runs),
     )  # fmt: skip
     return key // len(b), key % len(b), stats
 
