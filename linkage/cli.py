@@ -626,9 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     job_run.add_argument("--config", required=True, help="coordinator.toml (its certificate and address)")
     job_run.add_argument("--agencies", required=True, help="comma-separated agency names from the config")
     job_run.add_argument("--coordinator", help="HOST:PORT of the coordinator (default: the config's coordinator.listen)")
-    job_run.add_argument(
-        "--threshold", type=float, help=f"match threshold (default: the config's, else {THRESHOLD_DEFAULTS})"
-    )
+    job_run.add_argument("--threshold", type=float, help=f"match threshold (default: the config's, else {THRESHOLD_DEFAULTS})")
     job_run.add_argument(
         "--review-threshold",
         type=float,
