@@ -26,9 +26,9 @@ from linkage.bloom._encode import encode
 from linkage.bloom._encodings import Encodings, read_encodings, write_encodings
 from linkage.bloom._keys import Secret
 from linkage.errors import EncodingsError, LinkageError
-from linkage.matching._histogram import histogram_lines, score_histogram, suggested_threshold
+from linkage.matching._histogram import score_histogram
 from linkage.matching._link import LinkResult, LinkSettings, check_compatible, link
-from linkage.matching._summary import link_summary
+from linkage.matching._summary import link_summary, outcome_lines
 from linkage.records._schema import Schema
 from linkage.scoped import MatchKey as ScopedMatchKey
 from linkage.scoped import (
@@ -248,25 +248,10 @@ def _scoped_summary(linked: Linked, elapsed: float, out: Path | None, clusters: 
     lines.append(f"{linked.candidates:,} candidate pairs share a match-key token (pairs that share none are never compared)")
     lines.append("  pairs per key: " + ", ".join(f"{key} {n:,}" for key, n in result.key_pairs.items()))
     lines += result.model.describe()
-    lines.append("score distribution of candidate pairs (match probability):")
-    lines += histogram_lines(linked.scores, linked.threshold, linked.review_threshold)
-    suggestion = suggested_threshold(linked.scores)
-    if suggestion is not None:
-        lines.append(
-            f"suggested match threshold {suggestion:g} (where the score distribution is thinnest); in use {linked.threshold:g}"
-        )
-    n_clusters = linked.clusters.get_column("cluster_id").n_unique()
-    matches = int((linked.pairs.get_column("band") == "match").sum())
-    where = f"wrote {out}: " if out else ""
-    lines.append(
-        f"{where}{matches:,} matching pairs in {n_clusters:,} clusters, {linked.pairs.height - matches:,} possible matches for review"
-    )
-    if matches == 0:
-        best = f"{float(linked.scores.max()):.3g}" if len(linked.scores) else "none"
-        lines.append(f"note: no candidate pair reached the match threshold {linked.threshold:g} (highest score {best})")
-    if clusters:
-        lines.append(f"wrote {clusters}: {linked.clusters.height:,} records in {n_clusters:,} clusters")
-    lines.append(f"done in {elapsed:.2f} s")
+    lines += outcome_lines(
+        linked.scores, linked.threshold, linked.review_threshold, linked.pairs, linked.clusters,
+        scale="match probability", elapsed=elapsed, out=out, clusters_path=clusters,
+    )  # fmt: skip
     return "\n".join(lines)
 
 

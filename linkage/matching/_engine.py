@@ -97,31 +97,12 @@ class NumbaEngine(Engine):
 
     name = "numba"
 
-    def dice_pairs(self, a: np.ndarray, b: np.ndarray, threshold: float) -> ScoredPairs:
-        return dice_pairs(a, b, threshold)
-
-    def blocked_dice_pairs(
-        self,
-        a: np.ndarray,
-        b: np.ndarray,
-        threshold: float,
-        *,
-        target_completeness: float,
-        rng: np.random.Generator,
-        progress: Callable[[BandProgress], None] | None = None,
-    ) -> ScoredPairs:
-        return blocked_dice_pairs(a, b, threshold, target_completeness=target_completeness, rng=rng, progress=progress)
-
-    def dice_of_pairs(self, a: np.ndarray, b: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-        return dice_of_pairs(a, b, i, j)
-
-    def group_dice_of_pairs(self, a_groups: np.ndarray, b_groups: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-        return group_dice_of_pairs(a_groups, b_groups, i, j)
-
-    def token_pairs(
-        self, tokens_a: np.ndarray, has_a: np.ndarray, tokens_b: np.ndarray, has_b: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return token_pairs(tokens_a, has_a, tokens_b, has_b)
+    # The kernels themselves: their signatures are the engine's (with optional extras of their own).
+    dice_pairs = staticmethod(dice_pairs)
+    blocked_dice_pairs = staticmethod(blocked_dice_pairs)
+    dice_of_pairs = staticmethod(dice_of_pairs)
+    group_dice_of_pairs = staticmethod(group_dice_of_pairs)
+    token_pairs = staticmethod(token_pairs)
 
     def scope_levels(
         self, evidence_a: np.ndarray, evidence_b: np.ndarray, i: np.ndarray, j: np.ndarray, slots: ScopeSlots

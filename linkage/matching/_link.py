@@ -18,7 +18,7 @@ import itertools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -159,33 +159,53 @@ class LinkResult:
 
     def candidate_pairs(self) -> pl.DataFrame:
         """Every scored candidate pair: source_a, id_a, source_b, id_b, score (for blocking evaluation)."""
-        names = np.array(list(self.sources))
-        source_of = np.repeat(np.arange(len(names)), list(self.sources.values()))
-        ids = self.record_ids.to_numpy()
-        left, right = self.candidate_left, self.candidate_right
-        return pl.DataFrame({
-            "source_a": names[source_of[left]], "id_a": ids[left], "source_b": names[source_of[right]], "id_b": ids[right],
-            "score": np.round(self.scores.astype(np.float64), 4),
-        }, schema={"source_a": pl.String, "id_a": pl.String, "source_b": pl.String, "id_b": pl.String, "score": pl.Float64})  # fmt: skip
+        return candidate_table(self.sources, self.record_ids, self.candidate_left, self.candidate_right, self.scores)
 
 
-def check_compatible(sources: Mapping[str, Encodings]) -> None:
+def candidate_table(
+    sources: Mapping[str, int], record_ids: pl.Series, left: np.ndarray, right: np.ndarray, scores: np.ndarray
+) -> pl.DataFrame:
+    """Candidate pairs (global record indices, sources in order) as source_a, id_a, source_b, id_b, score."""
+    names = np.array(list(sources))
+    source_of = np.repeat(np.arange(len(names)), list(sources.values()))
+    ids = record_ids.to_numpy()
+    return pl.DataFrame({
+        "source_a": names[source_of[left]], "id_a": ids[left], "source_b": names[source_of[right]], "id_b": ids[right],
+        "score": np.round(scores.astype(np.float64), 4),
+    }, schema={"source_a": pl.String, "id_a": pl.String, "source_b": pl.String, "id_b": pl.String, "score": pl.Float64})  # fmt: skip
+
+
+def check_alike(
+    sources: Mapping[str, Any],
+    facts: Callable[[Any], tuple[tuple[str, object], ...]],
+    advice: str,
+    also: Callable[[str, Any, str, Any], None] = lambda *_: None,
+) -> None:
+    """One line naming the source at fault where sources cannot be linked together: fewer than two,
+    one whose ``facts`` (what, value) differ from the first's (``advice`` says what to do), one that
+    ``also`` refuses (name, encodings, first name, first encodings), or one that holds no records."""
     if len(sources) < 2:
         raise LinkageError("linking needs at least two sources")
     (first_name, first), *rest = sources.items()
+    expected = dict(facts(first))
     for name, enc in rest:
-        for what, mine, theirs in (
-            ("project", enc.project, first.project),
-            ("key epoch", enc.key_epoch, first.key_epoch),
-            ("schema fingerprint", enc.schema_fingerprint, first.schema_fingerprint),
-            ("filter length", enc.bits, first.bits),
-            ("field groups", enc.group_names, first.group_names),
-        ):
-            if mine != theirs:
-                raise EncodingsError(f"{name}: {what} {mine} differs from {first_name}'s {theirs}; encode both with one schema")
+        for what, mine in facts(enc):
+            if mine != expected[what]:
+                raise EncodingsError(f"{name}: {what} {mine} differs from {first_name}'s {expected[what]}; {advice}")
+        also(name, enc, first_name, first)
     for name, enc in sources.items():
         if len(enc) == 0:
             raise EncodingsError(f"{name}: holds no records")
+
+
+def check_compatible(sources: Mapping[str, Encodings]) -> None:
+    def facts(enc: Encodings) -> tuple[tuple[str, object], ...]:
+        return (
+            ("project", enc.project), ("key epoch", enc.key_epoch), ("schema fingerprint", enc.schema_fingerprint),
+            ("filter length", enc.bits), ("field groups", enc.group_names),
+        )  # fmt: skip
+
+    check_alike(sources, facts, "encode both with one schema")
 
 
 def link(

@@ -24,7 +24,7 @@ import polars as pl
 
 from linkage.errors import EncodingsError, LinkageError
 from linkage.matching._engine import DEFAULT_ENGINE, Engine, ScopeSlots, engine_named
-from linkage.matching._link import _cluster_table, _pairs_within_clusters
+from linkage.matching._link import _cluster_table, _pairs_within_clusters, candidate_table, check_alike
 from linkage.matching._scoring import N_LEVELS, MatchModel, level_frequencies, monotone
 from linkage.matching._solve import greedy_clusters
 from linkage.scoped._encodings import ScopedEncodings
@@ -72,41 +72,27 @@ class ScopedLinkResult:
 
     def candidate_pairs(self) -> pl.DataFrame:
         """Every candidate pair: source_a, id_a, source_b, id_b, score."""
-        names = np.array(list(self.sources))
-        source_of = np.repeat(np.arange(len(names)), list(self.sources.values()))
-        ids = self.record_ids.to_numpy()
-        left, right = self.candidate_left, self.candidate_right
-        return pl.DataFrame({
-            "source_a": names[source_of[left]], "id_a": ids[left], "source_b": names[source_of[right]], "id_b": ids[right],
-            "score": np.round(self.scores.astype(np.float64), 4),
-        }, schema={"source_a": pl.String, "id_a": pl.String, "source_b": pl.String, "id_b": pl.String, "score": pl.Float64})  # fmt: skip
+        return candidate_table(self.sources, self.record_ids, self.candidate_left, self.candidate_right, self.scores)
 
 
 def check_scoped_compatible(sources: Mapping[str, ScopedEncodings]) -> None:
     """One line naming the file at fault when two sources cannot be linked."""
-    if len(sources) < 2:
-        raise LinkageError("linking needs at least two sources")
-    (first_name, first), *rest = sources.items()
-    for name, enc in rest:
-        for what, mine, theirs in (
-            ("project", enc.project, first.project),
-            ("key epoch", enc.key_epoch, first.key_epoch),
-            ("match-key set", enc.key_set_fingerprint, first.key_set_fingerprint),
-            ("schema fingerprint", enc.schema_fingerprint, first.schema_fingerprint),
-        ):
-            if mine != theirs:
-                raise EncodingsError(
-                    f"{name}: {what} {mine} differs from {first_name}'s {theirs}; encode both with one schema and key set"
-                )
+
+    def facts(enc: ScopedEncodings) -> tuple[tuple[str, object], ...]:
+        return (
+            ("project", enc.project), ("key epoch", enc.key_epoch), ("match-key set", enc.key_set_fingerprint),
+            ("schema fingerprint", enc.schema_fingerprint),
+        )  # fmt: skip
+
+    def same_secret_and_layout(name: str, enc: ScopedEncodings, first_name: str, first: ScopedEncodings) -> None:
         if not hmac.compare_digest(enc.secret_check, first.secret_check):
             raise EncodingsError(
                 f"{name} was encoded under a different secret than {first_name}; encode both with the project's secret"
             )
         if enc.layouts != first.layouts or enc.fields != first.fields:
             raise EncodingsError(f"{name}: evidence layout differs from {first_name}'s; encode both with one version of linkage")
-    for name, enc in sources.items():
-        if len(enc) == 0:
-            raise EncodingsError(f"{name}: holds no records")
+
+    check_alike(sources, facts, "encode both with one schema and key set", same_secret_and_layout)
 
 
 @numba.njit(cache=True)

@@ -52,6 +52,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from linkage._files import read_file, write_new_file
 from linkage.errors import AuditEntryError, AuditError, AuditKeyError
+from linkage.trust._pki import private_key_from_pem
 
 __all__ = [
     "AuditEntryError",
@@ -184,13 +185,7 @@ class AuditKey:
     def load(cls, path: str | Path) -> AuditKey:
         """Read a PEM (PKCS8, unencrypted) Ed25519 private key written by ``write``."""
         path = Path(path)
-        data = _read_key_file(path)
-        try:
-            key = serialization.load_pem_private_key(data, password=None)
-        except TypeError:
-            raise AuditKeyError(f"{path}: the key is encrypted; audit keys are stored unencrypted, mode 0600") from None
-        except (ValueError, UnsupportedAlgorithm):
-            raise AuditKeyError(f"{path}: not a PEM private key") from None
+        key = private_key_from_pem(_read_key_file(path), str(path), what="audit key", error=AuditKeyError)
         if not isinstance(key, Ed25519PrivateKey):
             raise AuditKeyError(f"{path}: not an Ed25519 private key")
         return cls(key)
