@@ -58,7 +58,7 @@ def make_private(*paths: Path) -> None:
             path.chmod(0o600)
 
 
-def write_atomically(out: Path, write: Callable[[Path], None]) -> Path:
+def write_atomically(out: Path, write: Callable[[Path], object]) -> Path:
     """Write ``out`` all at once: ``write`` fills a temporary file beside it (mode 0600), which then
     replaces ``out``; a failed write leaves neither half a file nor the temporary one."""
     out.parent.mkdir(parents=True, exist_ok=True)

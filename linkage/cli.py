@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -27,6 +28,10 @@ from linkage.matching._evaluate import blocking_quality, pair_quality, read_cand
 from linkage.matching._link import DEFAULT_THRESHOLDS, LinkSettings
 from linkage.records._reading import read_records
 from linkage.records._schema import Schema
+
+if TYPE_CHECKING:
+    from linkage.jobs._config import CoordinatorConfig, NodeConfig
+    from linkage.trust._pki import TlsMaterial
 
 
 def _print(*parts: object) -> None:
@@ -110,12 +115,18 @@ def cmd_keys_new(args: argparse.Namespace) -> None:
     _print("share it with the project's agencies only; never with the coordinator")
 
 
-def _node_tls(args: argparse.Namespace):
-    from linkage.jobs._config import load_node_config
+def _tls(config: NodeConfig | CoordinatorConfig) -> TlsMaterial:
+    """The TLS material a node's or coordinator's config names."""
     from linkage.trust._pki import load_tls
 
+    return load_tls(config.tls.ca, config.tls.cert, config.tls.key)
+
+
+def _node_tls(args: argparse.Namespace):
+    from linkage.jobs._config import load_node_config
+
     config = load_node_config(args.config)
-    return config, load_tls(config.tls.ca, config.tls.cert, config.tls.key)
+    return config, _tls(config)
 
 
 def cmd_keys_publish(args: argparse.Namespace) -> None:
@@ -253,12 +264,11 @@ def cmd_pki_issue(args: argparse.Namespace) -> None:
 
 def cmd_node_serve(args: argparse.Namespace) -> None:
     from linkage.jobs._config import load_node_config
-    from linkage.trust._pki import load_tls
     from services._lifecycle import serve_until_stopped
     from services.node import start_node
 
     config = load_node_config(args.config, listen=args.listen)
-    tls = load_tls(config.tls.ca, config.tls.cert, config.tls.key)
+    tls = _tls(config)
     serve_until_stopped(
         lambda: start_node(config, tls, on_results=lambda job, path: _print(f"results of {job} stored in {path}")),
         f"node {config.agency}",
@@ -268,24 +278,22 @@ def cmd_node_serve(args: argparse.Namespace) -> None:
 
 def cmd_coordinator_serve(args: argparse.Namespace) -> None:
     from linkage.jobs._config import load_coordinator_config
-    from linkage.trust._pki import load_tls
     from services._lifecycle import serve_until_stopped
     from services.coordinator import start_coordinator
 
     config = load_coordinator_config(args.config, listen=args.listen)
-    tls = load_tls(config.tls.ca, config.tls.cert, config.tls.key)
+    tls = _tls(config)
     serve_until_stopped(lambda: start_coordinator(config, tls), f"coordinator {config.name}", _print)
 
 
 def _coordinator_client(args: argparse.Namespace):
     from linkage.jobs._config import load_coordinator_config
-    from linkage.trust._pki import load_tls
 
     config = load_coordinator_config(args.config)
     address = args.coordinator or config.listen
     if address.endswith(":0"):
         raise LinkageError(f"{args.config}: coordinator.listen has no fixed port; pass --coordinator HOST:PORT")
-    return address, load_tls(config.tls.ca, config.tls.cert, config.tls.key)
+    return address, _tls(config)
 
 
 def cmd_job_deliver(args: argparse.Namespace) -> None:
@@ -304,22 +312,20 @@ def _job_line(job) -> str:
 
 
 def cmd_job_list(args: argparse.Namespace) -> None:
-    from linkage.protocol._clients import coordinator_call
-    from linkage.protocol.v1 import linkage_pb2 as pb
+    from linkage.protocol._clients import list_jobs
 
     address, tls = _coordinator_client(args)
-    jobs = coordinator_call(address, tls, lambda stub: stub.ListJobs(pb.ListJobsRequest(), timeout=30)).jobs
+    jobs = list_jobs(address, tls)
     _print(f"{'job':<28}  {'state':<10}  {'created':<25}  agencies  results")
     for job in jobs:
         _print(_job_line(job))
 
 
 def cmd_job_show(args: argparse.Namespace) -> None:
-    from linkage.protocol._clients import coordinator_call
-    from linkage.protocol.v1 import linkage_pb2 as pb
+    from linkage.protocol._clients import job_status
 
     address, tls = _coordinator_client(args)
-    job = coordinator_call(address, tls, lambda stub: stub.GetJob(pb.GetJobRequest(job_id=args.job), timeout=30))
+    job = job_status(address, tls, args.job)
     _print(f"job:        {job.job_id}")
     _print(f"state:      {job.state}")
     _print(f"created:    {job.created}")
@@ -336,17 +342,12 @@ def cmd_job_show(args: argparse.Namespace) -> None:
 
 
 def cmd_job_run(args: argparse.Namespace) -> None:
-    from linkage.protocol._clients import run_job_remotely
-    from linkage.protocol.v1 import linkage_pb2 as pb
+    from linkage.protocol._clients import job_request, run_job_remotely
     from services.coordinator import follow_job
 
     address, tls = _coordinator_client(args)
     agencies = [a.strip() for a in args.agencies.split(",") if a.strip()]
-    request = pb.JobRequest(agencies=agencies)
-    if args.threshold is not None:
-        request.threshold = args.threshold
-    if args.review_threshold is not None:
-        request.review_threshold = args.review_threshold
+    request = job_request(agencies, threshold=args.threshold, review_threshold=args.review_threshold)
     state = follow_job(run_job_remotely(address, tls, request), _print, _stderr)
     if state != "done":
         raise LinkageError("the job failed (see above)")
@@ -459,14 +460,17 @@ REVIEW_DEFAULTS = f"{_FS[1]:g} for fs; for dice the match threshold"
 
 
 # -- parser ----------------------------------------------------------------------------------------
+def _command_group(commands: argparse._SubParsersAction, name: str, text: str) -> argparse._SubParsersAction:
+    """A command whose subcommands do the work (``linkage NAME SUBCOMMAND``)."""
+    return commands.add_parser(name, help=text).add_subparsers(dest=f"{name}_command", required=True, metavar="SUBCOMMAND")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="linkage", description="Privacy-preserving record linkage with keyed Bloom filters.")
     parser.add_argument("--version", action="version", version=f"linkage {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    schema = commands.add_parser("schema", help="write or inspect a linkage schema").add_subparsers(
-        dest="schema_command", required=True, metavar="SUBCOMMAND"
-    )
+    schema = _command_group(commands, "schema", "write or inspect a linkage schema")
     init = schema.add_parser("init", help="write a schema for the listed columns, kinds chosen from their names")
     init.add_argument("--columns", required=True, help="comma-separated column names to encode")
     init.add_argument("--out", required=True, help="schema file to write (TOML)")
@@ -488,9 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--schema", required=True)
     show.set_defaults(func=cmd_schema_show)
 
-    keys = commands.add_parser("keys", help="manage the project's linkage secret").add_subparsers(
-        dest="keys_command", required=True, metavar="SUBCOMMAND"
-    )
+    keys = _command_group(commands, "keys", "manage the project's linkage secret")
     new = keys.add_parser("new", help="write a fresh 32-byte secret (mode 0600; never overwrites)")
     new.add_argument("--out", required=True)
     new.set_defaults(func=cmd_keys_new)
@@ -588,9 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--seed", type=int, default=7, help="draws the lists, the secret and the attacks' randomness")
     pr.set_defaults(func=cmd_privacy_report)
 
-    pki = commands.add_parser("pki", help="the task-force CA and every party's certificate").add_subparsers(
-        dest="pki_command", required=True, metavar="SUBCOMMAND"
-    )
+    pki = _command_group(commands, "pki", "the task-force CA and every party's certificate")
     pki_init = pki.add_parser("init", help="create the task-force CA (ca.pem, ca.key)")
     pki_init.add_argument("--dir", required=True)
     pki_init.set_defaults(func=cmd_pki_init)
@@ -603,25 +603,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pki_issue.set_defaults(func=cmd_pki_issue)
 
-    node = commands.add_parser("node", help="run an agency node").add_subparsers(
-        dest="node_command", required=True, metavar="SUBCOMMAND"
-    )
-    node_serve = node.add_parser("serve", help="serve this agency's encodings to its coordinator and receive results")
-    node_serve.add_argument("--config", required=True, help="node.toml")
-    node_serve.add_argument("--listen", help="HOST:PORT (default: the config's node.listen)")
-    node_serve.set_defaults(func=cmd_node_serve)
+    for role, text, serve_text, func in (
+        ("node", "run an agency node", "serve this agency's encodings to its coordinator and receive results", cmd_node_serve),
+        ("coordinator", "run the coordinator", "serve jobs: pull encodings, link, deliver results", cmd_coordinator_serve),
+    ):
+        process = _command_group(commands, role, text)
+        serve_parser = process.add_parser("serve", help=serve_text)
+        serve_parser.add_argument("--config", required=True, help=f"{role}.toml")
+        serve_parser.add_argument("--listen", help=f"HOST:PORT (default: the config's {role}.listen)")
+        serve_parser.set_defaults(func=func)
 
-    coordinator = commands.add_parser("coordinator", help="run the coordinator").add_subparsers(
-        dest="coordinator_command", required=True, metavar="SUBCOMMAND"
-    )
-    coordinator_serve = coordinator.add_parser("serve", help="serve jobs: pull encodings, link, deliver results")
-    coordinator_serve.add_argument("--config", required=True, help="coordinator.toml")
-    coordinator_serve.add_argument("--listen", help="HOST:PORT (default: the config's coordinator.listen)")
-    coordinator_serve.set_defaults(func=cmd_coordinator_serve)
-
-    job = commands.add_parser("job", help="run linkage jobs on the coordinator").add_subparsers(
-        dest="job_command", required=True, metavar="SUBCOMMAND"
-    )
+    job = _command_group(commands, "job", "run linkage jobs on the coordinator")
     job_run = job.add_parser("run", help="ask the coordinator to link the named agencies; follow its progress")
     job_run.add_argument("--config", required=True, help="coordinator.toml (its certificate and address)")
     job_run.add_argument("--agencies", required=True, help="comma-separated agency names from the config")
@@ -649,9 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--job", required=True, help="the job id")
         sub.set_defaults(func=func)
 
-    audit = commands.add_parser("audit", help="verify and read a tamper-evident audit log").add_subparsers(
-        dest="audit_command", required=True, metavar="SUBCOMMAND"
-    )
+    audit = _command_group(commands, "audit", "verify and read a tamper-evident audit log")
     audit_verify = audit.add_parser("verify", help="recompute the hash chain and every signature; name the first bad entry")
     audit_verify.add_argument("--log", required=True, help="audit.db")
     audit_verify.add_argument(
@@ -679,9 +669,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_show.add_argument("seq", type=int)
     audit_show.set_defaults(func=cmd_audit_show)
 
-    review = commands.add_parser("review", help="web pages for auditors and data stewards on a data folder").add_subparsers(
-        dest="review_command", required=True, metavar="SUBCOMMAND"
-    )
+    review = _command_group(commands, "review", "web pages for auditors and data stewards on a data folder")
     review_serve = review.add_parser("serve", help="serve the review pages of a coordinator's or a node's data folder")
     review_serve.add_argument("--dir", required=True, help="the data folder (a node's holds node.toml)")
     review_serve.add_argument(

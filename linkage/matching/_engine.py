@@ -80,10 +80,8 @@ class Engine(ABC):
         """Per-group Dice of the given pairs: (pairs, groups) float32, NaN where a group is empty."""
 
     @abstractmethod
-    def token_pairs(
-        self, tokens_a: np.ndarray, has_a: np.ndarray, tokens_b: np.ndarray, has_b: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Rows (i, j) whose tokens are equal, among rows that hold one."""
+    def token_pairs(self, ta: np.ndarray, ha: np.ndarray, tb: np.ndarray, hb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows (i, j) whose tokens ``ta[i] == tb[j]`` are equal, among rows that hold one (``ha``, ``hb``)."""
 
     @abstractmethod
     def scope_levels(

@@ -119,7 +119,9 @@ def read_pairs(path: str | Path) -> pl.DataFrame:
     return _read_table(path, (*PAIR_COLUMNS, "band"), "pairs")
 
 
-def _read_table(path: str | Path, columns: tuple[str, ...], what: str) -> pl.DataFrame:
+def read_csv_table(path: str | Path, columns: tuple[str, ...], what: str, *, expected: tuple[str, ...] = ()) -> pl.DataFrame:
+    """A CSV file as strings, holding at least ``columns``; errors name the file and ``what`` it
+    should be, and the columns ``expected`` (default: ``columns``)."""
     path = Path(path)
     try:
         frame = pl.read_csv(path, infer_schema=False)
@@ -129,7 +131,12 @@ def _read_table(path: str | Path, columns: tuple[str, ...], what: str) -> pl.Dat
         raise InputError(f"{path}: not a readable CSV {what} file") from None
     absent = [c for c in columns if c not in frame.columns]
     if absent:
-        raise InputError(f"{path}: {what} file lacks column(s) {', '.join(absent)} (expected {','.join(columns)})")
+        raise InputError(f"{path}: {what} file lacks column(s) {', '.join(absent)} (expected {','.join(expected or columns)})")
+    return frame
+
+
+def _read_table(path: str | Path, columns: tuple[str, ...], what: str) -> pl.DataFrame:
+    frame = read_csv_table(path, columns, what)
     empty = frame.select(pl.any_horizontal(pl.col(c).is_null() for c in columns)).to_series().arg_true()
     if len(empty):
         raise InputError(f"{path}: row {empty[0] + 1}: empty value in a required column")

@@ -144,16 +144,22 @@ class _History(NamedTuple):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _sorted_contains(values, lo, hi, target):
-    """Whether values[lo:hi] (sorted) holds target."""
-    end = hi
+def _lower_bound(values, lo, hi, target):
+    """The first place in values[lo:hi] (sorted) holding target or more; hi if none does."""
     while lo < hi:
         mid = (lo + hi) >> 1
         if values[mid] < target:
             lo = mid + 1
         else:
             hi = mid
-    return lo < end and values[lo] == target
+    return lo
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _sorted_contains(values, lo, hi, target):
+    """Whether values[lo:hi] (sorted) holds target."""
+    at = _lower_bound(values, lo, hi, target)
+    return at < hi and values[at] == target
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
@@ -204,14 +210,7 @@ def _run_end(keys, start):
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _first_at_least(keys, target):
-    lo, hi = 0, len(keys)
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if keys[mid] < target:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+    return _lower_bound(keys, 0, len(keys), target)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
