@@ -66,6 +66,7 @@ from linkage._files import read_file, write_new_file
 from linkage.bloom._keys import SECRET_BYTES, Secret
 from linkage.errors import CeremonyError
 from linkage.records._schema import PROJECT_ID
+from linkage.trust._canonical import canonical_json
 from linkage.trust._pki import (
     CLOCK_SKEW_ALLOWANCE,
     PARTY_NAME,
@@ -713,7 +714,7 @@ def _pem_from_der(der: bytes, what: str) -> bytes:
 
 
 def _canonical_json(fields: dict[str, Any]) -> bytes:
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")
+    return canonical_json(fields, ascii_only=True).encode("ascii")
 
 
 def _check_canonical(expected: bytes, data: bytes, what: str) -> None:
