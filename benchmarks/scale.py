@@ -37,9 +37,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine_line
 
 from linkage import Schema, Secret, encode, read_encodings, write_encodings
+from linkage.matching._candidates import candidate_rules
 from linkage.matching._engine import NumbaEngine
 from linkage.matching._evaluate import pair_quality
-from linkage.matching._link import LinkSettings, _rules
+from linkage.matching._link import LinkSettings
 from linkage.testing._synthetic import CHILD_WELFARE, POLICE, generate_agencies
 
 COLUMNS = ["given_name", "middle_name", "surname", "date_of_birth", "sex", "address", "city", "postcode"]
@@ -74,7 +75,7 @@ def sampled_completeness(paths: list[Path], candidates: pl.DataFrame, report: di
     ids_a, ids_b = a.record_ids.to_numpy(), b.record_ids.to_numpy()
     ran = {rule["rule"]: rule["threshold"] for rule in report["source_pairs"][0]["rules"]}
     # the rules' filters as `link` builds them (the thresholds given here are not used)
-    for rule, fa, fb, _ in _rules(a, b, LinkSettings().resolved(a.group_filters is not None)):
+    for rule, fa, fb, _ in candidate_rules(a, b, LinkSettings().resolved(a.group_filters is not None)):
         i, j, _ = NumbaEngine().dice_pairs(np.ascontiguousarray(fa[rows]), fb, ran[rule])
         exact |= set(zip(ids_a[rows[i]], ids_b[j], strict=True))
     return len(exact & found) / len(exact) if exact else 1.0

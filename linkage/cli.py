@@ -10,7 +10,6 @@ import argparse
 import contextlib
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -441,13 +440,7 @@ def cmd_review(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from services.demo import run_demo
 
-    if args.workdir:
-        workdir = Path(args.workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-        run_demo(workdir, args.people, _print, _stderr)
-    else:
-        with tempfile.TemporaryDirectory(prefix="linkage-demo-") as temp:
-            run_demo(Path(temp), args.people, _print, _stderr)
+    run_demo(Path(args.workdir) if args.workdir else None, args.people, _print, _stderr)
 
 
 # Help texts made from the defaults themselves, so that they cannot drift from them.

@@ -25,41 +25,17 @@ import polars as pl
 
 from linkage.bloom._encodings import Encodings
 from linkage.errors import EncodingsError, LinkageError
-from linkage.matching._blocking import plan_blocking
+from linkage.matching._candidates import SourcePairStats, source_pair_candidates
 from linkage.matching._engine import DEFAULT_ENGINE, Engine, engine_named
-from linkage.matching._lsh import BandProgress
-from linkage.matching._scoring import IDENTITY_LEVELS, MatchModel, agreement_levels, fit_model
+from linkage.matching._scoring import MatchModel, agreement_levels, fit_model
 from linkage.matching._solve import greedy_clusters
+from linkage.matching._thresholds import DEFAULT_THRESHOLDS, scaled_dice_threshold
 
 Scoring = Literal["auto", "fs", "dice"]
 Blocking = Literal["auto", "none", "lsh"]
 
-# (match, review) thresholds per scoring: a match probability for "fs", a Dice for "dice".
-# Random pairs of folded ~50%-full filters have median Dice 0.5 and reach 0.6 about 0.03% of the
-# time; below that the review band fills with them, so by default dice's review band is the match
-# threshold (possible = pairs at or above it that the one-per-source rule kept apart). Dice 0.62
-# keeps FEBRL4 at F1 0.991 and gives generated agencies of 5,000 people 0.82 (0.60: 0.994, 0.80).
-DEFAULT_THRESHOLDS: dict[str, tuple[float, float]] = {"fs": (0.5, 0.2), "dice": (0.62, 0.62)}
-# Dice's default match threshold rises with the sources: the more pairs, the more pairs of unrelated
-# people whose folded filters reach a given Dice. It is the lowest, from the default up in steps
-# of 0.01, at which at most UNRELATED_PER_RECORD unrelated pairs per record of the smaller source
-# would reach it, judged on random pairs within each source: nobody is in one source twice, so no
-# true match swells that count the way it swells random pairs across sources (relatives within a
-# source do: on the generated agencies it counts 2 to 4 times the unrelated pairs that cross
-# sources, and UNRELATED_PER_RECORD is set against that estimate). Measured on the generated
-# agencies: 5,000 people stay at 0.62 (F1 0.82); 30,000 go to 0.66 (F1 0.726 → 0.762); 100,000
-# records a side (benchmarks/scale.py) to 0.65 (0.788 → 0.838).
-UNRELATED_PER_RECORD = 0.75
 RANDOM_PAIRS_PER_SOURCE_PAIR = 100_000
 EM_SAMPLE = 500_000
-COMPLETENESS_SAMPLE_ROWS = 2_000
-# Candidate budget: a rule may keep about max(CANDIDATE_FLOOR, CANDIDATES_PER_RECORD × records) random
-# pairs (shared between the rules), so scoring and memory grow with the records, not their product.
-# A rule whose threshold would let more through is tightened; its rate is measured on RATE_SAMPLE
-# random pairs. At 10,000 a side nothing is tightened.
-CANDIDATE_FLOOR = 4_000_000
-CANDIDATES_PER_RECORD = 20
-RATE_SAMPLE = 1_000_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,49 +66,6 @@ class LinkSettings:
         if review > match:
             raise LinkageError(f"review threshold {review} is above the match threshold {match}")
         return match, review
-
-
-@dataclass(frozen=True)
-class RuleRun:
-    """One candidate rule as it ran on a pair of sources: the Dice asked for, the Dice the candidate
-    budget allowed, and the Dice run (above where ``auto`` blocking tightened it for LSH)."""
-
-    rule: str  # "record", or the group filters OR-ed together (e.g. "name+dob")
-    asked: float
-    budgeted: float  # above ``asked`` where unrelated pairs would have swamped the budget
-    threshold: float  # the Dice run
-    blocking: str  # "none" or "lsh"
-    unrelated_at_asked: float | None = None  # estimated unrelated candidates at ``asked``, when budgeted
-
-    def notes(self) -> list[str]:
-        """What the coordinator is told about a tightened rule."""
-        lines = []
-        if self.budgeted > self.asked:
-            lines.append(
-                f"{self.rule} rule tightened from Dice >= {self.asked:g} to {self.budgeted:g}: at {self.asked:g} about"
-                f" {self.unrelated_at_asked or 0:,.0f} unrelated pairs would be candidates"
-            )
-        if self.threshold > self.budgeted:
-            lines.append(
-                f"{self.rule} rule tightened from Dice >= {self.budgeted:g} to {self.threshold:g} so that LSH stays quick;"
-                " --blocking none compares all pairs"
-            )
-        return lines
-
-
-@dataclass(frozen=True)
-class SourcePairStats:
-    source_a: str
-    source_b: str
-    blocking: str
-    comparisons: int
-    candidates: int
-    seconds: float
-    pairs_completeness: float | None = None  # LSH: against an exact run on a sample
-    matches: int = 0
-    possible: int = 0
-    notes: tuple[str, ...] = ()  # rules auto tightened or left out, to show the coordinator
-    rules: tuple[RuleRun, ...] = ()  # each candidate rule as it ran
 
 
 @dataclass(frozen=True, eq=False)
@@ -221,7 +154,7 @@ def link(
     raised_from = None
     if settings.scoring == "dice" and settings.threshold is None:
         asked = settings.thresholds()[0]
-        settings, note = _scaled_dice_threshold(sources, settings, engine)
+        settings, note = scaled_dice_threshold(sources, settings, engine)
         if note:
             notes.append(note)
             raised_from = asked
@@ -241,7 +174,7 @@ def link(
         a, b = sources[names[x]], sources[names[y]]
         say(f"comparing {names[x]} ({len(a):,}) with {names[y]} ({len(b):,})")
         t0 = time.perf_counter()
-        i, j, pair_stats = _candidates(names[x], a, names[y], b, settings, rng, engine, say)
+        i, j, pair_stats = source_pair_candidates(names[x], a, names[y], b, settings, rng, engine, say)
         found.append((x, y, i, j))
         stats.append(SourcePairStats(**{**pair_stats.__dict__, "seconds": time.perf_counter() - t0}))
     compared = time.perf_counter()
@@ -313,166 +246,6 @@ def _count(counts: pl.DataFrame, a: str, b: str, band: str) -> int:
         & (pl.col("band") == band)
     )
     return int(hit.get_column("len").sum())
-
-
-def _rules(a: Encodings, b: Encodings, settings: LinkSettings) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
-    record_threshold = settings.candidate_dice
-    if settings.scoring == "dice":  # the score is this Dice: every pair down to the review threshold counts
-        record_threshold = min(record_threshold, settings.thresholds()[1])
-    rules = [("record", a.filters, b.filters, record_threshold)]
-    if a.group_filters is not None and "name" in a.group_names:
-        # Names with the date of birth where there is one: at an equal share of unrelated pairs let
-        # through, it holds more true pairs than names alone (measured on generated agencies:
-        # 83 % against 53 % at about 1 in 10,000 random pairs).
-        groups = [a.group_names.index(g) for g in IDENTITY_LEVELS if g in a.group_names]
-        label = "+".join(a.group_names[g] for g in groups)
-        rules.append((label, _union(a.group_filters, groups), _union(b.group_filters, groups), settings.candidate_name_dice))
-    return rules
-
-
-def _union(group_filters: np.ndarray, groups: list[int]) -> np.ndarray:
-    """The OR of some group filters: a filter of those fields alone."""
-    return np.ascontiguousarray(np.bitwise_or.reduce(group_filters[:, groups], axis=1))
-
-
-def _candidates(
-    name_a: str,
-    a: Encodings,
-    name_b: str,
-    b: Encodings,
-    settings: LinkSettings,
-    rng: np.random.Generator,
-    engine: Engine,
-    say: Callable[[str], None] = lambda _: None,
-) -> tuple[np.ndarray, np.ndarray, SourcePairStats]:
-    """Candidate pairs by every rule. A rule that would let through more unrelated pairs than the
-    budget is tightened; in ``auto``, so is one that all pairs would take hours over and LSH cannot
-    serve quickly at its threshold. Each tightening is noted for the summary."""
-    keys, comparisons, completeness, runs = [], 0, [], []
-    rules = _rules(a, b, settings)
-    budget = max(CANDIDATE_FLOOR, CANDIDATES_PER_RECORD * (len(a) + len(b))) / len(rules)
-    for rule, fa, fb, asked in rules:
-        threshold = _budgeted_threshold(fa, fb, asked, budget, engine)
-        unrelated = _random_rate(fa, fb, asked, engine) * len(a) * len(b) if threshold > asked else None
-        try:
-            plan = plan_blocking(fa, fb, threshold, settings.blocking, target_completeness=settings.target_completeness)
-        except ValueError as exc:
-            raise LinkageError(f"{name_a} ~ {name_b}: {rule} rule at Dice {threshold:g}: {exc}") from None
-        runs.append(RuleRun(rule, asked, threshold, plan.threshold, plan.mode, unrelated))
-        if plan.mode == "none":
-            i, j, _ = engine.dice_pairs(fa, fb, plan.threshold)
-            comparisons += len(a) * len(b)
-        else:
-            reporter = _BandReporter(say, rule)
-            i, j, _ = engine.blocked_dice_pairs(
-                fa, fb, plan.threshold, target_completeness=settings.target_completeness, rng=rng, progress=reporter
-            )
-            comparisons += reporter.compared
-            completeness.append(_sampled_completeness(fa, fb, plan.threshold, i, j, rng, engine))
-        keys.append(i * len(b) + j)
-    key = np.unique(np.concatenate(keys))
-    stats = SourcePairStats(
-        source_a=name_a, source_b=name_b, blocking="lsh" if any(r.blocking == "lsh" for r in runs) else "none", comparisons=comparisons, candidates=len(key),
-        seconds=0.0, pairs_completeness=min(completeness) if completeness else None,
-        notes=tuple(note for run in runs for note in run.notes()), rules=tuple(runs),
-    )  # fmt: skip
-    return key // len(b), key % len(b), stats
-
-
-def _random_rate(fa: np.ndarray, fb: np.ndarray, threshold: float, engine: Engine) -> float:
-    return float(np.mean(_random_dice(fa, fb, engine) >= threshold))
-
-
-def _random_dice(fa: np.ndarray, fb: np.ndarray, engine: Engine) -> np.ndarray:
-    """Dice of RATE_SAMPLE random pairs (seeded by the rule's data, so a rerun picks the same)."""
-    k = min(RATE_SAMPLE, len(fa) * len(fb))
-    seeded = np.random.default_rng([len(fa), len(fb), int(fa[0, 0] % (1 << 62)), int(fb[0, 0] % (1 << 62))])
-    return engine.dice_of_pairs(fa, fb, seeded.integers(0, len(fa), k), seeded.integers(0, len(fb), k))
-
-
-def _scaled_dice_threshold(
-    sources: Mapping[str, Encodings], settings: LinkSettings, engine: Engine
-) -> tuple[LinkSettings, str | None]:
-    """``settings`` with dice's match threshold raised where unrelated pairs would swamp it (see
-    ``UNRELATED_PER_RECORD``), and a note saying so; the review threshold follows unless set."""
-    asked = settings.thresholds()[0]
-    grid = np.round(np.arange(asked, 0.995, 0.01), 2)
-    within = {name: np.sort(_within_dice(enc.filters, engine)) for name, enc in sources.items()}
-    unrelated, allowed = np.zeros(len(grid)), 0.0
-    for x, y in itertools.combinations(sources, 2):
-        share = (_share_at_least(within[x], grid) + _share_at_least(within[y], grid)) / 2
-        unrelated += share * len(sources[x]) * len(sources[y])
-        allowed += UNRELATED_PER_RECORD * min(len(sources[x]), len(sources[y]))
-    within_budget = unrelated <= allowed
-    k = int(np.argmax(within_budget)) if within_budget.any() else len(grid) - 1
-    if k == 0:
-        return settings, None
-    chosen = float(grid[k])
-    review = settings.review_threshold if settings.review_threshold is not None else chosen
-    note = (
-        f"dice match threshold raised from {asked:g} to {chosen:g} for sources this large: at {asked:g} up to about"
-        f" {unrelated[0]:,.0f} pairs of unrelated records would reach it, at {chosen:g} {unrelated[k]:,.0f}"
-        " (judged on random pairs within each source); --threshold sets it"
-    )
-    return dataclasses.replace(settings, threshold=chosen, review_threshold=min(review, chosen)), note
-
-
-def _within_dice(filters: np.ndarray, engine: Engine) -> np.ndarray:
-    """Dice of up to RATE_SAMPLE random pairs of different records of one source (seeded by its data)."""
-    n = len(filters)
-    if n < 2:
-        return np.zeros(0, dtype=np.float32)
-    seeded = np.random.default_rng([n, int(filters[0, 0] % (1 << 62))])
-    k = min(RATE_SAMPLE, n * (n - 1))
-    i = seeded.integers(0, n, k)
-    j = (i + seeded.integers(1, n, k)) % n  # never i itself
-    return engine.dice_of_pairs(filters, filters, i, j)
-
-
-def _share_at_least(sorted_dice: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    if len(sorted_dice) == 0:
-        return np.zeros(len(thresholds))
-    return 1.0 - np.searchsorted(sorted_dice, thresholds, side="left") / len(sorted_dice)
-
-
-def _budgeted_threshold(fa: np.ndarray, fb: np.ndarray, threshold: float, budget: float, engine: Engine) -> float:
-    """The loosest threshold (``threshold`` or above, in steps of 0.01) at which unrelated pairs
-    would make at most ``budget`` candidates, judged on random pairs."""
-    pairs = len(fa) * len(fb)
-    if pairs <= budget:
-        return threshold
-    dice = np.sort(_random_dice(fa, fb, engine))
-    allowed = budget / pairs
-    t = threshold
-    while t < 0.99 and (len(dice) - np.searchsorted(dice, t, side="left")) / len(dice) > allowed:
-        t = round(t + 0.01, 2)
-    return t
-
-
-class _BandReporter:
-    """Progress about ten times a rule, not once a band (there can be thousands); keeps the count
-    of pairs the bands compared."""
-
-    def __init__(self, say: Callable[[str], None], rule: str) -> None:
-        self.say, self.rule, self.compared = say, rule, 0
-
-    def __call__(self, p: BandProgress) -> None:
-        self.compared = p.candidates
-        if p.band == p.bands or p.band % max(1, p.bands // 10) == 0:
-            self.say(f"  {self.rule} rule: LSH band {p.band:,} of {p.bands:,}, {p.pairs:,} pairs kept")
-
-
-def _sampled_completeness(
-    fa: np.ndarray, fb: np.ndarray, threshold: float, i: np.ndarray, j: np.ndarray, rng: np.random.Generator, engine: Engine
-) -> float:
-    """Share of the pairs an exact comparison finds, for a sample of rows, that blocking found too."""
-    rows = np.sort(rng.choice(len(fa), min(COMPLETENESS_SAMPLE_ROWS, len(fa)), replace=False))
-    ei, ej, _ = engine.dice_pairs(np.ascontiguousarray(fa[rows]), fb, threshold)
-    if len(ei) == 0:
-        return 1.0
-    exact = rows[ei] * len(fb) + ej
-    in_sample = np.isin(i, rows)
-    return float(np.isin(exact, i[in_sample] * len(fb) + j[in_sample]).mean())
 
 
 def _random_pair_levels(a: Encodings, b: Encodings, rng: np.random.Generator, engine: Engine) -> np.ndarray:

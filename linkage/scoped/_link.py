@@ -27,10 +27,10 @@ from linkage.matching._engine import DEFAULT_ENGINE, Engine, ScopeSlots, engine_
 from linkage.matching._link import _cluster_table, _pairs_within_clusters, candidate_table, check_alike
 from linkage.matching._scoring import N_LEVELS, MatchModel, level_frequencies, monotone
 from linkage.matching._solve import greedy_clusters
+from linkage.matching._thresholds import DEFAULT_THRESHOLDS
 from linkage.scoped._encodings import ScopedEncodings
 
-DEFAULT_MATCH_THRESHOLD = 0.5
-DEFAULT_REVIEW_THRESHOLD = 0.2
+DEFAULT_MATCH_THRESHOLD, DEFAULT_REVIEW_THRESHOLD = DEFAULT_THRESHOLDS["fs"]  # match probabilities, as for fs
 EM_ITERATIONS = 200
 # EM starts from the candidates that agree on given name, surname and date of birth (levels at or
 # above these; a role the schema lacks is not asked for).
