@@ -24,7 +24,8 @@ from linkage.jobs._file_runs import PROGRESS_ABOVE_RECORDS, encode_file, read_so
 from linkage.jobs._profiles import link_sources
 from linkage.matching._engine import DEFAULT_ENGINE, ENGINES
 from linkage.matching._evaluate import blocking_quality, pair_quality, read_candidates, read_pairs, read_truth
-from linkage.matching._link import DEFAULT_THRESHOLDS, LinkSettings
+from linkage.matching._link import LinkSettings
+from linkage.matching._thresholds import DEFAULT_THRESHOLDS
 from linkage.records._reading import read_records
 from linkage.records._schema import Schema
 
@@ -453,7 +454,9 @@ REVIEW_DEFAULTS = f"{_FS[1]:g} for fs; for dice the match threshold"
 
 
 # -- parser ----------------------------------------------------------------------------------------
-def _command_group(commands: argparse._SubParsersAction, name: str, text: str) -> argparse._SubParsersAction:
+def _command_group(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text: str
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
     """A command whose subcommands do the work (``linkage NAME SUBCOMMAND``)."""
     return commands.add_parser(name, help=text).add_subparsers(dest=f"{name}_command", required=True, metavar="SUBCOMMAND")
 
