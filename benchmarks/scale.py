@@ -22,8 +22,7 @@ second candidate rule on names and date of birth.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import re
+import json
 import resource
 import subprocess
 import sys
@@ -38,9 +37,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine_line
 
 from linkage import Schema, Secret, encode, read_encodings, write_encodings
+from linkage.matching._candidates import candidate_rules
+from linkage.matching._engine import NumbaEngine
 from linkage.matching._evaluate import pair_quality
-from linkage.matching._kernels import dice_pairs
-from linkage.matching._link import LinkSettings, _rules
+from linkage.matching._link import LinkSettings
 from linkage.testing._synthetic import CHILD_WELFARE, POLICE, generate_agencies
 
 COLUMNS = ["given_name", "middle_name", "surname", "date_of_birth", "sex", "address", "city", "postcode"]
@@ -65,30 +65,34 @@ def agencies(n: int, directory: Path, seed: int, field_scoring: bool) -> tuple[l
     return paths, truth
 
 
-def rule_thresholds(summary: str, settings: LinkSettings, a, b) -> dict[str, float]:
-    """The threshold each candidate rule ran at: as asked (after any dice threshold the summary
-    says was raised for the sources' size), or the last the summary says it was tightened to."""
-    raised = re.search(r"note: dice match threshold raised from [\d.]+ to ([\d.]+)", summary)
-    if raised:
-        settings = dataclasses.replace(settings, threshold=float(raised[1]), review_threshold=float(raised[1]))
-    run = {rule: threshold for rule, _, _, threshold in _rules(a, b, settings)}
-    for rule, new in re.findall(r"note: ([\w+]+) rule tightened from Dice >= [\d.]+ to ([\d.]+)", summary):
-        run[rule] = float(new)
-    return run
-
-
-def sampled_completeness(paths: list[Path], candidates: pl.DataFrame, summary: str, sample: int, seed: int) -> float:
+def sampled_completeness(paths: list[Path], candidates: pl.DataFrame, report: dict, sample: int, seed: int) -> float:
+    """Share of the pairs an unblocked comparison of ``sample`` rows finds, at the Dice each rule ran at
+    (as the command's report says: asked, raised or tightened), that are among the candidates."""
     a, b = read_encodings(paths[0]), read_encodings(paths[1])
     rows = np.sort(np.random.default_rng(seed).choice(len(a), min(sample, len(a)), replace=False))
     found = set(zip(*(candidates.get_column(c).to_list() for c in ("id_a", "id_b")), strict=True))
     exact: set[tuple[str, str]] = set()
     ids_a, ids_b = a.record_ids.to_numpy(), b.record_ids.to_numpy()
-    settings = LinkSettings().resolved(a.group_filters is not None)  # the rules `link` ran with
-    for rule, fa, fb, _ in _rules(a, b, settings):
-        threshold = rule_thresholds(summary, settings, a, b)[rule]
-        i, j, _ = dice_pairs(np.ascontiguousarray(fa[rows]), fb, threshold)
+    ran = {rule["rule"]: rule["threshold"] for rule in report["source_pairs"][0]["rules"]}
+    # the rules' filters as `link` builds them (the thresholds given here are not used)
+    for rule, fa, fb, _ in candidate_rules(a, b, LinkSettings().resolved(a.group_filters is not None)):
+        i, j, _ = NumbaEngine().dice_pairs(np.ascontiguousarray(fa[rows]), fb, ran[rule])
         exact |= set(zip(ids_a[rows[i]], ids_b[j], strict=True))
     return len(exact & found) / len(exact) if exact else 1.0
+
+
+def blocking_line(report: dict) -> str:
+    """What blocking each pair of sources got, and every note on the run, on one line."""
+    parts = [f"note: {note}" for note in report["run_notes"]]
+    for s in report["source_pairs"]:
+        completeness = (
+            "1 (all pairs compared)" if s["blocking"] == "none" else f"{s['pairs_completeness']:.4f} (estimated on a sample)"
+        )
+        parts.append(
+            f"{s['source_a']} ~ {s['source_b']} {s['blocking']} {s['candidates']:,} {s['matches']:,} {s['possible']:,} {completeness}"
+        )
+        parts += [f"note: {note}" for note in s["notes"]]
+    return " ".join(parts)
 
 
 def main() -> None:
@@ -116,6 +120,8 @@ def main() -> None:
                 str(folder / "pairs.csv"),
                 "--candidates",
                 str(folder / "candidates.csv"),
+                "--report",
+                str(folder / "report.json"),
             ]
             before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             started = time.perf_counter()
@@ -124,13 +130,12 @@ def main() -> None:
             peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             if run.returncode != 0:
                 raise SystemExit(f"linkage link failed for n = {n:,}: {run.stderr.strip()}")
-            summary = run.stdout
+            report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
             candidates = pl.read_csv(folder / "candidates.csv", schema_overrides={"id_a": pl.String, "id_b": pl.String})
-            completeness = sampled_completeness(paths, candidates, summary, args.sample, args.seed)
+            completeness = sampled_completeness(paths, candidates, report, args.sample, args.seed)
             pairs = pl.read_csv(folder / "pairs.csv", schema_overrides={"id_a": pl.String, "id_b": pl.String})
             quality = pair_quality(pairs.filter(pl.col("band") == "match"), truth)
-            blocking = " ".join(line.strip() for line in summary.splitlines() if " ~ " in line or "note:" in line)
-            blocking = re.sub(r"\s+", " ", blocking)
+            blocking = blocking_line(report)
             # A child's ru_maxrss is the largest of all children so far: report it only where it grew.
             rss = f"{peak / 1024:,.0f}" if peak > before else f"<= {before / 1024:,.0f}"
             print(

@@ -1,8 +1,11 @@
-"""Writing key files: created exclusively, with an exact mode, never over an existing file."""
+"""Writing files: key files created exclusively with an exact mode, never over an existing file;
+results written all at once, so that a reader never sees half a file."""
 
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from linkage.errors import LinkageError
@@ -53,3 +56,18 @@ def make_private(*paths: Path) -> None:
     for path in paths:
         if path.exists():
             path.chmod(0o600)
+
+
+def write_atomically(out: Path, write: Callable[[Path], object]) -> Path:
+    """Write ``out`` all at once: ``write`` fills a temporary file beside it (mode 0600), which then
+    replaces ``out``; a failed write leaves neither half a file nor the temporary one."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    os.close(fd)
+    try:
+        write(Path(temp))
+        os.replace(temp, out)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+    return out

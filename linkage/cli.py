@@ -10,26 +10,28 @@ import argparse
 import contextlib
 import os
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import polars as pl
 
 from linkage import __version__
-from linkage.bloom._encodings import Encodings
 from linkage.bloom._keys import Secret
 from linkage.errors import InputError, LinkageError, SchemaError
-from linkage.jobs._profiles import Encoded, encode_records, link_sources, read_any_encodings, write_any_encodings
+from linkage.jobs._file_runs import PROGRESS_ABOVE_RECORDS, encode_file, read_sources, write_link_files
+from linkage.jobs._profiles import link_sources
+from linkage.matching._engine import DEFAULT_ENGINE, ENGINES
 from linkage.matching._evaluate import blocking_quality, pair_quality, read_candidates, read_pairs, read_truth
 from linkage.matching._link import LinkSettings
+from linkage.matching._thresholds import DEFAULT_THRESHOLDS
 from linkage.records._reading import read_records
 from linkage.records._schema import Schema
-from linkage.trust._ceremony import key_epoch_of
 
-PROGRESS_ABOVE_RECORDS = 100_000
+if TYPE_CHECKING:
+    from linkage.jobs._config import CoordinatorConfig, NodeConfig
+    from linkage.trust._pki import TlsMaterial
 
 
 def _print(*parts: object) -> None:
@@ -113,12 +115,18 @@ def cmd_keys_new(args: argparse.Namespace) -> None:
     _print("share it with the project's agencies only; never with the coordinator")
 
 
-def _node_tls(args: argparse.Namespace):
-    from linkage.jobs._config import load_node_config
+def _tls(config: NodeConfig | CoordinatorConfig) -> TlsMaterial:
+    """The TLS material a node's or coordinator's config names."""
     from linkage.trust._pki import load_tls
 
+    return load_tls(config.tls.ca, config.tls.cert, config.tls.key)
+
+
+def _node_tls(args: argparse.Namespace):
+    from linkage.jobs._config import load_node_config
+
     config = load_node_config(args.config)
-    return config, load_tls(config.tls.ca, config.tls.cert, config.tls.key)
+    return config, _tls(config)
 
 
 def cmd_keys_publish(args: argparse.Namespace) -> None:
@@ -153,122 +161,21 @@ def cmd_keys_receive(args: argparse.Namespace) -> None:
 
 
 # -- encode ----------------------------------------------------------------------------------------
-def rejects_path_for(out: Path) -> Path:
-    return out.with_name(out.name.removesuffix(out.suffix) + ".rejects.csv")
-
-
-def encode_file(
-    input_path: Path,
-    out: Path,
-    schema: Schema,
-    secret: Secret,
-    *,
-    id_column: str,
-    encoding: str = "utf-8",
-    secret_path: Path | None = None,
-    say: Callable[[str], None] = _print,
-) -> Encoded:
-    """Read, encode and write one file; print the summary through ``say``."""
-    started = time.perf_counter()
-    records = read_records(input_path, id_column=id_column, columns=schema.columns, encoding=encoding)
-    progress = None
-    if records.height > PROGRESS_ABOVE_RECORDS:
-        _stderr(f"encoding {records.height:,} records from {input_path}")
-        progress = lambda stage: _stderr(f"  {stage} done ({time.perf_counter() - started:.1f} s)")  # noqa: E731
-    result = encode_records(records, schema, secret, key_epoch=key_epoch_of(secret_path) if secret_path else 0, progress=progress)
-    _write_atomically(out, lambda path: write_any_encodings(result.encodings, path))
-    rejects_path = rejects_path_for(out)
-    result.rejects.write_csv(rejects_path)
-    elapsed = time.perf_counter() - started
-    say(_encode_summary(input_path, out, rejects_path, result, elapsed))
-    return result
-
-
-def _write_atomically(out: Path, write: Callable[[Path], None]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    os.close(fd)
-    try:
-        write(Path(temp))
-        os.replace(temp, out)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
-
-
-def mean_fill(encodings: Encodings) -> float:
-    if len(encodings) == 0:
-        return 0.0
-    return float(np.unpackbits(encodings.filters.view(np.uint8), axis=1).mean())
-
-
-def _encode_summary(input_path: Path, out: Path, rejects_path: Path, result: Encoded, elapsed: float) -> str:
-    enc = result.encodings
-    n = len(enc)
-    rejects = result.rejects
-    lines = [f"encoded {n:,} records from {input_path} in {elapsed:.2f} s ({n / max(elapsed, 1e-9):,.0f} records/s)"]
-    if isinstance(enc, Encodings):
-        lines += [
-            f"  output   {out}: {enc.bits}-bit filters"
-            + (f", group filters {', '.join(enc.group_names)}" if enc.group_filters is not None else "")
-            + f", schema {enc.schema_fingerprint[:12]}",
-            f"  fill     {mean_fill(enc):.1%} of bits set on average",
-        ]
-    else:
-        held = enc.has_token.sum(axis=0)
-        lines += [
-            f"  output   {out}: {len(enc.keys)} match keys, {enc.bytes_per_record:.0f} bytes per record, schema {enc.schema_fingerprint[:12]}",
-            "  tokens   " + ", ".join(f"{key} {int(c):,}" for key, c in zip(enc.keys, held, strict=True)),
-        ]
-        capped = {k: v for k, v in result.capped.items() if v}
-        if capped:
-            lines.append(
-                "  capped   "
-                + ", ".join(f"{k} {v:,}" for k, v in capped.items())
-                + " records lost that key's token: its value is held by more than the schema's token_cap records (the records stay)"
-            )
-    lines.append("  missing  " + (", ".join(f"{k} {v:,}" for k, v in result.missing.items() if v) or "none"))
-    if rejects.height:
-        per_field = rejects.group_by("field", maintain_order=True).len()
-        listed = ", ".join(f"{f} {c:,}" for f, c in per_field.iter_rows())
-        records_hit = rejects.get_column("row").n_unique()
-        lines.append(
-            f"  rejects  {rejects.height:,} unusable values in {records_hit:,} records ({listed});"
-            f" not used as given (see the reason per value in {rejects_path})"
-        )
-    else:
-        lines.append(f"  rejects  none ({rejects_path} is empty)")
-    return "\n".join(lines)
-
-
 def cmd_encode(args: argparse.Namespace) -> None:
     schema = Schema.load(args.schema)
     if args.project and args.project != schema.project:
         schema = Schema.from_dict({**schema.to_dict(), "project": {"id": args.project}}, source="--project")
     secret = Secret.from_file(args.secret)
-    encode_file(
-        Path(args.input),
-        Path(args.out),
-        schema,
-        secret,
-        id_column=args.id_column,
-        encoding=args.encoding,
-        secret_path=Path(args.secret),
-    )
+    encoded = encode_file(
+        Path(args.input), Path(args.out), schema, secret, id_column=args.id_column, encoding=args.encoding,
+        secret_path=Path(args.secret), progress=_stderr,
+    )  # fmt: skip
+    _print(encoded.summary())
 
 
 # -- link ----------------------------------------------------------------------------------------
-def source_name(path: Path) -> str:
-    return path.name.removesuffix(path.suffix)
-
-
 def cmd_link(args: argparse.Namespace) -> None:
-    paths = [Path(p) for p in args.encodings]
-    names = [source_name(p) for p in paths]
-    duplicated = sorted({n for n in names if names.count(n) > 1})
-    if duplicated:
-        raise LinkageError(f"two files share the source name {duplicated[0]!r} (a source is named by its file's stem)")
-    sources = {name: read_any_encodings(path) for name, path in zip(names, paths, strict=True)}
+    sources = read_sources([Path(p) for p in args.encodings])
     threshold = args.threshold
     if args.labels:  # reviewed pairs suggest the match threshold, unless one is given
         from linkage.matching._labels import threshold_from_labels_file
@@ -283,20 +190,19 @@ def cmd_link(args: argparse.Namespace) -> None:
             threshold = suggested.threshold
     settings = LinkSettings(
         threshold=threshold, review_threshold=args.review_threshold, scoring=args.scoring, blocking=args.blocking,
-        one_per_source=not args.many_per_source,
+        one_per_source=not args.many_per_source, engine=args.engine,
     )  # fmt: skip
     started = time.perf_counter()
     result = link_sources(
         sources, settings, progress=_stderr if sum(len(e) for e in sources.values()) > PROGRESS_ABOVE_RECORDS else None
     )
     elapsed = time.perf_counter() - started
-    out = Path(args.out)
-    _write_atomically(out, lambda path: result.pairs.write_csv(path))
-    if args.clusters:
-        _write_atomically(Path(args.clusters), lambda path: result.clusters.write_csv(path))
-    if args.candidates:
-        _write_atomically(Path(args.candidates), lambda path: result.result.candidate_pairs().write_csv(path))
-    _print(result.summary(elapsed, out, Path(args.clusters) if args.clusters else None))
+    out, clusters = Path(args.out), Path(args.clusters) if args.clusters else None
+    write_link_files(
+        result, out, clusters=clusters, candidates=Path(args.candidates) if args.candidates else None,
+        report=Path(args.report) if args.report else None,
+    )  # fmt: skip
+    _print(result.summary(elapsed, out, clusters))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -358,12 +264,11 @@ def cmd_pki_issue(args: argparse.Namespace) -> None:
 
 def cmd_node_serve(args: argparse.Namespace) -> None:
     from linkage.jobs._config import load_node_config
-    from linkage.trust._pki import load_tls
     from services._lifecycle import serve_until_stopped
     from services.node import start_node
 
     config = load_node_config(args.config, listen=args.listen)
-    tls = load_tls(config.tls.ca, config.tls.cert, config.tls.key)
+    tls = _tls(config)
     serve_until_stopped(
         lambda: start_node(config, tls, on_results=lambda job, path: _print(f"results of {job} stored in {path}")),
         f"node {config.agency}",
@@ -373,24 +278,22 @@ def cmd_node_serve(args: argparse.Namespace) -> None:
 
 def cmd_coordinator_serve(args: argparse.Namespace) -> None:
     from linkage.jobs._config import load_coordinator_config
-    from linkage.trust._pki import load_tls
     from services._lifecycle import serve_until_stopped
     from services.coordinator import start_coordinator
 
     config = load_coordinator_config(args.config, listen=args.listen)
-    tls = load_tls(config.tls.ca, config.tls.cert, config.tls.key)
+    tls = _tls(config)
     serve_until_stopped(lambda: start_coordinator(config, tls), f"coordinator {config.name}", _print)
 
 
 def _coordinator_client(args: argparse.Namespace):
     from linkage.jobs._config import load_coordinator_config
-    from linkage.trust._pki import load_tls
 
     config = load_coordinator_config(args.config)
     address = args.coordinator or config.listen
     if address.endswith(":0"):
         raise LinkageError(f"{args.config}: coordinator.listen has no fixed port; pass --coordinator HOST:PORT")
-    return address, load_tls(config.tls.ca, config.tls.cert, config.tls.key)
+    return address, _tls(config)
 
 
 def cmd_job_deliver(args: argparse.Namespace) -> None:
@@ -409,22 +312,20 @@ def _job_line(job) -> str:
 
 
 def cmd_job_list(args: argparse.Namespace) -> None:
-    from linkage.protocol._clients import coordinator_call
-    from linkage.protocol.v1 import linkage_pb2 as pb
+    from linkage.protocol._clients import list_jobs
 
     address, tls = _coordinator_client(args)
-    jobs = coordinator_call(address, tls, lambda stub: stub.ListJobs(pb.ListJobsRequest(), timeout=30)).jobs
+    jobs = list_jobs(address, tls)
     _print(f"{'job':<28}  {'state':<10}  {'created':<25}  agencies  results")
     for job in jobs:
         _print(_job_line(job))
 
 
 def cmd_job_show(args: argparse.Namespace) -> None:
-    from linkage.protocol._clients import coordinator_call
-    from linkage.protocol.v1 import linkage_pb2 as pb
+    from linkage.protocol._clients import job_status
 
     address, tls = _coordinator_client(args)
-    job = coordinator_call(address, tls, lambda stub: stub.GetJob(pb.GetJobRequest(job_id=args.job), timeout=30))
+    job = job_status(address, tls, args.job)
     _print(f"job:        {job.job_id}")
     _print(f"state:      {job.state}")
     _print(f"created:    {job.created}")
@@ -441,17 +342,12 @@ def cmd_job_show(args: argparse.Namespace) -> None:
 
 
 def cmd_job_run(args: argparse.Namespace) -> None:
-    from linkage.protocol._clients import run_job_remotely
-    from linkage.protocol.v1 import linkage_pb2 as pb
+    from linkage.protocol._clients import job_request, run_job_remotely
     from services.coordinator import follow_job
 
     address, tls = _coordinator_client(args)
     agencies = [a.strip() for a in args.agencies.split(",") if a.strip()]
-    request = pb.JobRequest(agencies=agencies)
-    if args.threshold is not None:
-        request.threshold = args.threshold
-    if args.review_threshold is not None:
-        request.review_threshold = args.review_threshold
+    request = job_request(agencies, threshold=args.threshold, review_threshold=args.review_threshold)
     state = follow_job(run_job_remotely(address, tls, request), _print, _stderr)
     if state != "done":
         raise LinkageError("the job failed (see above)")
@@ -545,24 +441,32 @@ def cmd_review(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from services.demo import run_demo
 
-    if args.workdir:
-        workdir = Path(args.workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-        run_demo(workdir, args.people, _print, _stderr)
-    else:
-        with tempfile.TemporaryDirectory(prefix="linkage-demo-") as temp:
-            run_demo(Path(temp), args.people, _print, _stderr)
+    run_demo(Path(args.workdir) if args.workdir else None, args.people, _print, _stderr)
+
+
+# Help texts made from the defaults themselves, so that they cannot drift from them.
+_FS, _DICE = DEFAULT_THRESHOLDS["fs"], DEFAULT_THRESHOLDS["dice"]
+THRESHOLD_DEFAULTS = (
+    f"{_FS[0]:g} for fs, a match probability; for dice {_DICE[0]:g}, raised for large sources where more unrelated"
+    " pairs would reach it (the summary says so)"
+)
+REVIEW_DEFAULTS = f"{_FS[1]:g} for fs; for dice the match threshold"
 
 
 # -- parser ----------------------------------------------------------------------------------------
+def _command_group(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text: str
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """A command whose subcommands do the work (``linkage NAME SUBCOMMAND``)."""
+    return commands.add_parser(name, help=text).add_subparsers(dest=f"{name}_command", required=True, metavar="SUBCOMMAND")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="linkage", description="Privacy-preserving record linkage with keyed Bloom filters.")
     parser.add_argument("--version", action="version", version=f"linkage {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    schema = commands.add_parser("schema", help="write or inspect a linkage schema").add_subparsers(
-        dest="schema_command", required=True, metavar="SUBCOMMAND"
-    )
+    schema = _command_group(commands, "schema", "write or inspect a linkage schema")
     init = schema.add_parser("init", help="write a schema for the listed columns, kinds chosen from their names")
     init.add_argument("--columns", required=True, help="comma-separated column names to encode")
     init.add_argument("--out", required=True, help="schema file to write (TOML)")
@@ -584,9 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--schema", required=True)
     show.set_defaults(func=cmd_schema_show)
 
-    keys = commands.add_parser("keys", help="manage the project's linkage secret").add_subparsers(
-        dest="keys_command", required=True, metavar="SUBCOMMAND"
-    )
+    keys = _command_group(commands, "keys", "manage the project's linkage secret")
     new = keys.add_parser("new", help="write a fresh 32-byte secret (mode 0600; never overwrites)")
     new.add_argument("--out", required=True)
     new.set_defaults(func=cmd_keys_new)
@@ -626,20 +528,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     lk = commands.add_parser("link", help="link encodings of two or more sources (a source is named by its file's stem)")
     lk.add_argument("encodings", nargs="+", help="encodings files (Parquet) from `linkage encode`")
-    lk.add_argument("--threshold", type=float, help="match threshold (default 0.5 for fs, a match probability; 0.62 for dice)")
+    lk.add_argument("--threshold", type=float, help=f"match threshold (default {THRESHOLD_DEFAULTS})")
     lk.add_argument(
         "--review-threshold",
         type=float,
-        help="lower bound of possible matches for review (default 0.2 for fs; for dice the match threshold)",
+        help=f"lower bound of possible matches for review (default {REVIEW_DEFAULTS})",
     )
     lk.add_argument("--blocking", choices=("auto", "none", "lsh"), default="auto", help="auto: all pairs while few, LSH beyond")
     lk.add_argument("--scoring", choices=("auto", "fs", "dice"), default="auto",
                     help="fs: Fellegi-Sunter match probability from per-group Dice, weights learned by EM; dice: record Dice;"
                          " auto (default): fs when the encodings carry group filters, else dice")  # fmt: skip
     lk.add_argument("--many-per-source", action="store_true", help="let a cluster hold several records of one source")
+    lk.add_argument(
+        "--engine",
+        choices=sorted(ENGINES),
+        default=DEFAULT_ENGINE,
+        help=f"what compares the encodings (default {DEFAULT_ENGINE})",
+    )
     lk.add_argument("--out", required=True, help="pairs CSV: source_a,id_a,source_b,id_b,similarity,band")
     lk.add_argument("--clusters", help="clusters CSV: cluster_id,source,record_id")
     lk.add_argument("--candidates", help="candidates CSV: every scored pair (source_a,id_a,source_b,id_b,score), for `evaluate`")
+    lk.add_argument(
+        "--report", help="the run as JSON: thresholds used, per pair of sources its blocking and each candidate rule as it ran"
+    )
     lk.add_argument(
         "--labels",
         help="labels CSV from `review export`: reviewed pairs suggest the match threshold (used unless --threshold is given)",
@@ -675,9 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--seed", type=int, default=7, help="draws the lists, the secret and the attacks' randomness")
     pr.set_defaults(func=cmd_privacy_report)
 
-    pki = commands.add_parser("pki", help="the task-force CA and every party's certificate").add_subparsers(
-        dest="pki_command", required=True, metavar="SUBCOMMAND"
-    )
+    pki = _command_group(commands, "pki", "the task-force CA and every party's certificate")
     pki_init = pki.add_parser("init", help="create the task-force CA (ca.pem, ca.key)")
     pki_init.add_argument("--dir", required=True)
     pki_init.set_defaults(func=cmd_pki_init)
@@ -690,36 +599,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pki_issue.set_defaults(func=cmd_pki_issue)
 
-    node = commands.add_parser("node", help="run an agency node").add_subparsers(
-        dest="node_command", required=True, metavar="SUBCOMMAND"
-    )
-    node_serve = node.add_parser("serve", help="serve this agency's encodings to its coordinator and receive results")
-    node_serve.add_argument("--config", required=True, help="node.toml")
-    node_serve.add_argument("--listen", help="HOST:PORT (default: the config's node.listen)")
-    node_serve.set_defaults(func=cmd_node_serve)
+    for role, text, serve_text, func in (
+        ("node", "run an agency node", "serve this agency's encodings to its coordinator and receive results", cmd_node_serve),
+        ("coordinator", "run the coordinator", "serve jobs: pull encodings, link, deliver results", cmd_coordinator_serve),
+    ):
+        process = _command_group(commands, role, text)
+        serve_parser = process.add_parser("serve", help=serve_text)
+        serve_parser.add_argument("--config", required=True, help=f"{role}.toml")
+        serve_parser.add_argument("--listen", help=f"HOST:PORT (default: the config's {role}.listen)")
+        serve_parser.set_defaults(func=func)
 
-    coordinator = commands.add_parser("coordinator", help="run the coordinator").add_subparsers(
-        dest="coordinator_command", required=True, metavar="SUBCOMMAND"
-    )
-    coordinator_serve = coordinator.add_parser("serve", help="serve jobs: pull encodings, link, deliver results")
-    coordinator_serve.add_argument("--config", required=True, help="coordinator.toml")
-    coordinator_serve.add_argument("--listen", help="HOST:PORT (default: the config's coordinator.listen)")
-    coordinator_serve.set_defaults(func=cmd_coordinator_serve)
-
-    job = commands.add_parser("job", help="run linkage jobs on the coordinator").add_subparsers(
-        dest="job_command", required=True, metavar="SUBCOMMAND"
-    )
+    job = _command_group(commands, "job", "run linkage jobs on the coordinator")
     job_run = job.add_parser("run", help="ask the coordinator to link the named agencies; follow its progress")
     job_run.add_argument("--config", required=True, help="coordinator.toml (its certificate and address)")
     job_run.add_argument("--agencies", required=True, help="comma-separated agency names from the config")
     job_run.add_argument("--coordinator", help="HOST:PORT of the coordinator (default: the config's coordinator.listen)")
-    job_run.add_argument(
-        "--threshold", type=float, help="match threshold (default: the config's, else 0.5 for fs, 0.62 for dice)"
-    )
+    job_run.add_argument("--threshold", type=float, help=f"match threshold (default: the config's, else {THRESHOLD_DEFAULTS})")
     job_run.add_argument(
         "--review-threshold",
         type=float,
-        help="review threshold (default: the config's, else 0.2 for fs; for dice the match threshold)",
+        help=f"review threshold (default: the config's, else {REVIEW_DEFAULTS})",
     )
     job_run.set_defaults(func=cmd_job_run)
     for name, text, func in (
@@ -738,9 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--job", required=True, help="the job id")
         sub.set_defaults(func=func)
 
-    audit = commands.add_parser("audit", help="verify and read a tamper-evident audit log").add_subparsers(
-        dest="audit_command", required=True, metavar="SUBCOMMAND"
-    )
+    audit = _command_group(commands, "audit", "verify and read a tamper-evident audit log")
     audit_verify = audit.add_parser("verify", help="recompute the hash chain and every signature; name the first bad entry")
     audit_verify.add_argument("--log", required=True, help="audit.db")
     audit_verify.add_argument(
@@ -768,9 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_show.add_argument("seq", type=int)
     audit_show.set_defaults(func=cmd_audit_show)
 
-    review = commands.add_parser("review", help="web pages for auditors and data stewards on a data folder").add_subparsers(
-        dest="review_command", required=True, metavar="SUBCOMMAND"
-    )
+    review = _command_group(commands, "review", "web pages for auditors and data stewards on a data folder")
     review_serve = review.add_parser("serve", help="serve the review pages of a coordinator's or a node's data folder")
     review_serve.add_argument("--dir", required=True, help="the data folder (a node's holds node.toml)")
     review_serve.add_argument(

@@ -7,7 +7,6 @@ config retains them. Every step that crosses a party boundary is an audit entry.
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -17,7 +16,7 @@ import grpc
 import polars as pl
 
 from linkage import __version__
-from linkage._files import make_private, private_folder
+from linkage._files import make_private, private_folder, write_atomically
 from linkage.bloom._encodings import Encodings
 from linkage.errors import ConfigError, JobError, LinkageError
 from linkage.jobs._config import CoordinatorConfig
@@ -206,10 +205,8 @@ class JobRunner:
         private_folder(job_dir)
         result.clusters.write_csv(job_dir / "clusters.csv")
         # pairs.csv last, all at once: its presence says linking finished (resume delivers from it)
-        temp = job_dir / ".pairs.csv"
-        result.pairs.write_csv(temp)
-        make_private(temp, job_dir / "clusters.csv")
-        os.replace(temp, job_dir / "pairs.csv")
+        make_private(job_dir / "clusters.csv")
+        write_atomically(job_dir / "pairs.csv", result.pairs.write_csv)
         self._store.set_state(job_id, "linking", summary=summary)
         return self._deliver_all(job_id, agencies, result.pairs, summary, say)
 

@@ -3,6 +3,7 @@ ceremony and one job — on the generator's synthetic records, printing what eac
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,9 +14,8 @@ import polars as pl
 from linkage.errors import LinkageError
 from linkage.jobs._config import load_coordinator_config, load_node_config
 from linkage.matching._evaluate import pair_quality
-from linkage.protocol._clients import run_job_remotely
+from linkage.protocol._clients import job_request, run_job_remotely
 from linkage.protocol._keyshare import publish_card, receive_secret, share_secret
-from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.testing._demo import AGENCIES, DISCLOSURE, DemoLayout, prepare_demo, write_coordinator_config
 from linkage.trust._pki import load_tls
 from services._lifecycle import stop
@@ -26,14 +26,18 @@ __all__ = ["run_demo"]
 
 
 def run_demo(
-    workdir: Path,
+    workdir: Path | None,
     people: int,
     say: Callable[[str], None],
     progress: Callable[[str], None],
     *,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> None:
-
+    """The demo in ``workdir`` (kept), or in a temporary folder removed afterwards."""
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="linkage-demo-") as temp:
+            return run_demo(Path(temp), people, say, progress, interceptors=interceptors)
+    workdir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     say(f"linkage demo in {workdir}: a task force of {', '.join(AGENCIES)} and a coordinator")
     layout, truth = prepare_demo(workdir, people=people, with_secret=False)
@@ -57,7 +61,7 @@ def run_demo(
         say(
             f"$ linkage job run --config {layout.coordinator_config} --coordinator 127.0.0.1:{port} --agencies {','.join(AGENCIES)}"
         )
-        state = follow_job(run_job_remotely(f"127.0.0.1:{port}", tls, pb.JobRequest(agencies=list(AGENCIES))), say, progress)
+        state = follow_job(run_job_remotely(f"127.0.0.1:{port}", tls, job_request(list(AGENCIES))), say, progress)
         if state != "done":
             raise LinkageError("the demo job failed")
         say("\nwhat each agency received (its own record ids only):")

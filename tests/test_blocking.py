@@ -11,7 +11,7 @@ import numba
 import numpy as np
 import pytest
 
-from linkage.matching import _blocking
+from linkage.matching import _blocking, _lsh, _lsh_parameters
 from linkage.matching._blocking import (
     BandProgress,
     blocked_dice_pairs,
@@ -93,8 +93,8 @@ def test_candidates_are_exactly_the_pairs_that_share_a_band_key():
     # Brute force from the same positions: catches a join or a deduplication that loses pairs.
     a, b = linked_sets(seed=12, n=300, matches=100, words=2)
     candidates = lsh_candidates(a, b, threshold=0.7, rng=np.random.default_rng(4))
-    params = _blocking._parameters_for(a, b, *[_popcount_rows(x) for x in (a, b)], 0.7, 0.99)
-    positions, _ = _blocking._band_positions(np.random.default_rng(4), 128, params.bits_per_band, params.bands)
+    params = _lsh_parameters._parameters_for(a, b, *[_popcount_rows(x) for x in (a, b)], 0.7, 0.99)
+    positions, _ = _lsh._band_positions(np.random.default_rng(4), 128, params.bits_per_band, params.bands)
     bits_a = np.unpackbits(a.view(np.uint8), axis=1, bitorder="little")
     bits_b = np.unpackbits(b.view(np.uint8), axis=1, bitorder="little")
     expected = set()
@@ -125,7 +125,7 @@ def test_same_seed_same_pairs_whatever_the_threads(hard_sets):
 
 
 def test_huge_buckets_are_split_then_skipped_and_counted(monkeypatch):
-    monkeypatch.setattr(_blocking, "MAX_BUCKET_PAIRS", 400)
+    monkeypatch.setattr(_lsh, "MAX_BUCKET_PAIRS", 400)
     rng = np.random.default_rng(6)
     a, b = linked_sets(seed=13, n=400, matches=200, words=4)
     duplicate = a[399].copy()
@@ -144,7 +144,7 @@ def test_split_buckets_still_link_rows_that_differ_beyond_the_key(monkeypatch):
     # Every filter shares one 32-bit half, so any key drawn mostly from it makes a huge bucket;
     # the extra bits split it, and the planted near-copies (which agree almost everywhere) are
     # still linked there rather than skipped.
-    monkeypatch.setattr(_blocking, "MAX_BUCKET_PAIRS", 100)
+    monkeypatch.setattr(_lsh, "MAX_BUCKET_PAIRS", 100)
     a, b = linked_sets(seed=14, n=150, matches=150, words=1, dice_low=0.97, dice_high=1.0)
     a[:, 0] = (a[:, 0] & np.uint64(0xFFFFFFFF00000000)) | np.uint64(0x12345678)
     b[:, 0] = (b[:, 0] & np.uint64(0xFFFFFFFF00000000)) | np.uint64(0x12345678)
@@ -160,7 +160,7 @@ def test_parameters_follow_the_derivation():
     assert params.agreement_at_threshold == pytest.approx(0.8)
     assert params.agreement_random == pytest.approx(0.5)
     assert params.expected_completeness >= 0.99
-    hit = _blocking._band_collision_probability(1024, 0.2 * 1024, params.bits_per_band)
+    hit = _lsh_parameters._band_collision_probability(1024, 0.2 * 1024, params.bits_per_band)
     assert 1 - (1 - hit) ** (params.bands - 1) < 0.99  # the least number of bands that suffices
     stricter = lsh_parameters(0.9, bits=1024, n_a=10**6, n_b=10**6, fill=0.5)
     assert stricter.bands < params.bands  # closer pairs need fewer bands
@@ -205,9 +205,9 @@ def test_measured_collisions_see_what_independent_bits_miss():
     a, b = half_full(200_000), half_full(200_000, 1)
     a[::2] = a[0]
     b[::2] = a[0]
-    measured = _blocking._measured_collisions(a, b)(20)
+    measured = _lsh_parameters._measured_collisions(a, b)(20)
     assert measured >= 0.9 * 100_000 * 100_000
-    assert _blocking._measured_collisions(half_full(200_000), half_full(200_000, 1))(20) < 1e5  # random: ~4e4
+    assert _lsh_parameters._measured_collisions(half_full(200_000), half_full(200_000, 1))(20) < 1e5  # random: ~4e4
 
 
 def test_quality_measures():

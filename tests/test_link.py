@@ -101,13 +101,13 @@ def test_blocked_and_unblocked_runs_agree(febrl_encodings):
 
 
 def test_the_candidate_budget_tightens_rules_and_says_so(agencies, monkeypatch):
-    from linkage.matching import _link
+    from linkage.matching import _candidates
 
     _, encodings = agencies
     loose = link(encodings)
     assert all(not s.notes for s in loose.stats)  # 1,500 people: nothing near the budget
-    monkeypatch.setattr(_link, "CANDIDATE_FLOOR", 2_000)
-    monkeypatch.setattr(_link, "CANDIDATES_PER_RECORD", 1)
+    monkeypatch.setattr(_candidates, "CANDIDATE_FLOOR", 2_000)
+    monkeypatch.setattr(_candidates, "CANDIDATES_PER_RECORD", 1)
     tight = link(encodings)
     for before, after in zip(loose.stats, tight.stats, strict=True):
         assert after.candidates < before.candidates
@@ -281,7 +281,7 @@ def default_agencies():
 
 
 def test_dice_threshold_rises_where_unrelated_pairs_would_swamp_it(default_agencies, monkeypatch):
-    import linkage.matching._link as link_module
+    import linkage.matching._thresholds as link_module
     from linkage.matching._summary import link_summary
 
     data, encodings = default_agencies
@@ -299,9 +299,10 @@ def test_dice_threshold_rises_where_unrelated_pairs_would_swamp_it(default_agenc
 
 
 def test_random_pairs_within_a_source_never_pair_a_record_with_itself():
-    from linkage.matching._link import _within_dice
+    from linkage.matching._engine import NumbaEngine
+    from linkage.matching._thresholds import within_dice
 
     filters = np.zeros((3, 2), dtype=np.uint64)
     filters[:, 0] = [1, 2, 4]  # three records, no bit in common: Dice 0 unless paired with itself
-    assert len(_within_dice(filters)) == 6 and np.all(_within_dice(filters) == 0.0)
-    assert len(_within_dice(filters[:1])) == 0
+    assert len(within_dice(filters, NumbaEngine())) == 6 and np.all(within_dice(filters, NumbaEngine()) == 0.0)
+    assert len(within_dice(filters[:1], NumbaEngine())) == 0

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from linkage import Schema, Secret
 from linkage.errors import EncodingsError, SchemaError
 from linkage.matching._evaluate import pair_quality
+from linkage.matching._scopes import scope_levels
 from linkage.scoped import (
     MatchKey,
     ScopedLinkSettings,
@@ -31,7 +32,6 @@ from linkage.scoped import (
     write_scoped_encodings,
 )  # fmt: skip
 from linkage.scoped._encodings import pack_scoped, unpack_scoped
-from linkage.scoped._evidence import scope_levels
 from linkage.scoped._link import LEVEL_WORDS
 from linkage.scoped._prf import key_words, siphash_bytes, strings_siphash, words_siphash
 from linkage.testing._synthetic import generate_agencies

@@ -1,7 +1,8 @@
 """Attacks on the encodings, run by the project against itself: privacy measured, not asserted.
 
-The threat model's coordinator is honest but curious: it holds every encoding of a job (record
-filters and, by default, per-field-group filters) but no secret. The strongest realistic attacker
+The threat model's coordinator is honest but curious: it holds every encoding of a job (by default
+match-key tokens with scoped evidence; record filters, and group filters where a schema asks for
+them) but no secret. The strongest realistic attacker
 knows the schema, holds a plaintext list overlapping the encoded one, can encode that list under
 a key of its own, and may know a few true pairs. Published attack families, each returning an
 ``AttackResult`` (share re-identified, precision, the guesses):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
+from linkage._files import write_atomically
 from linkage.bloom._keys import Secret
 from linkage.errors import InputError
 from linkage.jobs._config import NodeConfig
@@ -59,16 +59,8 @@ def write_results(data_dir: Path, job_id: str, results: pl.DataFrame, *, folder_
     """
     folder = data_dir / folder_name
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    out = folder / f"{job_id}.csv"
-    fd, temp = tempfile.mkstemp(prefix=".results.", dir=folder)
-    os.close(fd)
-    try:
-        results.with_columns(pl.col("shared_with").list.join(";")).write_csv(temp)
-        os.replace(temp, out)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
-    return out
+    rows = results.with_columns(pl.col("shared_with").list.join(";"))
+    return write_atomically(folder / f"{job_id}.csv", rows.write_csv)
 
 
 def release_results(data_dir: Path, job_id: str) -> Path | None:

@@ -26,9 +26,9 @@ from linkage.bloom._encode import encode
 from linkage.bloom._encodings import Encodings, read_encodings, write_encodings
 from linkage.bloom._keys import Secret
 from linkage.errors import EncodingsError, LinkageError
-from linkage.matching._histogram import histogram_lines, score_histogram, suggested_threshold
+from linkage.matching._histogram import score_histogram
 from linkage.matching._link import LinkResult, LinkSettings, check_compatible, link
-from linkage.matching._summary import link_summary
+from linkage.matching._summary import link_summary, outcome_lines
 from linkage.records._schema import Schema
 from linkage.scoped import MatchKey as ScopedMatchKey
 from linkage.scoped import (
@@ -155,6 +155,24 @@ class Linked:
             return link_summary(self.result, elapsed, out, clusters)
         return _scoped_summary(self, elapsed, out, clusters)
 
+    def report(self) -> dict[str, Any]:
+        """The run as data, ready for JSON: the thresholds used (and the default a large run raised),
+        per pair of sources its blocking, counts and each candidate rule as it ran (the Dice asked,
+        the Dice the candidate budget allowed, the Dice run), or per match key its candidate pairs.
+        Scripts and benchmarks read this, not the summary."""
+        report: dict[str, Any] = {
+            "profile": self.profile, "scoring": self.scoring, "threshold": self.threshold,
+            "review_threshold": self.review_threshold, "sources": dict(self.sources), "candidates": self.candidates,
+            "notes": list(self.notes),
+        }  # fmt: skip
+        if isinstance(self.result, LinkResult):
+            report["threshold_raised_from"] = self.result.threshold_raised_from
+            report["run_notes"] = list(self.result.notes)  # ``notes`` less those of a pair of sources
+            report["source_pairs"] = [dataclasses.asdict(s) for s in self.result.stats]
+        else:
+            report["pairs_per_key"] = dict(self.result.key_pairs)
+        return report
+
     def audit_details(self) -> dict[str, Any]:
         bands = dict(sorted(self.pairs.get_column("band").value_counts().rows()))
         return {
@@ -211,7 +229,9 @@ def _link_scoped(
         review = threshold
     result = link_scoped(
         sources,
-        ScopedLinkSettings(threshold=threshold, review_threshold=review, one_per_source=settings.one_per_source),
+        ScopedLinkSettings(
+            threshold=threshold, review_threshold=review, one_per_source=settings.one_per_source, engine=settings.engine
+        ),
         progress=progress,
     )
     return Linked(
@@ -228,25 +248,10 @@ def _scoped_summary(linked: Linked, elapsed: float, out: Path | None, clusters: 
     lines.append(f"{linked.candidates:,} candidate pairs share a match-key token (pairs that share none are never compared)")
     lines.append("  pairs per key: " + ", ".join(f"{key} {n:,}" for key, n in result.key_pairs.items()))
     lines += result.model.describe()
-    lines.append("score distribution of candidate pairs (match probability):")
-    lines += histogram_lines(linked.scores, linked.threshold, linked.review_threshold)
-    suggestion = suggested_threshold(linked.scores)
-    if suggestion is not None:
-        lines.append(
-            f"suggested match threshold {suggestion:g} (where the score distribution is thinnest); in use {linked.threshold:g}"
-        )
-    n_clusters = linked.clusters.get_column("cluster_id").n_unique()
-    matches = int((linked.pairs.get_column("band") == "match").sum())
-    where = f"wrote {out}: " if out else ""
-    lines.append(
-        f"{where}{matches:,} matching pairs in {n_clusters:,} clusters, {linked.pairs.height - matches:,} possible matches for review"
-    )
-    if matches == 0:
-        best = f"{float(linked.scores.max()):.3g}" if len(linked.scores) else "none"
-        lines.append(f"note: no candidate pair reached the match threshold {linked.threshold:g} (highest score {best})")
-    if clusters:
-        lines.append(f"wrote {clusters}: {linked.clusters.height:,} records in {n_clusters:,} clusters")
-    lines.append(f"done in {elapsed:.2f} s")
+    lines += outcome_lines(
+        linked.scores, linked.threshold, linked.review_threshold, linked.pairs, linked.clusters,
+        scale="match probability", elapsed=elapsed, out=out, clusters_path=clusters,
+    )  # fmt: skip
     return "\n".join(lines)
 
 

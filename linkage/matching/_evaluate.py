@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from linkage.errors import InputError
@@ -118,7 +119,9 @@ def read_pairs(path: str | Path) -> pl.DataFrame:
     return _read_table(path, (*PAIR_COLUMNS, "band"), "pairs")
 
 
-def _read_table(path: str | Path, columns: tuple[str, ...], what: str) -> pl.DataFrame:
+def read_csv_table(path: str | Path, columns: tuple[str, ...], what: str, *, expected: tuple[str, ...] = ()) -> pl.DataFrame:
+    """A CSV file as strings, holding at least ``columns``; errors name the file and ``what`` it
+    should be, and the columns ``expected`` (default: ``columns``)."""
     path = Path(path)
     try:
         frame = pl.read_csv(path, infer_schema=False)
@@ -128,8 +131,36 @@ def _read_table(path: str | Path, columns: tuple[str, ...], what: str) -> pl.Dat
         raise InputError(f"{path}: not a readable CSV {what} file") from None
     absent = [c for c in columns if c not in frame.columns]
     if absent:
-        raise InputError(f"{path}: {what} file lacks column(s) {', '.join(absent)} (expected {','.join(columns)})")
+        raise InputError(f"{path}: {what} file lacks column(s) {', '.join(absent)} (expected {','.join(expected or columns)})")
+    return frame
+
+
+def _read_table(path: str | Path, columns: tuple[str, ...], what: str) -> pl.DataFrame:
+    frame = read_csv_table(path, columns, what)
     empty = frame.select(pl.any_horizontal(pl.col(c).is_null() for c in columns)).to_series().arg_true()
     if len(empty):
         raise InputError(f"{path}: row {empty[0] + 1}: empty value in a required column")
     return frame
+
+
+# --------------------------------------------------------------------------------------------------
+# Quality of a blocking on index pairs (``blocking_quality`` above does the same on record ids)
+
+
+def pairs_completeness(found: tuple[np.ndarray, np.ndarray], truth: tuple[np.ndarray, np.ndarray]) -> float:
+    """Share of the true pairs (i, j) that are among the found pairs; 1.0 when there are none."""
+    true_keys = np.unique(_pair_keys(truth))
+    if len(true_keys) == 0:
+        return 1.0
+    return float(np.isin(true_keys, _pair_keys(found)).mean())
+
+
+def reduction_ratio(candidates: int, n_a: int, n_b: int) -> float:
+    """1 - candidates / (n_a·n_b): the share of all pairs that blocking spared."""
+    return 1.0 - candidates / (n_a * n_b) if n_a * n_b else 0.0
+
+
+def _pair_keys(pairs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    i = np.asarray(pairs[0], dtype=np.int64)
+    j = np.asarray(pairs[1], dtype=np.int64)
+    return (i << np.int64(32)) | j

@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 
 from linkage.errors import InputError
+from linkage.matching._evaluate import read_csv_table
 
 DECISIONS = ("same", "different", "unsure")
 LABEL_COLUMNS = ("job", "record_id", "reference", "score", "decision", "decided")
@@ -73,16 +74,7 @@ def threshold_from_labels(scores: np.ndarray, same: np.ndarray) -> LabelledThres
 
 def read_labels(path: str | Path) -> pl.DataFrame:
     """A labels file as ``score`` (Float64) and ``decision`` columns, every decision checked."""
-    path = Path(path)
-    try:
-        frame = pl.read_csv(path, infer_schema=False)
-    except FileNotFoundError:
-        raise InputError(f"{path}: labels file not found") from None
-    except (OSError, pl.exceptions.PolarsError):
-        raise InputError(f"{path}: not a readable CSV labels file") from None
-    absent = [c for c in ("score", "decision") if c not in frame.columns]
-    if absent:
-        raise InputError(f"{path}: labels file lacks column(s) {', '.join(absent)} (expected {','.join(LABEL_COLUMNS)})")
+    frame = read_csv_table(path, ("score", "decision"), "labels", expected=LABEL_COLUMNS)
     scores = frame.get_column("score").cast(pl.Float64, strict=False)
     bad_score = (scores.is_null() | scores.is_nan() | (scores < 0) | (scores > 1)).arg_true()
     if len(bad_score):

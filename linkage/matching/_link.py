@@ -18,47 +18,24 @@ import itertools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 
 from linkage.bloom._encodings import Encodings
 from linkage.errors import EncodingsError, LinkageError
-from linkage.matching._blocking import BandProgress, blocked_dice_pairs, plan_blocking
-from linkage.matching._kernels import dice_of_pairs, dice_pairs, group_dice_of_pairs
-from linkage.matching._scoring import IDENTITY_LEVELS, MatchModel, agreement_levels, fit_model
+from linkage.matching._candidates import SourcePairStats, source_pair_candidates
+from linkage.matching._engine import DEFAULT_ENGINE, Engine, engine_named
+from linkage.matching._scoring import MatchModel, agreement_levels, fit_model
 from linkage.matching._solve import greedy_clusters
+from linkage.matching._thresholds import DEFAULT_THRESHOLDS, scaled_dice_threshold
 
 Scoring = Literal["auto", "fs", "dice"]
 Blocking = Literal["auto", "none", "lsh"]
 
-# (match, review) thresholds per scoring: a match probability for "fs", a Dice for "dice".
-# Random pairs of folded ~50%-full filters have median Dice 0.5 and reach 0.6 about 0.03% of the
-# time; below that the review band fills with them, so by default dice's review band is the match
-# threshold (possible = pairs at or above it that the one-per-source rule kept apart). Dice 0.62
-# keeps FEBRL4 at F1 0.991 and gives generated agencies of 5,000 people 0.82 (0.60: 0.994, 0.80).
-DEFAULT_THRESHOLDS: dict[str, tuple[float, float]] = {"fs": (0.5, 0.2), "dice": (0.62, 0.62)}
-# Dice's default match threshold rises with the sources: the more pairs, the more pairs of unrelated
-# people whose folded filters reach a given Dice. It is the lowest, from the default up in steps
-# of 0.01, at which at most UNRELATED_PER_RECORD unrelated pairs per record of the smaller source
-# would reach it, judged on random pairs within each source: nobody is in one source twice, so no
-# true match swells that count the way it swells random pairs across sources (relatives within a
-# source do: on the generated agencies it counts 2 to 4 times the unrelated pairs that cross
-# sources, and UNRELATED_PER_RECORD is set against that estimate). Measured on the generated
-# agencies: 5,000 people stay at 0.62 (F1 0.82); 30,000 go to 0.66 (F1 0.726 → 0.762); 100,000
-# records a side (benchmarks/scale.py) to 0.65 (0.788 → 0.838).
-UNRELATED_PER_RECORD = 0.75
 RANDOM_PAIRS_PER_SOURCE_PAIR = 100_000
 EM_SAMPLE = 500_000
-COMPLETENESS_SAMPLE_ROWS = 2_000
-# Candidate budget: a rule may keep about max(CANDIDATE_FLOOR, CANDIDATES_PER_RECORD × records) random
-# pairs (shared between the rules), so scoring and memory grow with the records, not their product.
-# A rule whose threshold would let more through is tightened; its rate is measured on RATE_SAMPLE
-# random pairs. At 10,000 a side nothing is tightened.
-CANDIDATE_FLOOR = 4_000_000
-CANDIDATES_PER_RECORD = 20
-RATE_SAMPLE = 1_000_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +49,7 @@ class LinkSettings:
     target_completeness: float = 0.99  # LSH: share of candidate pairs it should find
     one_per_source: bool = True
     seed: int = 0
+    engine: str | Engine = DEFAULT_ENGINE  # what compares filters (``linkage.matching._engine``)
 
     def resolved(self, has_group_filters: bool) -> LinkSettings:
         if self.scoring != "auto":
@@ -90,20 +68,6 @@ class LinkSettings:
         return match, review
 
 
-@dataclass(frozen=True)
-class SourcePairStats:
-    source_a: str
-    source_b: str
-    blocking: str
-    comparisons: int
-    candidates: int
-    seconds: float
-    pairs_completeness: float | None = None  # LSH: against an exact run on a sample
-    matches: int = 0
-    possible: int = 0
-    notes: tuple[str, ...] = ()  # rules auto tightened or left out, to show the coordinator
-
-
 @dataclass(frozen=True, eq=False)
 class LinkResult:
     pairs: pl.DataFrame  # source_a, id_a, source_b, id_b, similarity, band
@@ -120,6 +84,7 @@ class LinkResult:
     candidate_right: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     record_ids: pl.Series = field(default_factory=lambda: pl.Series(dtype=pl.String))  # all sources, in order
     notes: tuple[str, ...] = ()  # defaults that the sources moved, to show the coordinator
+    threshold_raised_from: float | None = None  # dice: the default match threshold, where the sources raised it
 
     @property
     def comparisons(self) -> int:
@@ -127,33 +92,53 @@ class LinkResult:
 
     def candidate_pairs(self) -> pl.DataFrame:
         """Every scored candidate pair: source_a, id_a, source_b, id_b, score (for blocking evaluation)."""
-        names = np.array(list(self.sources))
-        source_of = np.repeat(np.arange(len(names)), list(self.sources.values()))
-        ids = self.record_ids.to_numpy()
-        left, right = self.candidate_left, self.candidate_right
-        return pl.DataFrame({
-            "source_a": names[source_of[left]], "id_a": ids[left], "source_b": names[source_of[right]], "id_b": ids[right],
-            "score": np.round(self.scores.astype(np.float64), 4),
-        }, schema={"source_a": pl.String, "id_a": pl.String, "source_b": pl.String, "id_b": pl.String, "score": pl.Float64})  # fmt: skip
+        return candidate_table(self.sources, self.record_ids, self.candidate_left, self.candidate_right, self.scores)
 
 
-def check_compatible(sources: Mapping[str, Encodings]) -> None:
+def candidate_table(
+    sources: Mapping[str, int], record_ids: pl.Series, left: np.ndarray, right: np.ndarray, scores: np.ndarray
+) -> pl.DataFrame:
+    """Candidate pairs (global record indices, sources in order) as source_a, id_a, source_b, id_b, score."""
+    names = np.array(list(sources))
+    source_of = np.repeat(np.arange(len(names)), list(sources.values()))
+    ids = record_ids.to_numpy()
+    return pl.DataFrame({
+        "source_a": names[source_of[left]], "id_a": ids[left], "source_b": names[source_of[right]], "id_b": ids[right],
+        "score": np.round(scores.astype(np.float64), 4),
+    }, schema={"source_a": pl.String, "id_a": pl.String, "source_b": pl.String, "id_b": pl.String, "score": pl.Float64})  # fmt: skip
+
+
+def check_alike(
+    sources: Mapping[str, Any],
+    facts: Callable[[Any], tuple[tuple[str, object], ...]],
+    advice: str,
+    also: Callable[[str, Any, str, Any], None] = lambda *_: None,
+) -> None:
+    """One line naming the source at fault where sources cannot be linked together: fewer than two,
+    one whose ``facts`` (what, value) differ from the first's (``advice`` says what to do), one that
+    ``also`` refuses (name, encodings, first name, first encodings), or one that holds no records."""
     if len(sources) < 2:
         raise LinkageError("linking needs at least two sources")
     (first_name, first), *rest = sources.items()
+    expected = dict(facts(first))
     for name, enc in rest:
-        for what, mine, theirs in (
-            ("project", enc.project, first.project),
-            ("key epoch", enc.key_epoch, first.key_epoch),
-            ("schema fingerprint", enc.schema_fingerprint, first.schema_fingerprint),
-            ("filter length", enc.bits, first.bits),
-            ("field groups", enc.group_names, first.group_names),
-        ):
-            if mine != theirs:
-                raise EncodingsError(f"{name}: {what} {mine} differs from {first_name}'s {theirs}; encode both with one schema")
+        for what, mine in facts(enc):
+            if mine != expected[what]:
+                raise EncodingsError(f"{name}: {what} {mine} differs from {first_name}'s {expected[what]}; {advice}")
+        also(name, enc, first_name, first)
     for name, enc in sources.items():
         if len(enc) == 0:
             raise EncodingsError(f"{name}: holds no records")
+
+
+def check_compatible(sources: Mapping[str, Encodings]) -> None:
+    def facts(enc: Encodings) -> tuple[tuple[str, object], ...]:
+        return (
+            ("project", enc.project), ("key epoch", enc.key_epoch), ("schema fingerprint", enc.schema_fingerprint),
+            ("filter length", enc.bits), ("field groups", enc.group_names),
+        )  # fmt: skip
+
+    check_alike(sources, facts, "encode both with one schema")
 
 
 def link(
@@ -164,10 +149,15 @@ def link(
     names = list(sources)
     first = sources[names[0]]
     settings = settings.resolved(first.group_filters is not None)
+    engine = engine_named(settings.engine)
     notes: list[str] = []
+    raised_from = None
     if settings.scoring == "dice" and settings.threshold is None:
-        settings, note = _scaled_dice_threshold(sources, settings)
-        notes += [note] if note else []
+        asked = settings.thresholds()[0]
+        settings, note = scaled_dice_threshold(sources, settings, engine)
+        if note:
+            notes.append(note)
+            raised_from = asked
     match_threshold, review_threshold = settings.thresholds()
     say = progress or (lambda _: None)
     scoring: Scoring = settings.scoring
@@ -184,7 +174,7 @@ def link(
         a, b = sources[names[x]], sources[names[y]]
         say(f"comparing {names[x]} ({len(a):,}) with {names[y]} ({len(b):,})")
         t0 = time.perf_counter()
-        i, j, pair_stats = _candidates(names[x], a, names[y], b, settings, rng, say)
+        i, j, pair_stats = source_pair_candidates(names[x], a, names[y], b, settings, rng, engine, say)
         found.append((x, y, i, j))
         stats.append(SourcePairStats(**{**pair_stats.__dict__, "seconds": time.perf_counter() - t0}))
     compared = time.perf_counter()
@@ -193,17 +183,19 @@ def link(
     model = None
     if scoring == "fs":
         levels = [
-            agreement_levels(group_dice_of_pairs(sources[names[x]].group_filters, sources[names[y]].group_filters, i, j))
+            agreement_levels(engine.group_dice_of_pairs(sources[names[x]].group_filters, sources[names[y]].group_filters, i, j))
             for x, y, i, j in found
         ]
         all_levels = np.concatenate(levels) if levels else np.zeros((0, len(first.group_names)), dtype=np.int8)
-        random_levels = np.concatenate([_random_pair_levels(sources[names[x]], sources[names[y]], rng) for x, y, _, _ in found])
+        random_levels = np.concatenate(
+            [_random_pair_levels(sources[names[x]], sources[names[y]], rng, engine) for x, y, _, _ in found]
+        )
         sample = all_levels if len(all_levels) <= EM_SAMPLE else all_levels[rng.choice(len(all_levels), EM_SAMPLE, replace=False)]
         population = sum(len(sources[names[x]]) * len(sources[names[y]]) for x, y, _, _ in found)
         model = fit_model(first.group_names, sample, random_levels, population=population, scored=len(all_levels))
         scores = [model.probabilities(lv).astype(np.float32) for lv in levels]
     else:
-        scores = [dice_of_pairs(sources[names[x]].filters, sources[names[y]].filters, i, j) for x, y, i, j in found]
+        scores = [engine.dice_of_pairs(sources[names[x]].filters, sources[names[y]].filters, i, j) for x, y, i, j in found]
     scored = time.perf_counter()
 
     # 3. clusters over all sources, from the pairs at or above the match threshold
@@ -216,7 +208,7 @@ def link(
 
     # 4. bands
     record_ids = [sources[n].record_ids for n in names]
-    pairs = _banded_pairs(sources, names, offsets, labels, left, right, score, review_threshold, model, scoring)
+    pairs = _banded_pairs(sources, names, offsets, labels, left, right, score, review_threshold, model, scoring, engine)
     clusters = _cluster_table(names, record_ids, offsets, labels)
     solved = time.perf_counter()
 
@@ -244,6 +236,7 @@ def link(
         candidate_right=right,
         record_ids=pl.concat(record_ids),
         notes=tuple(notes),
+        threshold_raised_from=raised_from,
     )
 
 
@@ -255,184 +248,20 @@ def _count(counts: pl.DataFrame, a: str, b: str, band: str) -> int:
     return int(hit.get_column("len").sum())
 
 
-def _rules(a: Encodings, b: Encodings, settings: LinkSettings) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
-    record_threshold = settings.candidate_dice
-    if settings.scoring == "dice":  # the score is this Dice: every pair down to the review threshold counts
-        record_threshold = min(record_threshold, settings.thresholds()[1])
-    rules = [("record", a.filters, b.filters, record_threshold)]
-    if a.group_filters is not None and "name" in a.group_names:
-        # Names with the date of birth where there is one: at an equal share of unrelated pairs let
-        # through, it holds more true pairs than names alone (measured on generated agencies:
-        # 83 % against 53 % at about 1 in 10,000 random pairs).
-        groups = [a.group_names.index(g) for g in IDENTITY_LEVELS if g in a.group_names]
-        label = "+".join(a.group_names[g] for g in groups)
-        rules.append((label, _union(a.group_filters, groups), _union(b.group_filters, groups), settings.candidate_name_dice))
-    return rules
-
-
-def _union(group_filters: np.ndarray, groups: list[int]) -> np.ndarray:
-    """The OR of some group filters: a filter of those fields alone."""
-    return np.ascontiguousarray(np.bitwise_or.reduce(group_filters[:, groups], axis=1))
-
-
-def _candidates(
-    name_a: str,
-    a: Encodings,
-    name_b: str,
-    b: Encodings,
-    settings: LinkSettings,
-    rng: np.random.Generator,
-    say: Callable[[str], None] = lambda _: None,
-) -> tuple[np.ndarray, np.ndarray, SourcePairStats]:
-    """Candidate pairs by every rule. A rule that would let through more unrelated pairs than the
-    budget is tightened; in ``auto``, so is one that all pairs would take hours over and LSH cannot
-    serve quickly at its threshold. Each tightening is noted for the summary."""
-    keys, comparisons, completeness, modes, notes = [], 0, [], set(), []
-    rules = _rules(a, b, settings)
-    budget = max(CANDIDATE_FLOOR, CANDIDATES_PER_RECORD * (len(a) + len(b))) / len(rules)
-    for rule, fa, fb, asked in rules:
-        threshold = _budgeted_threshold(fa, fb, asked, budget)
-        if threshold > asked:
-            notes.append(
-                f"{rule} rule tightened from Dice >= {asked:g} to {threshold:g}: at {asked:g} about"
-                f" {_random_rate(fa, fb, asked) * len(a) * len(b):,.0f} unrelated pairs would be candidates"
-            )
-        try:
-            plan = plan_blocking(fa, fb, threshold, settings.blocking, target_completeness=settings.target_completeness)
-        except ValueError as exc:
-            raise LinkageError(f"{name_a} ~ {name_b}: {rule} rule at Dice {threshold:g}: {exc}") from None
-        if plan.tightened:
-            notes.append(
-                f"{rule} rule tightened from Dice >= {threshold:g} to {plan.threshold:g} so that LSH stays quick; --blocking none compares all pairs"
-            )
-        modes.add(plan.mode)
-        if plan.mode == "none":
-            i, j, _ = dice_pairs(fa, fb, plan.threshold)
-            comparisons += len(a) * len(b)
-        else:
-            reporter = _BandReporter(say, rule)
-            i, j, _ = blocked_dice_pairs(
-                fa, fb, plan.threshold, target_completeness=settings.target_completeness, rng=rng, progress=reporter
-            )
-            comparisons += reporter.compared
-            completeness.append(_sampled_completeness(fa, fb, plan.threshold, i, j, rng))
-        keys.append(i * len(b) + j)
-    key = np.unique(np.concatenate(keys))
-    stats = SourcePairStats(
-        source_a=name_a, source_b=name_b, blocking="lsh" if "lsh" in modes else "none", comparisons=comparisons, candidates=len(key),
-        seconds=0.0, pairs_completeness=min(completeness) if completeness else None, notes=tuple(notes),
-    )  # fmt: skip
-    return key // len(b), key % len(b), stats
-
-
-def _random_rate(fa: np.ndarray, fb: np.ndarray, threshold: float) -> float:
-    return float(np.mean(_random_dice(fa, fb) >= threshold))
-
-
-def _random_dice(fa: np.ndarray, fb: np.ndarray) -> np.ndarray:
-    """Dice of RATE_SAMPLE random pairs (seeded by the rule's data, so a rerun picks the same)."""
-    k = min(RATE_SAMPLE, len(fa) * len(fb))
-    seeded = np.random.default_rng([len(fa), len(fb), int(fa[0, 0] % (1 << 62)), int(fb[0, 0] % (1 << 62))])
-    return dice_of_pairs(fa, fb, seeded.integers(0, len(fa), k), seeded.integers(0, len(fb), k))
-
-
-def _scaled_dice_threshold(sources: Mapping[str, Encodings], settings: LinkSettings) -> tuple[LinkSettings, str | None]:
-    """``settings`` with dice's match threshold raised where unrelated pairs would swamp it (see
-    ``UNRELATED_PER_RECORD``), and a note saying so; the review threshold follows unless set."""
-    asked = settings.thresholds()[0]
-    grid = np.round(np.arange(asked, 0.995, 0.01), 2)
-    within = {name: np.sort(_within_dice(enc.filters)) for name, enc in sources.items()}
-    unrelated, allowed = np.zeros(len(grid)), 0.0
-    for x, y in itertools.combinations(sources, 2):
-        share = (_share_at_least(within[x], grid) + _share_at_least(within[y], grid)) / 2
-        unrelated += share * len(sources[x]) * len(sources[y])
-        allowed += UNRELATED_PER_RECORD * min(len(sources[x]), len(sources[y]))
-    within_budget = unrelated <= allowed
-    k = int(np.argmax(within_budget)) if within_budget.any() else len(grid) - 1
-    if k == 0:
-        return settings, None
-    chosen = float(grid[k])
-    review = settings.review_threshold if settings.review_threshold is not None else chosen
-    note = (
-        f"dice match threshold raised from {asked:g} to {chosen:g} for sources this large: at {asked:g} up to about"
-        f" {unrelated[0]:,.0f} pairs of unrelated records would reach it, at {chosen:g} {unrelated[k]:,.0f}"
-        " (judged on random pairs within each source); --threshold sets it"
-    )
-    return dataclasses.replace(settings, threshold=chosen, review_threshold=min(review, chosen)), note
-
-
-def _within_dice(filters: np.ndarray) -> np.ndarray:
-    """Dice of up to RATE_SAMPLE random pairs of different records of one source (seeded by its data)."""
-    n = len(filters)
-    if n < 2:
-        return np.zeros(0, dtype=np.float32)
-    seeded = np.random.default_rng([n, int(filters[0, 0] % (1 << 62))])
-    k = min(RATE_SAMPLE, n * (n - 1))
-    i = seeded.integers(0, n, k)
-    j = (i + seeded.integers(1, n, k)) % n  # never i itself
-    return dice_of_pairs(filters, filters, i, j)
-
-
-def _share_at_least(sorted_dice: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    if len(sorted_dice) == 0:
-        return np.zeros(len(thresholds))
-    return 1.0 - np.searchsorted(sorted_dice, thresholds, side="left") / len(sorted_dice)
-
-
-def _budgeted_threshold(fa: np.ndarray, fb: np.ndarray, threshold: float, budget: float) -> float:
-    """The loosest threshold (``threshold`` or above, in steps of 0.01) at which unrelated pairs
-    would make at most ``budget`` candidates, judged on random pairs."""
-    pairs = len(fa) * len(fb)
-    if pairs <= budget:
-        return threshold
-    dice = np.sort(_random_dice(fa, fb))
-    allowed = budget / pairs
-    t = threshold
-    while t < 0.99 and (len(dice) - np.searchsorted(dice, t, side="left")) / len(dice) > allowed:
-        t = round(t + 0.01, 2)
-    return t
-
-
-class _BandReporter:
-    """Progress about ten times a rule, not once a band (there can be thousands); keeps the count
-    of pairs the bands compared."""
-
-    def __init__(self, say: Callable[[str], None], rule: str) -> None:
-        self.say, self.rule, self.compared = say, rule, 0
-
-    def __call__(self, p: BandProgress) -> None:
-        self.compared = p.candidates
-        if p.band == p.bands or p.band % max(1, p.bands // 10) == 0:
-            self.say(f"  {self.rule} rule: LSH band {p.band:,} of {p.bands:,}, {p.pairs:,} pairs kept")
-
-
-def _sampled_completeness(
-    fa: np.ndarray, fb: np.ndarray, threshold: float, i: np.ndarray, j: np.ndarray, rng: np.random.Generator
-) -> float:
-    """Share of the pairs an exact comparison finds, for a sample of rows, that blocking found too."""
-    rows = np.sort(rng.choice(len(fa), min(COMPLETENESS_SAMPLE_ROWS, len(fa)), replace=False))
-    ei, ej, _ = dice_pairs(np.ascontiguousarray(fa[rows]), fb, threshold)
-    if len(ei) == 0:
-        return 1.0
-    exact = rows[ei] * len(fb) + ej
-    in_sample = np.isin(i, rows)
-    return float(np.isin(exact, i[in_sample] * len(fb) + j[in_sample]).mean())
-
-
-def _random_pair_levels(a: Encodings, b: Encodings, rng: np.random.Generator) -> np.ndarray:
+def _random_pair_levels(a: Encodings, b: Encodings, rng: np.random.Generator, engine: Engine) -> np.ndarray:
     k = min(RANDOM_PAIRS_PER_SOURCE_PAIR, len(a) * len(b))
     i = rng.integers(0, len(a), k)
     j = rng.integers(0, len(b), k)
-    return agreement_levels(group_dice_of_pairs(a.group_filters, b.group_filters, i, j))
+    return agreement_levels(engine.group_dice_of_pairs(a.group_filters, b.group_filters, i, j))
 
 
-def _banded_pairs(sources, names, offsets, labels, left, right, score, review_threshold, model, scoring) -> pl.DataFrame:
+def _banded_pairs(sources, names, offsets, labels, left, right, score, review_threshold, model, scoring, engine) -> pl.DataFrame:
     """Every cross-source pair within a cluster (``match``), and scored pairs at or above the review
     threshold that ended in different clusters (``possible``)."""
     source_of = np.repeat(np.arange(len(names)), np.diff(offsets))
     local = np.arange(offsets[-1]) - offsets[source_of]
     within_left, within_right = _pairs_within_clusters(labels)
-    within_score = _scores_of(sources, names, source_of, local, within_left, within_right, model, scoring)
+    within_score = _scores_of(sources, names, source_of, local, within_left, within_right, model, scoring, engine)
     possible = (score >= review_threshold) & (labels[left] != labels[right])
     all_left = np.concatenate([within_left, left[possible]])
     all_right = np.concatenate([within_right, right[possible]])
@@ -467,7 +296,7 @@ def _pairs_within_clusters(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.minimum(left_all, right_all), np.maximum(left_all, right_all)
 
 
-def _scores_of(sources, names, source_of, local, left, right, model, scoring) -> np.ndarray:
+def _scores_of(sources, names, source_of, local, left, right, model, scoring, engine) -> np.ndarray:
     """Scores of arbitrary cross-source pairs (global indices), in the given order."""
     out = np.zeros(len(left), dtype=np.float32)
     for x, y in itertools.combinations(range(len(names)), 2):
@@ -477,9 +306,9 @@ def _scores_of(sources, names, source_of, local, left, right, model, scoring) ->
         a, b = sources[names[x]], sources[names[y]]
         i, j = local[left[sel]], local[right[sel]]
         if scoring == "fs":
-            out[sel] = model.probabilities(agreement_levels(group_dice_of_pairs(a.group_filters, b.group_filters, i, j)))
+            out[sel] = model.probabilities(agreement_levels(engine.group_dice_of_pairs(a.group_filters, b.group_filters, i, j)))
         else:
-            out[sel] = dice_of_pairs(a.filters, b.filters, i, j)
+            out[sel] = engine.dice_of_pairs(a.filters, b.filters, i, j)
     return out
 
 

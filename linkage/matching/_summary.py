@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import polars as pl
+
 from linkage.matching._histogram import histogram_lines, suggested_threshold
 from linkage.matching._link import LinkResult
 
@@ -27,26 +30,44 @@ def link_summary(result: LinkResult, elapsed: float, out: Path | None = None, cl
         lines += [f"    note: {note}" for note in s.notes]
     if result.model is not None:
         lines += result.model.describe()
-    lines.append(f"score distribution of candidate pairs ({'match probability' if result.scoring == 'fs' else 'Dice'}):")
-    lines += histogram_lines(result.scores, result.threshold, result.review_threshold)
-    suggestion = suggested_threshold(result.scores)
+    lines += outcome_lines(
+        result.scores, result.threshold, result.review_threshold, result.pairs, result.clusters,
+        scale="match probability" if result.scoring == "fs" else "Dice", elapsed=elapsed, out=out, clusters_path=clusters,
+        no_match_hint="; heavy hardening (blip) can push true pairs below the candidate rules, and sources that share no one give none",
+    )  # fmt: skip
+    return "\n".join(lines)
+
+
+def outcome_lines(
+    scores: np.ndarray,
+    threshold: float,
+    review_threshold: float,
+    pairs: pl.DataFrame,
+    clusters: pl.DataFrame,
+    *,
+    scale: str,
+    elapsed: float,
+    out: Path | None = None,
+    clusters_path: Path | None = None,
+    no_match_hint: str = "",
+) -> list[str]:
+    """The end of every linkage summary: the score distribution, the suggested threshold, what was
+    written and how long it took."""
+    lines = [f"score distribution of candidate pairs ({scale}):"]
+    lines += histogram_lines(scores, threshold, review_threshold)
+    suggestion = suggested_threshold(scores)
     if suggestion is not None:
-        lines.append(
-            f"suggested match threshold {suggestion:g} (where the score distribution is thinnest); in use {result.threshold:g}"
-        )
-    n_clusters = result.clusters.get_column("cluster_id").n_unique()
-    matches = int((result.pairs.get_column("band") == "match").sum())
+        lines.append(f"suggested match threshold {suggestion:g} (where the score distribution is thinnest); in use {threshold:g}")
+    n_clusters = clusters.get_column("cluster_id").n_unique()
+    matches = int((pairs.get_column("band") == "match").sum())
     where = f"wrote {out}: " if out else ""
     lines.append(
-        f"{where}{matches:,} matching pairs in {n_clusters:,} clusters, {result.pairs.height - matches:,} possible matches for review"
+        f"{where}{matches:,} matching pairs in {n_clusters:,} clusters, {pairs.height - matches:,} possible matches for review"
     )
     if matches == 0:
-        best = f"{float(result.scores.max()):.3g}" if len(result.scores) else "none"
-        lines.append(
-            f"note: no candidate pair reached the match threshold {result.threshold:g} (highest score {best}); heavy"
-            " hardening (blip) can push true pairs below the candidate rules, and sources that share no one give none"
-        )
-    if clusters:
-        lines.append(f"wrote {clusters}: {result.clusters.height:,} records in {n_clusters:,} clusters")
+        best = f"{float(scores.max()):.3g}" if len(scores) else "none"
+        lines.append(f"note: no candidate pair reached the match threshold {threshold:g} (highest score {best}){no_match_hint}")
+    if clusters_path:
+        lines.append(f"wrote {clusters_path}: {clusters.height:,} records in {n_clusters:,} clusters")
     lines.append(f"done in {elapsed:.2f} s")
-    return "\n".join(lines)
+    return lines

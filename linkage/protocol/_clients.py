@@ -113,3 +113,22 @@ def run_job_remotely(address: str, tls: TlsMaterial, request: pb.JobRequest) -> 
             yield from pb_grpc.CoordinatorStub(channel).RunJob(request, timeout=24 * 3600)
         except grpc.RpcError as error:
             raise JobError(peer_error("coordinator", error)) from None
+
+
+def job_request(agencies: list[str], *, threshold: float | None = None, review_threshold: float | None = None) -> pb.JobRequest:
+    """A request to link ``agencies``; thresholds left out take the coordinator's defaults."""
+    request = pb.JobRequest(agencies=agencies)
+    if threshold is not None:
+        request.threshold = threshold
+    if review_threshold is not None:
+        request.review_threshold = review_threshold
+    return request
+
+
+def list_jobs(address: str, tls: TlsMaterial) -> list[pb.JobStatus]:
+    """The coordinator's jobs, newest first."""
+    return list(coordinator_call(address, tls, lambda stub: stub.ListJobs(pb.ListJobsRequest(), timeout=30)).jobs)
+
+
+def job_status(address: str, tls: TlsMaterial, job_id: str) -> pb.JobStatus:
+    return coordinator_call(address, tls, lambda stub: stub.GetJob(pb.GetJobRequest(job_id=job_id), timeout=30))

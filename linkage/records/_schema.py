@@ -84,7 +84,7 @@ for _kind, _names in {
         _KIND_BY_COLUMN[_name] = _kind
 
 DEFAULT_MISSING_VALUES = ("", "na", "n/a", "null", "none", "unknown", "-", "?")
-_PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # the whole id (fullmatch)
 _KEY_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 # A token value shared by more records of one agency than this is dropped from them (the records
 # stay, with their other keys). At 1 the coordinator never sees two records of one agency share a
@@ -339,7 +339,7 @@ class Schema:
 
 
 def _validate(schema: Schema) -> None:
-    if not _PROJECT_RE.match(schema.project):
+    if not PROJECT_ID.fullmatch(schema.project):
         raise SchemaError("project.id: use 1-64 letters, digits, '.', '_' or '-'")
     bits = schema.filter.bits
     if bits < 64 or bits > 65536 or bits % 64:

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from linkage.matching._scopes import BLOOM, DATE, EXACT
 from linkage.scoped._prf import siphash_words2
 
 WORDS_BY_KIND = {"name": 1, "address": 1, "city": 1, "postcode": 1, "text": 1}
 LANES_BY_KIND = {"date": 3, "sex": 1, "state": 1}
 HASHES = 2  # positions per q-gram; one SipHash output gives four 16-bit choices
-BLOOM, DATE, EXACT = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -150,88 +150,3 @@ def fill_lanes(
             at = lane + (part - 1 if by_part else 0)
             w = lane_word + at // 4
             out[r, w] |= value << np.uint64(16 * (at % 4))
-
-
-# Dice at or above each edge moves a Bloom field up one level: 0 (< 0.40) ... 5 (>= 0.95).
-_EDGES = np.array([0.40, 0.60, 0.75, 0.85, 0.95])
-TOP = 5
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _popcount(x: np.uint64) -> int:
-    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
-    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
-    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
-    return int((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _lane(row: np.ndarray, lane_word: int, at: int) -> np.uint64:
-    return (row[lane_word + at // 4] >> np.uint64(16 * (at % 4))) & np.uint64(0xFFFF)
-
-
-@numba.njit(cache=True, nogil=True, parallel=True)
-def scope_levels(
-    ea: np.ndarray,
-    eb: np.ndarray,
-    i: np.ndarray,
-    j: np.ndarray,
-    slot_field: np.ndarray,
-    slot_kind: np.ndarray,
-    slot_offset: np.ndarray,
-    slot_width: np.ndarray,
-    lane_word: int,
-    fixed: np.ndarray,
-    n_fields: int,
-) -> np.ndarray:
-    """(pairs, fields) comparison levels inside one scope: -1 missing, 0..5 agreement; fields the
-    key fixes agree at the top level."""
-    n = i.shape[0]
-    out = np.full((n, n_fields), -1, dtype=np.int8)
-    for p in numba.prange(n):
-        a, b = ea[i[p]], eb[j[p]]
-        for f in range(fixed.shape[0]):
-            out[p, fixed[f]] = TOP
-        for s in range(slot_field.shape[0]):
-            f, off, width = slot_field[s], slot_offset[s], slot_width[s]
-            if slot_kind[s] == BLOOM:
-                ca = cb = both = 0
-                for w in range(off, off + width):
-                    ca += _popcount(a[w])
-                    cb += _popcount(b[w])
-                    both += _popcount(a[w] & b[w])
-                if ca == 0 or cb == 0:
-                    continue
-                dice = 2.0 * both / (ca + cb)
-                level = 0
-                for e in range(_EDGES.shape[0]):
-                    if dice >= _EDGES[e]:
-                        level += 1
-                out[p, f] = level
-            elif slot_kind[s] == DATE:
-                ya, ma, da = _lane(a, lane_word, off), _lane(a, lane_word, off + 1), _lane(a, lane_word, off + 2)
-                yb, mb, db = _lane(b, lane_word, off), _lane(b, lane_word, off + 1), _lane(b, lane_word, off + 2)
-                known = int(ya != 0 and yb != 0) + int(ma != 0 and mb != 0) + int(da != 0 and db != 0)
-                if known == 0:
-                    continue
-                agree = int(ya != 0 and ya == yb) + int(ma != 0 and ma == mb) + int(da != 0 and da == db)
-                swapped = ma != 0 and da != 0 and ma != da and ma == db and da == mb
-                if known == 3:
-                    if agree == 3:
-                        out[p, f] = 5
-                    elif swapped and ya == yb:
-                        out[p, f] = 4
-                    elif agree == 2:
-                        out[p, f] = 3
-                    elif agree == 1 or swapped:
-                        out[p, f] = 1
-                    else:
-                        out[p, f] = 0
-                else:
-                    out[p, f] = 4 if agree == known else (2 if agree > 0 else 0)
-            else:
-                va, vb = _lane(a, lane_word, off), _lane(b, lane_word, off)
-                if va == 0 or vb == 0:
-                    continue
-                out[p, f] = 5 if va == vb else 0
-    return out

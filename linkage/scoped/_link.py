@@ -23,14 +23,14 @@ import numpy as np
 import polars as pl
 
 from linkage.errors import EncodingsError, LinkageError
-from linkage.matching._link import _cluster_table, _pairs_within_clusters
+from linkage.matching._engine import DEFAULT_ENGINE, Engine, ScopeSlots, engine_named
+from linkage.matching._link import _cluster_table, _pairs_within_clusters, candidate_table, check_alike
 from linkage.matching._scoring import N_LEVELS, MatchModel, level_frequencies, monotone
 from linkage.matching._solve import greedy_clusters
+from linkage.matching._thresholds import DEFAULT_THRESHOLDS
 from linkage.scoped._encodings import ScopedEncodings
-from linkage.scoped._evidence import scope_levels
 
-DEFAULT_MATCH_THRESHOLD = 0.5
-DEFAULT_REVIEW_THRESHOLD = 0.2
+DEFAULT_MATCH_THRESHOLD, DEFAULT_REVIEW_THRESHOLD = DEFAULT_THRESHOLDS["fs"]  # match probabilities, as for fs
 EM_ITERATIONS = 200
 # EM starts from the candidates that agree on given name, surname and date of birth (levels at or
 # above these; a role the schema lacks is not asked for).
@@ -43,6 +43,7 @@ class ScopedLinkSettings:
     threshold: float = DEFAULT_MATCH_THRESHOLD  # match probability at or above which pairs may cluster
     review_threshold: float = DEFAULT_REVIEW_THRESHOLD  # possible matches for a person to review
     one_per_source: bool = True
+    engine: str | Engine = DEFAULT_ENGINE  # what joins tokens and compares evidence (``linkage.matching``)
 
     def __post_init__(self) -> None:
         for name, value in (("threshold", self.threshold), ("review threshold", self.review_threshold)):
@@ -71,52 +72,27 @@ class ScopedLinkResult:
 
     def candidate_pairs(self) -> pl.DataFrame:
         """Every candidate pair: source_a, id_a, source_b, id_b, score."""
-        names = np.array(list(self.sources))
-        source_of = np.repeat(np.arange(len(names)), list(self.sources.values()))
-        ids = self.record_ids.to_numpy()
-        left, right = self.candidate_left, self.candidate_right
-        return pl.DataFrame({
-            "source_a": names[source_of[left]], "id_a": ids[left], "source_b": names[source_of[right]], "id_b": ids[right],
-            "score": np.round(self.scores.astype(np.float64), 4),
-        }, schema={"source_a": pl.String, "id_a": pl.String, "source_b": pl.String, "id_b": pl.String, "score": pl.Float64})  # fmt: skip
+        return candidate_table(self.sources, self.record_ids, self.candidate_left, self.candidate_right, self.scores)
 
 
 def check_scoped_compatible(sources: Mapping[str, ScopedEncodings]) -> None:
     """One line naming the file at fault when two sources cannot be linked."""
-    if len(sources) < 2:
-        raise LinkageError("linking needs at least two sources")
-    (first_name, first), *rest = sources.items()
-    for name, enc in rest:
-        for what, mine, theirs in (
-            ("project", enc.project, first.project),
-            ("key epoch", enc.key_epoch, first.key_epoch),
-            ("match-key set", enc.key_set_fingerprint, first.key_set_fingerprint),
-            ("schema fingerprint", enc.schema_fingerprint, first.schema_fingerprint),
-        ):
-            if mine != theirs:
-                raise EncodingsError(
-                    f"{name}: {what} {mine} differs from {first_name}'s {theirs}; encode both with one schema and key set"
-                )
+
+    def facts(enc: ScopedEncodings) -> tuple[tuple[str, object], ...]:
+        return (
+            ("project", enc.project), ("key epoch", enc.key_epoch), ("match-key set", enc.key_set_fingerprint),
+            ("schema fingerprint", enc.schema_fingerprint),
+        )  # fmt: skip
+
+    def same_secret_and_layout(name: str, enc: ScopedEncodings, first_name: str, first: ScopedEncodings) -> None:
         if not hmac.compare_digest(enc.secret_check, first.secret_check):
             raise EncodingsError(
                 f"{name} was encoded under a different secret than {first_name}; encode both with the project's secret"
             )
         if enc.layouts != first.layouts or enc.fields != first.fields:
             raise EncodingsError(f"{name}: evidence layout differs from {first_name}'s; encode both with one version of linkage")
-    for name, enc in sources.items():
-        if len(enc) == 0:
-            raise EncodingsError(f"{name}: holds no records")
 
-
-def token_pairs(ta: np.ndarray, ha: np.ndarray, tb: np.ndarray, hb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows (i, j) whose tokens are equal: a sort-merge join, linear after the sorts."""
-    ia, ib = np.flatnonzero(ha), np.flatnonzero(hb)
-    if len(ia) == 0 or len(ib) == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    a = pl.DataFrame({"t": ta[ia], "i": ia})
-    b = pl.DataFrame({"t": tb[ib], "j": ib})
-    joined = a.join(b, on="t", how="inner")
-    return joined.get_column("i").to_numpy().astype(np.int64), joined.get_column("j").to_numpy().astype(np.int64)
+    check_alike(sources, facts, "encode both with one schema and key set", same_secret_and_layout)
 
 
 @numba.njit(cache=True)
@@ -146,23 +122,30 @@ def _best_levels(
     return ids, out, shared
 
 
-def compared_pairs(a: ScopedEncodings, b: ScopedEncodings) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+def compared_pairs(
+    a: ScopedEncodings, b: ScopedEncodings, engine: str | Engine = DEFAULT_ENGINE
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
     """Candidates of two sources: (i, j), their (pairs, fields) best levels, and pairs per key."""
+    engine = engine_named(engine)
     pair_ids, level_rows, key_rows, per_key = [], [], [], {}
     n_fields = len(a.fields)
     for k, layout in enumerate(a.layouts):
-        i, j = token_pairs(a.tokens[:, k], a.has_token[:, k], b.tokens[:, k], b.has_token[:, k])
+        i, j = engine.token_pairs(a.tokens[:, k], a.has_token[:, k], b.tokens[:, k], b.has_token[:, k])
         per_key[layout.key] = len(i)
         if len(i) == 0:
             continue
         index = {name: f for f, name in enumerate(a.fields)}
         slots = layout.slots
-        levels = scope_levels(
-            a.evidence[k], b.evidence[k], i, j,
-            np.array([index[s.field] for s in slots], dtype=np.int64), np.array([s.comparison for s in slots], dtype=np.int64),
-            np.array([s.offset for s in slots], dtype=np.int64), np.array([s.width for s in slots], dtype=np.int64),
-            layout.lane_word, np.array([index[f] for f in layout.fixed], dtype=np.int64), n_fields,
-        )  # fmt: skip
+        scope = ScopeSlots(
+            field=np.array([index[s.field] for s in slots], dtype=np.int64),
+            comparison=np.array([s.comparison for s in slots], dtype=np.int64),
+            offset=np.array([s.offset for s in slots], dtype=np.int64),
+            width=np.array([s.width for s in slots], dtype=np.int64),
+            lane_word=layout.lane_word,
+            fixed=np.array([index[f] for f in layout.fixed], dtype=np.int64),
+            n_fields=n_fields,
+        )
+        levels = engine.scope_levels(a.evidence[k], b.evidence[k], i, j, scope)
         pair_ids.append(i * len(b) + j)
         level_rows.append(levels)
         key_rows.append(np.full(len(i), k, dtype=np.int64))
@@ -289,11 +272,12 @@ def link_scoped(
     names = list(sources)
     first = sources[names[0]]
     offsets = np.cumsum([0] + [len(sources[n]) for n in names])
+    engine = engine_named(settings.engine)
     started = time.perf_counter()
     found, per_key = [], dict.fromkeys(first.keys, 0)
     for x, y in itertools.combinations(range(len(names)), 2):
         say(f"joining {names[x]} ({len(sources[names[x]]):,}) with {names[y]} ({len(sources[names[y]]):,})")
-        i, j, levels, counts = compared_pairs(sources[names[x]], sources[names[y]])
+        i, j, levels, counts = compared_pairs(sources[names[x]], sources[names[y]], engine)
         found.append((i + offsets[x], j + offsets[y], levels))
         for key, c in counts.items():
             per_key[key] += c

@@ -52,6 +52,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from linkage._files import read_file, write_new_file
 from linkage.errors import AuditEntryError, AuditError, AuditKeyError
+from linkage.trust._canonical import canonical_json
+from linkage.trust._pki import private_key_from_pem
 
 __all__ = [
     "AuditEntryError",
@@ -184,13 +186,7 @@ class AuditKey:
     def load(cls, path: str | Path) -> AuditKey:
         """Read a PEM (PKCS8, unencrypted) Ed25519 private key written by ``write``."""
         path = Path(path)
-        data = _read_key_file(path)
-        try:
-            key = serialization.load_pem_private_key(data, password=None)
-        except TypeError:
-            raise AuditKeyError(f"{path}: the key is encrypted; audit keys are stored unencrypted, mode 0600") from None
-        except (ValueError, UnsupportedAlgorithm):
-            raise AuditKeyError(f"{path}: not a PEM private key") from None
+        key = private_key_from_pem(_read_key_file(path), str(path), what="audit key", error=AuditKeyError)
         if not isinstance(key, Ed25519PrivateKey):
             raise AuditKeyError(f"{path}: not an Ed25519 private key")
         return cls(key)
@@ -245,10 +241,6 @@ def load_public_key(path_or_pem: str | Path | bytes) -> AuditPublicKey:
 
 
 # -- canonical form --------------------------------------------------------------------------------
-def _canonical_json(value: object) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
 def _entry_digest(
     *, seq: object, time: object, actor: object, action: object, project: object, job: object,
     details: object, prev_hash: object,
@@ -257,7 +249,7 @@ def _entry_digest(
         "seq": seq, "time": time, "actor": actor, "action": action, "project": project, "job": job,
         "details": details, "prev_hash": prev_hash,
     }  # fmt: skip
-    return hashlib.sha256(_canonical_json(body).encode("utf-8")).digest()
+    return hashlib.sha256(canonical_json(body).encode("utf-8")).digest()
 
 
 def _format_time(moment: datetime) -> str:
@@ -345,7 +337,7 @@ def _checked_details(details: Mapping[str, Any] | None) -> str:
         details = {}
     if not isinstance(details, Mapping):
         raise AuditEntryError(f"details: must be a mapping of names to values, not {type(details).__name__}")
-    text = _canonical_json(_checked_detail(details, "details", 0))
+    text = canonical_json(_checked_detail(details, "details", 0))
     if len(text) > MAX_DETAILS_JSON:
         raise AuditEntryError(
             f"details: {len(text)} characters as JSON; at most {MAX_DETAILS_JSON} (record counts and"
@@ -672,7 +664,7 @@ def _recomputed_digest(row: Sequence[object]) -> bytes | None:
     seq, time, actor, action, project, job, details_text = row[:7]
     try:
         details = json.loads(details_text)  # type: ignore[arg-type]
-        if not isinstance(details, dict) or _canonical_json(details) != details_text:
+        if not isinstance(details, dict) or canonical_json(details) != details_text:
             return None
         return _entry_digest(
             seq=seq, time=time, actor=actor, action=action, project=project, job=job, details=details, prev_hash=row[7]
@@ -695,7 +687,7 @@ def _printable(text: str) -> str:
 
 
 def _detail_text(value: object) -> str:
-    return value if isinstance(value, str) else _canonical_json(value)
+    return value if isinstance(value, str) else canonical_json(value)
 
 
 def entries_table(entries: Sequence[Entry]) -> str:

@@ -65,11 +65,15 @@ from cryptography.utils import CryptographyDeprecationWarning
 from linkage._files import read_file, write_new_file
 from linkage.bloom._keys import SECRET_BYTES, Secret
 from linkage.errors import CeremonyError
+from linkage.records._schema import PROJECT_ID
+from linkage.trust._canonical import canonical_json
 from linkage.trust._pki import (
     CLOCK_SKEW_ALLOWANCE,
+    PARTY_NAME,
     Identity,
     PkiError,
     TlsMaterial,
+    private_key_from_pem,
     refusing_malformed_certificates,
     verify_chain,
 )
@@ -101,8 +105,6 @@ _MAX_SIGNATURE_BYTES = 72  # a DER ECDSA P-256 signature
 _NODE_ROLE = "node"
 
 # The same names `linkage pki issue` accepts, and the same project ids a schema accepts.
-_AGENCY_NAME = re.compile(r"[a-z0-9_-]{1,64}")
-_PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -138,14 +140,9 @@ class AgreementKey:
         """Read a key written by `write`; errors name the file, never its contents."""
         path = Path(path)
         data = read_file(path, what="agreement key", error=CeremonyError)
-        try:
-            key = serialization.load_pem_private_key(data, password=None)
-        except TypeError:
-            raise CeremonyError(f"{path}: agreement key is encrypted; linkage expects an unencrypted PEM key") from None
-        except (ValueError, UnsupportedAlgorithm):
-            raise CeremonyError(f"{path}: not a PEM X25519 private key") from None
+        key = private_key_from_pem(data, str(path), what="agreement key", error=CeremonyError)
         if not isinstance(key, X25519PrivateKey):
-            raise CeremonyError(f"{path}: not an X25519 private key; make one with `linkage keys agreement-key`")
+            raise CeremonyError(f"{path}: not an X25519 private key; `linkage keys publish` makes the agency's agreement key")
         return cls(key)
 
     def write(self, path: str | Path) -> None:
@@ -656,12 +653,12 @@ def _raw_public_bytes(public_key: X25519PublicKey) -> bytes:
 
 
 def _check_agency_name(name: object, what: str) -> None:
-    if not isinstance(name, str) or not _AGENCY_NAME.fullmatch(name):
+    if not isinstance(name, str) or not PARTY_NAME.fullmatch(name):
         raise CeremonyError(f"{what}: must be 1-64 characters of lowercase letters, digits, '-' and '_'")
 
 
 def _check_project(project: object, what: str) -> None:
-    if not isinstance(project, str) or not _PROJECT_ID.fullmatch(project):
+    if not isinstance(project, str) or not PROJECT_ID.fullmatch(project):
         raise CeremonyError(f"{what}: must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
 
 
@@ -717,7 +714,7 @@ def _pem_from_der(der: bytes, what: str) -> bytes:
 
 
 def _canonical_json(fields: dict[str, Any]) -> bytes:
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")
+    return canonical_json(fields, ascii_only=True).encode("ascii")
 
 
 def _check_canonical(expected: bytes, data: bytes, what: str) -> None:

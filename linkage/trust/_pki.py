@@ -36,12 +36,13 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from linkage._files import read_file, write_new_file
-from linkage.errors import PkiError
+from linkage.errors import LinkageError, PkiError
 
 __all__ = [
     "CA_CERT_FILE",
@@ -81,7 +82,7 @@ URI_SCHEME = "linkage"
 # CA's can use a certificate the moment it is issued.
 CLOCK_SKEW_ALLOWANCE = dt.timedelta(minutes=5)
 
-_NAME_PATTERN = re.compile(r"[a-z0-9_-]{1,64}")
+PARTY_NAME = re.compile(r"[a-z0-9_-]{1,64}")  # a party's name in its certificate (fullmatch)
 _DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _MAX_COMMON_NAME = 64  # RFC 5280 ub-common-name
 _PRIVATE_FILE_MODE = stat.S_IRUSR | stat.S_IWUSR
@@ -225,7 +226,7 @@ def _identity(cert_pem: bytes, where: str) -> Identity:
         raise PkiError(f"{where}: carries no linkage role (not issued by `linkage pki issue`)")
     if role not in ROLES:
         raise PkiError(f"{where}: carries no linkage role ({role!r} is not one of {', '.join(ROLES)})")
-    if not _NAME_PATTERN.fullmatch(name):
+    if not PARTY_NAME.fullmatch(name):
         raise PkiError(f"{where}: carries no valid linkage name")
     return Identity(role=role, name=name, fingerprint=certificate_fingerprint(cert))
 
@@ -379,7 +380,7 @@ def _check_tls_material(
 def _check_role_and_name(role: str, name: str) -> None:
     if role not in ROLES:
         raise PkiError(f"role: {role!r} is not one of {', '.join(ROLES)}")
-    if not isinstance(name, str) or not _NAME_PATTERN.fullmatch(name):
+    if not isinstance(name, str) or not PARTY_NAME.fullmatch(name):
         raise PkiError(f"name: {name!r} must be 1-64 characters of lowercase letters, digits, '-' and '_'")
     if name == Path(CA_CERT_FILE).stem:
         raise PkiError(f"name: {name!r} is reserved for the CA's own files")
@@ -483,13 +484,19 @@ def _parse_certificate(pem: bytes, where: str) -> x509.Certificate:
         raise PkiError(f"{where}: not a PEM certificate") from None
 
 
-def _parse_private_key(pem: bytes, where: str) -> ec.EllipticCurvePrivateKey:
+def private_key_from_pem(pem: bytes, where: str, *, what: str, error: type[LinkageError]) -> PrivateKeyTypes:
+    """An unencrypted PEM private key of any kind (the caller checks the kind); an encrypted or
+    unreadable one is ``error`` naming ``where`` and ``what`` it should hold, never the key."""
     try:
-        key = serialization.load_pem_private_key(pem, password=None)
+        return serialization.load_pem_private_key(pem, password=None)
     except TypeError:
-        raise PkiError(f"{where}: private key is encrypted; linkage expects an unencrypted PEM key") from None
+        raise error(f"{where}: {what} is encrypted; linkage expects an unencrypted PEM key") from None
     except (ValueError, UnsupportedAlgorithm):
-        raise PkiError(f"{where}: not a PEM private key") from None
+        raise error(f"{where}: not a PEM private key") from None
+
+
+def _parse_private_key(pem: bytes, where: str) -> ec.EllipticCurvePrivateKey:
+    key = private_key_from_pem(pem, where, what="private key", error=PkiError)
     _check_key(key, where)
     return key  # type: ignore[return-value]
 
