@@ -36,11 +36,11 @@ class Encodings:
     key_epoch: int = 0  # epoch of the project secret used (0: a secret from `linkage keys new`)
 
     def __len__(self) -> int:
-        return self.filters.shape[0]
+        return int(self.filters.shape[0])
 
     @property
     def bits(self) -> int:
-        return self.filters.shape[1] * 64
+        return int(self.filters.shape[1]) * 64
 
     def metadata(self) -> dict[str, str]:
         return {
