@@ -138,7 +138,8 @@ def scope_similarities(frame: pl.DataFrame, pairs: np.ndarray, columns: Sequence
         return np.zeros(0)
     common = np.asarray(grams[pairs[:, 0]].multiply(grams[pairs[:, 1]]).sum(axis=1)).ravel()
     total = sizes[pairs[:, 0]] + sizes[pairs[:, 1]]
-    return np.divide(2.0 * common, total, out=np.zeros(len(pairs)), where=total > 0)
+    dice: np.ndarray = np.divide(2.0 * common, total, out=np.zeros(len(pairs)), where=total > 0)
+    return dice
 
 
 def match_key_view(

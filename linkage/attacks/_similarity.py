@@ -51,10 +51,12 @@ def knn_graph(bits: np.ndarray, k: int, *, metric: str = "dice") -> object:
         common = dense[rows] @ dense.T
         if metric == "dice":
             total = counts[rows, None] + counts[None, :]
-            return np.divide(2.0 * common, total, out=np.zeros_like(common), where=total > 0)
+            dice: np.ndarray = np.divide(2.0 * common, total, out=np.zeros_like(common), where=total > 0)
+            return dice
         if metric == "agreement":
             differ = counts[rows, None] + counts[None, :] - 2.0 * common
-            return 1.0 - differ / np.float32(width)
+            agreement: np.ndarray = 1.0 - differ / np.float32(width)
+            return agreement
         raise ValueError(f"unknown metric {metric!r}")
 
     top = top_pairs_of(block_scores, n, n, k, exclude_diagonal=True)

@@ -1205,8 +1205,7 @@ def _with_typos(values: pl.Series, rows: np.ndarray, rng: np.random.Generator) -
         .otherwise(kind)
     )
     letter_expr = pl.col("letter")
-    substitute = pl.when(letter_expr == _folded_char(char(at))).then(pl.col("other_letter"))
-    substitute = substitute.otherwise(letter_expr)
+    substitute = pl.when(letter_expr == _folded_char(char(at))).then(pl.col("other_letter")).otherwise(letter_expr)
     inserted = cased_like(letter_expr, char(pl.when(gap > 0).then(gap - 1).otherwise(0)))
     head, tail = text.str.slice(0, at), text.str.slice(at + 1)
     typed = frame.select(
@@ -1224,7 +1223,8 @@ def _with_typos(values: pl.Series, rows: np.ndarray, rng: np.random.Generator) -
 def _days_in_month(year: np.ndarray, month: np.ndarray) -> np.ndarray:
     leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
     lengths = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
-    return lengths[month - 1] + ((month == 2) & leap)
+    days: np.ndarray = lengths[month - 1] + ((month == 2) & leap)
+    return days
 
 
 def _with_wrong_dates(

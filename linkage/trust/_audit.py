@@ -703,7 +703,7 @@ def entries_table(entries: Sequence[Entry]) -> str:
     if not entries:
         return "(no entries)"
     header = ("seq", "time (UTC)", "actor", "action", "project", "job", "details")
-    rows = [
+    rows: list[tuple[str, ...]] = [
         (
             str(e.seq),
             e.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
