@@ -256,7 +256,7 @@ def fit_scoped_model(
         m /= m.sum(axis=1, keepdims=True)
         u = level_frequencies(patterns, counts)
         prior = 0.5
-    if fixed_u:
+    if fixed_u and unrelated is not None:
         u = level_frequencies(unrelated, weights)
     done = 0
     for done in range(1, iterations + 1):
