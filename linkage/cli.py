@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -28,6 +29,12 @@ from linkage.matching._link import LinkSettings
 from linkage.records._reading import read_records
 from linkage.records._schema import Schema
 from linkage.trust._ceremony import key_epoch_of
+
+if TYPE_CHECKING:  # the commands import these lazily, so that `linkage --help` stays fast
+    from linkage.jobs._config import NodeConfig
+    from linkage.protocol.v1 import linkage_pb2 as pb
+    from linkage.trust._audit import AuditLog, AuditPublicKey, Entry
+    from linkage.trust._pki import TlsMaterial
 
 PROGRESS_ABOVE_RECORDS = 100_000
 
@@ -113,7 +120,7 @@ def cmd_keys_new(args: argparse.Namespace) -> None:
     _print("share it with the project's agencies only; never with the coordinator")
 
 
-def _node_tls(args: argparse.Namespace):
+def _node_tls(args: argparse.Namespace) -> tuple[NodeConfig, TlsMaterial]:
     from linkage.jobs._config import load_node_config
     from linkage.trust._pki import load_tls
 
@@ -382,7 +389,7 @@ def cmd_coordinator_serve(args: argparse.Namespace) -> None:
     serve_until_stopped(lambda: start_coordinator(config, tls), f"coordinator {config.name}", _print)
 
 
-def _coordinator_client(args: argparse.Namespace):
+def _coordinator_client(args: argparse.Namespace) -> tuple[str, TlsMaterial]:
     from linkage.jobs._config import load_coordinator_config
     from linkage.trust._pki import load_tls
 
@@ -403,7 +410,7 @@ def cmd_job_deliver(args: argparse.Namespace) -> None:
         raise LinkageError(f"job {args.job} is still not finished (see above)")
 
 
-def _job_line(job) -> str:
+def _job_line(job: pb.JobStatus) -> str:
     released = f"{len(job.released)}/{len(job.agencies)} released"
     return f"{job.job_id}  {job.state:<10}  {job.created}  {','.join(job.agencies)}  {released}"
 
@@ -458,7 +465,7 @@ def cmd_job_run(args: argparse.Namespace) -> None:
 
 
 # -- audit ---------------------------------------------------------------------------------------
-def _public_key_for(args: argparse.Namespace):
+def _public_key_for(args: argparse.Namespace) -> AuditPublicKey:
     from linkage.trust._audit import AUDIT_PUBLIC_KEY_FILE, load_public_key
 
     return load_public_key(args.key or Path(args.log).parent / AUDIT_PUBLIC_KEY_FILE)
@@ -479,7 +486,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
         _print(f"anchor to record for the next check: --expect-last {format_anchor(report.last_verified)}")
 
 
-def _audit_entries(args: argparse.Namespace):
+def _audit_entries(args: argparse.Namespace) -> tuple[AuditLog, list[Entry]]:
     from linkage.trust._audit import AuditLog, parse_time, verify
 
     log = AuditLog(args.log, None)

@@ -67,7 +67,9 @@ NEEDS_SERVERS = {
 
 def readme_commands() -> list[str]:
     """Each `linkage ...` command of the README's shell blocks, continuation lines joined, comments dropped."""
-    blocks, language, lines = [], None, []
+    blocks: list[str] = []
+    language: str | None = None
+    lines: list[str] = []
     for line in README.splitlines():
         if line.startswith("```"):
             if language is None:
