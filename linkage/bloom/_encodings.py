@@ -42,6 +42,12 @@ class Encodings:
     def bits(self) -> int:
         return int(self.filters.shape[1]) * 64
 
+    def groups(self) -> np.ndarray:
+        """The group filters, for what needs them (fs scoring, the name rule); an error names their absence."""
+        if self.group_filters is None:
+            raise EncodingsError(f"project {self.project}: encoded without group filters ([output] group_filters = false)")
+        return self.group_filters
+
     def metadata(self) -> dict[str, str]:
         return {
             f"{_META_PREFIX}encoding_version": str(self.encoding_version),

@@ -193,7 +193,7 @@ def link(
     model = None
     if scoring == "fs":
         levels = [
-            agreement_levels(group_dice_of_pairs(sources[names[x]].group_filters, sources[names[y]].group_filters, i, j))
+            agreement_levels(group_dice_of_pairs(sources[names[x]].groups(), sources[names[y]].groups(), i, j))
             for x, y, i, j in found
         ]
         all_levels = np.concatenate(levels) if levels else np.zeros((0, len(first.group_names)), dtype=np.int8)
@@ -216,7 +216,7 @@ def link(
 
     # 4. bands
     record_ids = [sources[n].record_ids for n in names]
-    pairs = _banded_pairs(sources, names, offsets, labels, left, right, score, review_threshold, model, scoring)
+    pairs = _banded_pairs(sources, names, offsets, labels, left, right, score, review_threshold, model)
     clusters = _cluster_table(names, record_ids, offsets, labels)
     solved = time.perf_counter()
 
@@ -266,7 +266,7 @@ def _rules(a: Encodings, b: Encodings, settings: LinkSettings) -> list[tuple[str
         # 83 % against 53 % at about 1 in 10,000 random pairs).
         groups = [a.group_names.index(g) for g in IDENTITY_LEVELS if g in a.group_names]
         label = "+".join(a.group_names[g] for g in groups)
-        rules.append((label, _union(a.group_filters, groups), _union(b.group_filters, groups), settings.candidate_name_dice))
+        rules.append((label, _union(a.groups(), groups), _union(b.groups(), groups), settings.candidate_name_dice))
     return rules
 
 
@@ -423,16 +423,26 @@ def _random_pair_levels(a: Encodings, b: Encodings, rng: np.random.Generator) ->
     k = min(RANDOM_PAIRS_PER_SOURCE_PAIR, len(a) * len(b))
     i = rng.integers(0, len(a), k)
     j = rng.integers(0, len(b), k)
-    return agreement_levels(group_dice_of_pairs(a.group_filters, b.group_filters, i, j))
+    return agreement_levels(group_dice_of_pairs(a.groups(), b.groups(), i, j))
 
 
-def _banded_pairs(sources, names, offsets, labels, left, right, score, review_threshold, model, scoring) -> pl.DataFrame:
+def _banded_pairs(
+    sources: Mapping[str, Encodings],
+    names: list[str],
+    offsets: np.ndarray,
+    labels: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    score: np.ndarray,
+    review_threshold: float,
+    model: MatchModel | None,
+) -> pl.DataFrame:
     """Every cross-source pair within a cluster (``match``), and scored pairs at or above the review
     threshold that ended in different clusters (``possible``)."""
     source_of = np.repeat(np.arange(len(names)), np.diff(offsets))
     local = np.arange(offsets[-1]) - offsets[source_of]
     within_left, within_right = _pairs_within_clusters(labels)
-    within_score = _scores_of(sources, names, source_of, local, within_left, within_right, model, scoring)
+    within_score = _scores_of(sources, names, source_of, local, within_left, within_right, model)
     possible = (score >= review_threshold) & (labels[left] != labels[right])
     all_left = np.concatenate([within_left, left[possible]])
     all_right = np.concatenate([within_right, right[possible]])
@@ -467,8 +477,17 @@ def _pairs_within_clusters(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.minimum(left_all, right_all), np.maximum(left_all, right_all)
 
 
-def _scores_of(sources, names, source_of, local, left, right, model, scoring) -> np.ndarray:
-    """Scores of arbitrary cross-source pairs (global indices), in the given order."""
+def _scores_of(
+    sources: Mapping[str, Encodings],
+    names: list[str],
+    source_of: np.ndarray,
+    local: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    model: MatchModel | None,
+) -> np.ndarray:
+    """Scores of arbitrary cross-source pairs (global indices), in the given order: the fs model's
+    probabilities where there is one (fs scoring), else the record Dice."""
     out = np.zeros(len(left), dtype=np.float32)
     for x, y in itertools.combinations(range(len(names)), 2):
         sel = (source_of[left] == x) & (source_of[right] == y)
@@ -476,14 +495,14 @@ def _scores_of(sources, names, source_of, local, left, right, model, scoring) ->
             continue
         a, b = sources[names[x]], sources[names[y]]
         i, j = local[left[sel]], local[right[sel]]
-        if scoring == "fs":
-            out[sel] = model.probabilities(agreement_levels(group_dice_of_pairs(a.group_filters, b.group_filters, i, j)))
+        if model is not None:
+            out[sel] = model.probabilities(agreement_levels(group_dice_of_pairs(a.groups(), b.groups(), i, j)))
         else:
             out[sel] = dice_of_pairs(a.filters, b.filters, i, j)
     return out
 
 
-def _cluster_table(names, record_ids, offsets, labels) -> pl.DataFrame:
+def _cluster_table(names: list[str], record_ids: list[pl.Series], offsets: np.ndarray, labels: np.ndarray) -> pl.DataFrame:
     sizes = np.bincount(labels)
     keep = sizes[labels] > 1
     # Number clusters 1.. in order of their first record.
