@@ -50,7 +50,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
@@ -60,11 +60,15 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
+from numba.core.base import BaseContext
+from numba.core.typing.context import BaseContext as TypingContext
+from numba.core.typing.templates import Signature
 from numba.extending import intrinsic
 
 from linkage.matching._kernels import (
     _checked_filters,
     _checked_threshold,
+    _Codegen,
     _concatenated,
     _popcount,
     intersections_needed,
@@ -201,7 +205,15 @@ def lsh_parameters(
     )
 
 
-def _parameters_for(a, b, a_counts, b_counts, threshold, target_completeness, collisions=None) -> LSHParameters:
+def _parameters_for(
+    a: np.ndarray,
+    b: np.ndarray,
+    a_counts: np.ndarray,
+    b_counts: np.ndarray,
+    threshold: float,
+    target_completeness: float,
+    collisions: Callable[[int], float] | None = None,
+) -> LSHParameters:
     bits = a.shape[1] * 64
     counts = np.concatenate([a_counts, b_counts]).astype(np.float64)
     return lsh_parameters(
@@ -243,7 +255,8 @@ def _measured_collisions(a: np.ndarray, b: np.ndarray) -> Callable[[int], float]
             values_b, count_b = np.unique(keys_b, return_counts=True)
             _, in_a, in_b = np.intersect1d(values_a, values_b, assume_unique=True, return_indices=True)
             total += int((count_a[in_a].astype(np.int64) * count_b[in_b]).sum())
-        return total / TRIAL_BANDS * scale
+        estimate: float = total / TRIAL_BANDS * scale
+        return estimate
 
     return collisions
 
@@ -292,8 +305,6 @@ def plan_blocking(
         parameters = _parameters_for(a, b, a_counts, b_counts, t, target_completeness, collisions)
         return BlockingPlan("lsh", t, threshold, parameters.estimated_seconds)
 
-    if mode == "none":
-        return exact
     if mode == "lsh":
         return lsh_at(threshold)
     if mode != "auto":
@@ -324,12 +335,12 @@ def plan_blocking(
 
 
 @intrinsic
-def _prefetch_row(typingctx, filters, row):
+def _prefetch_row(typingctx: TypingContext, filters: types.Array, row: types.Integer) -> tuple[Signature, _Codegen]:
     """Ask the CPU to start loading a row (its first two cache lines): random rows otherwise
     cost a full memory latency each, one after another."""
     sig = types.void(filters, row)
 
-    def codegen(context, builder, signature, args):
+    def codegen(context: BaseContext, builder: ir.IRBuilder, signature: Signature, args: Sequence[ir.Value]) -> ir.Value:
         array_type = signature.args[0]
         arr = context.make_array(array_type)(context, builder, args[0])
         zero = ir.Constant(ir.IntType(64), 0)
@@ -353,7 +364,7 @@ def _prefetch_row(typingctx, filters, row):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _key_of(filters, row, positions):
+def _key_of(filters: np.ndarray, row: int, positions: np.ndarray) -> np.uint32:
     """Bit k of the key is the filter's bit at positions[k] (at most 32 positions)."""
     value = np.uint64(0)
     for k in range(len(positions)):
@@ -363,7 +374,7 @@ def _key_of(filters, row, positions):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _keys_into(filters, rows, positions, keys, lo, hi):
+def _keys_into(filters: np.ndarray, rows: np.ndarray, positions: np.ndarray, keys: np.ndarray, lo: int, hi: int) -> None:
     """keys[r] = the key of rows[r] for lo <= r < hi: ``_key_of`` written out, which measured 30 %
     faster than calling it once a row."""
     for r in range(lo, hi):
@@ -376,7 +387,7 @@ def _keys_into(filters, rows, positions, keys, lo, hi):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _radix_sorted(keys, key_bits):
+def _radix_sorted(keys: np.ndarray, key_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """(keys sorted, order): a stable LSD radix sort, 11 bits a pass, so 2 passes for 20-bit keys."""
     n = len(keys)
     digit_bits = 11
@@ -395,10 +406,10 @@ def _radix_sorted(keys, key_bits):
         for d in range(radix):
             count[d + 1] += count[d]
         for u in range(n):
-            d = np.int64((k0[u] >> shift) & mask)
-            k1[count[d]] = k0[u]
-            i1[count[d]] = i0[u]
-            count[d] += 1
+            digit = np.int64((k0[u] >> shift) & mask)
+            k1[count[digit]] = k0[u]
+            i1[count[digit]] = i0[u]
+            count[digit] += 1
         k0, k1 = k1, k0
         i0, i1 = i1, i0
     return k0, i0
@@ -432,7 +443,7 @@ class _History(NamedTuple):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _sorted_contains(values, lo, hi, target):
+def _sorted_contains(values: np.ndarray, lo: int, hi: int, target: np.uint32 | np.uint64) -> bool:
     """Whether values[lo:hi] (sorted) holds target."""
     end = hi
     while lo < hi:
@@ -445,7 +456,7 @@ def _sorted_contains(values, lo, hi, target):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _agree_on(a, i, b, j, mask, e):
+def _agree_on(a: np.ndarray, i: int, b: np.ndarray, j: int, mask: np.ndarray, e: int) -> bool:
     for t in range(a.shape[1]):
         if (a[i, t] ^ b[j, t]) & mask[e, t]:
             return False
@@ -453,7 +464,7 @@ def _agree_on(a, i, b, j, mask, e):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _compared_before(a, i, b, j, band, history):
+def _compared_before(a: np.ndarray, i: int, b: np.ndarray, j: int, band: int, history: _History) -> bool:
     """Whether the pair was compared in an earlier band (and so already kept or rejected there)."""
     for e in range(band):
         if not _agree_on(a, i, b, j, history.key_masks, e):
@@ -473,7 +484,7 @@ def _compared_before(a, i, b, j, band, history):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _longest_run(keys):
+def _longest_run(keys: np.ndarray) -> int:
     """The most rows sharing one key (keys sorted)."""
     longest = run = min(len(keys), 1)
     for u in range(1, len(keys)):
@@ -483,7 +494,7 @@ def _longest_run(keys):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _run_end(keys, start):
+def _run_end(keys: np.ndarray, start: int) -> int:
     u = start + 1
     while u < len(keys) and keys[u] == keys[start]:
         u += 1
@@ -491,7 +502,7 @@ def _run_end(keys, start):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _first_at_least(keys, target):
+def _first_at_least(keys: np.ndarray, target: int) -> int:
     lo, hi = 0, len(keys)
     while lo < hi:
         mid = (lo + hi) >> 1
@@ -503,7 +514,7 @@ def _first_at_least(keys, target):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _sorted_extra_keys(filters, rows, lo, hi, positions):
+def _sorted_extra_keys(filters: np.ndarray, rows: np.ndarray, lo: int, hi: int, positions: np.ndarray) -> np.ndarray:
     """The extra keys of rows[lo:hi], sorted (shell sort: rare, small, and quick to compile)."""
     keys = np.empty(hi - lo, dtype=np.uint32)
     for u in range(lo, hi):
@@ -522,7 +533,15 @@ def _sorted_extra_keys(filters, rows, lo, hi, positions):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _oversized_runs(a, b, sides, extra_positions, max_pairs, split_keys, skipped_keys):
+def _oversized_runs(
+    a: np.ndarray,
+    b: np.ndarray,
+    sides: _Sides,
+    extra_positions: np.ndarray,
+    max_pairs: int,
+    split_keys: np.ndarray,
+    skipped_keys: np.ndarray,
+) -> tuple[int, int, int]:
     """Fill this band's split keys and skipped full keys (ascending); returns (split, skipped, pairs
     skipped).
 
@@ -569,7 +588,21 @@ def _oversized_runs(a, b, sides, extra_positions, max_pairs, split_keys, skipped
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _scored_candidates(a, b, pending, count, need, score, band, history, caps, offsets, out_j, out_score, kept):
+def _scored_candidates(
+    a: np.ndarray,
+    b: np.ndarray,
+    pending: np.ndarray,
+    count: int,
+    need: np.ndarray,
+    score: bool,
+    band: int,
+    history: _History,
+    caps: np.ndarray,
+    offsets: np.ndarray,
+    out_j: np.ndarray,
+    out_score: np.ndarray,
+    kept: np.ndarray,
+) -> None:
     """Score the ``count`` candidates in ``pending`` (rows (entry x, i, j)) and keep those that
     qualify, in order. The rows of the candidate ``_PREFETCH_AHEAD`` places on are requested
     before each pair is scored, so several random rows are on their way from memory at once.
@@ -603,7 +636,22 @@ def _scored_candidates(a, b, pending, count, need, score, band, history, caps, o
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _join_chunk(a, b, sides, u, stop, need, score, band, history, caps, offsets, out_j, out_score, kept):
+def _join_chunk(
+    a: np.ndarray,
+    b: np.ndarray,
+    sides: _Sides,
+    u: int,
+    stop: int,
+    need: np.ndarray,
+    score: bool,
+    band: int,
+    history: _History,
+    caps: np.ndarray,
+    offsets: np.ndarray,
+    out_j: np.ndarray,
+    out_score: np.ndarray,
+    kept: np.ndarray,
+) -> int:
     """Pairs of rows that share this band's key, for the a entries u..stop (whole runs); returns
     the candidates looked at. Entry x writes at most caps[x] results from offsets[x] and counts
     them in kept[x]. Chunks of whole runs touch disjoint entries, so threads can share a band.
@@ -659,7 +707,7 @@ def _join_chunk(a, b, sides, u, stop, need, score, band, history, caps, offsets,
 def _chunk_starts(keys: np.ndarray, chunks: int) -> np.ndarray:
     """Up to ``chunks`` + 1 boundaries in sorted keys, each moved to the start of its run."""
     n = len(keys)
-    cuts = np.searchsorted(keys, keys[(np.arange(1, chunks) * n) // chunks], side="left") if n else []
+    cuts: np.ndarray | list[int] = np.searchsorted(keys, keys[(np.arange(1, chunks) * n) // chunks], side="left") if n else []
     return np.unique(np.concatenate([[0], cuts, [n]])).astype(np.int64)
 
 
@@ -691,7 +739,15 @@ def _useful_rows(counts: np.ndarray, threshold: float, bits: int) -> np.ndarray:
     return np.flatnonzero(lowest[counts] <= highest[counts]).astype(np.int32)
 
 
-def _linked_pairs(a, b, threshold, target_completeness, rng, progress, score):
+def _linked_pairs(
+    a: np.ndarray,
+    b: np.ndarray,
+    threshold: float,
+    target_completeness: float,
+    rng: np.random.Generator,
+    progress: Callable[[BandProgress], None] | None,
+    score: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(i, j, score) over all bands: blocked_dice_pairs with ``score``, lsh_candidates without."""
     a = _checked_filters(a, "a")
     b = _checked_filters(b, "b")
@@ -712,7 +768,7 @@ def _linked_pairs(a, b, threshold, target_completeness, rng, progress, score):
     a_rows = _useful_rows(a_counts, threshold, bits)
     b_rows = _useful_rows(b_counts, threshold, bits)
     slots = _Slots.for_rows(len(a_rows), _SLOTS_PER_ROW if score else 4 * _SLOTS_PER_ROW)
-    pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    pieces: list[list[np.ndarray]] = []  # (i, j, score) of each band
     looked = skipped = kept = 0
     # Threads: the kernels release the GIL, so a pool of numba's thread count shares each band.
     # No numba prange here: its OpenMP workers spin between the many short steps of a band and
@@ -732,7 +788,16 @@ def _linked_pairs(a, b, threshold, target_completeness, rng, progress, score):
     return _sorted_by_pair(pieces, b.shape[0])
 
 
-def _band_sides(pool, a, b, a_rows, b_rows, positions, key_bits, chunks) -> _Sides:
+def _band_sides(
+    pool: ThreadPoolExecutor,
+    a: np.ndarray,
+    b: np.ndarray,
+    a_rows: np.ndarray,
+    b_rows: np.ndarray,
+    positions: np.ndarray,
+    key_bits: int,
+    chunks: int,
+) -> _Sides:
     """Both sides' keys for one band, sorted; the work shared out on the pool's threads."""
     a_keys = np.empty(len(a_rows), dtype=np.uint32)
     b_keys = np.empty(len(b_rows), dtype=np.uint32)
@@ -773,7 +838,18 @@ class _Slots(NamedTuple):
         return cls(caps, offsets, np.empty(total, dtype=np.int64), np.empty(total, dtype=np.float32))
 
 
-def _joined(pool, a, b, sides, need, score, band, history, chunks, slots: _Slots):
+def _joined(
+    pool: ThreadPoolExecutor,
+    a: np.ndarray,
+    b: np.ndarray,
+    sides: _Sides,
+    need: np.ndarray,
+    score: bool,
+    band: int,
+    history: _History,
+    chunks: int,
+    slots: _Slots,
+) -> tuple[np.ndarray, int]:
     """(kept per a entry, candidates looked at): ``_join_chunk`` over chunks of whole runs."""
     starts = _chunk_starts(sides.a_keys, chunks)
     kept = np.zeros(len(sides.a_keys), dtype=np.int64)
@@ -784,7 +860,9 @@ def _joined(pool, a, b, sides, need, score, band, history, chunks, slots: _Slots
     return kept, sum(chunk.result() for chunk in work)
 
 
-def _band_pairs(join, sides: _Sides, slots: _Slots):
+def _band_pairs(
+    join: Callable[[_Slots], tuple[np.ndarray, int]], sides: _Sides, slots: _Slots
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(i, j, score, candidates looked at) kept in one band. The slots are reused band after
     band; a band where an entry keeps more than its slots hold is joined again, exactly sized."""
     kept, looked = join(slots)
@@ -797,7 +875,7 @@ def _band_pairs(join, sides: _Sides, slots: _Slots):
     return i, slots.out_j[used], slots.out_score[used], looked
 
 
-def _with_oversized_runs(history: _History, a, b, sides: _Sides, band: int) -> _History:
+def _with_oversized_runs(history: _History, a: np.ndarray, b: np.ndarray, sides: _Sides, band: int) -> _History:
     """The history with this band's split and skipped keys appended."""
     if _longest_run(sides.a_keys) * _longest_run(sides.b_keys) <= MAX_BUCKET_PAIRS:
         # The usual case, found in a quick scan: no key can make too many pairs.
@@ -824,7 +902,7 @@ def _used_slots(offsets: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return starts + np.arange(int(counts.sum()))
 
 
-def _sorted_by_pair(pieces, n_b):
+def _sorted_by_pair(pieces: Sequence[Sequence[np.ndarray]], n_b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     i, j, score = _concatenated(*zip(*pieces)) if pieces else _concatenated([], [], [])
     order = np.argsort(i * np.int64(max(n_b, 1)) + j, kind="stable")
     return i[order], j[order], score[order]

@@ -501,7 +501,7 @@ def _all_dice_pairs(
 
 
 def _concatenated(
-    pieces_i: list[np.ndarray], pieces_j: list[np.ndarray], pieces_s: list[np.ndarray]
+    pieces_i: Sequence[np.ndarray], pieces_j: Sequence[np.ndarray], pieces_s: Sequence[np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not pieces_i:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
