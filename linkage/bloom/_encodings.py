@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import polars as pl
@@ -65,7 +66,7 @@ def _bytes_column(name: str, filters: np.ndarray) -> pl.Series:
     return pl.Series(name, np.ascontiguousarray(filters).view(np.uint8).reshape(n, -1))
 
 
-def write_encodings(encodings: Encodings, path: str | Path) -> None:
+def write_encodings(encodings: Encodings, path: str | Path | BinaryIO) -> None:
     columns = [encodings.record_ids.alias("record_id"), _bytes_column("clk", encodings.filters)]
     if encodings.group_filters is not None:
         for g, name in enumerate(encodings.group_names):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hmac
 import itertools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numba
@@ -332,7 +332,16 @@ def link_scoped(
     )  # fmt: skip
 
 
-def _banded_pairs(names, offsets, record_ids, labels, left, right, score, review_threshold) -> pl.DataFrame:  # type: ignore[no-untyped-def]
+def _banded_pairs(
+    names: Sequence[str],
+    offsets: np.ndarray,
+    record_ids: pl.Series,
+    labels: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    score: np.ndarray,
+    review_threshold: float,
+) -> pl.DataFrame:
     """Every cross-source pair within a cluster (``match``; similarity null where the two were never
     compared, joined through a third record), and candidates at or above the review threshold
     left in different clusters (``possible``)."""

@@ -29,10 +29,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import polars as pl
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = [
     "AgencyProfile",
@@ -522,8 +525,8 @@ _DATE_PART_SHARES = (0.5, 0.25, 0.25)
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_rates(owner: object) -> None:
-    for item in dataclasses.fields(owner):  # type: ignore[arg-type]
+def _check_rates(owner: DataclassInstance) -> None:
+    for item in dataclasses.fields(owner):
         value = getattr(owner, item.name)
         if isinstance(value, float | int) and not 0.0 <= value <= 1.0:
             raise ValueError(f"{type(owner).__name__}.{item.name} must lie in [0, 1], got {value}")

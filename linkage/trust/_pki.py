@@ -385,9 +385,11 @@ def _check_role_and_name(role: str, name: str) -> None:
         raise PkiError(f"name: {name!r} is reserved for the CA's own files")
 
 
-def _check_key(key: object, what: str) -> None:
+def _check_key(key: object, what: str) -> ec.EllipticCurvePrivateKey:
+    """``key`` if it is an ECDSA P-256 private key; a PkiError naming ``what`` otherwise."""
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
         raise PkiError(f"{what}: must be an ECDSA P-256 private key")
+    return key
 
 
 def _utc_now(now: dt.datetime | None) -> dt.datetime:
@@ -490,8 +492,7 @@ def _parse_private_key(pem: bytes, where: str) -> ec.EllipticCurvePrivateKey:
         raise PkiError(f"{where}: private key is encrypted; linkage expects an unencrypted PEM key") from None
     except (ValueError, UnsupportedAlgorithm):
         raise PkiError(f"{where}: not a PEM private key") from None
-    _check_key(key, where)
-    return key  # type: ignore[return-value]
+    return _check_key(key, where)
 
 
 def _read_file(path: Path) -> bytes:
