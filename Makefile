@@ -21,10 +21,12 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  ($(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver)
 
-# ruff (lint and format) over the tree: `make test` runs it first, so CI does too.
+# ruff (lint and format) and mypy (strict on linkage/ and services/, lenient on tests: pyproject.toml)
+# over the tree: `make test` runs them first, so CI does too.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test: install browser lint
 	$(BIN)/python -m pytest -q
@@ -44,4 +46,4 @@ screenshots: install browser
 	$(BIN)/python docs/screenshots.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache build *.egg-info

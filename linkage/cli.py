@@ -29,8 +29,10 @@ from linkage.matching._thresholds import DEFAULT_THRESHOLDS
 from linkage.records._reading import read_records
 from linkage.records._schema import Schema
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the commands import these lazily, so that `linkage --help` stays fast
     from linkage.jobs._config import CoordinatorConfig, NodeConfig
+    from linkage.protocol.v1 import linkage_pb2 as pb
+    from linkage.trust._audit import AuditLog, AuditPublicKey, Entry
     from linkage.trust._pki import TlsMaterial
 
 
@@ -122,7 +124,7 @@ def _tls(config: NodeConfig | CoordinatorConfig) -> TlsMaterial:
     return load_tls(config.tls.ca, config.tls.cert, config.tls.key)
 
 
-def _node_tls(args: argparse.Namespace):
+def _node_tls(args: argparse.Namespace) -> tuple[NodeConfig, TlsMaterial]:
     from linkage.jobs._config import load_node_config
 
     config = load_node_config(args.config)
@@ -286,7 +288,7 @@ def cmd_coordinator_serve(args: argparse.Namespace) -> None:
     serve_until_stopped(lambda: start_coordinator(config, tls), f"coordinator {config.name}", _print)
 
 
-def _coordinator_client(args: argparse.Namespace):
+def _coordinator_client(args: argparse.Namespace) -> tuple[str, TlsMaterial]:
     from linkage.jobs._config import load_coordinator_config
 
     config = load_coordinator_config(args.config)
@@ -306,7 +308,7 @@ def cmd_job_deliver(args: argparse.Namespace) -> None:
         raise LinkageError(f"job {args.job} is still not finished (see above)")
 
 
-def _job_line(job) -> str:
+def _job_line(job: pb.JobStatus) -> str:
     released = f"{len(job.released)}/{len(job.agencies)} released"
     return f"{job.job_id}  {job.state:<10}  {job.created}  {','.join(job.agencies)}  {released}"
 
@@ -354,7 +356,7 @@ def cmd_job_run(args: argparse.Namespace) -> None:
 
 
 # -- audit ---------------------------------------------------------------------------------------
-def _public_key_for(args: argparse.Namespace):
+def _public_key_for(args: argparse.Namespace) -> AuditPublicKey:
     from linkage.trust._audit import AUDIT_PUBLIC_KEY_FILE, load_public_key
 
     return load_public_key(args.key or Path(args.log).parent / AUDIT_PUBLIC_KEY_FILE)
@@ -375,7 +377,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
         _print(f"anchor to record for the next check: --expect-last {format_anchor(report.last_verified)}")
 
 
-def _audit_entries(args: argparse.Namespace):
+def _audit_entries(args: argparse.Namespace) -> tuple[AuditLog, list[Entry]]:
     from linkage.trust._audit import AuditLog, parse_time, verify
 
     log = AuditLog(args.log, None)

@@ -17,6 +17,7 @@ import grpc: the protocol layer maps the name).
     ├── RequestError             a request to a server is malformed or beyond its limits
     ├── JobError                 a job cannot run: unknown agency, failed transfer, mismatched schemas
     ├── ServerError              a server cannot start (address in use)
+    ├── MissingExtraError        an optional dependency is not installed (names the extra to install)
     └── AuditError               an audit log cannot be read as one
         ├── AuditKeyError        an audit key is missing, malformed or does not match the log
         └── AuditEntryError      an entry was refused: a detail is not fit for the log
@@ -36,6 +37,7 @@ __all__ = [
     "EncodingsError",
     "InputError",
     "JobError",
+    "MissingExtraError",
     "LinkageError",
     "PkiError",
     "RequestError",
@@ -116,6 +118,12 @@ class ServerError(LinkageError):
     """A server could not start (address in use, bad TLS material)."""
 
     grpc_status = "UNAVAILABLE"
+
+
+class MissingExtraError(LinkageError):
+    """A command needs an optional dependency that is not installed; the message names the extra."""
+
+    grpc_status = "FAILED_PRECONDITION"
 
 
 class AuditError(LinkageError):

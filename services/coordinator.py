@@ -18,14 +18,13 @@ import polars as pl
 from linkage import __version__
 from linkage._files import make_private, private_folder, write_atomically
 from linkage.bloom._encodings import Encodings
-from linkage.errors import ConfigError, JobError, LinkageError
+from linkage.errors import ConfigError, JobError, LinkageError, TransferError
 from linkage.jobs._config import CoordinatorConfig
 from linkage.jobs._disclosure import agency_results
 from linkage.jobs._profiles import AnyEncodings, check_sources, link_sources, write_any_encodings
 from linkage.jobs._store import JobStore
 from linkage.matching._link import LinkSettings
 from linkage.protocol._clients import deliver_results, fetch_encodings, peer_error, release_results
-from linkage.protocol._convert import TransferError
 from linkage.protocol._coordinator import AuditService, CoordinatorService, coordinator_policy
 from linkage.protocol._relay import KeyRelayService
 from linkage.protocol._server import create_server, refusal_reporter
@@ -62,7 +61,8 @@ class JobRunner:
         self._hook(state, job_id)
 
     def _backoff(self, attempt: int) -> float:
-        return min(self._config.retry_backoff_s * 2 ** (attempt - 1), 30.0)
+        delay: float = min(self._config.retry_backoff_s * 2 ** (attempt - 1), 30.0)
+        return delay
 
     def fetch(self, agency: str, job_id: str, say: Callable[[str], None]) -> AnyEncodings:
         entry = self._config.agencies[agency]

@@ -83,7 +83,7 @@ def rehash_and_resign(conn: sqlite3.Connection, key: AuditKey, from_seq: int = 1
     for seq in [s for (s,) in conn.execute("SELECT seq FROM entries WHERE seq >= ? ORDER BY seq", (from_seq,))]:
         row = row_of(conn, seq)
         fields = {c: row[c] for c in ("time", "actor", "action", "project", "job")}
-        digest = _entry_digest(seq=seq, **fields, details=json.loads(row["details"]), prev_hash=prev)
+        digest = _entry_digest(seq=seq, **fields, details=json.loads(str(row["details"])), prev_hash=prev)
         conn.execute(
             "UPDATE entries SET prev_hash = ?, entry_hash = ?, signature = ?, key_fingerprint = ? WHERE seq = ?",
             (prev, digest.hex(), key._sign(digest), key.fingerprint, seq),

@@ -118,7 +118,6 @@ class TaskForce:
             load_coordinator_config(write_coordinator_config(self.layout, self.ports)), retry_backoff_s=0.01
         )  # retries back off, quickly here
         self.tls = load_tls(self.config.tls.ca, self.config.tls.cert, self.config.tls.key)
-        self.coordinator = None
         self.start_coordinator()
 
     def start_node(self, name: str, *, kill_on: str | None = None) -> None:

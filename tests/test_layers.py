@@ -43,4 +43,4 @@ def test_each_package_surface_is_sorted_and_complete(package):
 
 def test_the_top_level_holds_only_the_shared_base():
     top = sorted(m.name for m in pkgutil.iter_modules(linkage.__path__) if not m.ispkg)
-    assert top == ["_files", "cli", "errors"]
+    assert top == ["_extras", "_files", "cli", "errors"]  # _extras: the optional dependencies, one line each when missing

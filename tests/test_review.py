@@ -127,8 +127,8 @@ def test_a_tampered_entry_is_shown_failed_in_red(demo_copy: Path, browser: WebDr
         assert badge.value_of_css_property("background-color") == "rgba(179, 38, 30, 1)"
         earlier = browser.find_elements(By.CSS_SELECTOR, "li.entry[data-state=verified]")
         later = browser.find_elements(By.CSS_SELECTOR, "li.entry[data-state=unverified]")
-        assert {int(e.get_attribute("data-seq")) for e in earlier} == set(range(1, seq))
-        assert later and all(int(e.get_attribute("data-seq")) > seq for e in later)
+        assert {int(e.get_attribute("data-seq") or "") for e in earlier} == set(range(1, seq))
+        assert later and all(int(e.get_attribute("data-seq") or "") > seq for e in later)
         assert "Log does not verify" in browser.find_element(By.ID, "verify-title").text
         assert browser.find_element(By.CSS_SELECTOR, "code.anchor").text.startswith(f"{seq - 1}:")
 
@@ -168,7 +168,7 @@ def test_the_auditor_filters_by_agency_and_job_and_opens_the_job(demo_copy: Path
         assert lines == {"match": linked["threshold"], "review": linked["review_threshold"]}
         bars = svg.find_elements(By.CSS_SELECTOR, "rect.bar")
         assert len(bars) == len(linked["score_histogram"]) == 20
-        counted = [int(re.search(r": ([\d,]+) pairs", b.get_attribute("textContent")).group(1).replace(",", "")) for b in bars]
+        counted = [int(re.findall(r": ([\d,]+) pairs", b.get_attribute("textContent") or "")[0].replace(",", "")) for b in bars]
         assert counted == linked["score_histogram"] and sum(counted) == linked["candidates"]
         steps = {e.get_attribute("data-action") for e in browser.find_elements(By.CSS_SELECTOR, "li.entry")}
         assert steps >= {"job started", "encodings received", "job linked", "results delivered", "job finished"}
@@ -333,7 +333,6 @@ def test_anything_but_loopback_needs_tls(demo: Path, run_cli) -> None:
 
 def test_tls_admits_only_the_role_the_folder_calls_for(demo_copy: Path) -> None:
     pki = demo_copy / "pki"
-    tls = {"tls_cert": pki / "coordinator.pem", "tls_key": pki / "coordinator.key", "ca": pki / "ca.pem"}
 
     def client(name: str | None) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
@@ -341,7 +340,15 @@ def test_tls_admits_only_the_role_the_folder_calls_for(demo_copy: Path) -> None:
             context.load_cert_chain(str(pki / f"{name}.pem"), str(pki / f"{name}.key"))
         return context
 
-    with run_server(ServeConfig(data_dir=demo_copy / "coordinator", listen="127.0.0.1:0", **tls)) as (_, port):
+    with run_server(
+        ServeConfig(
+            data_dir=demo_copy / "coordinator",
+            listen="127.0.0.1:0",
+            tls_cert=pki / "coordinator.pem",
+            tls_key=pki / "coordinator.key",
+            ca=pki / "ca.pem",
+        )
+    ) as (_, port):
         url = f"https://127.0.0.1:{port}/log"
         assert fetch(url, context=client("auditor"))[0] == 200
         assert fetch(url, context=client("police"))[0] == 403
@@ -351,8 +358,15 @@ def test_tls_admits_only_the_role_the_folder_calls_for(demo_copy: Path) -> None:
     last = AuditLog(demo_copy / "coordinator" / "audit.db", None).entries()[-1]
     assert last.actor == "auditor/auditor"
 
-    node_tls = {"tls_cert": pki / "police.pem", "tls_key": pki / "police.key", "ca": pki / "ca.pem"}
-    with run_server(ServeConfig(data_dir=demo_copy / "police", listen="127.0.0.1:0", **node_tls)) as (_, port):
+    with run_server(
+        ServeConfig(
+            data_dir=demo_copy / "police",
+            listen="127.0.0.1:0",
+            tls_cert=pki / "police.pem",
+            tls_key=pki / "police.key",
+            ca=pki / "ca.pem",
+        )
+    ) as (_, port):
         url = f"https://127.0.0.1:{port}/results"
         assert fetch(url, context=client("police"))[0] == 200
         assert fetch(url, context=client("child_welfare"))[0] == 403

@@ -596,7 +596,7 @@ def test_a_leap_day_birthday_stays_a_real_date_whatever_goes_wrong():
         lambda: AgencyProfile(name="Police!", record_id_prefix="P"),
         lambda: AgencyProfile(name="truth", record_id_prefix="T"),
         lambda: AgencyProfile(name="desk", record_id_prefix="D", date_format="%Y-%m"),
-        lambda: AgencyProfile(name="desk", record_id_prefix="D", case="shouting"),
+        lambda: AgencyProfile(name="desk", record_id_prefix="D", case="shouting"),  # type: ignore[arg-type]
         lambda: AgencyProfile(name="desk", record_id_prefix="D", zip_plus4=2.0),
         lambda: AgencyProfile(name="desk", record_id_prefix="D", columns=("given_name", "surname")),
         lambda: generated(10, [POLICE, POLICE]),

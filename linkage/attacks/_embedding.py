@@ -101,7 +101,8 @@ def node_embeddings(graph: object, dimensions: int, window: int, rng: np.random.
 def procrustes(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """The orthogonal W minimising ‖source W − target‖ (rows of both: the same people)."""
     u, _, vt = np.linalg.svd(source.T.astype(np.float64) @ target.astype(np.float64))
-    return (u @ vt).astype(np.float32)
+    rotation: np.ndarray = (u @ vt).astype(np.float32)
+    return rotation
 
 
 def aligned_graph_matching(
@@ -208,4 +209,5 @@ def _with_record_ids(plaintext: pl.DataFrame) -> pl.DataFrame:
 
 def _unit_rows(features: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(features, axis=1, keepdims=True)
-    return np.divide(features, norm, out=np.zeros_like(features), where=norm > 1e-12)
+    normalised: np.ndarray = np.divide(features, norm, out=np.zeros_like(features), where=norm > 1e-12)
+    return normalised

@@ -130,8 +130,11 @@ def frequency_attack(
                 for bits, toks, flip, first in zip(blocks, tokens, flips, mined_beliefs, strict=True)
             ]
         score = sum(
-            _log_likelihoods(bits, toks, belief, flip, settings)
-            for bits, toks, belief, flip in zip(blocks, tokens, beliefs, flips, strict=True)
+            (
+                _log_likelihoods(bits, toks, belief, flip, settings)
+                for bits, toks, belief, flip in zip(blocks, tokens, beliefs, flips, strict=True)
+            ),
+            start=np.zeros((n, tokens[0].holds.shape[0])),
         )
         rows, cols, margins = mutual_best(score)
         guesses = np.full(n, -1, dtype=np.int64)
@@ -298,7 +301,8 @@ def _members(bits: np.ndarray, fill: np.ndarray, flip: float, share: float) -> n
     x = bits.astype(np.float64)
     score = x @ gain_set + (1 - x) @ gain_clear
     share = min(max(share, 1e-3), 0.999)
-    return score > np.log((1 - share) / share)
+    holds: np.ndarray = score > np.log((1 - share) / share)
+    return holds
 
 
 # -- 2. labels --------------------------------------------------------------------------------------
@@ -334,7 +338,8 @@ def _labels(
     sizes = np.array([len(blk.positions) for blk in found])
 
     def variance(p: np.ndarray) -> np.ndarray:
-        return p * (1 - p) * (1 / n + 1 / n_plain) + (0.1 * p) ** 2 + 1e-6
+        variance: np.ndarray = p * (1 - p) * (1 / n + 1 / n_plain) + (0.1 * p) ** 2 + 1e-6
+        return variance
 
     base = (block_share[:, None] - token_share[None, :]) ** 2 / variance(token_share)[None, :]
     # A block with far fewer positions than the token gets cannot be that token (under balancing,
@@ -347,7 +352,7 @@ def _labels(
 
         Each labelled block's term is capped, so that one wrong label cannot outvote the rest.
         """
-        table = base[blocks].copy()
+        table: np.ndarray = base[blocks].copy()
         if len(labelled) == 0:
             return table
         expected = token_joint[:, chosen[labelled]]  # (candidates, labelled)
@@ -355,7 +360,8 @@ def _labels(
         misfit = (observed[:, None, :] - expected[None, :, :]) ** 2 / variance(expected)[None, :, :]
         misfit = np.minimum(misfit, _MISFIT_CAP)
         itself = blocks[:, None] == labelled[None, :]  # a block says nothing about itself
-        return table + np.where(itself[:, None, :], 0.0, misfit).sum(axis=2)
+        fitted: np.ndarray = table + np.where(itself[:, None, :], 0.0, misfit).sum(axis=2)
+        return fitted
 
     def greedy(active: np.ndarray, forced: dict[int, int]) -> np.ndarray:
         # Largest blocks first: their shares are the least ambiguous, and they fingerprint the rest.
@@ -463,7 +469,8 @@ def _log_likelihoods(
     gain_clear = np.log((1.0 - set_if_same) / (1.0 - fill[None, :]))
     # Σ_b x·set + (1 - x)·clear = x·(set - clear) + Σ_b clear: one product, in float32.
     x = bits.astype(np.float32)
-    return x @ (gain_set - gain_clear).astype(np.float32).T + gain_clear.sum(axis=1).astype(np.float32)[None, :]
+    gains: np.ndarray = x @ (gain_set - gain_clear).astype(np.float32).T + gain_clear.sum(axis=1).astype(np.float32)[None, :]
+    return gains
 
 
 def _beliefs_from_anchors(
@@ -523,4 +530,5 @@ def _merged(mined: np.ndarray, learnt: np.ndarray, tokens: PlaintextTokens, anch
 
 
 def _sigmoid(log_odds: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(log_odds, -50, 50)))
+    probability: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(log_odds, -50, 50)))
+    return probability

@@ -21,6 +21,7 @@ weak on their own but enough to seed the propagation in small, structured graphs
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,13 +105,15 @@ def _with_record_ids(plaintext: pl.DataFrame) -> pl.DataFrame:
 def _standardised_columns(features: np.ndarray) -> np.ndarray:
     centred = features - features.mean(axis=0)
     spread = centred.std(axis=0)
-    return np.divide(centred, spread, out=np.zeros_like(centred), where=spread > 1e-9)
+    standardised: np.ndarray = np.divide(centred, spread, out=np.zeros_like(centred), where=spread > 1e-9)
+    return standardised
 
 
 def _standardised_rows(features: np.ndarray) -> np.ndarray:
     centred = features - features.mean(axis=1, keepdims=True)
     norm = np.linalg.norm(centred, axis=1, keepdims=True)
-    return np.divide(centred, norm, out=np.zeros_like(centred), where=norm > 1e-9)
+    normalised: np.ndarray = np.divide(centred, norm, out=np.zeros_like(centred), where=norm > 1e-9)
+    return normalised
 
 
 def _structural_features(graph: np.ndarray, top: int) -> np.ndarray:
@@ -133,11 +136,19 @@ def _structural_features(graph: np.ndarray, top: int) -> np.ndarray:
     return np.column_stack([highest, np.log1p(degrees), np.log1p(neighbour_degree), mean]).astype(np.float32)
 
 
-def _scores(graphs_a, graphs_b, structure_a, structure_b, anchors: np.ndarray, structural_weight: float) -> np.ndarray:
+def _scores(
+    graphs_a: Sequence[np.ndarray],
+    graphs_b: Sequence[np.ndarray],
+    structure_a: np.ndarray,
+    structure_b: np.ndarray,
+    anchors: np.ndarray,
+    structural_weight: float,
+) -> np.ndarray:
     """Score of every (encoded, plaintext) pair: profile correlation plus structural closeness."""
-    structural = _standardised_rows(structure_a) @ _standardised_rows(structure_b).T
+    structural: np.ndarray = _standardised_rows(structure_a) @ _standardised_rows(structure_b).T
     if len(anchors) < 2:
         return structural
     profile_a = _standardised_rows(np.hstack([_standardised_columns(g[:, anchors[:, 0]]) for g in graphs_a]))
     profile_b = _standardised_rows(np.hstack([_standardised_columns(g[:, anchors[:, 1]]) for g in graphs_b]))
-    return profile_a @ profile_b.T + structural_weight * structural
+    similarity: np.ndarray = profile_a @ profile_b.T + structural_weight * structural
+    return similarity

@@ -29,6 +29,7 @@ import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -36,6 +37,9 @@ import polars as pl
 from linkage.attacks._embedding import EmbeddingAttackSettings, aligned_graph_matching, unrefined_correct
 from linkage.attacks._result import AttackResult, scored
 from linkage.attacks._similarity import require_scipy
+
+if TYPE_CHECKING:
+    from scipy.sparse import csr_matrix
 
 __all__ = [
     "NO_TOKEN",
@@ -138,7 +142,8 @@ def scope_similarities(frame: pl.DataFrame, pairs: np.ndarray, columns: Sequence
         return np.zeros(0)
     common = np.asarray(grams[pairs[:, 0]].multiply(grams[pairs[:, 1]]).sum(axis=1)).ravel()
     total = sizes[pairs[:, 0]] + sizes[pairs[:, 1]]
-    return np.divide(2.0 * common, total, out=np.zeros(len(pairs)), where=total > 0)
+    dice: np.ndarray = np.divide(2.0 * common, total, out=np.zeros(len(pairs)), where=total > 0)
+    return dice
 
 
 def match_key_view(
@@ -257,7 +262,7 @@ def shared_token_graph(tokens: Mapping[str, np.ndarray], *, max_group: int = 50)
     return _graph(pairs, counts, len(next(iter(tokens.values()))))
 
 
-def _graph(pairs: np.ndarray, weights: np.ndarray, n: int) -> object:
+def _graph(pairs: np.ndarray, weights: np.ndarray, n: int) -> csr_matrix:
     require_scipy()
     import scipy.sparse as sparse
 
@@ -299,8 +304,8 @@ def scope_graph_attack(
 
 def _graph_attack(
     attack: str,
-    graph_a: object,
-    graph_b: object,
+    graph_a: csr_matrix,
+    graph_b: csr_matrix,
     known_pairs: np.ndarray,
     rng: np.random.Generator,
     truth: np.ndarray | None,
@@ -310,7 +315,7 @@ def _graph_attack(
     known = np.asarray(known_pairs, dtype=np.int64).reshape(-1, 2)
     match = aligned_graph_matching(graph_a, graph_b, known, settings=settings, rng=rng)
     details = dict(match.details)
-    details["edges"] = float(graph_a.nnz // 2)  # type: ignore[attr-defined]
+    details["edges"] = float(graph_a.nnz // 2)
     if truth is not None:
         details["unrefined_correct"] = unrefined_correct(match, known, truth)
     return scored(

@@ -46,7 +46,8 @@ def pair_margins(score: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.nd
     col_other = np.where(
         col_rival[:, 1] > chosen, col_rival[:, 1], np.where(col_rival[:, 1] == chosen, col_rival[:, 0], col_rival[:, 1])
     )
-    return chosen - np.maximum(row_other, col_other)
+    margin: np.ndarray = chosen - np.maximum(row_other, col_other)
+    return margin
 
 
 def surest(known: np.ndarray, rows: np.ndarray, cols: np.ndarray, margins: np.ndarray, count: int) -> np.ndarray:

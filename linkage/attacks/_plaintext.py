@@ -33,7 +33,8 @@ class PlaintextTokens:
     def shares(self) -> np.ndarray:
         """Share of records holding each token."""
         n = self.holds.shape[0]
-        return np.asarray(self.holds.sum(axis=0)).ravel() / max(n, 1)
+        shares: np.ndarray = np.asarray(self.holds.sum(axis=0)).ravel() / max(n, 1)
+        return shares
 
 
 def view_groups(schema: Schema, view: str) -> list[tuple[str, ...]]:

@@ -146,20 +146,24 @@ def attacks_on(
     if len(scenario.truth) <= DENSE_LIMIT:
         for view in chosen:
             filters = view_filters(encodings, view)
-            for name, attack in (("graph", graph_matching_attack), ("frequency", frequency_attack)):
-                progress(f"{name} attack on the {view} view")
-                options = {"known_pairs": scenario.known_pairs} if name == "graph" else {}
-                results.append(
-                    attack(
-                        filters,
-                        scenario.plaintext,
-                        schema,
-                        rng=np.random.default_rng(seed),
-                        view=view,
-                        truth=scenario.truth,
-                        **options,
-                    )
+            progress(f"graph attack on the {view} view")
+            results.append(
+                graph_matching_attack(
+                    filters,
+                    scenario.plaintext,
+                    schema,
+                    known_pairs=scenario.known_pairs,
+                    rng=np.random.default_rng(seed),
+                    view=view,
+                    truth=scenario.truth,
                 )
+            )
+            progress(f"frequency attack on the {view} view")
+            results.append(
+                frequency_attack(
+                    filters, scenario.plaintext, schema, rng=np.random.default_rng(seed), view=view, truth=scenario.truth
+                )
+            )
     scalable_views = [v for v in chosen if v in (RECORD, ALL_GROUPS)]
     results += scalable_attacks_on(scenario, schema, encodings, seed, views=scalable_views, progress=progress)
     return results

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from linkage.errors import LinkageError
+from linkage._extras import require_extra
 
 __all__ = ["TopPairs", "knn_graph", "mutual_best_pairs", "require_scipy", "top_pairs", "top_pairs_of"]
 
@@ -27,10 +27,7 @@ BLOCK_ROWS = 1024  # rows per block: 1024 × 100,000 float32 scores is 400 MB at
 
 def require_scipy() -> None:
     """The attacks need scipy (the ``attacks`` extra); say so in one line when it is missing."""
-    try:
-        import scipy.sparse  # noqa: F401
-    except ImportError:
-        raise LinkageError("the attacks need scipy: pip install 'linkage[attacks]'") from None
+    require_extra("attacks", "the attack harness")
 
 
 def knn_graph(bits: np.ndarray, k: int, *, metric: str = "dice") -> object:
@@ -51,10 +48,12 @@ def knn_graph(bits: np.ndarray, k: int, *, metric: str = "dice") -> object:
         common = dense[rows] @ dense.T
         if metric == "dice":
             total = counts[rows, None] + counts[None, :]
-            return np.divide(2.0 * common, total, out=np.zeros_like(common), where=total > 0)
+            dice: np.ndarray = np.divide(2.0 * common, total, out=np.zeros_like(common), where=total > 0)
+            return dice
         if metric == "agreement":
             differ = counts[rows, None] + counts[None, :] - 2.0 * common
-            return 1.0 - differ / np.float32(width)
+            agreement: np.ndarray = 1.0 - differ / np.float32(width)
+            return agreement
         raise ValueError(f"unknown metric {metric!r}")
 
     top = top_pairs_of(block_scores, n, n, k, exclude_diagonal=True)

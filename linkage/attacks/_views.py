@@ -50,4 +50,5 @@ def dice_matrix(bits: np.ndarray) -> np.ndarray:
     common = dense @ dense.T
     counts = dense.sum(axis=1)
     total = counts[:, None] + counts[None, :]
-    return np.divide(2.0 * common, total, out=np.zeros_like(common), where=total > 0)
+    dice: np.ndarray = np.divide(2.0 * common, total, out=np.zeros_like(common), where=total > 0)
+    return dice

@@ -132,4 +132,5 @@ def _predicted(
 
 def _unit_rows(features: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(features, axis=1, keepdims=True)
-    return np.divide(features, norm, out=np.zeros_like(features), where=norm > 1e-12).astype(np.float32)
+    normalised: np.ndarray = np.divide(features, norm, out=np.zeros_like(features), where=norm > 1e-12).astype(np.float32)
+    return normalised

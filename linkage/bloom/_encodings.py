@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import polars as pl
@@ -36,11 +37,17 @@ class Encodings:
     key_epoch: int = 0  # epoch of the project secret used (0: a secret from `linkage keys new`)
 
     def __len__(self) -> int:
-        return self.filters.shape[0]
+        return int(self.filters.shape[0])
 
     @property
     def bits(self) -> int:
-        return self.filters.shape[1] * 64
+        return int(self.filters.shape[1]) * 64
+
+    def groups(self) -> np.ndarray:
+        """The group filters, for what needs them (fs scoring, the name rule); an error names their absence."""
+        if self.group_filters is None:
+            raise EncodingsError(f"project {self.project}: encoded without group filters ([output] group_filters = false)")
+        return self.group_filters
 
     def metadata(self) -> dict[str, str]:
         return {
@@ -59,7 +66,7 @@ def _bytes_column(name: str, filters: np.ndarray) -> pl.Series:
     return pl.Series(name, np.ascontiguousarray(filters).view(np.uint8).reshape(n, -1))
 
 
-def write_encodings(encodings: Encodings, path: str | Path) -> None:
+def write_encodings(encodings: Encodings, path: str | Path | BinaryIO) -> None:
     columns = [encodings.record_ids.alias("record_id"), _bytes_column("clk", encodings.filters)]
     if encodings.group_filters is not None:
         for g, name in enumerate(encodings.group_names):

@@ -69,7 +69,7 @@ def _blipped(filters: np.ndarray, seeds: np.ndarray, probability: float) -> np.n
         while True:
             state, draw = _splitmix64(state)
             u = (np.float64(draw >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
-            position += 1 + np.int64(np.floor(np.log(u) / log_keep))
+            position += 1 + int(np.floor(np.log(u) / log_keep))
             if position >= bits:
                 break
             out[r, position >> 6] ^= np.uint64(1) << np.uint64(position & 63)

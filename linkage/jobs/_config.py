@@ -98,7 +98,7 @@ class _Reader:
                 raise ConfigError(f"{self.path}: {key}.{name}: unknown key (allowed: {', '.join(sorted(allowed))})")
         return value
 
-    def get(self, table: dict[str, Any], where: str, key: str, kind: type | tuple, default: Any = ...) -> Any:
+    def get(self, table: dict[str, Any], where: str, key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
         if key not in table:
             if default is ...:
                 raise ConfigError(f"{self.path}: {where}.{key}: missing")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
+from functools import partial
 
 import polars as pl
 
@@ -77,9 +78,7 @@ def agency_results(pairs: pl.DataFrame, disclosure: Mapping[str, str], job_key: 
             .sort("record_id")
         )
         rows = rows.with_columns(
-            reference=pl.col("record_id").map_elements(
-                lambda rid, a=agency: reference_token(job_key, a, rid), return_dtype=pl.String
-            )
+            reference=pl.col("record_id").map_elements(partial(reference_token, job_key, agency), return_dtype=pl.String)
         )
         out[agency] = rows.select(RESULT_COLUMNS)
     return out

@@ -118,7 +118,7 @@ def write_any_encodings(encodings: AnyEncodings, path: str | Path | BinaryIO) ->
     if isinstance(encodings, ScopedEncodings):
         write_scoped_encodings(encodings, path)
     else:
-        write_encodings(encodings, path)  # type: ignore[arg-type]
+        write_encodings(encodings, path)
 
 
 def encodings_to_bytes(encodings: ScopedEncodings) -> bytes:

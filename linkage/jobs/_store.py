@@ -9,6 +9,7 @@ in an unfinished state marks it failed, naming the state it was in; a failed job
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import json
 import secrets
@@ -130,12 +131,12 @@ class JobStore:
             digests,
         )
 
-    def unfinished(self) -> list[Job]:
+    def unfinished(self) -> builtins.list[Job]:
         with self._connect() as db:
             ids = [i for (i,) in db.execute("SELECT id FROM jobs WHERE state NOT IN ('done', 'failed') ORDER BY created")]
         return [job for job in map(self.get, ids) if job is not None]
 
-    def fail_interrupted(self) -> list[Job]:
+    def fail_interrupted(self) -> builtins.list[Job]:
         """Mark every unfinished job failed: the coordinator stopped while it ran."""
         interrupted = self.unfinished()
         for job in interrupted:

@@ -28,6 +28,7 @@ chunk whose rows overflow is scanned again into buffers of the exact size.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numba
@@ -35,6 +36,9 @@ import numpy as np
 from llvmlite import ir
 from numba import prange, types
 from numba.core import cgutils
+from numba.core.base import BaseContext
+from numba.core.typing.context import BaseContext as TypingContext
+from numba.core.typing.templates import Signature
 from numba.extending import intrinsic
 
 __all__ = ["dice_of_pairs", "dice_pairs", "group_dice_of_pairs", "popcounts"]
@@ -54,34 +58,49 @@ _I64 = ir.IntType(64)
 _I32 = ir.IntType(32)
 _V4 = ir.VectorType(_I64, LANES)
 
+# An intrinsic's code generator: (target context, IR builder, signature, argument values) -> its value.
+_Codegen = Callable[[BaseContext, ir.IRBuilder, Signature, Sequence[ir.Value]], ir.Value]
+
 
 # --------------------------------------------------------------------------------------------------
 # LLVM building blocks
 
 
 @intrinsic
-def _popcount(typingctx, word):
+def _popcount(typingctx: TypingContext, word: types.Type) -> tuple[Signature, _Codegen]:
     """Bits set in one uint64 (llvm.ctpop: a single POPCNT where the CPU has it)."""
     sig = types.int64(types.uint64)
 
-    def codegen(context, builder, signature, args):
+    def codegen(context: BaseContext, builder: ir.IRBuilder, signature: Signature, args: Sequence[ir.Value]) -> ir.Value:
         return builder.ctpop(args[0])
 
     return sig, codegen
 
 
-def _element_pointer(context, builder, array_type, array, indices):
+def _element_pointer(
+    context: BaseContext, builder: ir.IRBuilder, array_type: types.Array, array: ir.Value, indices: Sequence[ir.Value]
+) -> ir.Value:
     arr = context.make_array(array_type)(context, builder, array)
     shape = cgutils.unpack_tuple(builder, arr.shape)
     strides = cgutils.unpack_tuple(builder, arr.strides)
     return cgutils.get_item_pointer2(context, builder, arr.data, shape, strides, array_type.layout, indices, wraparound=False)
 
 
-def _load_v4(builder, pointer):
+def _load_v4(builder: ir.IRBuilder, pointer: ir.Value) -> ir.Value:
     return builder.load(builder.bitcast(pointer, _V4.as_pointer()), align=8)
 
 
-def _lane_intersections_ir(context, builder, row_type, row, lanes_type, lanes, block, start, stop):
+def _lane_intersections_ir(
+    context: BaseContext,
+    builder: ir.IRBuilder,
+    row_type: types.Array,
+    row: ir.Value,
+    lanes_type: types.Array,
+    lanes: ir.Value,
+    block: ir.Value,
+    start: ir.Value,
+    stop: ir.Value,
+) -> ir.Value:
     """<4 x i64>: popcount(row[t] & lanes[block, t, l]) summed over start <= t < stop, per lane l.
 
     ``row`` is one filter broadcast to shape (words, 4) so that both operands are plain loads; the
@@ -96,19 +115,29 @@ def _lane_intersections_ir(context, builder, row_type, row, lanes_type, lanes, b
     return builder.load(total)
 
 
-def _splat(builder, value):
+def _splat(builder: ir.IRBuilder, value: ir.Value) -> ir.Value:
     one = builder.insert_element(ir.Constant(_V4, ir.Undefined), value, ir.Constant(_I32, 0))
     zeros = ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES)
     return builder.shuffle_vector(one, ir.Constant(_V4, ir.Undefined), zeros)
 
 
 @intrinsic
-def _block_prefix(typingctx, row, lanes, block, prefix_words, p, q, lane_x, lane_y):
+def _block_prefix(
+    typingctx: TypingContext,
+    row: types.Array,
+    lanes: types.Array,
+    block: types.Integer,
+    prefix_words: types.Integer,
+    p: types.Integer,
+    q: types.Integer,
+    lane_x: types.Array,
+    lane_y: types.Array,
+) -> tuple[Signature, _Codegen]:
     """(survivor mask, s0, s1, s2, s3): s_l = prefix intersection with lane l, and bit l of the mask
     set when s_l >= p + lane_x[block, l] and s_l >= q + lane_y[block, l] (the prefix bound)."""
     sig = types.UniTuple(types.int64, 1 + LANES)(row, lanes, block, prefix_words, p, q, lane_x, lane_y)
 
-    def codegen(context, builder, signature, args):
+    def codegen(context: BaseContext, builder: ir.IRBuilder, signature: Signature, args: Sequence[ir.Value]) -> ir.Value:
         row_t, lanes_t, _, _, _, _, x_t, y_t = signature.args
         row_v, lanes_v, block_v, h_v, p_v, q_v, x_v, y_v = args
         zero = ir.Constant(_I64, 0)
@@ -127,11 +156,18 @@ def _block_prefix(typingctx, row, lanes, block, prefix_words, p, q, lane_x, lane
 
 
 @intrinsic
-def _block_intersections(typingctx, row, lanes, block, start, stop):
+def _block_intersections(
+    typingctx: TypingContext,
+    row: types.Array,
+    lanes: types.Array,
+    block: types.Integer,
+    start: types.Integer,
+    stop: types.Integer,
+) -> tuple[Signature, _Codegen]:
     """(s0, s1, s2, s3): intersections with the four lanes of ``block`` over words [start, stop)."""
     sig = types.UniTuple(types.int64, LANES)(row, lanes, block, start, stop)
 
-    def codegen(context, builder, signature, args):
+    def codegen(context: BaseContext, builder: ir.IRBuilder, signature: Signature, args: Sequence[ir.Value]) -> ir.Value:
         row_t, lanes_t, _, _, _ = signature.args
         row_v, lanes_v, block_v, start_v, stop_v = args
         s = _lane_intersections_ir(context, builder, row_t, row_v, lanes_t, lanes_v, block_v, start_v, stop_v)
@@ -160,7 +196,8 @@ def _parallel_prefix_popcounts(filters: np.ndarray, words: int) -> np.ndarray:
 def _prefix_popcounts(filters: np.ndarray, words: int) -> np.ndarray:
     """Bits set in the first ``words`` words of each row: int32."""
     if filters.shape[0] * words < 1 << 16:  # small: waking numba's threads would cost more
-        return np.bitwise_count(filters[:, :words]).sum(axis=1, dtype=np.int32)
+        counts: np.ndarray = np.bitwise_count(filters[:, :words]).sum(axis=1, dtype=np.int32)
+        return counts
     return _parallel_prefix_popcounts(filters, words)
 
 
@@ -171,7 +208,7 @@ def popcounts(filters: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _dice_score(intersection: int, total: int) -> np.float32:
+def _dice_score(intersection: int | np.int64, total: int | np.int64) -> np.float32:
     if total == 0:
         return np.float32(0.0)
     return np.float32(2.0 * intersection / total)
@@ -196,7 +233,8 @@ def intersections_needed(threshold: float, bits: int) -> np.ndarray:
     need[0] = 0 if threshold <= 0.0 else _IMPOSSIBLE  # both empty: Dice is 0 by definition
     need[need > totals // 2] = _IMPOSSIBLE
     need.flags.writeable = False  # cached and shared
-    return need
+    needed: np.ndarray = need
+    return needed
 
 
 def partner_count_ranges(threshold: float, bits: int, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -255,7 +293,7 @@ def _lane_blocks(sorted_filters: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(padded.reshape(blocks, LANES, words).transpose(0, 2, 1))
 
 
-def _sorted_lanes(b, b_counts, threshold, a_counts) -> _SortedLanes:
+def _sorted_lanes(b: np.ndarray, b_counts: np.ndarray, threshold: float, a_counts: np.ndarray) -> _SortedLanes:
     """The lanes of b, with the prefix bound set for h = all words (``_with_prefix_bound`` sets h)."""
     bits = b.shape[1] * 64
     order = np.argsort(b_counts, kind="stable")
@@ -286,7 +324,23 @@ def _with_prefix_bound(sl: _SortedLanes, b: np.ndarray, prefix_words: int) -> _S
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _scan_row(a, i, a_count, a_head, a_floor, sl, need, prefix_words, row, offset, cap, out_j, out_score, tile_lo, tile_hi):
+def _scan_row(
+    a: np.ndarray,
+    i: int,
+    a_count: int,
+    a_head: int,
+    a_floor: int,
+    sl: _SortedLanes,
+    need: np.ndarray,
+    prefix_words: int,
+    row: np.ndarray,
+    offset: int,
+    cap: int,
+    out_j: np.ndarray,
+    out_score: np.ndarray,
+    tile_lo: int,
+    tile_hi: int,
+) -> int:
     """Qualifying partners of a[i] among the sorted lanes' blocks [tile_lo, tile_hi), written from
     offset (at most cap of them); returns how many qualify. ``row``: scratch (words + 1, 4): a[i]
     broadcast, then one row for the four intersections of a block.
@@ -329,8 +383,21 @@ def _scan_row(a, i, a_count, a_head, a_floor, sl, need, prefix_words, row, offse
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _scan_rows(
-    a, a_counts, a_heads, a_floor, row_start, row_stop, sl, need, prefix_words, offsets, caps, out_j, out_score, threads
-):
+    a: np.ndarray,
+    a_counts: np.ndarray,
+    a_heads: np.ndarray,
+    a_floor: np.ndarray,
+    row_start: int,
+    row_stop: int,
+    sl: _SortedLanes,
+    need: np.ndarray,
+    prefix_words: int,
+    offsets: np.ndarray,
+    caps: np.ndarray,
+    out_j: np.ndarray,
+    out_score: np.ndarray,
+    threads: int,
+) -> np.ndarray:
     """``_scan_row`` for a[row_start:row_stop]; returns the count per row. Row r writes at most
     caps[r] results from offsets[r], in popcount order of the partners. Rows are dealt to threads
     round-robin so that sorted or clustered inputs still share the work.
@@ -357,7 +424,7 @@ def _scan_rows(
     return found
 
 
-def _chosen_prefix_words(a, a_counts, a_floor, sl, words) -> int:
+def _chosen_prefix_words(a: np.ndarray, a_counts: np.ndarray, a_floor: np.ndarray, sl: _SortedLanes, words: int) -> int:
     """The h that minimises the work per block, h + P(block survives at h)·(words - h + overhead)
     in words, P estimated on up to 48 rows of a against 32 evenly spaced blocks of each one's range."""
     rows = np.unique(np.linspace(0, a.shape[0] - 1, min(48, a.shape[0])).astype(np.int64))
@@ -369,7 +436,7 @@ def _chosen_prefix_words(a, a_counts, a_floor, sl, words) -> int:
     lanes = sl.lanes[blocks]  # (rows, 32, words, 4)
     row_words = a[rows][:, None, :, None]
 
-    def cumulative(counts):  # over the word axis, starting from 0 words
+    def cumulative(counts: np.ndarray) -> np.ndarray:  # over the word axis, starting from 0 words
         return np.concatenate([np.zeros_like(counts[:, :, :1]), np.cumsum(counts, axis=2)], axis=2)
 
     inter = cumulative(np.bitwise_count(lanes & row_words).astype(np.int64))  # (rows, 32, words + 1, 4)
@@ -389,7 +456,9 @@ def _row_chunk(m: int, threads: int) -> int:
     return int(min(rows, _MAX_SLOT_ENTRIES // _SLOTS_PER_ROW))
 
 
-def _all_dice_pairs(a, b, threshold, a_counts, b_counts):
+def _all_dice_pairs(
+    a: np.ndarray, b: np.ndarray, threshold: float, a_counts: np.ndarray, b_counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     bits = a.shape[1] * 64
     words = a.shape[1]
     need = intersections_needed(threshold, bits)
@@ -419,7 +488,7 @@ def _all_dice_pairs(a, b, threshold, a_counts, b_counts):
             out_j = np.empty(int(found.sum()), dtype=np.int64)
             out_s = np.empty(int(found.sum()), dtype=np.float32)
             _scan_rows(*scan, offsets, found, out_j, out_s, threads)
-            keep = slice(None)
+            keep: slice | np.ndarray = slice(None)
         else:
             keep = (np.arange(slots)[None, :] < found[:, None]).ravel()
         i = np.repeat(np.arange(start, stop, dtype=np.int64), found)
@@ -431,7 +500,9 @@ def _all_dice_pairs(a, b, threshold, a_counts, b_counts):
     return _concatenated(pieces_i, pieces_j, pieces_s)
 
 
-def _concatenated(pieces_i, pieces_j, pieces_s):
+def _concatenated(
+    pieces_i: Sequence[np.ndarray], pieces_j: Sequence[np.ndarray], pieces_s: Sequence[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not pieces_i:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
     return np.concatenate(pieces_i), np.concatenate(pieces_j), np.concatenate(pieces_s)
@@ -442,7 +513,7 @@ def _concatenated(pieces_i, pieces_j, pieces_s):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def _pair_counts(a, b, i, j):
+def _pair_counts(a: np.ndarray, b: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(|a[i] ∧ b[j]|, |a[i]|, |b[j]|) for each pair: int32 arrays."""
     inter = np.empty(len(i), dtype=np.int32)
     a_count = np.empty(len(i), dtype=np.int32)
@@ -464,7 +535,9 @@ def _dice_scores(inter: np.ndarray, total: np.ndarray) -> np.ndarray:
     return np.where(total > 0, 2.0 * inter / np.maximum(total, 1), 0.0).astype(np.float32)
 
 
-def _candidate_dice_pairs(a, b, threshold, i, j):
+def _candidate_dice_pairs(
+    a: np.ndarray, b: np.ndarray, threshold: float, i: np.ndarray, j: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     key, first = np.unique(i * np.int64(b.shape[0]) + j, return_index=True)  # sorted by (i, j), once
     i, j = i[first], j[first]
     inter, a_count, b_count = _pair_counts(a, b, i, j)

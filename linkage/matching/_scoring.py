@@ -24,7 +24,7 @@ MISSING = -1
 
 def agreement_levels(group_dice: np.ndarray) -> np.ndarray:
     """(pairs, groups) Dice with NaN for missing → int8 levels, -1 where missing."""
-    levels = np.searchsorted(LEVEL_EDGES, np.nan_to_num(group_dice, nan=0.0), side="right").astype(np.int8)
+    levels: np.ndarray = np.searchsorted(LEVEL_EDGES, np.nan_to_num(group_dice, nan=0.0), side="right").astype(np.int8)
     levels[np.isnan(group_dice)] = MISSING
     return levels
 
@@ -39,7 +39,8 @@ class MatchModel:
 
     def weight_table(self) -> np.ndarray:
         """(groups, levels) log2(m / u): evidence for a match of each agreement level."""
-        return np.log2(self.m) - np.log2(self.u)
+        table: np.ndarray = np.log2(self.m) - np.log2(self.u)
+        return table
 
     def weights(self, levels: np.ndarray) -> np.ndarray:
         """log2 Bayes factor of each pair: Σ over present groups of log2(m / u)."""
@@ -52,7 +53,8 @@ class MatchModel:
 
     def probabilities(self, levels: np.ndarray) -> np.ndarray:
         log_odds = self.weights(levels) + np.log2(self.prior / (1 - self.prior))
-        return 1.0 / (1.0 + np.exp2(-np.clip(log_odds, -60, 60)))
+        probabilities: np.ndarray = 1.0 / (1.0 + np.exp2(-np.clip(log_odds, -60, 60)))
+        return probabilities
 
     def describe(self) -> list[str]:
         table = self.weight_table()
@@ -160,9 +162,11 @@ def identity_seed(groups: tuple[str, ...], patterns: np.ndarray) -> np.ndarray:
     level 4 instead, with at least two groups present."""
     identifying = [(g, IDENTITY_LEVELS[name]) for g, name in enumerate(groups) if name in IDENTITY_LEVELS]
     if identifying:
-        return np.logical_and.reduce([patterns[:, g] >= level for g, level in identifying])
+        seed: np.ndarray = np.logical_and.reduce([patterns[:, g] >= level for g, level in identifying])
+        return seed
     present = patterns >= 0
-    return np.all((patterns >= 4) | ~present, axis=1) & (present.sum(axis=1) >= 2)
+    seed = np.all((patterns >= 4) | ~present, axis=1) & (present.sum(axis=1) >= 2)
+    return seed
 
 
 def _with_monotone_weights(model: MatchModel, patterns: np.ndarray, pattern_counts: np.ndarray) -> MatchModel:

@@ -26,7 +26,9 @@ def _find(parent: np.ndarray, x: int) -> int:
 
 
 @numba.njit(cache=True)
-def _greedy(order: np.ndarray, left: np.ndarray, right: np.ndarray, masks: np.ndarray, one_per_source: bool):
+def _greedy(
+    order: np.ndarray, left: np.ndarray, right: np.ndarray, masks: np.ndarray, one_per_source: bool
+) -> tuple[np.ndarray, np.ndarray]:
     n = masks.shape[0]
     parent = np.arange(n)
     mask = masks.copy()

@@ -16,19 +16,22 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import NoReturn, TypeVar
 
 import grpc
 
-from linkage.errors import LinkageError
+from linkage.errors import LinkageError, PkiError
 from linkage.trust._pki import Identity, identity_from_auth_context
 
 log = logging.getLogger("linkage.protocol")
 
 # (method, identity) -> None to allow, or the reason to refuse
 Policy = Callable[[str, Identity], str | None]
+
+_Request = TypeVar("_Request")  # a message, or an iterator of messages for a client stream
+_Response = TypeVar("_Response")
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,19 @@ class RefusalLog:
             log.exception("could not report a refused call")
 
 
+def certified_caller(context: grpc.ServicerContext) -> Identity:
+    """The caller's identity, in a handler behind ``PolicyInterceptor`` (which refuses calls without one)."""
+    identity = caller(context)
+    if identity is None:
+        raise PkiError("the call carries no task-force client certificate")
+    return identity
+
+
+def _anyone(method: str, identity: Identity) -> str | None:
+    """The health service's policy: any certified peer may call it."""
+    return None
+
+
 def status_of(error: LinkageError) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, error.grpc_status, grpc.StatusCode.INTERNAL)
 
@@ -78,57 +94,69 @@ def caller(context: grpc.ServicerContext) -> Identity | None:
         return None
 
 
-def _guarded(
-    behaviour: Callable, method: str, policy: Policy, streaming_response: bool, on_refusal: Callable[[Refusal], None] | None
-) -> Callable:
-    def refuse(context: grpc.ServicerContext, identity: str, code: grpc.StatusCode, reason: str) -> None:
-        if on_refusal is not None:
-            on_refusal(Refusal(context.peer(), identity, method, reason))
+class _Guard:
+    """The checks around one method's handler: the policy before it runs, error translation after."""
+
+    def __init__(self, method: str, policy: Policy, on_refusal: Callable[[Refusal], None] | None) -> None:
+        self._method, self._policy, self._on_refusal = method, policy, on_refusal
+
+    def _refuse(self, context: grpc.ServicerContext, identity: str, code: grpc.StatusCode, reason: str) -> None:
+        if self._on_refusal is not None:
+            self._on_refusal(Refusal(context.peer(), identity, self._method, reason))
         context.abort(code, reason)
 
-    def check(context: grpc.ServicerContext) -> None:
+    def check(self, context: grpc.ServicerContext) -> None:
         try:
             identity = identity_from_auth_context(context.auth_context())
         except LinkageError as error:  # a certificate of the CA that carries no linkage role
-            refuse(context, "-", grpc.StatusCode.PERMISSION_DENIED, f"the client certificate is not a linkage party's: {error}")
+            self._refuse(
+                context, "-", grpc.StatusCode.PERMISSION_DENIED, f"the client certificate is not a linkage party's: {error}"
+            )
             return
         if identity is None:
-            refuse(context, "-", grpc.StatusCode.UNAUTHENTICATED, "a task-force client certificate is required")
+            self._refuse(context, "-", grpc.StatusCode.UNAUTHENTICATED, "a task-force client certificate is required")
             return
-        refusal = policy(method, identity)
+        refusal = self._policy(self._method, identity)
         if refusal:
-            refuse(context, str(identity), grpc.StatusCode.PERMISSION_DENIED, f"{identity}: {refusal}")
+            self._refuse(context, str(identity), grpc.StatusCode.PERMISSION_DENIED, f"{identity}: {refusal}")
 
-    def fail(context: grpc.ServicerContext, error: Exception) -> None:
+    def fail(self, context: grpc.ServicerContext, error: Exception) -> NoReturn:
         if isinstance(error, LinkageError):
             context.abort(status_of(error), str(error))
-        print(f"linkage: internal error in {method}: {type(error).__name__}", file=sys.stderr, flush=True)
-        log.exception("internal error in %s", method)
+        print(f"linkage: internal error in {self._method}: {type(error).__name__}", file=sys.stderr, flush=True)
+        log.exception("internal error in %s", self._method)
         context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        raise AssertionError("ServicerContext.abort returned")  # grpc's abort always raises
 
-    if streaming_response:
 
-        def stream(request: Any, context: grpc.ServicerContext):
-            check(context)
-            try:
-                yield from behaviour(request, context)
-            except Exception as error:
-                if context.code() is not None:  # already aborted
-                    raise
-                fail(context, error)
-
-        return stream
-
-    def unary(request: Any, context: grpc.ServicerContext):
-        check(context)
+def _guarded(
+    behaviour: Callable[[_Request, grpc.ServicerContext], _Response], guard: _Guard
+) -> Callable[[_Request, grpc.ServicerContext], _Response]:
+    def unary(request: _Request, context: grpc.ServicerContext) -> _Response:
+        guard.check(context)
         try:
             return behaviour(request, context)
         except Exception as error:
-            if context.code() is not None:
+            if context.code() is not None:  # already aborted
                 raise
-            fail(context, error)
+            guard.fail(context, error)
 
     return unary
+
+
+def _guarded_stream(
+    behaviour: Callable[[_Request, grpc.ServicerContext], Iterator[_Response]], guard: _Guard
+) -> Callable[[_Request, grpc.ServicerContext], Iterator[_Response]]:
+    def stream(request: _Request, context: grpc.ServicerContext) -> Iterator[_Response]:
+        guard.check(context)
+        try:
+            yield from behaviour(request, context)
+        except Exception as error:
+            if context.code() is not None:  # already aborted
+                raise
+            guard.fail(context, error)
+
+    return stream
 
 
 class PolicyInterceptor(grpc.ServerInterceptor):
@@ -138,32 +166,36 @@ class PolicyInterceptor(grpc.ServerInterceptor):
         self._policy = policy
         self._on_refusal = on_refusal
 
-    def intercept_service(self, continuation, handler_call_details):
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
-        method = handler_call_details.method
+        method: str = handler_call_details.method
         if handler is None:
             return None
-        policy = self._policy if not method.startswith("/grpc.health.v1.") else (lambda _m, _i: None)
+        guard = _Guard(method, self._policy if not method.startswith("/grpc.health.v1.") else _anyone, self._on_refusal)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _guarded(handler.unary_unary, method, policy, False, self._on_refusal),
+                _guarded(handler.unary_unary, guard),
                 handler.request_deserializer,
                 handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _guarded(handler.unary_stream, method, policy, True, self._on_refusal),
+                _guarded_stream(handler.unary_stream, guard),
                 handler.request_deserializer,
                 handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _guarded(handler.stream_unary, method, policy, False, self._on_refusal),
+                _guarded(handler.stream_unary, guard),
                 handler.request_deserializer,
                 handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
-            _guarded(handler.stream_stream, method, policy, True, self._on_refusal),
+            _guarded_stream(handler.stream_stream, guard),
             handler.request_deserializer,
             handler.response_serializer,
         )

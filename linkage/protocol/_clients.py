@@ -4,21 +4,24 @@ and `linkage job run` asking a coordinator for a job. Each call translates grpc 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import grpc
 import polars as pl
 
-from linkage.errors import JobError
+from linkage.errors import JobError, TransferError
 from linkage.jobs._profiles import AnyEncodings
-from linkage.protocol._convert import TransferError, encodings_budget, encodings_from_chunks, result_chunks
+from linkage.protocol._convert import encodings_budget, encodings_from_chunks, result_chunks
 from linkage.protocol._server import secure_channel
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
 from linkage.trust._pki import TlsMaterial
 
 CALL_TIMEOUT = 600.0
+
+_Reply = TypeVar("_Reply")
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ def release_results(address: str, tls: TlsMaterial, agency: str, job_id: str, di
         raise JobError(f"release failed: {peer_error(agency, error)}") from None
 
 
-def coordinator_call(address: str, tls: TlsMaterial, call):
+def coordinator_call(address: str, tls: TlsMaterial, call: Callable[[pb_grpc.CoordinatorStub], _Reply]) -> _Reply:
     """One unary call on the coordinator's Coordinator service, its errors as ``JobError``."""
     with secure_channel(address, tls) as channel:
         try:

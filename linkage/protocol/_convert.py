@@ -171,7 +171,8 @@ def _scoped_from(trailer: pb.EncodingChunk, packed: list[bytes], digest: str, id
 
 
 def _row_bytes(row: pb.ResultRow) -> bytes:
-    return row.SerializeToString(deterministic=True)
+    serialized: bytes = row.SerializeToString(deterministic=True)
+    return serialized
 
 
 def result_chunks(job_id: str, results: pl.DataFrame, chunk_rows: int = 4096) -> Iterator[pb.ResultChunk]:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import grpc
 
 from linkage.errors import JobError, LinkageError, RequestError
 from linkage.jobs._config import CoordinatorConfig
 from linkage.jobs._store import Job, JobStore
-from linkage.matching._link import LinkSettings
+from linkage.matching._link import Blocking, LinkSettings, Scoring
 from linkage.protocol._auth import Policy, caller
 from linkage.protocol._convert import check_job_id
 from linkage.protocol.v1 import linkage_pb2 as pb
@@ -24,8 +24,9 @@ from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
 from linkage.trust._audit import AuditLog, entries_jsonl, load_public_key, parse_time, verify
 from linkage.trust._pki import Identity
 
-SCORINGS = ("auto", "fs", "dice")
-BLOCKINGS = ("auto", "none", "lsh")
+SCORINGS: tuple[Scoring, ...] = ("auto", "fs", "dice")
+BLOCKINGS: tuple[Blocking, ...] = ("auto", "none", "lsh")
+_Option = TypeVar("_Option", bound=str)
 
 
 class RunJob(Protocol):
@@ -73,8 +74,8 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         return LinkSettings(
             threshold=request.threshold if request.HasField("threshold") else defaults.threshold,
             review_threshold=request.review_threshold if request.HasField("review_threshold") else defaults.review_threshold,
-            scoring=request.scoring or defaults.scoring,
-            blocking=request.blocking or defaults.blocking,
+            scoring=_choice("scoring", request.scoring or defaults.scoring, SCORINGS),
+            blocking=_choice("blocking", request.blocking or defaults.blocking, BLOCKINGS),
         )
 
     def RunJob(self, request: pb.JobRequest, context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
@@ -86,10 +87,6 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         if len(agencies) < 2:
             raise RequestError("a job needs at least two agencies")
         settings = self._settings(request)
-        if settings.scoring not in SCORINGS:
-            raise RequestError(f"scoring: one of {', '.join(SCORINGS)}")
-        if settings.blocking not in BLOCKINGS:
-            raise RequestError(f"blocking: one of {', '.join(BLOCKINGS)}")
         try:
             settings.thresholds()  # refuse bad thresholds before a job exists
         except LinkageError as error:
@@ -104,11 +101,12 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         job = self._store.get(job_id)
         if job is None:
             raise JobError(f"no job {job_id!r}")
-        if self._resume_job is None:
+        resume = self._resume_job
+        if resume is None:
             raise JobError("this coordinator cannot resume jobs")
         actor = str(caller(context))
         yield from self._follow(
-            job_id, f"job {job_id} resumed (it was {job.state})", lambda say: self._resume_job(job_id, say, actor=actor), context
+            job_id, f"job {job_id} resumed (it was {job.state})", lambda say: resume(job_id, say, actor=actor), context
         )
 
     def _follow(
@@ -167,11 +165,21 @@ class AuditService(pb_grpc.AuditServicer):
         self._audit, self._public_pem = audit, public_pem
 
     def ListEntries(self, request: pb.AuditQuery, context: grpc.ServicerContext) -> Iterator[pb.AuditRecord]:
-        query = {k: v for k, v in (("job", request.job), ("actor", request.actor), ("action", request.action),
+        query: dict[str, str | int] = {k: v for k, v in (("job", request.job), ("actor", request.actor), ("action", request.action),
                  ("since", request.since), ("until", request.until)) if v}  # fmt: skip
         if request.seq:
             query["seq"] = request.seq
-        entries = [self._audit.entry(request.seq)] if request.seq else self._audit.entries(**_entry_filters(query))
+        entries = (
+            [self._audit.entry(request.seq)]
+            if request.seq
+            else self._audit.entries(
+                job=request.job or None,
+                actor=request.actor or None,
+                action=request.action or None,
+                since=parse_time(request.since) if request.since else None,
+                until=parse_time(request.until) if request.until else None,
+            )
+        )
         self._audit.append(
             str(caller(context)),
             "audit log read",
@@ -194,9 +202,9 @@ class AuditService(pb_grpc.AuditServicer):
         )
 
 
-def _entry_filters(query: dict) -> dict:
-    out = dict(query)
-    for key in ("since", "until"):
-        if key in out:
-            out[key] = parse_time(out[key])
-    return out
+def _choice(what: str, value: str, options: tuple[_Option, ...]) -> _Option:
+    """``value`` as one of ``options``; a RequestError naming them otherwise."""
+    for option in options:
+        if value == option:
+            return option
+    raise RequestError(f"{what}: one of {', '.join(options)}")

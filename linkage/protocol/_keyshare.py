@@ -11,7 +11,9 @@ sidecar ``<secret>.json`` holding project, epoch, sender and the secret's finger
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 
@@ -36,8 +38,10 @@ from linkage.trust._pki import TlsMaterial
 
 AGREEMENT_KEY_FILE = "agreement.key"
 
+_Reply = TypeVar("_Reply")
 
-def _relay(address: str, tls: TlsMaterial, call):
+
+def _relay(address: str, tls: TlsMaterial, call: Callable[[pb_grpc.KeyRelayStub], _Reply]) -> _Reply:
     try:
         with secure_channel(address, tls) as channel:
             return call(pb_grpc.KeyRelayStub(channel))
@@ -95,7 +99,8 @@ def share_secret(
 
 def project_roster(tls: TlsMaterial, address: str, project: str) -> pb.Roster:
     """The project's members as the relay fixed them when the project was created."""
-    return _relay(address, tls, lambda stub: stub.GetRoster(pb.RosterRequest(project=project), timeout=30))
+    roster: pb.Roster = _relay(address, tls, lambda stub: stub.GetRoster(pb.RosterRequest(project=project), timeout=30))
+    return roster
 
 
 def receive_secret(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 
@@ -35,10 +36,10 @@ def node_policy(config: NodeConfig) -> Policy:
 
 
 class NodeService(pb_grpc.NodeServicer):
-    def __init__(self, config: NodeConfig, *, on_results=None) -> None:
+    def __init__(self, config: NodeConfig, *, on_results: Callable[[str, Path], None] | None = None) -> None:
         self._config = config
         self._lock = threading.Lock()
-        self._cached: tuple[tuple, AgencyEncodings] | None = None
+        self._cached: tuple[tuple[int | None, ...], AgencyEncodings] | None = None
         self._on_results = on_results  # called with (job_id, path) after results are stored
         self._audit = party_log(config.data_dir)
         self._me = f"node/{config.agency}"
@@ -88,7 +89,7 @@ class NodeService(pb_grpc.NodeServicer):
         })  # fmt: skip
         yield pending
 
-    def DeliverResults(self, request_iterator, context: grpc.ServicerContext) -> pb.DeliveryReceipt:
+    def DeliverResults(self, request_iterator: Iterator[pb.ResultChunk], context: grpc.ServicerContext) -> pb.DeliveryReceipt:
         # a row per record at most: more is refused as it arrives, never held
         job_id, results, digest = results_from_chunks(
             request_iterator, peer="coordinator", max_rows=len(self._encodings().encodings)

@@ -22,7 +22,7 @@ from pathlib import Path
 import grpc
 
 from linkage.errors import CeremonyError
-from linkage.protocol._auth import caller
+from linkage.protocol._auth import certified_caller
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
 from linkage.trust._audit import AuditLog
@@ -61,7 +61,7 @@ class KeyRelayService(pb_grpc.KeyRelayServicer):
         return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
     def PublishKeyCard(self, request: pb.KeyCardMessage, context: grpc.ServicerContext) -> pb.RelayAck:
-        me = caller(context)
+        me = certified_caller(context)
         card = KeyCard.from_bytes(request.card)
         if card.agency != me.name:
             raise RelayPermissionError(f"{me}: may publish only its own key card, not {card.agency}'s")
@@ -81,7 +81,7 @@ class KeyRelayService(pb_grpc.KeyRelayServicer):
         return pb.KeyCards(cards=[found[a] for a in request.agencies])
 
     def PostWrappedSecrets(self, request: pb.WrappedSecrets, context: grpc.ServicerContext) -> pb.RelayAck:
-        me = caller(context)
+        me = certified_caller(context)
         copies = [(WrappedSecret.from_bytes(blob), blob) for blob in request.wrapped]
         for wrapped, _ in copies:
             if wrapped.sender != me.name:
@@ -126,7 +126,7 @@ class KeyRelayService(pb_grpc.KeyRelayServicer):
 
     def FetchWrappedSecrets(self, request: pb.FetchWrappedRequest, context: grpc.ServicerContext) -> pb.WrappedSecrets:
         """Every copy members posted for the caller, newest epoch first: the receiver picks the one it trusts."""
-        me = caller(context)
+        me = certified_caller(context)
         with sqlite3.connect(self._path) as db:
             roster = self._roster(db, request.project)
             rows = db.execute(

@@ -18,7 +18,7 @@ from linkage.trust._audit import AuditLog
 from linkage.trust._pki import TlsMaterial, identity_host_name
 
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
-CHANNEL_OPTIONS = [
+CHANNEL_OPTIONS: list[tuple[str, str | int]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
 ]

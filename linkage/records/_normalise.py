@@ -267,7 +267,7 @@ def _mapped_word(
         if words[k, 0] == low and words[k, 1] == high:
             for t in range(spelling_lengths[k]):
                 out[start + t] = spellings[k, t]
-            return start + spelling_lengths[k]
+            return start + int(spelling_lengths[k])
     return end
 
 
@@ -342,7 +342,7 @@ def _digits(data: np.ndarray, start: int, count: int) -> int:
     """The number written by data[start:start + count]; -1 unless all are ASCII digits."""
     value = 0
     for j in range(start, start + count):
-        d = np.int64(data[j]) - 48
+        d = int(data[j]) - 48
         if d < 0 or d > 9:
             return -1
         value = 10 * value + d
@@ -436,7 +436,7 @@ def _joined_lines(out: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> n
     at[0] = 0
     for i in range(n):
         at[i + 1] = at[i] + lengths[i] + 1
-    joined = np.empty(max(at[n] - 1, 0), dtype=np.uint8)
+    joined = np.empty(max(int(at[n]) - 1, 0), dtype=np.uint8)
     for i in range(n):
         for t in range(lengths[i]):
             joined[at[i] + t] = out[starts[i] + t]

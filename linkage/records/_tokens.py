@@ -70,7 +70,7 @@ def _qgram_keys(code_points: np.ndarray, lengths: np.ndarray, q: int) -> tuple[n
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _slot(key: int, bits: int) -> int:
+def _slot(key: int, bits: int) -> np.int64:
     return np.int64((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
 
 

@@ -145,6 +145,7 @@ def part_fields(key: MatchKey, schema: Schema) -> dict[str, tuple[str, ...]]:
     out: dict[str, tuple[str, ...]] = {}
     for part in key.parts:
         base = part.partition(":")[0]
+        needed: tuple[str, ...]
         if base == "names":
             needed = ("given", "surname")
         else:
@@ -190,7 +191,7 @@ def check_keys(keys: tuple[MatchKey, ...], schema: Schema) -> None:
 
 def fixed_fields(key: MatchKey, schema: Schema) -> frozenset[str]:
     """Fields whose whole normalised value the key holds: their evidence would say nothing new."""
-    fixed = set()
+    fixed: set[str] = set()
     for part, fields in part_fields(key, schema).items():
         if ":" not in part:
             fixed.update(fields)

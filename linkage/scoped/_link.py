@@ -15,7 +15,7 @@ from __future__ import annotations
 import hmac
 import itertools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numba
@@ -239,7 +239,7 @@ def fit_scoped_model(
         m /= m.sum(axis=1, keepdims=True)
         u = level_frequencies(patterns, counts)
         prior = 0.5
-    if fixed_u:
+    if fixed_u and unrelated is not None:
         u = level_frequencies(unrelated, weights)
     done = 0
     for done in range(1, iterations + 1):
@@ -337,7 +337,17 @@ def agreement_text(columns: tuple[str, ...], levels: np.ndarray) -> Callable[[np
     return text
 
 
-def _banded_pairs(names, offsets, record_ids, labels, left, right, score, review_threshold, agreement) -> pl.DataFrame:  # type: ignore[no-untyped-def]
+def _banded_pairs(
+    names: Sequence[str],
+    offsets: np.ndarray,
+    record_ids: pl.Series,
+    labels: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    score: np.ndarray,
+    review_threshold: float,
+    agreement: Callable[[np.ndarray], pl.Series],
+) -> pl.DataFrame:
     """Every cross-source pair within a cluster (``match``; similarity and agreement null where the
     two were never compared, joined through a third record), and candidates at or above the review
     threshold left in different clusters (``possible``)."""

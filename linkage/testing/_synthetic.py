@@ -29,10 +29,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import polars as pl
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = [
     "AgencyProfile",
@@ -522,8 +525,8 @@ _DATE_PART_SHARES = (0.5, 0.25, 0.25)
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_rates(owner: object) -> None:
-    for item in dataclasses.fields(owner):  # type: ignore[arg-type]
+def _check_rates(owner: DataclassInstance) -> None:
+    for item in dataclasses.fields(owner):
         value = getattr(owner, item.name)
         if isinstance(value, float | int) and not 0.0 <= value <= 1.0:
             raise ValueError(f"{type(owner).__name__}.{item.name} must lie in [0, 1], got {value}")
@@ -1205,8 +1208,7 @@ def _with_typos(values: pl.Series, rows: np.ndarray, rng: np.random.Generator) -
         .otherwise(kind)
     )
     letter_expr = pl.col("letter")
-    substitute = pl.when(letter_expr == _folded_char(char(at))).then(pl.col("other_letter"))
-    substitute = substitute.otherwise(letter_expr)
+    substitute = pl.when(letter_expr == _folded_char(char(at))).then(pl.col("other_letter")).otherwise(letter_expr)
     inserted = cased_like(letter_expr, char(pl.when(gap > 0).then(gap - 1).otherwise(0)))
     head, tail = text.str.slice(0, at), text.str.slice(at + 1)
     typed = frame.select(
@@ -1224,7 +1226,8 @@ def _with_typos(values: pl.Series, rows: np.ndarray, rng: np.random.Generator) -
 def _days_in_month(year: np.ndarray, month: np.ndarray) -> np.ndarray:
     leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
     lengths = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
-    return lengths[month - 1] + ((month == 2) & leap)
+    days: np.ndarray = lengths[month - 1] + ((month == 2) & leap)
+    return days
 
 
 def _with_wrong_dates(

@@ -374,18 +374,25 @@ class Entry:
 
 def _entry_from_row(path: Path, row: Sequence[object]) -> Entry:
     seq = row[0]
-    values = dict(zip(_COLUMNS, row, strict=True))
-    for name in _COLUMNS[1:]:
-        if not isinstance(values[name], str):
+    if not isinstance(seq, int):
+        raise AuditError(f"{path}: an entry's seq is not a number; run `linkage audit verify`")
+    text: dict[str, str] = {}
+    for name, value in zip(_COLUMNS[1:], row[1:], strict=True):
+        if not isinstance(value, str):
             raise AuditError(f"{path}: entry {seq}: column {name} does not hold text; run `linkage audit verify`")
+        text[name] = value
     try:
-        details = json.loads(values["details"])  # type: ignore[arg-type]
-        moment = datetime.fromisoformat(values["time"])  # type: ignore[arg-type]
+        details = json.loads(text["details"])
+        moment = datetime.fromisoformat(text["time"])
     except ValueError:
         raise AuditError(f"{path}: entry {seq}: unreadable time or details; run `linkage audit verify`") from None
     if not isinstance(details, dict) or moment.tzinfo is None:
         raise AuditError(f"{path}: entry {seq}: unreadable time or details; run `linkage audit verify`")
-    return Entry(**{**values, "time": moment, "details": details})  # type: ignore[arg-type]
+    return Entry(
+        seq=seq, time=moment, actor=text["actor"], action=text["action"], project=text["project"], job=text["job"],
+        details=details, prev_hash=text["prev_hash"], entry_hash=text["entry_hash"], signature=text["signature"],
+        key_fingerprint=text["key_fingerprint"],
+    )  # fmt: skip
 
 
 # -- the log ---------------------------------------------------------------------------------------
@@ -662,8 +669,10 @@ def verify(
 def _recomputed_digest(row: Sequence[object]) -> bytes | None:
     """The hash the row's contents call for, or None where they cannot be the log's own (edited)."""
     seq, time, actor, action, project, job, details_text = row[:7]
+    if not isinstance(details_text, str):
+        return None
     try:
-        details = json.loads(details_text)  # type: ignore[arg-type]
+        details = json.loads(details_text)
         if not isinstance(details, dict) or canonical_json(details) != details_text:
             return None
         return _entry_digest(
@@ -695,7 +704,7 @@ def entries_table(entries: Sequence[Entry]) -> str:
     if not entries:
         return "(no entries)"
     header = ("seq", "time (UTC)", "actor", "action", "project", "job", "details")
-    rows = [
+    rows: list[tuple[str, ...]] = [
         (
             str(e.seq),
             e.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),

@@ -386,9 +386,11 @@ def _check_role_and_name(role: str, name: str) -> None:
         raise PkiError(f"name: {name!r} is reserved for the CA's own files")
 
 
-def _check_key(key: object, what: str) -> None:
+def _check_key(key: object, what: str) -> ec.EllipticCurvePrivateKey:
+    """``key`` if it is an ECDSA P-256 private key; a PkiError naming ``what`` otherwise."""
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
         raise PkiError(f"{what}: must be an ECDSA P-256 private key")
+    return key
 
 
 def _utc_now(now: dt.datetime | None) -> dt.datetime:
@@ -497,8 +499,7 @@ def private_key_from_pem(pem: bytes, where: str, *, what: str, error: type[Linka
 
 def _parse_private_key(pem: bytes, where: str) -> ec.EllipticCurvePrivateKey:
     key = private_key_from_pem(pem, where, what="private key", error=PkiError)
-    _check_key(key, where)
-    return key  # type: ignore[return-value]
+    return _check_key(key, where)
 
 
 def _read_file(path: Path) -> bytes:

@@ -12,6 +12,11 @@ folder and exported as a labels file (``linkage.matching._labels``) that suggest
                        ReviewSite (what a folder holds, who may see it) ◀────┘
 """
 
+from linkage._extras import require_extra
+
+require_extra("review", "the review server")  # one line naming the ``review`` extra, before flask is imported
+# ruff: noqa: E402
+
 from services.review._app import create_app
 from services.review._folder import AuditReader, LogFilters, ReviewSite, Stewardship
 from services.review._reviews import ReviewStore, export_labels

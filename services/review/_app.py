@@ -24,6 +24,7 @@ from typing import Any
 
 from flask import Flask, Response, abort, g, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse  # what redirect() returns
 
 from linkage.errors import LinkageError
 from linkage.matching._labels import DECISIONS
@@ -89,7 +90,7 @@ def create_app(
         ), error.code or 500
 
     @app.get("/")
-    def home() -> Response:
+    def home() -> BaseResponse:
         return redirect(url_for("results_index" if site.kind == "node" else "timeline"))
 
     # -- auditors ------------------------------------------------------------------------------
@@ -147,7 +148,7 @@ def create_app(
                                words=DECISION_WORDS)  # fmt: skip
 
     @app.get("/results/<job_id>/review")
-    def review_start(job_id: str) -> Response:
+    def review_start(job_id: str) -> BaseResponse:
         frame = results_or_404(job_id)
         possible = frame.filter(frame.get_column("band") == "possible")
         decided = set(stewardship().store.decisions(job_id).get_column("record_id").to_list())
@@ -171,7 +172,7 @@ def create_app(
         )  # fmt: skip
 
     @app.post("/results/<job_id>/review/<int:n>")
-    def decide(job_id: str, n: int) -> Response:
+    def decide(job_id: str, n: int) -> BaseResponse:
         stewardship()  # no decisions on a coordinator's folder
         if not hmac.compare_digest(request.form.get("token", ""), form_token):
             abort(403, description="This form is stale or came from another site; reload the page.")

@@ -57,7 +57,7 @@ class HistogramChart:
 def _nice_step(top: int) -> int:
     """A round step that gives about four ticks up to ``top``."""
     raw = max(top / 4, 1)
-    magnitude = 10 ** (len(str(int(raw))) - 1)
+    magnitude: int = 10 ** (len(str(int(raw))) - 1)
     for multiple in (1, 2, 5, 10):
         if multiple * magnitude >= raw:
             return multiple * magnitude

@@ -62,10 +62,10 @@ def is_loopback(host: str) -> bool:
 
 
 def _tls_context(config: ServeConfig) -> ssl.SSLContext:
-    given = [config.tls_cert, config.tls_key, config.ca]
-    if any(p is None for p in given):
+    cert, key, ca = config.tls_cert, config.tls_key, config.ca
+    if cert is None or key is None or ca is None:
         raise ServerError("TLS needs all three of --tls-cert, --tls-key and --ca")
-    load_tls(config.ca, config.tls_cert, config.tls_key)  # type: ignore[arg-type]  # checked above; PkiError names the file
+    load_tls(ca, cert, key)  # PkiError names the file at fault
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(str(config.tls_cert), str(config.tls_key))
