@@ -71,6 +71,7 @@ class LinkSettings:
     candidate_name_dice: float = 0.60  # so do filters of names and date of birth this similar
     target_completeness: float = 0.99  # LSH: share of candidate pairs it should find
     one_per_source: bool = True
+    duplicates: frozenset[str] = frozenset()  # sources whose own duplicates are sought (match-key encodings)
     seed: int = 0
 
     def resolved(self, has_group_filters: bool) -> LinkSettings:

@@ -6,6 +6,11 @@
     level patterns (no labels): m, u, prior ─▶ match probability ─▶ greedy clusters with at most
     one record per source ─▶ bands ``match`` and ``possible``
 
+A source whose duplicates are sought (``duplicates``; a lone source always) is joined with itself
+too: pairs of its own records that share a token (each pair once, never a record with itself) are
+candidates, and several of its records may sit in one cluster. Its records share tokens only where
+the encoding's frequency cap let them through (``token_cap`` of 2 or more).
+
 Only pairs that share a token are ever compared: the coordinator has no similarity between two
 records that agree on no key, so there is no all-pairs graph to attack and no candidate budget.
 """
@@ -36,6 +41,7 @@ EM_ITERATIONS = 200
 # above these; a role the schema lacks is not asked for).
 SEED_LEVELS = {"given": 4, "surname": 4, "dob": 5}
 MIN_UNRELATED = 20  # pairs within sources below which u is fitted by EM instead
+MIN_DUPLICATE_SHARE = 0.001  # the least share of duplicate case files EM starts from among the decoys
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +49,7 @@ class ScopedLinkSettings:
     threshold: float = DEFAULT_MATCH_THRESHOLD  # match probability at or above which pairs may cluster
     review_threshold: float = DEFAULT_REVIEW_THRESHOLD  # possible matches for a person to review
     one_per_source: bool = True
+    duplicates: frozenset[str] = frozenset()  # sources whose own records are compared and may share a cluster
 
     def __post_init__(self) -> None:
         for name, value in (("threshold", self.threshold), ("review threshold", self.review_threshold)):
@@ -68,6 +75,7 @@ class ScopedLinkResult:
     candidate_right: np.ndarray
     record_ids: pl.Series  # all sources, in order
     seconds: dict[str, float] = field(default_factory=dict)
+    within: dict[str, int] = field(default_factory=dict)  # per source whose duplicates were sought: its own candidate pairs
 
     def candidate_pairs(self) -> pl.DataFrame:
         """Every candidate pair: source_a, id_a, source_b, id_b, score."""
@@ -83,8 +91,8 @@ class ScopedLinkResult:
 
 def check_scoped_compatible(sources: Mapping[str, ScopedEncodings]) -> None:
     """One line naming the file at fault when two sources cannot be linked."""
-    if len(sources) < 2:
-        raise LinkageError("linking needs at least two sources")
+    if not sources:
+        raise LinkageError("linking needs at least one source")
     (first_name, first), *rest = sources.items()
     for name, enc in rest:
         for what, mine, theirs in (
@@ -144,6 +152,15 @@ def _best_levels(
                 if levels[r, f] > out[p, f]:
                     out[p, f] = levels[r, f]
     return ids, out, shared
+
+
+def own_pairs(a: ScopedEncodings) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+    """Candidates within one source: pairs (i < j) of its records sharing a token, each once."""
+    i, j, levels, counts = compared_pairs(a, a)
+    keep = i < j
+    # The self-join of a key with g records per value counts g² rows: g itself, the rest twice.
+    per_key = {key: (c - int(a.has_token[:, k].sum())) // 2 for k, (key, c) in enumerate(counts.items())}
+    return i[keep], j[keep], levels[keep], per_key
 
 
 def compared_pairs(a: ScopedEncodings, b: ScopedEncodings) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
@@ -215,6 +232,20 @@ def grouped_levels(levels: np.ndarray, column_of: np.ndarray, n_columns: int) ->
     return out
 
 
+def _seed_patterns(patterns: np.ndarray, fields: tuple[str, ...], roles: dict[str, str]) -> np.ndarray:
+    """Patterns that agree on names and date of birth (``SEED_LEVELS``): where EM starts matches."""
+    seed = np.ones(len(patterns), dtype=bool)
+    asked = False
+    for role, level in SEED_LEVELS.items():
+        if role in roles and roles[role] in fields:
+            seed &= patterns[:, fields.index(roles[role])] >= level
+            asked = True
+    if not asked:
+        present = patterns >= 0
+        seed = np.all((patterns >= 4) | ~present, axis=1) & (present.sum(axis=1) >= 2)
+    return seed
+
+
 def fit_scoped_model(
     fields: tuple[str, ...],
     roles: dict[str, str],
@@ -238,15 +269,7 @@ def fit_scoped_model(
     fixed_u = unrelated is not None and weights is not None and weights.sum() >= MIN_UNRELATED
     patterns, counts = np.unique(levels, axis=0, return_counts=True)
     counts = counts.astype(np.float64)
-    seed = np.ones(len(patterns), dtype=bool)
-    asked = False
-    for role, level in SEED_LEVELS.items():
-        if role in roles and roles[role] in fields:
-            seed &= patterns[:, fields.index(roles[role])] >= level
-            asked = True
-    if not asked:
-        present = patterns >= 0
-        seed = np.all((patterns >= 4) | ~present, axis=1) & (present.sum(axis=1) >= 2)
+    seed = _seed_patterns(patterns, fields, roles)
     if 0 < counts[seed].sum() < counts.sum():
         m = level_frequencies(patterns, seed * counts)
         u = level_frequencies(patterns, ~seed * counts)
@@ -256,16 +279,31 @@ def fit_scoped_model(
         m /= m.sum(axis=1, keepdims=True)
         u = level_frequencies(patterns, counts)
         prior = 0.5
+    # The decoys are unrelated but for an agency's duplicate case files (one person, several
+    # records), which agree like matches: they are a mixture too, with a share of their own
+    # (``own_prior``, started from those that agree on names and date of birth), and u comes from
+    # their unrelated part only.
+    own_prior = 0.0
     if fixed_u:
-        u = level_frequencies(unrelated, weights)
+        assert unrelated is not None and weights is not None
+        own_seed = _seed_patterns(unrelated, fields, roles)
+        own_prior = float(np.clip(weights[own_seed].sum() / weights.sum(), MIN_DUPLICATE_SHARE, 0.5))
+        u = level_frequencies(unrelated, np.where(own_seed, 0.0, weights) if own_seed.any() and not own_seed.all() else weights)
     done = 0
     for done in range(1, iterations + 1):
         posterior = MatchModel(fields, m, u, prior, done).probabilities(patterns)
         new_prior = float(np.clip((posterior * counts).sum() / counts.sum(), 1e-9, 1 - 1e-9))
         m = level_frequencies(patterns, posterior * counts)
-        if not fixed_u:
+        shift = abs(new_prior - prior)
+        if fixed_u:
+            assert unrelated is not None and weights is not None
+            own = MatchModel(fields, m, u, own_prior, done).probabilities(unrelated)
+            new_own = float(np.clip((own * weights).sum() / weights.sum(), 1e-9, 1 - 1e-9))
+            u = level_frequencies(unrelated, (1.0 - own) * weights)
+            shift, own_prior = max(shift, abs(new_own - own_prior)), new_own
+        else:
             u = level_frequencies(patterns, (1.0 - posterior) * counts)
-        shift, prior = abs(new_prior - prior), new_prior
+        prior = new_prior
         if shift < tolerance:
             break
     posterior = MatchModel(fields, m, u, prior, done).probabilities(patterns)
@@ -283,10 +321,16 @@ def link_scoped(
     *,
     progress: Callable[[str], None] | None = None,
 ) -> ScopedLinkResult:
-    """Link every pair of sources on their shared match keys and cluster the result."""
+    """Link every pair of sources on their shared match keys, and each source in
+    ``settings.duplicates`` with itself, and cluster the result."""
     check_scoped_compatible(sources)
     say = progress or (lambda _: None)
     names = list(sources)
+    unknown = sorted(settings.duplicates - set(names))
+    if unknown:
+        raise LinkageError(f"duplicates sought in {unknown[0]!r}, which is not among the sources ({', '.join(names)})")
+    if len(names) == 1 and names[0] not in settings.duplicates:
+        raise LinkageError("linking needs at least two sources, or one whose duplicates are sought")
     first = sources[names[0]]
     offsets = np.cumsum([0] + [len(sources[n]) for n in names])
     started = time.perf_counter()
@@ -297,15 +341,30 @@ def link_scoped(
         found.append((i + offsets[x], j + offsets[y], levels))
         for key, c in counts.items():
             per_key[key] += c
+    within = {}
+    for x, name in enumerate(names):
+        if name not in settings.duplicates:
+            continue
+        say(f"joining {name} ({len(sources[name]):,}) with itself: its duplicates")
+        i, j, levels, counts = own_pairs(sources[name])
+        found.append((i + offsets[x], j + offsets[x], levels))
+        within[name] = len(i)
+        for key, c in counts.items():
+            per_key[key] += c
     left = np.concatenate([f[0] for f in found])
     right = np.concatenate([f[1] for f in found])
     levels = np.concatenate([f[2] for f in found])
     compared = time.perf_counter()
     if len(levels) == 0:
+        if len(names) == 1:
+            raise LinkageError(
+                f"{names[0]}: no two of its records share a match-key token: nothing to link (the frequency cap drops"
+                " every token records of one source share; encode with `--token-cap 20` to find duplicates)"
+            )
         raise LinkageError("no two records share a match-key token: nothing to link (are these the right sources?)")
     columns, column_of = comparison_columns(first.fields, first.kinds)
     # u comes from the decoys: pairs of one agency's own records that shared a token before the
-    # cap, compared and counted at the node (nobody is in one source twice, so they are unrelated).
+    # cap, compared and counted at the node (unrelated but for the agency's duplicate case files).
     unrelated = np.concatenate([sources[n].decoy_patterns.reshape(-1, levels.shape[1]) for n in names])
     decoy_counts = np.concatenate([sources[n].decoy_counts for n in names]).astype(np.float64)
 
@@ -319,26 +378,33 @@ def link_scoped(
     scored = time.perf_counter()
     source_of = np.repeat(np.arange(len(names)), np.diff(offsets))
     strong = score >= settings.threshold
-    labels, _ = greedy_clusters(left[strong], right[strong], score[strong], source_of, one_per_source=settings.one_per_source)
+    shared = [x for x, n in enumerate(names) if n in settings.duplicates]
+    labels, _ = greedy_clusters(
+        left[strong], right[strong], score[strong], source_of, one_per_source=settings.one_per_source, shared_sources=shared
+    )
     record_ids = pl.concat([sources[n].record_ids for n in names])
-    pairs = _banded_pairs(names, offsets, record_ids, labels, left, right, score, settings.review_threshold)
+    pairs = _banded_pairs(names, offsets, record_ids, labels, left, right, score, settings.review_threshold, shared)
     clusters = _cluster_table(names, [sources[n].record_ids for n in names], offsets, labels)
     solved = time.perf_counter()
     return ScopedLinkResult(
         pairs=pairs, clusters=clusters, sources={n: len(sources[n]) for n in names}, candidates=len(left), key_pairs=per_key, unrelated=int(decoy_counts.sum()),
+        within=within,
         model=model, threshold=settings.threshold, review_threshold=settings.review_threshold, scores=score,
         candidate_left=left, candidate_right=right, record_ids=record_ids,
         seconds={"compare": compared - started, "score": scored - compared, "solve": solved - scored},
     )  # fmt: skip
 
 
-def _banded_pairs(names, offsets, record_ids, labels, left, right, score, review_threshold) -> pl.DataFrame:  # type: ignore[no-untyped-def]
-    """Every cross-source pair within a cluster (``match``; similarity null where the two were never
+def _banded_pairs(names, offsets, record_ids, labels, left, right, score, review_threshold, shared=()) -> pl.DataFrame:  # type: ignore[no-untyped-def]
+    """Every cross-source pair within a cluster, and every pair of one source in ``shared`` (whose
+    duplicates are sought) within a cluster (``match``; similarity null where the two were never
     compared, joined through a third record), and candidates at or above the review threshold
     left in different clusters (``possible``)."""
     source_of = np.repeat(np.arange(len(names)), np.diff(offsets))
     within_left, within_right = _pairs_within_clusters(labels)
-    cross = source_of[within_left] != source_of[within_right]
+    cross = (source_of[within_left] != source_of[within_right]) | np.isin(
+        source_of[within_left], np.asarray(shared, dtype=np.int64)
+    )
     within_left, within_right = within_left[cross], within_right[cross]
     n = int(offsets[-1])
     key = np.minimum(left, right) * n + np.maximum(left, right)
