@@ -18,7 +18,7 @@ from linkage.records._schema import Schema
 from linkage.trust._ceremony import key_epoch_of
 
 _EXCLUDED = ("1", "true", "yes", "y", "x", "excluded", "no consent")
-RESULT_COLUMNS = ("record_id", "band", "similarity", "reference", "shared_with")
+RESULT_COLUMNS = ("record_id", "band", "similarity", "reference", "shared_with", "same_person_as")
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,7 +62,7 @@ def write_results(data_dir: Path, job_id: str, results: pl.DataFrame, *, folder_
     fd, temp = tempfile.mkstemp(prefix=".results.", dir=folder)
     os.close(fd)
     try:
-        results.with_columns(pl.col("shared_with").list.join(";")).write_csv(temp)
+        results.with_columns(pl.col("shared_with").list.join(";"), pl.col("same_person_as").list.join(";")).write_csv(temp)
         os.replace(temp, out)
     finally:
         if os.path.exists(temp):
