@@ -176,6 +176,8 @@ def _row_bytes(row: pb.ResultRow) -> bytes:
 
 def result_chunks(job_id: str, results: pl.DataFrame, chunk_rows: int = 4096) -> Iterator[pb.ResultChunk]:
     digest = hashlib.sha256()
+    if "same_person_as" not in results.columns:  # results of a job that sought no duplicates
+        results = results.with_columns(same_person_as=pl.lit([], dtype=pl.List(pl.String)))
     rows = [
         pb.ResultRow(record_id=r, band=b, similarity=s, reference=ref, shared_with=list(w), same_person_as=list(same))
         for r, b, s, ref, w, same in results.select(RESULT_COLUMNS).iter_rows()
