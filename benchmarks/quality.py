@@ -92,6 +92,8 @@ def duplicates(people: int, seed: int, share: float) -> str:
         matches = linked.pairs.filter(pl.col("band") == "match")
         own, cross = duplicate_quality(matches, data.truth), pair_quality(matches, data.truth)
         print(f"  all, duplicates allowed: own {own.line()}")
+        for name in sources:
+            print(f"  {'':<24} {name:<16} {duplicate_quality(matches, data.truth, [name]).line()}")
         print(f"  {'':<24} cross-source {cross.line()}  {time.perf_counter() - started:.1f} s")
         plain = pair_quality(link_sources(sources).pairs.filter(pl.col("band") == "match"), data.truth)
         print(f"  all, duplicates forbidden (today's default): cross-source {plain.line()}")
