@@ -41,7 +41,6 @@ EM_ITERATIONS = 200
 # above these; a role the schema lacks is not asked for).
 SEED_LEVELS = {"given": 4, "surname": 4, "dob": 5}
 MIN_UNRELATED = 20  # pairs within sources below which u is fitted by EM instead
-MIN_DUPLICATE_SHARE = 0.001  # the least share of duplicate case files EM starts from among the decoys
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,19 +155,20 @@ def _best_levels(
 
 def own_pairs(a: ScopedEncodings) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
     """Candidates within one source: pairs (i < j) of its records sharing a token, each once."""
-    i, j, levels, counts = compared_pairs(a, a)
-    keep = i < j
-    # The self-join of a key with g records per value counts g² rows: g itself, the rest twice.
-    per_key = {key: (c - int(a.has_token[:, k].sum())) // 2 for k, (key, c) in enumerate(counts.items())}
-    return i[keep], j[keep], levels[keep], per_key
+    return compared_pairs(a, a, within=True)
 
 
-def compared_pairs(a: ScopedEncodings, b: ScopedEncodings) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
-    """Candidates of two sources: (i, j), their (pairs, fields) best levels, and pairs per key."""
+def compared_pairs(
+    a: ScopedEncodings, b: ScopedEncodings, *, within: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+    """Candidates of two sources: (i, j), their (pairs, fields) best levels, and pairs per key.
+    ``within``: ``b`` is ``a``, and only pairs i < j count (each pair once, no record with itself)."""
     pair_ids, level_rows, key_rows, per_key = [], [], [], {}
     n_fields = len(a.fields)
     for k, layout in enumerate(a.layouts):
         i, j = token_pairs(a.tokens[:, k], a.has_token[:, k], b.tokens[:, k], b.has_token[:, k])
+        if within:
+            i, j = i[i < j], j[i < j]
         per_key[layout.key] = len(i)
         if len(i) == 0:
             continue
@@ -282,35 +282,35 @@ def fit_scoped_model(
         u = level_frequencies(patterns, counts)
         prior = 0.5
     # The decoys of a source that holds duplicate case files (one person, several records) are not
-    # all unrelated: its duplicates agree like matches. Those decoys are a mixture, with a share of
-    # their own (``own_prior``, started from those that agree on names and date of birth), and u
-    # comes from their unrelated part only. (Taking other sources' decoys for mixtures too costs
-    # precision: relatives and twins then pass for duplicates; 30,000 people, P 0.851 → 0.815.)
+    # all unrelated: its duplicates agree like matches. u then comes from those decoys less the
+    # ones that agree on names and date of birth, and once more (a second fit) less those the first
+    # model takes for one person. (Letting EM re-estimate u every step drifts, on small data, to a
+    # model that tells nothing apart; taking every source's decoys for mixtures costs precision:
+    # relatives and twins then pass for duplicates.)
     mixed = fixed_u and with_duplicates is not None and bool(with_duplicates.any())
-    own_prior = 0.0
     if fixed_u:
         assert unrelated is not None and weights is not None
         own_seed = _seed_patterns(unrelated, fields, roles) & (with_duplicates if mixed else False)
-        in_mixture = weights[with_duplicates].sum() if mixed and with_duplicates is not None else 1.0
-        own_prior = float(np.clip(weights[own_seed].sum() / max(in_mixture, 1.0), MIN_DUPLICATE_SHARE, 0.5))
         u = level_frequencies(unrelated, np.where(own_seed, 0.0, weights) if own_seed.any() and not own_seed.all() else weights)
+    start = (m, prior)
     done = 0
-    for done in range(1, iterations + 1):
-        posterior = MatchModel(fields, m, u, prior, done).probabilities(patterns)
-        new_prior = float(np.clip((posterior * counts).sum() / counts.sum(), 1e-9, 1 - 1e-9))
-        m = level_frequencies(patterns, posterior * counts)
-        shift = abs(new_prior - prior)
-        if mixed:
+    for fit in range(2 if mixed else 1):
+        if fit == 1:
             assert unrelated is not None and weights is not None and with_duplicates is not None
-            own = np.where(with_duplicates, MatchModel(fields, m, u, own_prior, done).probabilities(unrelated), 0.0)
-            new_own = float(np.clip((own * weights).sum() / max(in_mixture, 1.0), 1e-9, 1 - 1e-9))
-            u = level_frequencies(unrelated, (1.0 - own) * weights)
-            shift, own_prior = max(shift, abs(new_own - own_prior)), new_own
-        elif not fixed_u:
-            u = level_frequencies(patterns, (1.0 - posterior) * counts)
-        prior = new_prior
-        if shift < tolerance:
-            break
+            share = float(np.clip(weights[own_seed].sum() / max(weights[with_duplicates].sum(), 1.0), 0.01, 0.5))
+            own = np.where(with_duplicates, MatchModel(fields, m, u, share, done).probabilities(unrelated), 0.0)
+            if (own < 0.5).any():
+                u = level_frequencies(unrelated, np.where(own >= 0.5, 0.0, weights))
+            m, prior = start
+        for done in range(1, iterations + 1):
+            posterior = MatchModel(fields, m, u, prior, done).probabilities(patterns)
+            new_prior = float(np.clip((posterior * counts).sum() / counts.sum(), 1e-9, 1 - 1e-9))
+            m = level_frequencies(patterns, posterior * counts)
+            if not fixed_u:
+                u = level_frequencies(patterns, (1.0 - posterior) * counts)
+            shift, prior = abs(new_prior - prior), new_prior
+            if shift < tolerance:
+                break
     posterior = MatchModel(fields, m, u, prior, done).probabilities(patterns)
     for f in range(len(fields)):
         present = patterns[:, f] >= 0

@@ -57,13 +57,14 @@ def prepare_demo(
     with_secret: bool = True,
     duplicates: float = 0.0,
     token_cap: int | None = None,
+    secret: Secret | None = None,
 ) -> tuple[DemoLayout, pl.DataFrame]:
     """Write the CA, certificates, agencies' inputs and node configs; returns the layout and the truth.
 
     ``with_secret``: give every agency the same secret file directly; without it the agencies must
     run the key ceremony (`linkage keys publish|share|receive`) before a job. ``duplicates``: the
     share of each agency's people it holds under several case files; ``token_cap``: the schema's
-    frequency cap (default 1).
+    frequency cap (default 1); ``secret``: the agencies' secret (default: a fresh one).
     """
     layout = DemoLayout(root)
     if layout.pki.exists():
@@ -77,7 +78,7 @@ def prepare_demo(
     schema = with_default_match_keys(Schema.for_columns(COLUMNS, project="task-force-demo"))
     if token_cap is not None:
         schema = dataclasses.replace(schema, token_cap=token_cap)
-    secret = Secret.generate()
+    secret = secret or Secret.generate()
     for name in AGENCIES:
         folder = layout.agency(name)
         if folder.exists():
