@@ -23,7 +23,14 @@ from linkage.errors import InputError, LinkageError, SchemaError
 from linkage.jobs._file_runs import PROGRESS_ABOVE_RECORDS, encode_file, read_sources, write_link_files
 from linkage.jobs._profiles import link_sources
 from linkage.matching._engine import DEFAULT_ENGINE, ENGINES
-from linkage.matching._evaluate import blocking_quality, pair_quality, read_candidates, read_pairs, read_truth
+from linkage.matching._evaluate import (
+    blocking_quality,
+    duplicate_quality,
+    pair_quality,
+    read_candidates,
+    read_pairs,
+    read_truth,
+)
 from linkage.matching._link import LinkSettings
 from linkage.matching._thresholds import DEFAULT_THRESHOLDS
 from linkage.records._reading import read_records
@@ -167,6 +174,10 @@ def cmd_encode(args: argparse.Namespace) -> None:
     schema = Schema.load(args.schema)
     if args.project and args.project != schema.project:
         schema = Schema.from_dict({**schema.to_dict(), "project": {"id": args.project}}, source="--project")
+    if args.token_cap is not None:
+        if not schema.match_keys:
+            raise LinkageError("--token-cap: the schema has no match keys (the record-filter profiles have no cap)")
+        schema = Schema.from_dict({**schema.to_dict(), "frequency": {"token_cap": args.token_cap}}, source="--token-cap")
     secret = Secret.from_file(args.secret)
     encoded = encode_file(
         Path(args.input), Path(args.out), schema, secret, id_column=args.id_column, encoding=args.encoding,
@@ -178,6 +189,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
 # -- link ----------------------------------------------------------------------------------------
 def cmd_link(args: argparse.Namespace) -> None:
     sources = read_sources([Path(p) for p in args.encodings])
+    duplicates = _duplicate_sources(args.duplicates, list(sources))
     threshold = args.threshold
     if args.labels:  # reviewed pairs suggest the match threshold, unless one is given
         from linkage.matching._labels import threshold_from_labels_file
@@ -192,7 +204,7 @@ def cmd_link(args: argparse.Namespace) -> None:
             threshold = suggested.threshold
     settings = LinkSettings(
         threshold=threshold, review_threshold=args.review_threshold, scoring=args.scoring, blocking=args.blocking,
-        one_per_source=not args.many_per_source, engine=args.engine,
+        one_per_source=not args.many_per_source, engine=args.engine, duplicates=duplicates,
     )  # fmt: skip
     started = time.perf_counter()
     result = link_sources(
@@ -207,12 +219,28 @@ def cmd_link(args: argparse.Namespace) -> None:
     _print(result.summary(elapsed, out, clusters))
 
 
+def _duplicate_sources(asked: str | None, names: list[str]) -> frozenset[str]:
+    """``--duplicates``: ``all`` or source names (a lone source is always searched for duplicates)."""
+    if not asked:
+        return frozenset()
+    wanted = names if asked == "all" else [n.strip() for n in asked.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in names]
+    if unknown:
+        raise LinkageError(f"--duplicates: no source named {unknown[0]!r} (sources: {', '.join(names)})")
+    return frozenset(wanted)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     pairs = read_pairs(args.pairs)
     truth = read_truth(args.truth)
+    sources = set(pairs.get_column("source_a")) | set(pairs.get_column("source_b"))
+    own = sorted(set(pairs.filter(pl.col("source_a") == pl.col("source_b")).get_column("source_a")))
     for band in ("match", "match+possible"):
         chosen = pairs.filter(pl.col("band") == "match") if band == "match" else pairs
-        _print(f"{band:<15} {pair_quality(chosen, truth).line()}")
+        if len(sources) != 1:
+            _print(f"{band:<15} {pair_quality(chosen, truth).line()}")
+        if own:  # pairs within a source: its duplicates, judged against the truth's duplicates of those sources
+            _print(f"{'duplicates ' + band:<26} {duplicate_quality(chosen, truth, own).line()}")
     if args.candidates:
         b = blocking_quality(read_candidates(args.candidates), truth)
         _print(
@@ -526,9 +554,18 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--out", required=True, help="encodings file to write (Parquet); rejects go next to it")
     enc.add_argument("--project", help="project id (default: the schema's)")
     enc.add_argument("--encoding", default="utf-8", help="text encoding of a CSV input (default utf-8)")
+    enc.add_argument(
+        "--token-cap",
+        type=int,
+        help="match keys: override the schema's frequency cap (2 or more keeps tokens the source's own records share,"
+        " for finding its duplicates; such a file links only with files of the same cap)",
+    )
     enc.set_defaults(func=cmd_encode)
 
-    lk = commands.add_parser("link", help="link encodings of two or more sources (a source is named by its file's stem)")
+    lk = commands.add_parser(
+        "link",
+        help="link encodings of two or more sources, or find one source's duplicates (a source is named by its file's stem)",
+    )
     lk.add_argument("encodings", nargs="+", help="encodings files (Parquet) from `linkage encode`")
     lk.add_argument("--threshold", type=float, help=f"match threshold (default {THRESHOLD_DEFAULTS})")
     lk.add_argument(
@@ -546,6 +583,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(ENGINES),
         default=DEFAULT_ENGINE,
         help=f"what compares the encodings (default {DEFAULT_ENGINE})",
+    )
+    lk.add_argument(
+        "--duplicates",
+        metavar="SOURCES",
+        help="all, or source names (comma-separated): also pair each one's own records and let them share a cluster"
+        " (match keys; a lone source always)",
     )
     lk.add_argument("--out", required=True, help="pairs CSV: source_a,id_a,source_b,id_b,similarity,band")
     lk.add_argument("--clusters", help="clusters CSV: cluster_id,source,record_id")

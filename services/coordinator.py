@@ -7,6 +7,8 @@ config retains them. Every step that crosses a party boundary is an audit entry.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -30,6 +32,7 @@ from linkage.protocol._relay import KeyRelayService
 from linkage.protocol._server import create_server, refusal_reporter
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
+from linkage.scoped import ScopedEncodings
 from linkage.trust._audit import AUDIT_PUBLIC_KEY_FILE, AuditLog, party_log
 from linkage.trust._pki import TlsMaterial
 from services._lifecycle import Started
@@ -136,6 +139,7 @@ class JobRunner:
             "agencies": agencies, "threshold": settings.threshold, "review_threshold": settings.review_threshold,
             "scoring": settings.scoring, "blocking": settings.blocking, "software": f"linkage {__version__}",
             "disclosure": {a: config.agencies[a].disclosure for a in agencies},
+            "duplicates": {a: config.agencies[a].duplicates for a in agencies},
         })  # fmt: skip
         return self._guarded(job_id, lambda: self._link_and_deliver(job_id, agencies, settings, say))
 
@@ -197,15 +201,23 @@ class JobRunner:
                     write_any_encodings(enc, job_dir / "encodings" / f"{agency}.parquet")
             self._state(job_id, "linking")
             started = time.perf_counter()
-            result = link_sources(sources, settings, progress=say)
+            # An agency whose policy allows duplicates may have several records in one cluster.
+            allowed = frozenset(a for a in agencies if config.agencies[a].duplicates == "allow")
+            scoped = all(isinstance(e, ScopedEncodings) for e in sources.values())
+            result = link_sources(
+                sources, dataclasses.replace(settings, duplicates=allowed if scoped else frozenset()), progress=say
+            )
             summary = result.summary(time.perf_counter() - started)
         finally:
             self._forget(job_id, project, sources)
         self._audit.append(self._me, "job linked", project=project, job=job_id, details=result.audit_details())
         private_folder(job_dir)
         result.clusters.write_csv(job_dir / "clusters.csv")
+        (job_dir / "thresholds.json").write_text(
+            json.dumps({"threshold": result.threshold, "review_threshold": result.review_threshold})
+        )
         # pairs.csv last, all at once: its presence says linking finished (resume delivers from it)
-        make_private(job_dir / "clusters.csv")
+        make_private(job_dir / "clusters.csv", job_dir / "thresholds.json")
         write_atomically(job_dir / "pairs.csv", result.pairs.write_csv)
         self._store.set_state(job_id, "linking", summary=summary)
         return self._deliver_all(job_id, agencies, result.pairs, summary, say)
@@ -217,7 +229,7 @@ class JobRunner:
         job_dir = config.data_dir / "jobs" / job_id
         self._state(job_id, "delivering")
         disclosure = {a: config.agencies[a].disclosure for a in agencies}
-        per_agency = agency_results(pairs, disclosure, _job_key(job_dir))
+        per_agency = agency_results(pairs, disclosure, _job_key(job_dir), thresholds=_thresholds(job_dir))
         _write_references(job_dir, per_agency)
         done = self._store.get(job_id)
         for agency in agencies:
@@ -254,6 +266,15 @@ def _job_key(job_dir: Path) -> bytes:
         path.write_bytes(secrets.token_bytes(32))
         path.chmod(0o600)
     return path.read_bytes()
+
+
+def _thresholds(job_dir: Path) -> tuple[float, float] | None:
+    """The match and review thresholds linking used (None for a job linked before they were kept)."""
+    try:
+        kept = json.loads((job_dir / "thresholds.json").read_text())
+        return float(kept["threshold"]), float(kept["review_threshold"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _write_references(job_dir: Path, per_agency: dict[str, pl.DataFrame]) -> None:

@@ -47,7 +47,7 @@ def test_altered_truncated_or_padded_streams_are_refused(encodings):
 def test_results_round_trip(encodings):
     results = pl.DataFrame({
         "record_id": ["a", "b"], "band": ["match", "possible"], "similarity": [0.99, 0.4],
-        "reference": ["r1", "r2"], "shared_with": [["police"], []],
+        "reference": ["r1", "r2"], "shared_with": [["police"], []], "same_person_as": [[], ["c", "d"]],
         "agreement": ["surname exact, date_of_birth close; 2 keys shared", None],
     })  # fmt: skip
     job, back, digest = results_from_chunks(iter(result_chunks("job-1", results, chunk_rows=1)), peer="coordinator")

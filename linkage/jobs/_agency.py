@@ -18,8 +18,7 @@ from linkage.records._schema import Schema
 from linkage.trust._ceremony import key_epoch_of
 
 _EXCLUDED = ("1", "true", "yes", "y", "x", "excluded", "no consent")
-# agreement: which fields agreed at which level in the best pair disclosed (match keys; empty otherwise)
-RESULT_COLUMNS = ("record_id", "band", "similarity", "reference", "shared_with", "agreement")
+RESULT_COLUMNS = ("record_id", "band", "similarity", "reference", "shared_with", "same_person_as", "agreement")
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,7 +58,7 @@ def write_results(data_dir: Path, job_id: str, results: pl.DataFrame, *, folder_
     """
     folder = data_dir / folder_name
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    rows = results.with_columns(pl.col("shared_with").list.join(";"))
+    rows = results.with_columns(pl.col("shared_with").list.join(";"), pl.col("same_person_as").list.join(";"))
     return write_atomically(folder / f"{job_id}.csv", rows.write_csv)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from linkage.errors import ConfigError
 
 DISCLOSURES = ("full", "receive-only", "none")
+DUPLICATE_POLICIES = ("forbid", "allow")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _ADDRESS_RE = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
 
@@ -48,6 +49,7 @@ class AgencyEntry:
     name: str
     address: str
     disclosure: str = "full"  # full | receive-only | none
+    duplicates: str = "forbid"  # allow: several of its records may be one person (share a cluster)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,13 +175,19 @@ def load_coordinator_config(path: str | Path, *, listen: str | None = None) -> C
         if not isinstance(entry, dict):
             raise ConfigError(f"{path}: {where}: must be a table")
         for key in entry:
-            if key not in ("address", "disclosure"):
-                raise ConfigError(f"{path}: {where}.{key}: unknown key (allowed: address, disclosure)")
+            if key not in ("address", "disclosure", "duplicates"):
+                raise ConfigError(f"{path}: {where}.{key}: unknown key (allowed: address, disclosure, duplicates)")
         disclosure = r.get(entry, where, "disclosure", str, "full")
         if disclosure not in DISCLOSURES:
             raise ConfigError(f"{path}: {where}.disclosure: one of {', '.join(DISCLOSURES)} (not {disclosure!r})")
+        duplicates = r.get(entry, where, "duplicates", str, "forbid")
+        if duplicates not in DUPLICATE_POLICIES:
+            raise ConfigError(f"{path}: {where}.duplicates: one of {', '.join(DUPLICATE_POLICIES)} (not {duplicates!r})")
         agencies[r.name(name, where)] = AgencyEntry(
-            name=name, address=r.address(r.get(entry, where, "address", str), f"{where}.address"), disclosure=disclosure
+            name=name,
+            address=r.address(r.get(entry, where, "address", str), f"{where}.address"),
+            disclosure=disclosure,
+            duplicates=duplicates,
         )
     job = data.get("job", {})
     if not isinstance(job, dict):

@@ -16,7 +16,16 @@ the same whether or not any pair with an invisible agency exists (``tests/test_d
 checks this over every policy combination of three agencies).
 
 A row's ``agreement`` says, for the pair that gave its similarity, which fields agreed at which
-level (``surname close``): never a value, and only from a pair with a visible agency.
+level (``surname close``): never a value, and only from a pair A may see.
+
+An agency's own duplicates (its records found to be one person, where its policy lets them share a
+cluster) are told to it in ``same_person_as``: its other record ids of that person. Only what A may
+see goes into it: pairs of A's own records, judged by their score alone (``match`` at or above the
+job's match threshold, else ``possible``), and A's ``match`` pairs with visible agencies' records;
+two of A's records are the same person when a chain of such pairs at or above the match threshold
+joins them. Records joined only through an invisible agency's record are not (nor is the band of an
+own pair moved by a cluster an invisible agency shaped), so A's results still do not depend on pairs
+with invisible agencies. A record with own duplicates and nothing else receives a row too.
 
 An agency never receives another agency's record ids. Each row carries a reference token: opaque,
 different for every agency and job, so two agencies cannot join their results on it; the
@@ -28,8 +37,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
-from functools import partial
 
+import numpy as np
 import polars as pl
 
 from linkage.jobs._agency import RESULT_COLUMNS
@@ -44,20 +53,37 @@ def visible_to(agency: str, disclosure: Mapping[str, str]) -> list[str]:
     return sorted(a for a, p in disclosure.items() if p == "full" and a != agency)
 
 
-def agency_results(pairs: pl.DataFrame, disclosure: Mapping[str, str], job_key: bytes) -> dict[str, pl.DataFrame]:
+def agency_results(
+    pairs: pl.DataFrame,
+    disclosure: Mapping[str, str],
+    job_key: bytes,
+    *,
+    thresholds: tuple[float, float] | None = None,
+) -> dict[str, pl.DataFrame]:
     """Per agency: record_id, band (best of its pairs), similarity (best), reference, shared_with,
-    agreement (of the best-scoring pair of the best band)."""
+    same_person_as (its own other records of the person), agreement (of the best-scoring pair of the
+    best band). ``thresholds``: the job's match and
+    review thresholds, which judge pairs of an agency's own records; without them those are left out."""
     if "agreement" not in pairs.columns:  # profiles without comparison levels
         pairs = pairs.with_columns(agreement=pl.lit(None, dtype=pl.String))
+    own = pl.col("source_a") == pl.col("source_b")
+    threshold = None if thresholds is None else thresholds[0]
+    if thresholds is not None:  # an own pair's band follows its score alone; an uncompared one tells nothing
+        own_band = pl.when(pl.col("similarity") >= thresholds[0]).then(pl.lit("match")).otherwise(pl.lit("possible"))
+        pairs = pairs.filter(~own | (pl.col("similarity") >= thresholds[1])).with_columns(
+            band=pl.when(own).then(own_band).otherwise(pl.col("band"))
+        )
+    else:
+        pairs = pairs.filter(~own)
     halves = pl.concat([
-        pairs.select(agency="source_a", record_id="id_a", other="source_b", band="band", similarity="similarity", agreement="agreement"),
-        pairs.select(agency="source_b", record_id="id_b", other="source_a", band="band", similarity="similarity", agreement="agreement"),
+        pairs.select(agency="source_a", record_id="id_a", other="source_b", other_id="id_b", band="band", similarity="similarity", agreement="agreement"),
+        pairs.select(agency="source_b", record_id="id_b", other="source_a", other_id="id_a", band="band", similarity="similarity", agreement="agreement"),
     ])  # fmt: skip
     out = {}
     for agency, policy in disclosure.items():
         visible = visible_to(agency, disclosure)
         nameable = visible if policy != "none" else []
-        mine = halves.filter((pl.col("agency") == agency) & pl.col("other").is_in(visible)).sort(
+        mine = halves.filter((pl.col("agency") == agency) & pl.col("other").is_in([*visible, agency])).sort(
             "similarity", descending=True, nulls_last=True
         )
         best_band = pl.when((pl.col("band") == "match").any()).then(pl.lit("match")).otherwise(pl.lit("possible"))
@@ -78,7 +104,52 @@ def agency_results(pairs: pl.DataFrame, disclosure: Mapping[str, str], job_key: 
             .sort("record_id")
         )
         rows = rows.with_columns(
-            reference=pl.col("record_id").map_elements(partial(reference_token, job_key, agency), return_dtype=pl.String)
+            reference=pl.col("record_id").map_elements(
+                lambda rid, a=agency: reference_token(job_key, a, rid), return_dtype=pl.String
+            )
+        )
+        same = _same_person(mine, agency, threshold)
+        rows = rows.join(same, on="record_id", how="left").with_columns(
+            pl.col("same_person_as").fill_null(pl.lit([], dtype=pl.List(pl.String)))
         )
         out[agency] = rows.select(RESULT_COLUMNS)
     return out
+
+
+def _same_person(mine: pl.DataFrame, agency: str, threshold: float | None) -> pl.DataFrame:
+    """record_id -> the agency's other records joined to it by a chain of ``match`` pairs at or above
+    ``threshold``, through its own records and those of agencies visible to it (``mine``)."""
+    empty = pl.DataFrame(schema={"record_id": pl.String, "same_person_as": pl.List(pl.String)})
+    if threshold is None:
+        return empty
+    edges = mine.filter((pl.col("band") == "match") & (pl.col("similarity") >= threshold))
+    if edges.filter(pl.col("other") == agency).is_empty() and not edges.select("other", "other_id").is_duplicated().any():
+        return empty  # no own pair, and no partner record matched by two of its records
+    here = edges.select(pl.lit(agency).alias("s"), pl.col("record_id").alias("r"))
+    there = edges.select(pl.col("other").alias("s"), pl.col("other_id").alias("r"))
+    nodes = pl.concat([here, there]).unique(maintain_order=True)
+    index = {key: i for i, key in enumerate(nodes.iter_rows())}
+    parent = np.arange(len(index))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = int(parent[x])
+        return x
+
+    for a, b in zip(here.iter_rows(), there.iter_rows(), strict=True):
+        ra, rb = find(index[a]), find(index[b])
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    own_ids = [r for s, r in index if s == agency]
+    groups = pl.DataFrame(
+        {"record_id": own_ids, "group": [find(index[(agency, r)]) for r in own_ids]},
+        schema={"record_id": pl.String, "group": pl.Int64},
+    )
+    members = groups.group_by("group").agg(pl.col("record_id").sort().alias("all"))
+    return (
+        groups.join(members, on="group")
+        .with_columns(same_person_as=pl.col("all").list.set_difference(pl.concat_list(pl.col("record_id"))).list.sort())
+        .filter(pl.col("same_person_as").list.len() > 0)
+        .select("record_id", "same_person_as")
+    )

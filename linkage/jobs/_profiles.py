@@ -201,9 +201,18 @@ def check_sources(sources: Mapping[str, AnyEncodings]) -> None:
 def link_sources(
     sources: Mapping[str, AnyEncodings], settings: LinkSettings = LinkSettings(), *, progress: Callable[[str], None] | None = None
 ) -> Linked:
-    """Link sources of one profile; a mix of profiles is refused naming the odd source."""
+    """Link sources of one profile; a mix of profiles is refused naming the odd source. A lone source
+    is linked with itself: its duplicates (as for every source in ``settings.duplicates``)."""
+    if len(sources) == 1:
+        settings = dataclasses.replace(settings, duplicates=frozenset(sources))
+    scoped = bool(sources) and all(isinstance(e, ScopedEncodings) for e in sources.values())
+    if settings.duplicates and not scoped:
+        name = next((n for n, e in sources.items() if not isinstance(e, ScopedEncodings)), "")
+        raise LinkageError(
+            f"{name}: duplicates within a source are found in match-key encodings only (encode with the default schema)"
+        )
     check_sources(sources)
-    if all(isinstance(e, ScopedEncodings) for e in sources.values()):
+    if scoped:
         return _link_scoped({n: e for n, e in sources.items() if isinstance(e, ScopedEncodings)}, settings, progress)
     plain = {n: e for n, e in sources.items() if isinstance(e, Encodings)}
     result = link(plain, settings, progress=progress)
@@ -230,14 +239,18 @@ def _link_scoped(
     result = link_scoped(
         sources,
         ScopedLinkSettings(
-            threshold=threshold, review_threshold=review, one_per_source=settings.one_per_source, engine=settings.engine
+            threshold=threshold,
+            review_threshold=review,
+            one_per_source=settings.one_per_source,
+            engine=settings.engine,
+            duplicates=settings.duplicates,
         ),
         progress=progress,
     )
     return Linked(
         profile="match-keys", scoring="fs", pairs=result.pairs, clusters=result.clusters, scores=result.scores,
         threshold=result.threshold, review_threshold=result.review_threshold, sources=dict(result.sources),
-        candidates=result.candidates, notes=[], details={"pairs_per_key": dict(result.key_pairs)}, result=result,
+        candidates=result.candidates, notes=[], details={"pairs_per_key": dict(result.key_pairs), **({"own_candidates": dict(result.within)} if result.within else {})}, result=result,
     )  # fmt: skip
 
 
@@ -246,6 +259,10 @@ def _scoped_summary(linked: Linked, elapsed: float, out: Path | None, clusters: 
     assert isinstance(result, ScopedLinkResult)
     lines = ["records  " + ", ".join(f"{name} {n:,}" for name, n in linked.sources.items())]
     lines.append(f"{linked.candidates:,} candidate pairs share a match-key token (pairs that share none are never compared)")
+    if result.within:
+        lines.append(
+            "  of them within one source (its duplicates sought): " + ", ".join(f"{n} {c:,}" for n, c in result.within.items())
+        )
     lines.append("  pairs per key: " + ", ".join(f"{key} {n:,}" for key, n in result.key_pairs.items()))
     lines += result.model.describe()
     lines += outcome_lines(

@@ -75,7 +75,7 @@ class JobStore:
         with self._lock, self._connect() as db:
             db.execute(
                 "INSERT INTO jobs (id, created, state, agencies, settings) VALUES (?, ?, 'created', ?, ?)",
-                (job_id, self._time(), json.dumps(agencies), json.dumps(settings, sort_keys=True)),
+                (job_id, self._time(), json.dumps(agencies), json.dumps(settings, sort_keys=True, default=sorted)),
             )
         return job_id
 

@@ -1,7 +1,8 @@
 """Linkage quality against known truth: precision, recall, F1, F* and blocking quality.
 
 Truth is a table ``record_id, source, entity_id``; the true pairs are every cross-source pair of
-records that share an entity. Pairs are compared as unordered (source, record_id) pairs.
+records that share an entity, and the true duplicates every pair of one source's records that share
+one (judged apart: ``duplicate_quality``). Pairs are compared as unordered (source, record_id) pairs.
 """
 
 from __future__ import annotations
@@ -73,9 +74,30 @@ def true_pairs(truth: pl.DataFrame) -> pl.DataFrame:
     return canonical_pairs(joined.select(PAIR_COLUMNS))
 
 
+def true_duplicates(truth: pl.DataFrame) -> pl.DataFrame:
+    """Every pair of two records of one source sharing an entity (its duplicates), canonically ordered."""
+    left = truth.select(pl.col("entity_id"), source_a="source", id_a="record_id")
+    right = truth.select(pl.col("entity_id"), source_b="source", id_b="record_id")
+    joined = left.join(right, on="entity_id").filter(
+        (pl.col("source_a") == pl.col("source_b")) & (pl.col("id_a") < pl.col("id_b"))
+    )
+    return canonical_pairs(joined.select(PAIR_COLUMNS))
+
+
+def duplicate_quality(found: pl.DataFrame, truth: pl.DataFrame, sources: list[str] | None = None) -> Quality:
+    """Quality of the pairs of ``found`` within one source against the true duplicates (of ``sources``, or all)."""
+    found = canonical_pairs(found.select(PAIR_COLUMNS).cast(pl.String)).filter(pl.col("source_a") == pl.col("source_b"))
+    real = true_duplicates(truth.cast(pl.String))
+    if sources is not None:
+        found = found.filter(pl.col("source_a").is_in(sources))
+        real = real.filter(pl.col("source_a").is_in(sources))
+    tp = found.join(real, on=list(PAIR_COLUMNS), how="semi").height
+    return Quality(tp, found.height - tp, real.height - tp)
+
+
 def pair_quality(found: pl.DataFrame, truth: pl.DataFrame) -> Quality:
-    """Quality of ``found`` pairs (source_a, id_a, source_b, id_b) against ``truth``."""
-    found = canonical_pairs(found.select(PAIR_COLUMNS).cast(pl.String))
+    """Quality of ``found`` cross-source pairs (source_a, id_a, source_b, id_b) against ``truth``."""
+    found = canonical_pairs(found.select(PAIR_COLUMNS).cast(pl.String)).filter(pl.col("source_a") != pl.col("source_b"))
     real = true_pairs(truth.cast(pl.String))
     tp = found.join(real, on=list(PAIR_COLUMNS), how="semi").height
     return Quality(tp, found.height - tp, real.height - tp)

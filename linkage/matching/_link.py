@@ -48,6 +48,7 @@ class LinkSettings:
     candidate_name_dice: float = 0.60  # so do filters of names and date of birth this similar
     target_completeness: float = 0.99  # LSH: share of candidate pairs it should find
     one_per_source: bool = True
+    duplicates: frozenset[str] = frozenset()  # sources whose own duplicates are sought (match-key encodings)
     seed: int = 0
     engine: str | Engine = DEFAULT_ENGINE  # what compares filters (``linkage.matching._engine``)
 
@@ -113,12 +114,14 @@ def check_alike(
     facts: Callable[[Any], tuple[tuple[str, object], ...]],
     advice: str,
     also: Callable[[str, Any, str, Any], None] = lambda *_: None,
+    *,
+    at_least: int = 2,
 ) -> None:
-    """One line naming the source at fault where sources cannot be linked together: fewer than two,
+    """One line naming the source at fault where sources cannot be linked together: fewer than ``at_least``,
     one whose ``facts`` (what, value) differ from the first's (``advice`` says what to do), one that
     ``also`` refuses (name, encodings, first name, first encodings), or one that holds no records."""
-    if len(sources) < 2:
-        raise LinkageError("linking needs at least two sources")
+    if len(sources) < at_least:
+        raise LinkageError(f"linking needs at least {'two sources' if at_least == 2 else 'one source'}")
     (first_name, first), *rest = sources.items()
     expected = dict(facts(first))
     for name, enc in rest:

@@ -177,11 +177,15 @@ def _row_bytes(row: pb.ResultRow) -> bytes:
 
 def result_chunks(job_id: str, results: pl.DataFrame, chunk_rows: int = 4096) -> Iterator[pb.ResultChunk]:
     digest = hashlib.sha256()
+    if "same_person_as" not in results.columns:  # results of a job that sought no duplicates
+        results = results.with_columns(same_person_as=pl.lit([], dtype=pl.List(pl.String)))
     if "agreement" not in results.columns:  # a profile without comparison levels
         results = results.with_columns(agreement=pl.lit(None, dtype=pl.String))
     rows = [
-        pb.ResultRow(record_id=r, band=b, similarity=s, reference=ref, shared_with=list(w), agreement=a or "")
-        for r, b, s, ref, w, a in results.select(RESULT_COLUMNS).iter_rows()
+        pb.ResultRow(
+            record_id=r, band=b, similarity=s, reference=ref, shared_with=list(w), same_person_as=list(same), agreement=a or ""
+        )
+        for r, b, s, ref, w, same, a in results.select(RESULT_COLUMNS).iter_rows()
     ]
     for start in range(0, len(rows), chunk_rows):
         part = rows[start : start + chunk_rows]
@@ -192,6 +196,7 @@ def result_chunks(job_id: str, results: pl.DataFrame, chunk_rows: int = 4096) ->
 
 
 MAX_NAMES_PER_ROW = 64
+MAX_SAME_PERSON_PER_ROW = 10_000  # an agency's own records of one person
 MAX_REFERENCE_CHARS = 64
 MAX_AGREEMENT_CHARS = 1024
 
@@ -220,6 +225,8 @@ def results_from_chunks(
                 raise TransferError(f"{peer}: result row {len(rows) + 1}: unknown band")
             if (len(row.record_id) > MAX_RECORD_ID_CHARS or len(row.reference) > MAX_REFERENCE_CHARS
                     or len(row.shared_with) > MAX_NAMES_PER_ROW or any(len(n) > 64 for n in row.shared_with)
+                    or len(row.same_person_as) > MAX_SAME_PERSON_PER_ROW
+                    or any(len(n) > MAX_RECORD_ID_CHARS for n in row.same_person_as)
                     or len(row.agreement) > MAX_AGREEMENT_CHARS):  # fmt: skip
                 raise TransferError(f"{peer}: result row {len(rows) + 1}: a field beyond its limit")
             if len(rows) >= max_rows:
@@ -237,6 +244,7 @@ def results_from_chunks(
             "similarity": [r.similarity for r in rows],
             "reference": [r.reference for r in rows],
             "shared_with": [list(r.shared_with) for r in rows],
+            "same_person_as": [list(r.same_person_as) for r in rows],
             "agreement": [r.agreement or None for r in rows],
         },
         schema={
@@ -245,6 +253,7 @@ def results_from_chunks(
             "similarity": pl.Float64,
             "reference": pl.String,
             "shared_with": pl.List(pl.String),
+            "same_person_as": pl.List(pl.String),
             "agreement": pl.String,
         },
     )

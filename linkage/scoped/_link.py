@@ -6,6 +6,11 @@
     level patterns (no labels): m, u, prior ─▶ match probability ─▶ greedy clusters with at most
     one record per source ─▶ bands ``match`` and ``possible``
 
+A source whose duplicates are sought (``duplicates``; a lone source always) is joined with itself
+too: pairs of its own records that share a token (each pair once, never a record with itself) are
+candidates, and several of its records may sit in one cluster. Its records share tokens only where
+the encoding's frequency cap let them through (``token_cap`` of 2 or more).
+
 Only pairs that share a token are ever compared: the coordinator has no similarity between two
 records that agree on no key, so there is no all-pairs graph to attack and no candidate budget.
 """
@@ -15,7 +20,7 @@ from __future__ import annotations
 import hmac
 import itertools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numba
@@ -44,6 +49,7 @@ class ScopedLinkSettings:
     review_threshold: float = DEFAULT_REVIEW_THRESHOLD  # possible matches for a person to review
     one_per_source: bool = True
     engine: str | Engine = DEFAULT_ENGINE  # what joins tokens and compares evidence (``linkage.matching``)
+    duplicates: frozenset[str] = frozenset()  # sources whose own records are compared and may share a cluster
 
     def __post_init__(self) -> None:
         for name, value in (("threshold", self.threshold), ("review threshold", self.review_threshold)):
@@ -69,6 +75,7 @@ class ScopedLinkResult:
     candidate_right: np.ndarray
     record_ids: pl.Series  # all sources, in order
     seconds: dict[str, float] = field(default_factory=dict)
+    within: dict[str, int] = field(default_factory=dict)  # per source whose duplicates were sought: its own candidate pairs
 
     def candidate_pairs(self) -> pl.DataFrame:
         """Every candidate pair: source_a, id_a, source_b, id_b, score."""
@@ -92,7 +99,7 @@ def check_scoped_compatible(sources: Mapping[str, ScopedEncodings]) -> None:
         if enc.layouts != first.layouts or enc.fields != first.fields:
             raise EncodingsError(f"{name}: evidence layout differs from {first_name}'s; encode both with one version of linkage")
 
-    check_alike(sources, facts, "encode both with one schema and key set", same_secret_and_layout)
+    check_alike(sources, facts, "encode both with one schema and key set", same_secret_and_layout, at_least=1)
 
 
 @numba.njit(cache=True)
@@ -122,15 +129,25 @@ def _best_levels(
     return ids, out, shared
 
 
-def compared_pairs(
-    a: ScopedEncodings, b: ScopedEncodings, engine: str | Engine = DEFAULT_ENGINE
+def own_pairs(
+    a: ScopedEncodings, engine: str | Engine = DEFAULT_ENGINE
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
-    """Candidates of two sources: (i, j), their (pairs, fields) best levels, and pairs per key."""
+    """Candidates within one source: pairs (i < j) of its records sharing a token, each once."""
+    return compared_pairs(a, a, engine, within=True)
+
+
+def compared_pairs(
+    a: ScopedEncodings, b: ScopedEncodings, engine: str | Engine = DEFAULT_ENGINE, *, within: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+    """Candidates of two sources: (i, j), their (pairs, fields) best levels, and pairs per key.
+    ``within``: ``b`` is ``a``, and only pairs i < j count (each pair once, no record with itself)."""
     engine = engine_named(engine)
     pair_ids, level_rows, key_rows, per_key = [], [], [], {}
     n_fields = len(a.fields)
     for k, layout in enumerate(a.layouts):
         i, j = engine.token_pairs(a.tokens[:, k], a.has_token[:, k], b.tokens[:, k], b.has_token[:, k])
+        if within:
+            i, j = i[i < j], j[i < j]
         per_key[layout.key] = len(i)
         if len(i) == 0:
             continue
@@ -198,6 +215,20 @@ def grouped_levels(levels: np.ndarray, column_of: np.ndarray, n_columns: int) ->
     return out
 
 
+def _seed_patterns(patterns: np.ndarray, fields: tuple[str, ...], roles: dict[str, str]) -> np.ndarray:
+    """Patterns that agree on names and date of birth (``SEED_LEVELS``): where EM starts matches."""
+    seed = np.ones(len(patterns), dtype=bool)
+    asked = False
+    for role, level in SEED_LEVELS.items():
+        if role in roles and roles[role] in fields:
+            seed &= patterns[:, fields.index(roles[role])] >= level
+            asked = True
+    if not asked:
+        present = patterns >= 0
+        seed = np.all((patterns >= 4) | ~present, axis=1) & (present.sum(axis=1) >= 2)
+    return seed
+
+
 def fit_scoped_model(
     fields: tuple[str, ...],
     roles: dict[str, str],
@@ -205,6 +236,7 @@ def fit_scoped_model(
     unrelated: np.ndarray | None = None,
     unrelated_counts: np.ndarray | None = None,
     *,
+    with_duplicates: np.ndarray | None = None,
     iterations: int = EM_ITERATIONS,
     tolerance: float = 1e-7,
 ) -> MatchModel:
@@ -216,20 +248,13 @@ def fit_scoped_model(
     non-matches a key lets through); EM fits m and the prior. Without them (or with too few) EM
     fits u too, which fails where nearly every candidate is a match (it then splits the matches).
     EM starts from the candidates that agree on names and date of birth (``SEED_LEVELS``); weights
-    are kept non-decreasing in the level."""
+    are kept non-decreasing in the level. ``with_duplicates`` marks the rows of ``unrelated`` from
+    sources said to hold duplicate case files: those are a mixture, which EM separates."""
     weights = None if unrelated is None else np.ones(len(unrelated)) if unrelated_counts is None else unrelated_counts
     fixed_u = unrelated is not None and weights is not None and weights.sum() >= MIN_UNRELATED
     patterns, counts = np.unique(levels, axis=0, return_counts=True)
     counts = counts.astype(np.float64)
-    seed = np.ones(len(patterns), dtype=bool)
-    asked = False
-    for role, level in SEED_LEVELS.items():
-        if role in roles and roles[role] in fields:
-            seed &= patterns[:, fields.index(roles[role])] >= level
-            asked = True
-    if not asked:
-        present = patterns >= 0
-        seed = np.all((patterns >= 4) | ~present, axis=1) & (present.sum(axis=1) >= 2)
+    seed = _seed_patterns(patterns, fields, roles)
     if 0 < counts[seed].sum() < counts.sum():
         m = level_frequencies(patterns, seed * counts)
         u = level_frequencies(patterns, ~seed * counts)
@@ -239,18 +264,36 @@ def fit_scoped_model(
         m /= m.sum(axis=1, keepdims=True)
         u = level_frequencies(patterns, counts)
         prior = 0.5
-    if fixed_u and unrelated is not None:
-        u = level_frequencies(unrelated, weights)
+    # The decoys of a source that holds duplicate case files (one person, several records) are not
+    # all unrelated: its duplicates agree like matches. u then comes from those decoys less the
+    # ones that agree on names and date of birth, and once more (a second fit) less those the first
+    # model takes for one person. (Letting EM re-estimate u every step drifts, on small data, to a
+    # model that tells nothing apart; taking every source's decoys for mixtures costs precision:
+    # relatives and twins then pass for duplicates.)
+    mixed = fixed_u and with_duplicates is not None and bool(with_duplicates.any())
+    if fixed_u:
+        assert unrelated is not None and weights is not None
+        own_seed = _seed_patterns(unrelated, fields, roles) & (with_duplicates if mixed else False)
+        u = level_frequencies(unrelated, np.where(own_seed, 0.0, weights) if own_seed.any() and not own_seed.all() else weights)
+    start = (m, prior)
     done = 0
-    for done in range(1, iterations + 1):
-        posterior = MatchModel(fields, m, u, prior, done).probabilities(patterns)
-        new_prior = float(np.clip((posterior * counts).sum() / counts.sum(), 1e-9, 1 - 1e-9))
-        m = level_frequencies(patterns, posterior * counts)
-        if not fixed_u:
-            u = level_frequencies(patterns, (1.0 - posterior) * counts)
-        shift, prior = abs(new_prior - prior), new_prior
-        if shift < tolerance:
-            break
+    for fit in range(2 if mixed else 1):
+        if fit == 1:
+            assert unrelated is not None and weights is not None and with_duplicates is not None
+            share = float(np.clip(weights[own_seed].sum() / max(weights[with_duplicates].sum(), 1.0), 0.01, 0.5))
+            own = np.where(with_duplicates, MatchModel(fields, m, u, share, done).probabilities(unrelated), 0.0)
+            if (own < 0.5).any():
+                u = level_frequencies(unrelated, np.where(own >= 0.5, 0.0, weights))
+            m, prior = start
+        for done in range(1, iterations + 1):
+            posterior = MatchModel(fields, m, u, prior, done).probabilities(patterns)
+            new_prior = float(np.clip((posterior * counts).sum() / counts.sum(), 1e-9, 1 - 1e-9))
+            m = level_frequencies(patterns, posterior * counts)
+            if not fixed_u:
+                u = level_frequencies(patterns, (1.0 - posterior) * counts)
+            shift, prior = abs(new_prior - prior), new_prior
+            if shift < tolerance:
+                break
     posterior = MatchModel(fields, m, u, prior, done).probabilities(patterns)
     for f in range(len(fields)):
         present = patterns[:, f] >= 0
@@ -266,10 +309,16 @@ def link_scoped(
     *,
     progress: Callable[[str], None] | None = None,
 ) -> ScopedLinkResult:
-    """Link every pair of sources on their shared match keys and cluster the result."""
+    """Link every pair of sources on their shared match keys, and each source in
+    ``settings.duplicates`` with itself, and cluster the result."""
     check_scoped_compatible(sources)
     say = progress or (lambda _: None)
     names = list(sources)
+    unknown = sorted(settings.duplicates - set(names))
+    if unknown:
+        raise LinkageError(f"duplicates sought in {unknown[0]!r}, which is not among the sources ({', '.join(names)})")
+    if len(names) == 1 and names[0] not in settings.duplicates:
+        raise LinkageError("linking needs at least two sources, or one whose duplicates are sought")
     first = sources[names[0]]
     offsets = np.cumsum([0] + [len(sources[n]) for n in names])
     engine = engine_named(settings.engine)
@@ -281,36 +330,56 @@ def link_scoped(
         found.append((i + offsets[x], j + offsets[y], levels))
         for key, c in counts.items():
             per_key[key] += c
+    within = {}
+    for x, name in enumerate(names):
+        if name not in settings.duplicates:
+            continue
+        say(f"joining {name} ({len(sources[name]):,}) with itself: its duplicates")
+        i, j, levels, counts = own_pairs(sources[name], engine)
+        found.append((i + offsets[x], j + offsets[x], levels))
+        within[name] = len(i)
+        for key, c in counts.items():
+            per_key[key] += c
     left = np.concatenate([f[0] for f in found])
     right = np.concatenate([f[1] for f in found])
     levels = np.concatenate([f[2] for f in found])
     compared = time.perf_counter()
     if len(levels) == 0:
+        if len(names) == 1:
+            raise LinkageError(
+                f"{names[0]}: no two of its records share a match-key token: nothing to link (the frequency cap drops"
+                " every token records of one source share; encode with `--token-cap 20` to find duplicates)"
+            )
         raise LinkageError("no two records share a match-key token: nothing to link (are these the right sources?)")
     columns, column_of = comparison_columns(first.fields, first.kinds)
     # u comes from the decoys: pairs of one agency's own records that shared a token before the
-    # cap, compared and counted at the node (nobody is in one source twice, so they are unrelated).
+    # cap, compared and counted at the node (unrelated but for the agency's duplicate case files).
     unrelated = np.concatenate([sources[n].decoy_patterns.reshape(-1, levels.shape[1]) for n in names])
     decoy_counts = np.concatenate([sources[n].decoy_counts for n in names]).astype(np.float64)
+    with_duplicates = np.concatenate([np.full(len(sources[n].decoy_counts), n in settings.duplicates) for n in names])
 
     def grouped(lv: np.ndarray) -> np.ndarray:
         return np.concatenate([grouped_levels(lv[:, :-1], column_of, len(columns)), lv[:, -1:]], axis=1)
 
     levels, unrelated = grouped(levels), grouped(unrelated)
     columns = (*columns, "keys shared")
-    model = fit_scoped_model(columns, first.roles, levels, unrelated, decoy_counts)
+    model = fit_scoped_model(columns, first.roles, levels, unrelated, decoy_counts, with_duplicates=with_duplicates)
     score = model.probabilities(levels).astype(np.float32)
     scored = time.perf_counter()
     source_of = np.repeat(np.arange(len(names)), np.diff(offsets))
     strong = score >= settings.threshold
-    labels, _ = greedy_clusters(left[strong], right[strong], score[strong], source_of, one_per_source=settings.one_per_source)
+    shared = [x for x, n in enumerate(names) if n in settings.duplicates]
+    labels, _ = greedy_clusters(
+        left[strong], right[strong], score[strong], source_of, one_per_source=settings.one_per_source, shared_sources=shared
+    )
     record_ids = pl.concat([sources[n].record_ids for n in names])
     agreement = agreement_text(columns, levels)
-    pairs = _banded_pairs(names, offsets, record_ids, labels, left, right, score, settings.review_threshold, agreement)
+    pairs = _banded_pairs(names, offsets, record_ids, labels, left, right, score, settings.review_threshold, agreement, shared)
     clusters = _cluster_table(names, [sources[n].record_ids for n in names], offsets, labels)
     solved = time.perf_counter()
     return ScopedLinkResult(
         pairs=pairs, clusters=clusters, sources={n: len(sources[n]) for n in names}, candidates=len(left), key_pairs=per_key, unrelated=int(decoy_counts.sum()),
+        within=within,
         model=model, threshold=settings.threshold, review_threshold=settings.review_threshold, scores=score,
         candidate_left=left, candidate_right=right, record_ids=record_ids,
         seconds={"compare": compared - started, "score": scored - compared, "solve": solved - scored},
@@ -347,13 +416,17 @@ def _banded_pairs(
     score: np.ndarray,
     review_threshold: float,
     agreement: Callable[[np.ndarray], pl.Series],
+    shared: Collection[int] = (),
 ) -> pl.DataFrame:
-    """Every cross-source pair within a cluster (``match``; similarity and agreement null where the
-    two were never compared, joined through a third record), and candidates at or above the review
+    """Every cross-source pair within a cluster, and every pair of one source in ``shared`` (whose
+    duplicates are sought) within a cluster (``match``; similarity and agreement null where the two
+    were never compared, joined through a third record), and candidates at or above the review
     threshold left in different clusters (``possible``)."""
     source_of = np.repeat(np.arange(len(names)), np.diff(offsets))
     within_left, within_right = _pairs_within_clusters(labels)
-    cross = source_of[within_left] != source_of[within_right]
+    cross = (source_of[within_left] != source_of[within_right]) | np.isin(
+        source_of[within_left], np.asarray(shared, dtype=np.int64)
+    )
     within_left, within_right = within_left[cross], within_right[cross]
     n = int(offsets[-1])
     key = np.minimum(left, right) * n + np.maximum(left, right)

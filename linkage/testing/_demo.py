@@ -6,6 +6,7 @@ schema; the secret is either written for them or left to the key ceremony.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,12 +50,21 @@ class DemoLayout:
 
 
 def prepare_demo(
-    root: Path, *, people: int = 2000, seed: int = 2026, with_secret: bool = True
+    root: Path,
+    *,
+    people: int = 2000,
+    seed: int = 2026,
+    with_secret: bool = True,
+    duplicates: float = 0.0,
+    token_cap: int | None = None,
+    secret: Secret | None = None,
 ) -> tuple[DemoLayout, pl.DataFrame]:
     """Write the CA, certificates, agencies' inputs and node configs; returns the layout and the truth.
 
     ``with_secret``: give every agency the same secret file directly; without it the agencies must
-    run the key ceremony (`linkage keys publish|share|receive`) before a job.
+    run the key ceremony (`linkage keys publish|share|receive`) before a job. ``duplicates``: the
+    share of each agency's people it holds under several case files; ``token_cap``: the schema's
+    frequency cap (default 1); ``secret``: the agencies' secret (default: a fresh one).
     """
     layout = DemoLayout(root)
     if layout.pki.exists():
@@ -64,9 +74,11 @@ def prepare_demo(
         issue(layout.pki, role="coordinator" if name == COORDINATOR else "node", name=name)
     issue(layout.pki, role="auditor", name="auditor")
     rng = np.random.default_rng(seed)
-    data = generate_agencies(people, rng=rng)
+    data = generate_agencies(people, rng=rng, duplicates=duplicates)
     schema = with_default_match_keys(Schema.for_columns(COLUMNS, project="task-force-demo"))
-    secret = Secret.generate()
+    if token_cap is not None:
+        schema = dataclasses.replace(schema, token_cap=token_cap)
+    secret = secret or Secret.generate()
     for name in AGENCIES:
         folder = layout.agency(name)
         if folder.exists():
@@ -104,10 +116,16 @@ key = "../pki/{name}.key"
     return layout, data.truth
 
 
-def write_coordinator_config(layout: DemoLayout, ports: dict[str, int], *, listen: str = "127.0.0.1:0") -> Path:
+def write_coordinator_config(
+    layout: DemoLayout, ports: dict[str, int], *, listen: str = "127.0.0.1:0", duplicates: dict[str, str] | None = None
+) -> Path:
+    """``duplicates``: agency -> its duplicates policy (allow | forbid), where it is not the default."""
     layout.coordinator.mkdir(parents=True, exist_ok=True)
+    policies = duplicates or {}
     agencies = "\n".join(
-        f'[agencies.{name}]\naddress = "127.0.0.1:{ports[name]}"\ndisclosure = "{DISCLOSURE[name]}"\n' for name in AGENCIES
+        f'[agencies.{name}]\naddress = "127.0.0.1:{ports[name]}"\ndisclosure = "{DISCLOSURE[name]}"\n'
+        + (f'duplicates = "{policies[name]}"\n' if name in policies else "")
+        for name in AGENCIES
     )
     layout.coordinator_config.write_text(
         f"""# linkage coordinator of the demo task force

@@ -11,7 +11,9 @@ How a dataset is made:
    people are relatives of another person: same surname and address, sometimes the same birthday
    (twins). They are the hard non-matches.
 2. **Memberships**: each person is held by one agency, or - with probability ``overlap`` - by two or
-   more, never twice by the same agency.
+   more. An agency holds a person once, unless ``duplicates`` asks for planted duplicate case
+   files: then a share of each agency's people get one or more further records there (same
+   person, same ``entity_id`` in the truth, each copy damaged on its own).
 3. **Records**: each agency copies its people and damages the copy the way its intake desk does
    (``ErrorRates``), formats it the way its system does (``AgencyProfile``: date format, sex
    spelling, case, accents, whitespace, ZIP+4, street-type abbreviations), and leaves fields empty
@@ -808,20 +810,27 @@ def generate_agencies(
     rng: np.random.Generator,
     overlap: float = 0.5,
     relatives: float = 0.2,
+    duplicates: float = 0.0,
 ) -> SyntheticData:
     """Records of ``n_people`` synthetic people as held by ``agencies`` (default: the three).
 
     ``overlap`` is the share of people held by more than one agency; ``relatives`` the share who
-    live with (and share a surname with) another person. Every random choice comes from ``rng``.
+    live with (and share a surname with) another person; ``duplicates`` the share of each agency's
+    people it holds under more than one case file (one more, or with falling odds several more).
+    Every random choice comes from ``rng``; with no duplicates, the same draws as before.
     """
     profiles = tuple(DEFAULT_AGENCIES if agencies is None else agencies)
     _check_arguments(n_people, profiles, overlap, relatives)
+    if not 0.0 <= duplicates <= 1.0:
+        raise ValueError(f"duplicates must lie in [0, 1], got {duplicates}")
     people = _people(n_people, relatives, rng)
     membership = _memberships(n_people, np.array([p.size for p in profiles]), overlap, rng)
     frames: dict[str, pl.DataFrame] = {}
     truth_parts = []
     for column, profile in enumerate(profiles):
         held = people[np.flatnonzero(membership[:, column])]
+        if duplicates > 0:
+            held = _with_duplicate_files(held, duplicates, rng)
         records = _agency_records(held, profile, rng)
         record_ids = _record_ids(records.height, profile.record_id_prefix, rng)
         records = records.with_columns(rec_id=record_ids).sort("rec_id")
@@ -844,13 +853,14 @@ def generate_dataset_files(
     agencies: Sequence[AgencyProfile] | None = None,
     overlap: float = 0.5,
     relatives: float = 0.2,
+    duplicates: float = 0.0,
 ) -> dict[str, Path]:
     """Generate with ``numpy.random.default_rng(seed)`` and write the CSV files to ``directory``.
 
     Returns agency name -> ``<agency>.csv`` and ``"truth"`` -> ``truth.csv``.
     """
     rng = np.random.default_rng(seed)
-    data = generate_agencies(n_people, agencies, rng=rng, overlap=overlap, relatives=relatives)
+    data = generate_agencies(n_people, agencies, rng=rng, overlap=overlap, relatives=relatives, duplicates=duplicates)
     return data.write(directory)
 
 
@@ -1050,6 +1060,13 @@ def _memberships(n_people: int, sizes: np.ndarray, overlap: float, rng: np.rando
     keys = np.log(sizes / sizes.sum()) + rng.gumbel(size=(n_people, n_agencies))
     rank = np.argsort(np.argsort(-keys, axis=1), axis=1)
     return rank < count[:, None]
+
+
+def _with_duplicate_files(held: pl.DataFrame, share: float, rng: np.random.Generator) -> pl.DataFrame:
+    """``held`` plus further copies of a ``share`` of its people: 1 more each, 2 or more less often."""
+    chosen = np.flatnonzero(rng.random(held.height) < share)
+    copies = rng.geometric(0.7, chosen.size)
+    return held[np.concatenate([np.arange(held.height), np.repeat(chosen, copies)])]
 
 
 def _record_ids(size: int, prefix: str, rng: np.random.Generator) -> pl.Series:

@@ -77,20 +77,22 @@ class EncodingChunk(_message.Message):
     def __init__(self, record_ids: _Optional[_Iterable[str]] = ..., filters: _Optional[bytes] = ..., group_filters: _Optional[bytes] = ..., present: _Optional[bytes] = ..., last: _Optional[bool] = ..., total_records: _Optional[int] = ..., digest: _Optional[str] = ..., project: _Optional[str] = ..., schema_fingerprint: _Optional[str] = ..., bits: _Optional[int] = ..., groups: _Optional[_Iterable[str]] = ..., key_epoch: _Optional[int] = ..., packed: _Optional[bytes] = ..., profile: _Optional[str] = ...) -> None: ...
 
 class ResultRow(_message.Message):
-    __slots__ = ("record_id", "band", "similarity", "reference", "shared_with", "agreement")
+    __slots__ = ("record_id", "band", "similarity", "reference", "shared_with", "agreement", "same_person_as")
     RECORD_ID_FIELD_NUMBER: _ClassVar[int]
     BAND_FIELD_NUMBER: _ClassVar[int]
     SIMILARITY_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
     SHARED_WITH_FIELD_NUMBER: _ClassVar[int]
     AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    SAME_PERSON_AS_FIELD_NUMBER: _ClassVar[int]
     record_id: str
     band: str
     similarity: float
     reference: str
     shared_with: _containers.RepeatedScalarFieldContainer[str]
     agreement: str
-    def __init__(self, record_id: _Optional[str] = ..., band: _Optional[str] = ..., similarity: _Optional[float] = ..., reference: _Optional[str] = ..., shared_with: _Optional[_Iterable[str]] = ..., agreement: _Optional[str] = ...) -> None: ...
+    same_person_as: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, record_id: _Optional[str] = ..., band: _Optional[str] = ..., similarity: _Optional[float] = ..., reference: _Optional[str] = ..., shared_with: _Optional[_Iterable[str]] = ..., agreement: _Optional[str] = ..., same_person_as: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ResultChunk(_message.Message):
     __slots__ = ("job_id", "rows", "last", "total_rows", "digest")
