@@ -457,6 +457,26 @@ def cmd_job_run(args: argparse.Namespace) -> None:
         raise LinkageError("the job failed (see above)")
 
 
+def cmd_query(args: argparse.Namespace) -> None:
+    from linkage.jobs._agency import query_encodings, query_records
+    from linkage.protocol._clients import query_index
+
+    config, tls = _node_tls(args)
+    records = query_records(config, record=args.record, path=Path(args.input) if args.input else None)
+    encodings, ids = query_encodings(config, records)
+    coordinator = args.coordinator_name or config.coordinators[0]
+    response = query_index(args.coordinator, tls, encodings, coordinator=coordinator)
+    answers = {a.record_id: a for a in response.answers}
+    for row, record_id in enumerate(ids, start=1):
+        answer = answers.get(str(row))
+        if answer is None:
+            _print(f"{record_id}: nothing to disclose")
+            continue
+        named = ", ".join(answer.shared_with) if answer.shared_with else "no agency may be named to you"
+        _print(f"{record_id}: {answer.band} (score {answer.score:.4f}): {named}")
+    _print(f"index of job {response.job_id}, kept until {response.expires}; {response.remaining:,} queries left this hour")
+
+
 # -- audit ---------------------------------------------------------------------------------------
 def _public_key_for(args: argparse.Namespace):
     from linkage.trust._audit import AUDIT_PUBLIC_KEY_FILE, load_public_key
@@ -697,6 +717,17 @@ def build_parser() -> argparse.ArgumentParser:
     node_serve.add_argument("--config", required=True, help="node.toml")
     node_serve.add_argument("--listen", help="HOST:PORT (default: the config's node.listen)")
     node_serve.set_defaults(func=cmd_node_serve)
+
+    query = commands.add_parser(
+        "query", help="ask the coordinator's intake index which partners may be named as holding a person"
+    )
+    query.add_argument("--config", required=True, help="node.toml (its schema, secret and certificate)")
+    query.add_argument("--coordinator", required=True, help="HOST:PORT of the coordinator")
+    query.add_argument("--coordinator-name", help="the coordinator's certificate name (default: the first of node.coordinators)")
+    asked = query.add_mutually_exclusive_group(required=True)
+    asked.add_argument("--record", help='one record: "given_name=...,surname=...,date_of_birth=..." (schema field names)')
+    asked.add_argument("--input", help="a small CSV or Parquet laid out as the node's input (at most 1000 records)")
+    query.set_defaults(func=cmd_query)
 
     coordinator = commands.add_parser("coordinator", help="run the coordinator").add_subparsers(
         dest="coordinator_command", required=True, metavar="SUBCOMMAND"

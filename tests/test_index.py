@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import re
 import stat
 from datetime import UTC, datetime, timedelta
 
@@ -310,3 +311,99 @@ def test_index_settings_default_off_and_parse(tmp_path):
     assert not IndexSettings().enabled
     path.write_text(base + '[index]\nkeep = "12h"\nqueries_per_hour = 50\n', encoding="utf-8")
     assert load_coordinator_config(path).index == IndexSettings(keep=timedelta(hours=12), queries_per_hour=50)
+
+
+# -- over the wire: a real coordinator and nodes on loopback with mTLS, and the CLI ------------------
+
+
+@pytest.fixture(scope="module")
+def task_force(tmp_path_factory):
+    """The demo task force (300 people, seed 5) with an index kept 30 days and 6 queries an hour."""
+    from linkage.jobs._config import load_node_config
+    from linkage.testing._demo import prepare_demo, write_coordinator_config
+    from linkage.trust._pki import load_tls
+    from services.coordinator import start_coordinator
+    from services.node import start_node
+
+    root = tmp_path_factory.mktemp("intake")
+    layout, _ = prepare_demo(root, people=300, seed=5)
+    servers, ports = [], {}
+    for name in AGENCIES:
+        config = load_node_config(layout.node_config(name))
+        server, port, _ = start_node(config, load_tls(config.tls.ca, config.tls.cert, config.tls.key))
+        servers.append(server)
+        ports[name] = port
+    path = write_coordinator_config(layout, ports)
+    path.write_text(path.read_text() + '\n[index]\nkeep = "30d"\nqueries_per_hour = 6\n', encoding="utf-8")
+    config = load_coordinator_config(path)
+    tls = load_tls(config.tls.ca, config.tls.cert, config.tls.key)
+    server, port, _ = start_coordinator(config, tls)
+    servers.append(server)
+    yield layout, f"127.0.0.1:{port}", tls
+    for server in servers:
+        server.stop(0).wait()
+
+
+def test_linkage_query_over_mtls(task_force, capsys):
+    from linkage.cli import main
+    from linkage.protocol._clients import run_job_remotely
+    from linkage.protocol.v1 import linkage_pb2 as pb
+
+    layout, address, tls = task_force
+    police = ["query", "--config", str(layout.node_config("police")), "--coordinator", address]
+    frame = pl.read_csv(layout.agency("police") / "input.csv", infer_schema=False).filter(
+        pl.col("no_consent").fill_null("") != "yes"
+    )
+    first = frame.row(0, named=True)
+    record = ",".join(f"{c}={first[c]}" for c in COLUMNS if first[c])
+    # before any job: refused, with the reason
+    assert main([*police, "--record", record]) == 1
+    assert "FAILED_PRECONDITION: no intake index yet" in capsys.readouterr().err
+    events = list(run_job_remotely(address, tls, pb.JobRequest(agencies=list(AGENCIES))))
+    assert events[-1].state == "done", events[-1].summary
+    assert any("intake index of job" in e.message for e in events)
+    # a small file of police's own records: each line says what may be disclosed
+    small = layout.root / "small.csv"
+    frame.head(5).write_csv(small)
+    assert main([*police, "--input", str(small)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in out[:5]] == frame.get_column("rec_id").head(5).to_list()
+    assert out[-1].startswith("index of job ") and "1 queries left this hour" in out[-1]
+    assert all("victim_services" not in line for line in out)  # receive-only: never named to police
+    disclosed = [line for line in out[:5] if "nothing to disclose" not in line]
+    assert disclosed, out
+    assert all(re.search(r": (match|possible) \(score [01]\.\d{4}\): ", line) for line in disclosed)
+    # the results police received from the job agree on which of these records have a partner it may see
+    [results] = (layout.agency("police") / "results").glob("*.csv")
+    received = set(pl.read_csv(results, infer_schema=False).get_column("record_id"))
+    # (a pair at or above the review threshold gives the job a row too; the job may add rows joined through a third record)
+    assert {line.split(":")[0] for line in disclosed} <= received
+    # one record more is allowed, the next is past the hour's limit: refused and logged
+    assert main([*police, "--record", record]) == 0
+    capsys.readouterr()
+    assert main([*police, "--record", record]) == 1
+    err = capsys.readouterr().err
+    assert "RESOURCE_EXHAUSTED" in err and "query limit reached" in err
+    log = AuditLog(layout.coordinator / "audit.db", None)
+    refused = [e for e in log.entries() if e.action == "index query refused"]
+    assert refused[-1].actor == "node/police" and "query limit" in refused[-1].details["reason"]
+    assert [e.details["records"] for e in log.entries() if e.action == "index queried"] == [5, 1]
+    # a raw value never reaches the coordinator's index or log
+    stored = b"".join(p.read_bytes() for p in layout.coordinator.rglob("*") if p.is_file())
+    assert all(str(first[c]).encode() not in stored for c in ("surname", "given_name") if first[c] and len(first[c]) >= 5)
+
+
+def test_only_a_node_of_the_project_may_query(task_force):
+    import grpc
+
+    from linkage.protocol._server import secure_channel
+    from linkage.protocol.v1 import linkage_pb2 as pb
+    from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
+    from linkage.trust._pki import load_tls
+
+    layout, address, _ = task_force
+    auditor = load_tls(layout.pki / "ca.pem", layout.pki / "auditor.pem", layout.pki / "auditor.key")
+    with secure_channel(address, auditor) as channel, pytest.raises(grpc.RpcError) as refused:
+        pb_grpc.IndexStub(channel).Query(pb.QueryRequest(packed=b""), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "only agency nodes may" in refused.value.details()

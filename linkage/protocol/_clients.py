@@ -11,11 +11,12 @@ import grpc
 import polars as pl
 
 from linkage.errors import JobError
-from linkage.jobs._profiles import AnyEncodings
+from linkage.jobs._profiles import AnyEncodings, encodings_to_bytes
 from linkage.protocol._convert import TransferError, encodings_budget, encodings_from_chunks, result_chunks
 from linkage.protocol._server import secure_channel
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
+from linkage.scoped import ScopedEncodings
 from linkage.trust._pki import TlsMaterial
 
 CALL_TIMEOUT = 600.0
@@ -113,3 +114,13 @@ def run_job_remotely(address: str, tls: TlsMaterial, request: pb.JobRequest) -> 
             yield from pb_grpc.CoordinatorStub(channel).RunJob(request, timeout=24 * 3600)
         except grpc.RpcError as error:
             raise JobError(peer_error("coordinator", error)) from None
+
+
+def query_index(address: str, tls: TlsMaterial, encodings: ScopedEncodings, *, coordinator: str) -> pb.QueryResponse:
+    """`linkage query`'s side: ask the index of ``coordinator`` (its certificate is checked) about
+    ``encodings``, whose record ids are already row numbers. A refusal is a ``JobError`` with its status."""
+    with secure_channel(address, tls, peer=("coordinator", coordinator)) as channel:
+        try:
+            return pb_grpc.IndexStub(channel).Query(pb.QueryRequest(packed=encodings_to_bytes(encodings)), timeout=60)
+        except grpc.RpcError as error:
+            raise JobError(peer_error(coordinator, error)) from None
