@@ -9,6 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import polars as pl
 
 from linkage.bloom._keys import Secret
@@ -86,7 +87,15 @@ def query_encodings(config: NodeConfig, records: pl.DataFrame) -> tuple[ScopedEn
     if not schema.match_keys:
         raise LinkageError(f"{config.schema}: intake queries need match-key encodings; this schema has no match keys")
     secret = Secret.from_file(config.secret)
-    encoded = encode_records(records.select("record_id", *schema.columns), schema, secret, key_epoch=key_epoch_of(config.secret))
+    # A few records: one thread, since starting a parallel region costs more than encoding them.
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        encoded = encode_records(
+            records.select("record_id", *schema.columns), schema, secret, key_epoch=key_epoch_of(config.secret)
+        )
+    finally:
+        numba.set_num_threads(threads)
     encodings = encoded.encodings
     assert isinstance(encodings, ScopedEncodings)
     ids = encodings.record_ids.to_list()

@@ -39,6 +39,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 import polars as pl
 
@@ -65,6 +66,11 @@ MAX_QUERY_RECORDS = 1000  # records in one query call: intake checks, not a batc
 ANSWER_COLUMNS = ("record_id", "band", "similarity", "shared_with")
 _META = "index.json"
 _QUERY_KEY = bytes(32)  # agency_results' reference tokens are dropped from answers: any key will do
+
+
+# The job's own comparison, compiled without threads: a query compares a handful of pairs, where
+# starting a parallel region costs more than the work (and on a busy machine, far more).
+_scope_levels_serial = numba.njit(nogil=True)(scope_levels.py_func)
 
 
 @dataclass(frozen=True, eq=False)
@@ -184,7 +190,7 @@ def _candidate_levels(query: ScopedEncodings, held: _AgencyTokens) -> tuple[np.n
         starts = np.repeat(lo - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
         j = held.sorted_rows[k][starts + np.arange(counts.sum())]
         slots = layout.slots
-        levels = scope_levels(
+        levels = _scope_levels_serial(
             query.evidence[k], b.evidence[k], i, j,
             np.array([index[s.field] for s in slots], dtype=np.int64), np.array([s.comparison for s in slots], dtype=np.int64),
             np.array([s.offset for s in slots], dtype=np.int64), np.array([s.width for s in slots], dtype=np.int64),
@@ -284,6 +290,7 @@ class IndexKeeper:
         self.limit = QueryLimit(settings.queries_per_hour, clock=clock)
         self._lock = threading.RLock()
         self._loaded: tuple[IntakeIndex, dict[str, Any]] | None = None
+        self._known: dict[str, dict[str, Any]] | None = None  # index.json of each job, as last read or written
 
     @property
     def enabled(self) -> bool:
@@ -291,6 +298,9 @@ class IndexKeeper:
 
     # on disk -------------------------------------------------------------------------------------
     def _metas(self) -> dict[str, dict[str, Any]]:
+        """Each job's index.json: read from disk once, then kept as this keeper (the only writer) writes it."""
+        if self._known is not None:
+            return {job: dict(meta) for job, meta in self._known.items()}
         out = {}
         if self._folder.is_dir():
             for path in sorted(self._folder.glob(f"*/{_META}")):
@@ -298,7 +308,8 @@ class IndexKeeper:
                     out[path.parent.name] = json.loads(path.read_text(encoding="utf-8"))
                 except (OSError, ValueError):
                     continue
-        return out
+        self._known = out
+        return {job: dict(meta) for job, meta in out.items()}
 
     def _write_meta(self, job: str, meta: dict[str, Any]) -> None:
         path = self._folder / job / _META
@@ -306,6 +317,8 @@ class IndexKeeper:
         temp.write_text(json.dumps(meta, sort_keys=True), encoding="utf-8")
         make_private(temp)
         temp.replace(path)
+        if self._known is not None:
+            self._known[job] = dict(meta)
 
     def stage(self, job: str, sources: Mapping[str, ScopedEncodings], result: ScopedLinkResult) -> None:
         """Write the job's encodings, model and thresholds aside; the index is active once the job is done."""
