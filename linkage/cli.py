@@ -458,23 +458,13 @@ def cmd_job_run(args: argparse.Namespace) -> None:
 
 
 def cmd_query(args: argparse.Namespace) -> None:
-    from linkage.jobs._agency import query_encodings, query_records
-    from linkage.protocol._clients import query_index
+    from linkage.jobs._agency import query_records
+    from linkage.protocol._clients import ask_index
 
     config, tls = _node_tls(args)
     records = query_records(config, record=args.record, path=Path(args.input) if args.input else None)
-    encodings, ids = query_encodings(config, records)
-    coordinator = args.coordinator_name or config.coordinators[0]
-    response = query_index(args.coordinator, tls, encodings, coordinator=coordinator)
-    answers = {a.record_id: a for a in response.answers}
-    for row, record_id in enumerate(ids, start=1):
-        answer = answers.get(str(row))
-        if answer is None:
-            _print(f"{record_id}: nothing to disclose")
-            continue
-        named = ", ".join(answer.shared_with) if answer.shared_with else "no agency may be named to you"
-        _print(f"{record_id}: {answer.band} (score {answer.score:.4f}): {named}")
-    _print(f"index of job {response.job_id}, kept until {response.expires}; {response.remaining:,} queries left this hour")
+    for line in ask_index(config, tls, args.coordinator, records, coordinator=args.coordinator_name):
+        _print(line)
 
 
 # -- audit ---------------------------------------------------------------------------------------

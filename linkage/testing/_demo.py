@@ -104,7 +104,9 @@ key = "../pki/{name}.key"
     return layout, data.truth
 
 
-def write_coordinator_config(layout: DemoLayout, ports: dict[str, int], *, listen: str = "127.0.0.1:0") -> Path:
+def write_coordinator_config(
+    layout: DemoLayout, ports: dict[str, int], *, listen: str = "127.0.0.1:0", index_keep: str | None = None
+) -> Path:
     layout.coordinator.mkdir(parents=True, exist_ok=True)
     agencies = "\n".join(
         f'[agencies.{name}]\naddress = "127.0.0.1:{ports[name]}"\ndisclosure = "{DISCLOSURE[name]}"\n' for name in AGENCIES
@@ -126,7 +128,8 @@ key = "../pki/{COORDINATOR}.key"
 scoring = "auto"
 blocking = "auto"
 
-{agencies}""",
+{agencies}"""
+        + (f'\n[index]\nkeep = "{index_keep}"\n' if index_keep else ""),
         encoding="utf-8",
     )
     return layout.coordinator_config
