@@ -407,3 +407,21 @@ def test_only_a_node_of_the_project_may_query(task_force):
         pb_grpc.IndexStub(channel).Query(pb.QueryRequest(packed=b""), timeout=10)
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "only agency nodes may" in refused.value.details()
+
+
+def test_a_malformed_query_is_refused_and_logged(task_force):
+    import grpc
+
+    from linkage.protocol._server import secure_channel
+    from linkage.protocol.v1 import linkage_pb2 as pb
+    from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
+    from linkage.trust._pki import load_tls
+
+    layout, address, _ = task_force
+    police = load_tls(layout.pki / "ca.pem", layout.pki / "police.pem", layout.pki / "police.key")
+    with secure_channel(address, police) as channel, pytest.raises(grpc.RpcError) as refused:
+        pb_grpc.IndexStub(channel).Query(pb.QueryRequest(packed=b"not encodings"), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "police: not match-key encodings" in refused.value.details()
+    last = AuditLog(layout.coordinator / "audit.db", None).entries()[-1]
+    assert last.action == "index query refused" and last.actor == "node/police" and "not match-key" in last.details["reason"]

@@ -59,7 +59,7 @@ from linkage.scoped._link import (
 )
 from linkage.trust._audit import AuditLog, utc_now
 
-__all__ = ["IntakeIndex", "IndexKeeper", "QueryLimit", "intake_index", "MAX_QUERY_RECORDS"]
+__all__ = ["MAX_QUERY_RECORDS", "Answer", "IndexKeeper", "IntakeIndex", "QueryLimit", "intake_index"]
 
 INDEX_VERSION = 1
 MAX_QUERY_RECORDS = 1000  # records in one query call: intake checks, not a batch job
@@ -136,9 +136,9 @@ class IntakeIndex:
                 pl.DataFrame(
                     {
                         "source_a": agency,
-                        "id_a": query.record_ids.to_numpy()[i[keep]],
+                        "id_a": query.record_ids.gather(i[keep]),
                         "source_b": other,
-                        "id_b": held.encodings.record_ids.to_numpy()[j[keep]],
+                        "id_b": held.encodings.record_ids.gather(j[keep]),
                         "similarity": np.round(score[keep].astype(np.float64), 4),
                         "band": band[keep],
                     },
@@ -430,6 +430,12 @@ class IndexKeeper:
         return self._active()[0]
 
     # queries -------------------------------------------------------------------------------------
+    def refused(self, agency: str, records: int, error: LinkageError, *, actor: str) -> None:
+        """Log a query refused before it reached the index (a malformed or oversized request)."""
+        self._audit.append(actor, "index query refused", details={
+            "agency": agency, "records": records, "reason": str(error)[:400],
+        })  # fmt: skip
+
     def query(self, agency: str, query: ScopedEncodings, disclosure: Mapping[str, str], *, actor: str) -> Answer:
         """Answer ``agency``'s query, rate-limited; the query, or its refusal, is an audit entry."""
         records = len(query)
@@ -440,9 +446,7 @@ class IndexKeeper:
             index, meta = self._active()
             remaining = self.limit.take(agency, records)
         except LinkageError as error:
-            self._audit.append(actor, "index query refused", details={
-                "agency": agency, "records": records, "reason": str(error)[:400],
-            })  # fmt: skip
+            self.refused(agency, records, error, actor=actor)
             raise
         try:
             rows = index.answer(agency, query, disclosure)

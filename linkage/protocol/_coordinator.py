@@ -182,11 +182,15 @@ class IndexService(pb_grpc.IndexServicer):
     def Query(self, request: pb.QueryRequest, context: grpc.ServicerContext) -> pb.QueryResponse:
         identity = caller(context)
         assert identity is not None  # the interceptor let only a node of the project through
-        if len(request.packed) > MAX_QUERY_BYTES:
-            raise QueryLimitError(
-                f"{identity.name}: a query of {len(request.packed):,} bytes; ask about at most {MAX_QUERY_RECORDS:,} records"
-            )
-        records = encodings_from_bytes(request.packed, peer=identity.name)
+        try:
+            if len(request.packed) > MAX_QUERY_BYTES:
+                raise QueryLimitError(
+                    f"{identity.name}: a query of {len(request.packed):,} bytes; ask about at most {MAX_QUERY_RECORDS:,} records"
+                )
+            records = encodings_from_bytes(request.packed, peer=identity.name)
+        except LinkageError as error:  # refused before it reached the index: logged all the same
+            self._keeper.refused(identity.name, 0, error, actor=str(identity))
+            raise
         disclosure = {name: entry.disclosure for name, entry in self._config.agencies.items()}
         answer = self._keeper.query(identity.name, records, disclosure, actor=str(identity))
         return pb.QueryResponse(
