@@ -249,6 +249,7 @@ class JobRunner:
             self._index.expire()
             if self._index.activate(job_id):
                 say(f"intake index of job {job_id} kept for {self._config.index.keep}")
+                self._index.load_in_background()
         return summary
 
     def _forget(self, job_id: str, project: str, sources: dict[str, AnyEncodings]) -> None:
@@ -310,6 +311,7 @@ def start_coordinator(
         source=str(config.source or "coordinator config"),
     )
     index.expire()  # on schedule: at start, and at each query and job
+    index.load_in_background()
     runner = JobRunner(config, tls, store, audit, hook=hook, index=index)
     service = CoordinatorService(config, store, runner.run, runner.resume)
     index_service = IndexService(config, index)

@@ -30,6 +30,7 @@ counts, never a token or a record.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import threading
 import time
@@ -391,7 +392,6 @@ class IndexKeeper:
                 else:
                     continue
                 deleted.append(job)
-            # A tombstone says what was deleted and when; the folder holds nothing else.
         return deleted
 
     def _active(self) -> tuple[IntakeIndex, dict[str, Any]]:
@@ -428,6 +428,16 @@ class IndexKeeper:
         """The active index, loaded (or an ``IndexUnavailableError`` saying why there is none)."""
         self.expire()
         return self._active()[0]
+
+    def load_in_background(self) -> None:
+        """Load the active index in a daemon thread, so that the first query does not wait for it."""
+
+        def load() -> None:
+            with contextlib.suppress(LinkageError):
+                self.load()
+
+        if self.enabled:
+            threading.Thread(target=load, name="intake index", daemon=True).start()
 
     # queries -------------------------------------------------------------------------------------
     def refused(self, agency: str, records: int, error: LinkageError, *, actor: str) -> None:
