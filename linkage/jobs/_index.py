@@ -367,7 +367,7 @@ class IndexKeeper:
         folder = self._folder / job
         for path in folder.glob("*.parquet"):
             path.unlink(missing_ok=True)
-        kept = {k: meta[k] for k in ("version", "job", "project", "staged", "built", "expires") if k in meta}
+        kept: dict[str, Any] = {k: meta[k] for k in ("version", "job", "project", "staged", "built", "expires") if k in meta}
         self._write_meta(job, {**kept, "state": "deleted", "deleted": self._now().isoformat(), "reason": reason})
         if self._loaded is not None and self._loaded[0].job == job:
             self._loaded = None

@@ -123,7 +123,10 @@ def query_index(address: str, tls: TlsMaterial, encodings: ScopedEncodings, *, c
     ``encodings``, whose record ids are already row numbers. A refusal is a ``JobError`` with its status."""
     with secure_channel(address, tls, peer=("coordinator", coordinator)) as channel:
         try:
-            return pb_grpc.IndexStub(channel).Query(pb.QueryRequest(packed=encodings_to_bytes(encodings)), timeout=60)
+            response: pb.QueryResponse = pb_grpc.IndexStub(channel).Query(
+                pb.QueryRequest(packed=encodings_to_bytes(encodings)), timeout=60
+            )
+            return response
         except grpc.RpcError as error:
             raise JobError(peer_error(coordinator, error)) from None
 
