@@ -383,6 +383,16 @@ def cmd_job_run(args: argparse.Namespace) -> None:
         raise LinkageError("the job failed (see above)")
 
 
+def cmd_query(args: argparse.Namespace) -> None:
+    from linkage.jobs._agency import query_records
+    from linkage.protocol._clients import ask_index
+
+    config, tls = _node_tls(args)
+    records = query_records(config, record=args.record, path=Path(args.input) if args.input else None)
+    for line in ask_index(config, tls, args.coordinator, records, coordinator=args.coordinator_name):
+        _print(line)
+
+
 # -- audit ---------------------------------------------------------------------------------------
 def _public_key_for(args: argparse.Namespace) -> AuditPublicKey:
     from linkage.trust._audit import AUDIT_PUBLIC_KEY_FILE, load_public_key
@@ -653,6 +663,17 @@ def build_parser() -> argparse.ArgumentParser:
         serve_parser.add_argument("--config", required=True, help=f"{role}.toml")
         serve_parser.add_argument("--listen", help=f"HOST:PORT (default: the config's {role}.listen)")
         serve_parser.set_defaults(func=func)
+
+    query = commands.add_parser(
+        "query", help="ask the coordinator's intake index which partners may be named as holding a person"
+    )
+    query.add_argument("--config", required=True, help="node.toml (its schema, secret and certificate)")
+    query.add_argument("--coordinator", required=True, help="HOST:PORT of the coordinator")
+    query.add_argument("--coordinator-name", help="the coordinator's certificate name (default: the first of node.coordinators)")
+    asked = query.add_mutually_exclusive_group(required=True)
+    asked.add_argument("--record", help='one record: "given_name=...,surname=...,date_of_birth=..." (schema field names)')
+    asked.add_argument("--input", help="a small CSV or Parquet laid out as the node's input (at most 1000 records)")
+    query.set_defaults(func=cmd_query)
 
     job = _command_group(commands, "job", "run linkage jobs on the coordinator")
     job_run = job.add_parser("run", help="ask the coordinator to link the named agencies; follow its progress")

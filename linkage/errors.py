@@ -16,6 +16,8 @@ import grpc: the protocol layer maps the name).
     ├── TransferError            a stream between parties arrived incomplete, altered or malformed
     ├── RequestError             a request to a server is malformed or beyond its limits
     ├── JobError                 a job cannot run: unknown agency, failed transfer, mismatched schemas
+    ├── IndexUnavailableError    no intake index to query: none kept by policy, none built, or expired
+    ├── QueryLimitError          an agency asked about more records than its hourly query limit allows
     ├── ServerError              a server cannot start (address in use)
     ├── MissingExtraError        an optional dependency is not installed (names the extra to install)
     └── AuditError               an audit log cannot be read as one
@@ -35,11 +37,13 @@ __all__ = [
     "CeremonyError",
     "ConfigError",
     "EncodingsError",
+    "IndexUnavailableError",
     "InputError",
     "JobError",
     "MissingExtraError",
     "LinkageError",
     "PkiError",
+    "QueryLimitError",
     "RequestError",
     "SchemaError",
     "SecretError",
@@ -112,6 +116,18 @@ class JobError(LinkageError):
     """A job could not run: an unknown or unreachable agency, mismatched schemas, a failed transfer."""
 
     grpc_status = "FAILED_PRECONDITION"
+
+
+class IndexUnavailableError(LinkageError):
+    """No intake index can answer: the project keeps none, no job has built one yet, or it expired."""
+
+    grpc_status = "FAILED_PRECONDITION"
+
+
+class QueryLimitError(LinkageError):
+    """An agency's intake queries are past the project's hourly limit; the call is refused and logged."""
+
+    grpc_status = "RESOURCE_EXHAUSTED"
 
 
 class ServerError(LinkageError):

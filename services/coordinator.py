@@ -23,16 +23,17 @@ from linkage.bloom._encodings import Encodings
 from linkage.errors import ConfigError, JobError, LinkageError, TransferError
 from linkage.jobs._config import CoordinatorConfig
 from linkage.jobs._disclosure import agency_results
+from linkage.jobs._index import IndexKeeper
 from linkage.jobs._profiles import AnyEncodings, check_sources, link_sources, write_any_encodings
 from linkage.jobs._store import JobStore
 from linkage.matching._link import LinkSettings
 from linkage.protocol._clients import deliver_results, fetch_encodings, peer_error, release_results
-from linkage.protocol._coordinator import AuditService, CoordinatorService, coordinator_policy
+from linkage.protocol._coordinator import AuditService, CoordinatorService, IndexService, coordinator_policy
 from linkage.protocol._relay import KeyRelayService
 from linkage.protocol._server import create_server, refusal_reporter
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
-from linkage.scoped import ScopedEncodings
+from linkage.scoped import ScopedEncodings, ScopedLinkResult
 from linkage.trust._audit import AUDIT_PUBLIC_KEY_FILE, AuditLog, party_log
 from linkage.trust._pki import TlsMaterial
 from services._lifecycle import Started
@@ -53,8 +54,10 @@ class JobRunner:
     def __init__(
         self, config: CoordinatorConfig, tls: TlsMaterial, store: JobStore, audit: AuditLog, *,
         hook: Callable[[str, str], None] | None = None, sleep: Callable[[float], None] = time.sleep,
+        index: IndexKeeper | None = None,
     ) -> None:  # fmt: skip
         self._config, self._tls, self._store, self._audit = config, tls, store, audit
+        self._index = index
         self._me = f"coordinator/{config.name}"
         self._hook = hook or (lambda _state, _job: None)
         self._sleep = sleep
@@ -134,6 +137,8 @@ class JobRunner:
 
     def run(self, job_id: str, agencies: list[str], settings: LinkSettings, say: Callable[[str], None], *, actor: str) -> str:
         config = self._config
+        if self._index is not None:
+            self._index.expire()
         # As asked (None: the scoring's default); "job linked" records what linking used.
         self._audit.append(actor, "job started", job=job_id, details={
             "agencies": agencies, "threshold": settings.threshold, "review_threshold": settings.review_threshold,
@@ -208,6 +213,9 @@ class JobRunner:
                 sources, dataclasses.replace(settings, duplicates=allowed if scoped else frozenset()), progress=say
             )
             summary = result.summary(time.perf_counter() - started)
+            if self._index is not None and self._index.enabled and isinstance(result.result, ScopedLinkResult):
+                # the intake index: the job's encodings set aside before they are dropped; kept once the job is done
+                self._index.stage(job_id, {a: e for a, e in sources.items() if isinstance(e, ScopedEncodings)}, result.result)
         finally:
             self._forget(job_id, project, sources)
         self._audit.append(self._me, "job linked", project=project, job=job_id, details=result.audit_details())
@@ -245,6 +253,11 @@ class JobRunner:
                 self.release(agency, job_id, job.digest_of(agency), say)
         self._state(job_id, "done", summary=summary)
         self._audit.append(self._me, "job finished", job=job_id, details={"state": "done", "delivered_to": agencies})
+        if self._index is not None:
+            self._index.expire()
+            if self._index.activate(job_id):
+                say(f"intake index of job {job_id} kept for {self._config.index.keep}")
+                self._index.load_in_background()
         return summary
 
     def _forget(self, job_id: str, project: str, sources: dict[str, AnyEncodings]) -> None:
@@ -254,7 +267,7 @@ class JobRunner:
         agencies = sorted(sources)
         sources.clear()
         self._audit.append(self._me, "encodings deleted", project=project, job=job_id, details={
-            "agencies": agencies, "retained_on_disk": self._config.retain_encodings,
+            "agencies": agencies, "retained_on_disk": self._config.retain_encodings, "kept_in_index": self._config.index.enabled,
         })  # fmt: skip
 
 
@@ -307,8 +320,18 @@ def start_coordinator(
             "state": "failed", "reason": "coordinator stopped while the job ran", "delivered_to": list(job.delivered),
             "released_to": list(job.released),
         })  # fmt: skip
-    runner = JobRunner(config, tls, store, audit, hook=hook)
+    index = IndexKeeper(
+        config.data_dir / "index",
+        config.index,
+        audit,
+        f"coordinator/{config.name}",
+        source=str(config.source or "coordinator config"),
+    )
+    index.expire()  # on schedule: at start, and at each query and job
+    index.load_in_background()
+    runner = JobRunner(config, tls, store, audit, hook=hook, index=index)
     service = CoordinatorService(config, store, runner.run, runner.resume)
+    index_service = IndexService(config, index)
     audit_service = AuditService(audit, (config.data_dir / AUDIT_PUBLIC_KEY_FILE).read_bytes())
 
     relay = KeyRelayService(config.data_dir / "keys.db", audit)
@@ -317,6 +340,7 @@ def start_coordinator(
     def register(server: grpc.Server) -> None:
         pb_grpc.add_CoordinatorServicer_to_server(service, server)
         pb_grpc.add_AuditServicer_to_server(audit_service, server)
+        pb_grpc.add_IndexServicer_to_server(index_service, server)
         pb_grpc.add_KeyRelayServicer_to_server(relay, server)
 
     return create_server(

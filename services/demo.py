@@ -12,9 +12,10 @@ import grpc
 import polars as pl
 
 from linkage.errors import LinkageError
+from linkage.jobs._agency import query_records
 from linkage.jobs._config import load_coordinator_config, load_node_config
 from linkage.matching._evaluate import pair_quality
-from linkage.protocol._clients import job_request, run_job_remotely
+from linkage.protocol._clients import ask_index, job_request, run_job_remotely
 from linkage.protocol._keyshare import publish_card, receive_secret, share_secret
 from linkage.testing._demo import AGENCIES, DISCLOSURE, DemoLayout, prepare_demo, write_coordinator_config
 from linkage.trust._pki import load_tls
@@ -51,9 +52,9 @@ def run_demo(
             ports[name] = node[1]
             policy = DISCLOSURE[name]
             say(f"  node {name:<16} on 127.0.0.1:{ports[name]}  disclosure {policy}")
-        coordinator_config = load_coordinator_config(write_coordinator_config(layout, ports))
-        tls = load_tls(coordinator_config.tls.ca, coordinator_config.tls.cert, coordinator_config.tls.key)
-        coordinator = start_coordinator(coordinator_config, tls, interceptors=interceptors)
+        config = load_coordinator_config(write_coordinator_config(layout, ports, index_keep="30d"))
+        tls = load_tls(config.tls.ca, config.tls.cert, config.tls.key)
+        coordinator = start_coordinator(config, tls, interceptors=interceptors)
         servers.append(coordinator)
         port = coordinator[1]
         say(f"  coordinator          on 127.0.0.1:{port}\n")
@@ -78,10 +79,24 @@ def run_demo(
         pairs = pl.read_csv(next((layout.coordinator / "jobs").glob("*/pairs.csv")), infer_schema=False)
         quality = pair_quality(pairs.filter(pl.col("band") == "match"), truth)
         say(f"\nagainst the generator's truth: {quality.line()}")
+        _intake_query(layout, f"127.0.0.1:{port}", say)
         say(f"demo finished in {time.perf_counter() - started:.1f} s")
     finally:
         for server in servers:
             stop(server, grace=1.0)
+
+
+def _intake_query(layout: DemoLayout, coordinator: str, say: Callable[[str], None]) -> None:
+    """Police asks the index kept from the job about three of its records, as `linkage query` does."""
+    config = load_node_config(layout.node_config("police"))
+    small = layout.agency("police") / "intake.csv"
+    pl.read_csv(config.input, infer_schema=False).head(3).write_csv(small)
+    say(
+        f'\nan intake check ([index] keep = "30d"):\n$ linkage query --config {layout.node_config("police")} --coordinator {coordinator} --input {small}'
+    )
+    records = query_records(config, path=small)
+    for line in ask_index(config, load_tls(config.tls.ca, config.tls.cert, config.tls.key), coordinator, records):
+        say(f"  {line}")
 
 
 def _key_ceremony(layout: DemoLayout, coordinator: str, say: Callable[[str], None]) -> None:

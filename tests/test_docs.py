@@ -57,11 +57,11 @@ def test_readme_opens_with_the_two_commands():
 
 
 # -- the README's commands, run --------------------------------------------------------------------
-# Commands that serve, or talk to servers that serve: they are not run here (tests/test_network.py
-# and the demo run them); every other command in the README's shell blocks is.
+# Commands that serve, or talk to servers that serve: they are not run here (tests/test_network.py,
+# tests/test_index.py and the demo run them); every other command in the README's shell blocks is.
 NEEDS_SERVERS = {
     "node serve", "coordinator serve", "job run", "job list", "job show", "job deliver",
-    "keys publish", "keys share", "keys receive", "review serve",
+    "keys publish", "keys share", "keys receive", "review serve", "query",
 }  # fmt: skip
 
 

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import polars as pl
 
 from linkage._files import write_atomically
 from linkage.bloom._keys import Secret
-from linkage.errors import InputError
+from linkage.errors import InputError, LinkageError
 from linkage.jobs._config import NodeConfig
 from linkage.jobs._profiles import AnyEncodings, encode_records
 from linkage.records._reading import read_records
 from linkage.records._schema import Schema
+from linkage.scoped import ScopedEncodings
 from linkage.trust._ceremony import key_epoch_of
 
 _EXCLUDED = ("1", "true", "yes", "y", "x", "excluded", "no consent")
@@ -48,6 +52,64 @@ def agency_encodings(config: NodeConfig) -> AgencyEncodings:
     result.rejects.write_csv(config.data_dir / "rejects.csv")
     (config.data_dir / "rejects.csv").chmod(0o600)
     return AgencyEncodings(result.encodings, excluded, result.rejects.height)
+
+
+# a field starts at a comma followed by NAME=, so values may hold commas ("12 Main St, Apt 3")
+_FIELD_START = re.compile(r",\s*(?=[A-Za-z_][A-Za-z0-9_]*\s*=)")
+
+
+def record_from_text(text: str, schema: Schema) -> pl.DataFrame:
+    """``"given_name=Ann,surname=Smith,..."`` → one record (``record_id`` "1"); fields left out are missing.
+
+    Errors name the field, never its value."""
+    columns = schema.columns
+    values: dict[str, str] = {}
+    for part in _FIELD_START.split(text.strip()):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise InputError("--record: expected NAME=VALUE pairs separated by commas")
+        if name not in columns:
+            raise InputError(f"--record: {name!r} is not a field of the schema (fields: {', '.join(columns)})")
+        if name in values:
+            raise InputError(f"--record: {name!r} is given twice")
+        values[name] = value.strip()
+    return pl.DataFrame(
+        {"record_id": ["1"], **{c: [values.get(c) or None] for c in columns}},
+        schema=dict.fromkeys(["record_id", *columns], pl.String),
+    )
+
+
+def query_encodings(config: NodeConfig, records: pl.DataFrame) -> tuple[ScopedEncodings, list[str]]:
+    """The node's records for a query, encoded under its schema and secret, each record's id replaced
+    by its row number (1, 2, ...): returns the encodings and the agency's own ids, in row order."""
+    schema = Schema.load(config.schema)
+    if not schema.match_keys:
+        raise LinkageError(f"{config.schema}: intake queries need match-key encodings; this schema has no match keys")
+    secret = Secret.from_file(config.secret)
+    # A few records: one thread, since starting a parallel region costs more than encoding them.
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        encoded = encode_records(
+            records.select("record_id", *schema.columns), schema, secret, key_epoch=key_epoch_of(config.secret)
+        )
+    finally:
+        numba.set_num_threads(threads)
+    encodings = encoded.encodings
+    assert isinstance(encodings, ScopedEncodings)
+    ids = encodings.record_ids.to_list()
+    numbered = pl.Series("record_id", [str(n) for n in range(1, len(ids) + 1)], dtype=pl.String)
+    return dataclasses.replace(encodings, record_ids=numbered), ids
+
+
+def query_records(config: NodeConfig, *, record: str | None = None, path: Path | None = None) -> pl.DataFrame:
+    """The records a query asks about: one from ``--record`` text, or a file laid out as the node's input."""
+    schema = Schema.load(config.schema)
+    if record is not None:
+        return record_from_text(record, schema)
+    assert path is not None
+    return read_records(path, id_column=config.id_column, columns=list(schema.columns), encoding=config.encoding)
 
 
 def write_results(data_dir: Path, job_id: str, results: pl.DataFrame, *, folder_name: str = "results") -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,9 @@ DISCLOSURES = ("full", "receive-only", "none")
 DUPLICATE_POLICIES = ("forbid", "allow")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _ADDRESS_RE = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
+_KEEP_RE = re.compile(r"^(\d{1,4})\s*([dh])$")
+MAX_INDEX_KEEP = timedelta(days=366)
+DEFAULT_QUERIES_PER_HOUR = 600
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,6 +65,18 @@ class JobDefaults:
 
 
 @dataclass(frozen=True, kw_only=True)
+class IndexSettings:
+    """The intake index: kept ``keep`` after the job that built it (None: never built, queries refused)."""
+
+    keep: timedelta | None = None
+    queries_per_hour: int = DEFAULT_QUERIES_PER_HOUR  # records an agency may ask about in any hour
+
+    @property
+    def enabled(self) -> bool:
+        return self.keep is not None
+
+
+@dataclass(frozen=True, kw_only=True)
 class CoordinatorConfig:
     name: str
     listen: str
@@ -68,6 +84,7 @@ class CoordinatorConfig:
     tls: TlsPaths
     agencies: dict[str, AgencyEntry]
     job: JobDefaults = field(default_factory=JobDefaults)
+    index: IndexSettings = field(default_factory=IndexSettings)
     retain_encodings: bool = False  # keep encodings in the data folder after a job (default: never written)
     fetch_attempts: int = 3
     delivery_attempts: int = 5
@@ -201,6 +218,7 @@ def load_coordinator_config(path: str | Path, *, listen: str | None = None) -> C
         raise ConfigError(f"{path}: job.scoring: auto, fs or dice (not {scoring!r})")
     if blocking not in ("auto", "none", "lsh"):
         raise ConfigError(f"{path}: job.blocking: auto, none or lsh (not {blocking!r})")
+    index = _index_settings(r, data.get("index", {}))
     attempts = r.get(c, "coordinator", "fetch_attempts", int, 3)
     if not 1 <= attempts <= 10:
         raise ConfigError(f"{path}: coordinator.fetch_attempts: must be between 1 and 10")
@@ -222,6 +240,7 @@ def load_coordinator_config(path: str | Path, *, listen: str | None = None) -> C
             scoring=scoring,
             blocking=blocking,
         ),
+        index=index,
         retain_encodings=r.get(c, "coordinator", "retain_encodings", bool, False),
         fetch_attempts=attempts,
         delivery_attempts=delivery_attempts,
@@ -233,3 +252,26 @@ def load_coordinator_config(path: str | Path, *, listen: str | None = None) -> C
 def _optional_float(r: _Reader, table: dict[str, Any], key: str) -> float | None:
     value = r.get(table, "job", key, (int, float), None)
     return None if value is None else float(value)
+
+
+def _index_settings(r: _Reader, table: Any) -> IndexSettings:
+    """``[index] keep = "30d"`` (days ``d`` or hours ``h``; absent: no index) and ``queries_per_hour``."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{r.path}: [index]: must be a table")
+    for key in table:
+        if key not in ("keep", "queries_per_hour"):
+            raise ConfigError(f"{r.path}: index.{key}: unknown key (allowed: keep, queries_per_hour)")
+    keep = None
+    text = r.get(table, "index", "keep", str, None)
+    if text is not None:
+        found = _KEEP_RE.match(text.strip())
+        if not found:
+            raise ConfigError(f'{r.path}: index.keep: a number of days or hours, like "30d" or "12h" (not {text!r})')
+        amount, unit = int(found.group(1)), found.group(2)
+        keep = timedelta(days=amount) if unit == "d" else timedelta(hours=amount)
+        if not timedelta(hours=1) <= keep <= MAX_INDEX_KEEP:
+            raise ConfigError(f"{r.path}: index.keep: between 1h and {MAX_INDEX_KEEP.days}d (not {text!r})")
+    per_hour = r.get(table, "index", "queries_per_hour", int, DEFAULT_QUERIES_PER_HOUR)
+    if not 1 <= per_hour <= 1_000_000:
+        raise ConfigError(f"{r.path}: index.queries_per_hour: must be between 1 and 1000000")
+    return IndexSettings(keep=keep, queries_per_hour=per_hour)

@@ -12,11 +12,14 @@ import grpc
 import polars as pl
 
 from linkage.errors import JobError, TransferError
-from linkage.jobs._profiles import AnyEncodings
+from linkage.jobs._agency import query_encodings
+from linkage.jobs._config import NodeConfig
+from linkage.jobs._profiles import AnyEncodings, encodings_to_bytes
 from linkage.protocol._convert import encodings_budget, encodings_from_chunks, result_chunks
 from linkage.protocol._server import secure_channel
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
+from linkage.scoped import ScopedEncodings
 from linkage.trust._pki import TlsMaterial
 
 CALL_TIMEOUT = 600.0
@@ -135,3 +138,36 @@ def list_jobs(address: str, tls: TlsMaterial) -> list[pb.JobStatus]:
 
 def job_status(address: str, tls: TlsMaterial, job_id: str) -> pb.JobStatus:
     return coordinator_call(address, tls, lambda stub: stub.GetJob(pb.GetJobRequest(job_id=job_id), timeout=30))
+
+
+def query_index(address: str, tls: TlsMaterial, encodings: ScopedEncodings, *, coordinator: str) -> pb.QueryResponse:
+    """`linkage query`'s side: ask the index of ``coordinator`` (its certificate is checked) about
+    ``encodings``, whose record ids are already row numbers. A refusal is a ``JobError`` with its status."""
+    with secure_channel(address, tls, peer=("coordinator", coordinator)) as channel:
+        try:
+            response: pb.QueryResponse = pb_grpc.IndexStub(channel).Query(
+                pb.QueryRequest(packed=encodings_to_bytes(encodings)), timeout=60
+            )
+            return response
+        except grpc.RpcError as error:
+            raise JobError(peer_error(coordinator, error)) from None
+
+
+def ask_index(
+    config: NodeConfig, tls: TlsMaterial, address: str, records: pl.DataFrame, *, coordinator: str | None = None
+) -> list[str]:
+    """A node's intake query, as `linkage query` prints it: encode ``records`` (``record_id`` and the
+    schema's columns), ask the index, and say per record what may be disclosed, then which index answered."""
+    encodings, ids = query_encodings(config, records)
+    response = query_index(address, tls, encodings, coordinator=coordinator or config.coordinators[0])
+    answers = {a.record_id: a for a in response.answers}
+    lines = []
+    for row, record_id in enumerate(ids, start=1):
+        answer = answers.get(str(row))
+        if answer is None:
+            lines.append(f"{record_id}: nothing to disclose")
+        else:
+            named = ", ".join(answer.shared_with) if answer.shared_with else "no agency may be named to you"
+            lines.append(f"{record_id}: {answer.band} (score {answer.score:.4f}): {named}")
+    lines.append(f"index of job {response.job_id}, kept until {response.expires}; {response.remaining:,} queries left this hour")
+    return lines

@@ -1,4 +1,5 @@
-"""The coordinator's gRPC services: jobs (run and status) and the audit log for auditors.
+"""The coordinator's gRPC services: jobs (run and status), intake queries for nodes, and the audit
+log for auditors.
 
 Thin methods: check, convert, call the library or the job runner the process hands in, convert back.
 The runner itself (fetch, link, deliver) lives in ``services.coordinator``.
@@ -13,8 +14,10 @@ from typing import Protocol, TypeVar
 
 import grpc
 
-from linkage.errors import JobError, LinkageError, RequestError
+from linkage.errors import JobError, LinkageError, QueryLimitError, RequestError
 from linkage.jobs._config import CoordinatorConfig
+from linkage.jobs._index import MAX_QUERY_RECORDS, IndexKeeper
+from linkage.jobs._profiles import encodings_from_bytes
 from linkage.jobs._store import Job, JobStore
 from linkage.matching._link import Blocking, LinkSettings, Scoring
 from linkage.protocol._auth import Policy, caller
@@ -50,6 +53,12 @@ def coordinator_policy(config: CoordinatorConfig) -> Policy:
     def policy(method: str, identity: Identity) -> str | None:
         if method.startswith("/linkage.v1.Audit/"):
             return None if identity.role == "auditor" else f"role {identity.role} may not read the audit log; only an auditor may"
+        if method.startswith("/linkage.v1.Index/"):
+            if identity.role != "node":
+                return f"role {identity.role} may not query the index; only agency nodes may"
+            if identity.name not in config.agencies:
+                return f"agency {identity.name} is not an agency of this project"
+            return None
         if method.startswith("/linkage.v1.KeyRelay/"):
             return (
                 None
@@ -156,6 +165,39 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
 
     def ListJobs(self, request: pb.ListJobsRequest, context: grpc.ServicerContext) -> pb.JobList:
         return pb.JobList(jobs=[job_status(job) for job in self._store.list()])
+
+
+# A query's wire form: up to MAX_QUERY_RECORDS records of tokens and evidence, with room to spare.
+MAX_QUERY_BYTES = 4 * 1024 * 1024
+
+
+class IndexService(pb_grpc.IndexServicer):
+    """Intake queries: the calling node's agency (from its certificate) asks about a few records."""
+
+    def __init__(self, config: CoordinatorConfig, keeper: IndexKeeper) -> None:
+        self._config, self._keeper = config, keeper
+
+    def Query(self, request: pb.QueryRequest, context: grpc.ServicerContext) -> pb.QueryResponse:
+        identity = caller(context)
+        assert identity is not None  # the interceptor let only a node of the project through
+        try:
+            if len(request.packed) > MAX_QUERY_BYTES:
+                raise QueryLimitError(
+                    f"{identity.name}: a query of {len(request.packed):,} bytes; ask about at most {MAX_QUERY_RECORDS:,} records"
+                )
+            records = encodings_from_bytes(request.packed, peer=identity.name)
+        except LinkageError as error:  # refused before it reached the index: logged all the same
+            self._keeper.refused(identity.name, 0, error, actor=str(identity))
+            raise
+        disclosure = {name: entry.disclosure for name, entry in self._config.agencies.items()}
+        answer = self._keeper.query(identity.name, records, disclosure, actor=str(identity))
+        return pb.QueryResponse(
+            answers=[
+                pb.QueryAnswer(record_id=r["record_id"], band=r["band"], score=r["similarity"], shared_with=r["shared_with"])
+                for r in answer.rows.iter_rows(named=True)
+            ],
+            job_id=answer.job, expires=answer.expires, remaining=answer.remaining,
+        )  # fmt: skip
 
 
 class AuditService(pb_grpc.AuditServicer):

@@ -117,9 +117,15 @@ key = "../pki/{name}.key"
 
 
 def write_coordinator_config(
-    layout: DemoLayout, ports: dict[str, int], *, listen: str = "127.0.0.1:0", duplicates: dict[str, str] | None = None
+    layout: DemoLayout,
+    ports: dict[str, int],
+    *,
+    listen: str = "127.0.0.1:0",
+    duplicates: dict[str, str] | None = None,
+    index_keep: str | None = None,
 ) -> Path:
-    """``duplicates``: agency -> its duplicates policy (allow | forbid), where it is not the default."""
+    """``duplicates``: agency -> its duplicates policy (allow | forbid), where it is not the default;
+    ``index_keep``: keep an intake index that long (off when None)."""
     layout.coordinator.mkdir(parents=True, exist_ok=True)
     policies = duplicates or {}
     agencies = "\n".join(
@@ -144,7 +150,8 @@ key = "../pki/{COORDINATOR}.key"
 scoring = "auto"
 blocking = "auto"
 
-{agencies}""",
+{agencies}"""
+        + (f'\n[index]\nkeep = "{index_keep}"\n' if index_keep else ""),
         encoding="utf-8",
     )
     return layout.coordinator_config

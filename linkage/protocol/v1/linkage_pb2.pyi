@@ -289,3 +289,33 @@ class RelayAck(_message.Message):
     COUNT_FIELD_NUMBER: _ClassVar[int]
     count: int
     def __init__(self, count: _Optional[int] = ...) -> None: ...
+
+class QueryRequest(_message.Message):
+    __slots__ = ("packed",)
+    PACKED_FIELD_NUMBER: _ClassVar[int]
+    packed: bytes
+    def __init__(self, packed: _Optional[bytes] = ...) -> None: ...
+
+class QueryAnswer(_message.Message):
+    __slots__ = ("record_id", "band", "score", "shared_with")
+    RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    BAND_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    SHARED_WITH_FIELD_NUMBER: _ClassVar[int]
+    record_id: str
+    band: str
+    score: float
+    shared_with: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, record_id: _Optional[str] = ..., band: _Optional[str] = ..., score: _Optional[float] = ..., shared_with: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class QueryResponse(_message.Message):
+    __slots__ = ("answers", "job_id", "expires", "remaining")
+    ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    answers: _containers.RepeatedCompositeFieldContainer[QueryAnswer]
+    job_id: str
+    expires: str
+    remaining: int
+    def __init__(self, answers: _Optional[_Iterable[_Union[QueryAnswer, _Mapping]]] = ..., job_id: _Optional[str] = ..., expires: _Optional[str] = ..., remaining: _Optional[int] = ...) -> None: ...

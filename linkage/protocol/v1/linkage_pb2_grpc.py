@@ -685,6 +685,90 @@ class KeyRelay:
             _registered_method=True)
 
 
+class IndexStub:
+    """Intake checks: "does any partner hold this person?" Only nodes call it, each for its own agency
+    (the name in its certificate). Answered from the index of the last finished job, where the
+    project keeps one ([index] keep), under the project's disclosure policy; rate-limited per agency
+    (RESOURCE_EXHAUSTED past the limit); FAILED_PRECONDITION when there is no index or it expired.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Query = channel.unary_unary(
+                '/linkage.v1.Index/Query',
+                request_serializer=linkage_dot_v1_dot_linkage__pb2.QueryRequest.SerializeToString,
+                response_deserializer=linkage_dot_v1_dot_linkage__pb2.QueryResponse.FromString,
+                _registered_method=True)
+
+
+class IndexServicer:
+    """Intake checks: "does any partner hold this person?" Only nodes call it, each for its own agency
+    (the name in its certificate). Answered from the index of the last finished job, where the
+    project keeps one ([index] keep), under the project's disclosure policy; rate-limited per agency
+    (RESOURCE_EXHAUSTED past the limit); FAILED_PRECONDITION when there is no index or it expired.
+    """
+
+    def Query(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_IndexServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Query': grpc.unary_unary_rpc_method_handler(
+                    servicer.Query,
+                    request_deserializer=linkage_dot_v1_dot_linkage__pb2.QueryRequest.FromString,
+                    response_serializer=linkage_dot_v1_dot_linkage__pb2.QueryResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'linkage.v1.Index', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('linkage.v1.Index', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Index:
+    """Intake checks: "does any partner hold this person?" Only nodes call it, each for its own agency
+    (the name in its certificate). Answered from the index of the last finished job, where the
+    project keeps one ([index] keep), under the project's disclosure policy; rate-limited per agency
+    (RESOURCE_EXHAUSTED past the limit); FAILED_PRECONDITION when there is no index or it expired.
+    """
+
+    @staticmethod
+    def Query(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.Index/Query',
+            linkage_dot_v1_dot_linkage__pb2.QueryRequest.SerializeToString,
+            linkage_dot_v1_dot_linkage__pb2.QueryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class AuditStub:
     """Auditors read the coordinator's tamper-evident log; every read is itself logged.
     """
