@@ -52,9 +52,9 @@ def run_demo(
             ports[name] = node[1]
             policy = DISCLOSURE[name]
             say(f"  node {name:<16} on 127.0.0.1:{ports[name]}  disclosure {policy}")
-        config = load_coordinator_config(write_coordinator_config(layout, ports, index_keep="30d"))
-        tls = load_tls(config.tls.ca, config.tls.cert, config.tls.key)
-        coordinator = start_coordinator(config, tls, interceptors=interceptors)
+        coordinator_config = load_coordinator_config(write_coordinator_config(layout, ports, index_keep="30d"))
+        tls = load_tls(coordinator_config.tls.ca, coordinator_config.tls.cert, coordinator_config.tls.key)
+        coordinator = start_coordinator(coordinator_config, tls, interceptors=interceptors)
         servers.append(coordinator)
         port = coordinator[1]
         say(f"  coordinator          on 127.0.0.1:{port}\n")

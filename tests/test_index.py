@@ -23,7 +23,7 @@ from linkage.errors import ConfigError, IndexUnavailableError, QueryLimitError
 from linkage.jobs._config import DISCLOSURES, IndexSettings, load_coordinator_config
 from linkage.jobs._disclosure import agency_results
 from linkage.jobs._index import MAX_QUERY_RECORDS, IndexKeeper, intake_index
-from linkage.jobs._profiles import encode_records, link_sources, with_default_match_keys
+from linkage.jobs._profiles import Linked, encode_records, link_sources, with_default_match_keys
 from linkage.matching._link import LinkSettings
 from linkage.records._schema import Schema
 from linkage.scoped import ScopedEncodings
@@ -38,7 +38,7 @@ POLICIES = list(itertools.product(DISCLOSURES, repeat=3))
 @dataclasses.dataclass(frozen=True)
 class Project:
     sources: dict[str, ScopedEncodings]
-    linked: object  # jobs._profiles.Linked
+    linked: Linked
     schema: Schema
     secret: Secret
 

@@ -34,6 +34,7 @@ coordinator can map it back to a record.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -105,7 +106,7 @@ def agency_results(
         )
         rows = rows.with_columns(
             reference=pl.col("record_id").map_elements(
-                lambda rid, a=agency: reference_token(job_key, a, rid), return_dtype=pl.String
+                functools.partial(reference_token, job_key, agency), return_dtype=pl.String
             )
         )
         same = _same_person(mine, agency, threshold)

@@ -137,7 +137,8 @@ def list_jobs(address: str, tls: TlsMaterial) -> list[pb.JobStatus]:
 
 
 def job_status(address: str, tls: TlsMaterial, job_id: str) -> pb.JobStatus:
-    return coordinator_call(address, tls, lambda stub: stub.GetJob(pb.GetJobRequest(job_id=job_id), timeout=30))
+    status: pb.JobStatus = coordinator_call(address, tls, lambda stub: stub.GetJob(pb.GetJobRequest(job_id=job_id), timeout=30))
+    return status
 
 
 def query_index(address: str, tls: TlsMaterial, encodings: ScopedEncodings, *, coordinator: str) -> pb.QueryResponse:

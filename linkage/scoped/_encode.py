@@ -21,11 +21,12 @@ import polars as pl
 
 from linkage.bloom._keys import Secret
 from linkage.errors import SchemaError
+from linkage.matching._scopes import BLOOM, DATE
 from linkage.records._normalise import normalise
 from linkage.records._schema import Schema
 from linkage.records._tokens import factorised, field_tokens
 from linkage.scoped._encodings import ScopedEncodings, secret_check
-from linkage.scoped._evidence import BLOOM, DATE, fill_bloom, fill_lanes, scope_layout
+from linkage.scoped._evidence import fill_bloom, fill_lanes, scope_layout
 from linkage.scoped._keys import (
     DEFAULT_MATCH_KEYS,
     MatchKey,

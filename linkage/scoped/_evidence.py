@@ -62,8 +62,17 @@ class ScopeLayout:
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> ScopeLayout:
-        slots = tuple(Slot(str(f), int(c), int(o), int(w)) for f, c, o, w in data["slots"])  # type: ignore[union-attr, misc]
-        return cls(str(data["key"]), slots, tuple(data["fixed"]), int(data["words"]), int(data["lane_word"]))  # type: ignore[arg-type, call-overload]
+        """The layout ``to_dict`` wrote; a TypeError or ValueError when ``data`` is not one."""
+        slots, fixed, words, lane_word = data["slots"], data["fixed"], data["words"], data["lane_word"]
+        if not (isinstance(slots, list) and isinstance(fixed, list) and isinstance(words, int) and isinstance(lane_word, int)):
+            raise TypeError("a scope layout holds lists of slots and fixed fields and integer word counts")
+        return cls(
+            str(data["key"]),
+            tuple(Slot(str(f), int(c), int(o), int(w)) for f, c, o, w in slots),
+            tuple(str(f) for f in fixed),
+            words,
+            lane_word,
+        )
 
 
 def scope_layout(key: str, fields: list[tuple[str, str]], fixed: frozenset[str]) -> ScopeLayout:
