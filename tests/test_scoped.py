@@ -31,7 +31,7 @@ from linkage.scoped import (
 )  # fmt: skip
 from linkage.scoped._encodings import pack_scoped, unpack_scoped
 from linkage.scoped._evidence import scope_levels
-from linkage.scoped._prf import key_words, siphash_bytes, strings_siphash, words_siphash
+from linkage.scoped._prf import key_words, prefixed_siphash, siphash_bytes, strings_siphash, words_siphash
 from linkage.testing._synthetic import generate_agencies
 
 COLUMNS = ["given_name", "middle_name", "surname", "date_of_birth", "sex", "address", "city", "postcode"]
@@ -68,6 +68,16 @@ def test_word_siphash_is_siphash_of_the_words_bytes(m0: int, m1: int) -> None:
     k0, k1 = key_words(b"0123456789abcdef")
     words = np.array([m0, m1], dtype=np.uint64)
     assert words_siphash(k0, k1, words[:1], words[1:])[0] == siphash_bytes(k0, k1, words.view(np.uint8), 0, 16)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 2**64 - 1), st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=5))
+def test_prefixed_siphash_is_siphash_of_each_pair_of_words(m0: int, rest: list[int]) -> None:
+    # The evidence kernels absorb a record's field tag once, then hash each q-gram from that state.
+    k0, k1 = key_words(b"fedcba9876543210")
+    second = np.array(rest, dtype=np.uint64)
+    first = np.full(len(rest), m0, dtype=np.uint64)
+    assert np.array_equal(prefixed_siphash(k0, k1, np.uint64(m0), second), words_siphash(k0, k1, first, second))
 
 
 def test_siphash_output_bits_are_balanced_and_key_sensitive() -> None:

@@ -98,6 +98,7 @@ def encode_scoped(
     evidence, layouts = [], []
     capped, without = {}, {}
     sent = np.zeros((n, len(keys)), dtype=bool)
+    grouped = np.zeros((n, len(keys)), dtype=bool)  # in a group of 2 to DECOY_GROUP records: the decoys
     parts: dict[tuple[str, str], pl.Series] = {}  # (field, transform) -> per record, shared by the keys
     for k, key in enumerate(keys):
         value = key_values(key, schema, values, parts)
@@ -125,6 +126,7 @@ def encode_scoped(
         tokens[:, k] = np.where(compared, value_token[safe], 0)
         has[:, k] = compared
         sent[:, k] = kept
+        grouped[:, k] = compared & (group >= 2)
         k0, k1 = np.where(compared, value_k0[safe], 0), np.where(compared, value_k1[safe], 0)
         layout = scope_layout(key.name, fields, fixed_fields(key, schema))
         out = np.zeros((n, layout.words), dtype=np.uint64)
@@ -149,18 +151,22 @@ def encode_scoped(
         key_set_fingerprint=key_set_fingerprint(keys), secret_check=secret_check(secret, schema.project), key_epoch=key_epoch,
     )  # fmt: skip
     started = time.perf_counter()
-    encodings = with_decoys_then_capped(encodings, sent)
+    encodings = with_decoys_then_capped(encodings, sent, grouped)
     seconds["decoys"] = time.perf_counter() - started
     return ScopedEncodeResult(encodings, rejects, missing, capped, without, seconds)
 
 
-def with_decoys_then_capped(encodings: ScopedEncodings, sent: np.ndarray) -> ScopedEncodings:
+def with_decoys_then_capped(encodings: ScopedEncodings, sent: np.ndarray, grouped: np.ndarray | None = None) -> ScopedEncodings:
     """Compare the agency's own records that share a token (groups of up to ``DECOY_GROUP``) and keep
     only the histogram of their level patterns; then drop every token (and its evidence) the cap
-    takes: what is sent shows no two of the agency's records sharing a token unless the cap allows."""
+    takes: what is sent shows no two of the agency's records sharing a token unless the cap allows.
+
+    ``grouped`` marks, per key, the records whose token another record holds too: only they can
+    make a pair, so the self-join skips every record alone with its value (nearly all of them)."""
     from linkage.scoped._link import compared_pairs
 
-    i, j, levels, _ = compared_pairs(encodings, encodings)
+    pairing = encodings if grouped is None else dataclasses.replace(encodings, has_token=grouped)
+    i, j, levels, _ = compared_pairs(pairing, pairing)
     patterns, counts = np.unique(levels[i < j], axis=0, return_counts=True)
     tokens = np.where(sent, encodings.tokens, np.uint64(0))
     evidence = tuple(np.where(sent[:, k : k + 1], words, np.uint64(0)) for k, words in enumerate(encodings.evidence))
