@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from linkage import Schema, Secret
 from linkage.errors import EncodingsError, SchemaError
+from linkage.jobs._profiles import with_default_match_keys
 from linkage.matching._evaluate import pair_quality
 from linkage.scoped import (
     MatchKey,
@@ -170,6 +171,52 @@ def test_frequency_cap_drops_tokens_not_records(copies: int, cap: int) -> None:
     assert result.encodings.has_token[copies, 0]
     if copies > cap:
         assert not result.encodings.evidence[0][:copies].any()  # no token, no scope
+
+
+def test_a_shared_value_is_refined_not_dropped_and_still_links_across_agencies() -> None:
+    # Two Lopez of 1990-04-12 in agency a (and two in b): the key alone would drop all four tokens;
+    # refined by the given name's initial, Maria and Pablo each hold a value of their own again.
+    keys = (MatchKey(name="surname_dob", parts=("surname", "dob"), refine=("given:initial", "given")),)
+    twins = [PERSON, {**PERSON, "given_name": "Pablo"}, {**PERSON, "given_name": "Paula"}, {**PERSON, "surname": "Quill"}]
+    a = encode_scoped(frame(twins), SCHEMA, SECRET, keys=keys, today=TODAY)
+    others = [{**PERSON, "address": ""}, {**PERSON, "given_name": "Pablo", "city": ""}, {**PERSON, "given_name": "Pia"}]
+    b = encode_scoped(frame(others), SCHEMA, SECRET, keys=keys, today=TODAY)
+    enc = a.encodings
+    # Maria at the first level, Pablo and Paula (both P) at the second, Quill unrefined: all sent.
+    assert enc.has_token[:, 0].all() and a.refined["surname_dob"] == 3 and a.capped["surname_dob"] == 0
+    sent = enc.tokens[:, 0]
+    assert len(set(sent.tolist())) == len(sent)  # no two records of the agency share a token
+    # The refined records' scopes are their refined values': evidence compares within them ...
+    assert enc.evidence[0][:3].any(axis=1).all()
+    # ... the decoys were counted on the unrefined value (the three Lopez: three pairs).
+    assert enc.decoy_counts.sum() == 3
+    # Agency b's Maria, Pablo and Pia are refined alike (a value is refined in each agency by its own
+    # counts: two P there too), so Maria and Pablo are found across the agencies.
+    assert b.refined["surname_dob"] == 3
+    result = link_scoped({"a": enc, "b": b.encodings})
+    found = set(zip(*(result.candidate_pairs().get_column(c).to_list() for c in ("id_a", "id_b")), strict=True))
+    assert found == {("r0", "r0"), ("r1", "r1")}
+    # Without refine parts the shared value is dropped, as before.
+    plain = encode_scoped(
+        frame(twins), SCHEMA, SECRET, keys=(MatchKey(name="surname_dob", parts=("surname", "dob")),), today=TODAY
+    )
+    assert plain.encodings.has_token[:, 0].tolist() == [False, False, False, True] and plain.capped["surname_dob"] == 3
+
+
+def test_refine_parts_are_checked_and_kept_in_the_schema(tmp_path: Path) -> None:
+    with pytest.raises(SchemaError, match="part 'state' needs a state field"):
+        encode_scoped(
+            frame([PERSON]), SCHEMA, SECRET, keys=(MatchKey(name="k", parts=("surname",), refine=("state",)),), today=TODAY
+        )
+    with pytest.raises(SchemaError, match="listed twice"):
+        MatchKey(name="k", parts=("surname", "dob"), refine=("dob",))
+    key = MatchKey.from_dict({"name": "k", "parts": ["surname"], "refine": ["dob:year", "given:initial"]})
+    assert key.level(1).parts == ("surname", "dob:year") and key.to_dict()["refine"] == ["dob:year", "given:initial"]
+    schema = with_default_match_keys(SCHEMA)
+    (tmp_path / "schema.toml").write_text(schema.to_toml())
+    again = Schema.load(tmp_path / "schema.toml")
+    assert again.match_keys == schema.match_keys and any(k.refine for k in again.match_keys)
+    assert again.fingerprint == schema.fingerprint
 
 
 def test_key_frequencies_report_the_share_of_common_values() -> None:

@@ -73,7 +73,7 @@ class Encoded:
 
 
 def scoped_keys(schema: Schema) -> tuple[ScopedMatchKey, ...]:
-    return tuple(ScopedMatchKey(name=k.name, parts=k.parts) for k in schema.match_keys)
+    return tuple(ScopedMatchKey(name=k.name, parts=k.parts, refine=k.refine) for k in schema.match_keys)
 
 
 def encode_records(
@@ -256,7 +256,7 @@ def with_default_match_keys(schema: Schema) -> Schema:
     from linkage.scoped import resolved_keys
 
     keys = resolved_keys(schema, None)
-    return dataclasses.replace(schema, match_keys=tuple(MatchKey(name=k.name, parts=k.parts) for k in keys))
+    return dataclasses.replace(schema, match_keys=tuple(MatchKey(name=k.name, parts=k.parts, refine=k.refine) for k in keys))
 
 
 # A key whose values are this common in an agency's own records is refused at ``schema init``: most of
