@@ -224,6 +224,13 @@ def _encode_summary(input_path: Path, out: Path, rejects_path: Path, result: Enc
             f"  output   {out}: {len(enc.keys)} match keys, {enc.bytes_per_record:.0f} bytes per record, schema {enc.schema_fingerprint[:12]}",
             "  tokens   " + ", ".join(f"{key} {int(c):,}" for key, c in zip(enc.keys, held, strict=True)),
         ]
+        refined = {k: v for k, v in result.refined.items() if v}
+        if refined:
+            lines.append(
+                "  refined  "
+                + ", ".join(f"{k} {v:,}" for k, v in refined.items())
+                + " records hold a shared value: their token was made with the key's refine parts instead"
+            )
         capped = {k: v for k, v in result.capped.items() if v}
         if capped:
             lines.append(

@@ -69,6 +69,7 @@ class Encoded:
     rejects: pl.DataFrame  # row, record_id, field, reason (never the value)
     missing: dict[str, int]  # values missing per field
     capped: dict[str, int] = field(default_factory=dict)  # per match key: records whose token the cap dropped
+    refined: dict[str, int] = field(default_factory=dict)  # per match key: records whose shared value was refined
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -92,7 +93,9 @@ def encode_records(
         )
         if progress:
             progress("encoded under match keys")
-        return Encoded(result.encodings, result.rejects, result.missing, dict(result.capped), dict(result.seconds))
+        return Encoded(
+            result.encodings, result.rejects, result.missing, dict(result.capped), dict(result.seconds), dict(result.refined)
+        )
     plain = encode(records, schema, secret, today=today, key_epoch=key_epoch, progress=progress)
     return Encoded(plain.encodings, plain.rejects, plain.missing, {}, dict(plain.seconds))
 
