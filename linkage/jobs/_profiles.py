@@ -69,8 +69,8 @@ class Encoded:
     rejects: pl.DataFrame  # row, record_id, field, reason (never the value)
     missing: dict[str, int]  # values missing per field
     capped: dict[str, int] = field(default_factory=dict)  # per match key: records whose token the cap dropped
-    refined: dict[str, int] = field(default_factory=dict)  # per match key: records whose shared value was refined
     seconds: dict[str, float] = field(default_factory=dict)
+    refined: dict[str, int] = field(default_factory=dict)  # per match key: records whose shared value was refined
 
 
 def scoped_keys(schema: Schema) -> tuple[ScopedMatchKey, ...]:
@@ -94,8 +94,9 @@ def encode_records(
         if progress:
             progress("encoded under match keys")
         return Encoded(
-            result.encodings, result.rejects, result.missing, dict(result.capped), dict(result.seconds), dict(result.refined)
-        )
+            result.encodings, result.rejects, result.missing, capped=dict(result.capped), seconds=dict(result.seconds),
+            refined=dict(result.refined),
+        )  # fmt: skip
     plain = encode(records, schema, secret, today=today, key_epoch=key_epoch, progress=progress)
     return Encoded(plain.encodings, plain.rejects, plain.missing, {}, dict(plain.seconds))
 
