@@ -30,6 +30,7 @@ from linkage.scoped import (
     read_scoped_encodings,
     write_scoped_encodings,
 )  # fmt: skip
+from linkage.scoped._encode import _distinct_rows
 from linkage.scoped._encodings import pack_scoped, unpack_scoped
 from linkage.scoped._evidence import scope_levels
 from linkage.scoped._prf import key_words, prefixed_siphash, siphash_bytes, strings_siphash, words_siphash
@@ -217,6 +218,17 @@ def test_refine_parts_are_checked_and_kept_in_the_schema(tmp_path: Path) -> None
     again = Schema.load(tmp_path / "schema.toml")
     assert again.match_keys == schema.match_keys and any(k.refine for k in again.match_keys)
     assert again.fingerprint == schema.fingerprint
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 300), st.integers(1, 24), st.integers(0, 2**32 - 1))
+def test_decoy_patterns_are_counted_as_numpy_unique_counts_them(rows: int, width: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    levels = rng.integers(-1, 6, (rows, width)).astype(np.int8)
+    levels[::3] = levels[:1] if rows else levels[::3]  # repeated rows
+    expected, counts = np.unique(levels, axis=0, return_counts=True)
+    got, got_counts = _distinct_rows(levels)
+    assert np.array_equal(got, expected) and np.array_equal(got_counts, counts) and got.dtype == np.int8
 
 
 def test_key_frequencies_report_the_share_of_common_values() -> None:
