@@ -23,7 +23,7 @@ from linkage.bloom._keys import Secret
 from linkage.errors import SchemaError
 from linkage.records._normalise import normalise
 from linkage.records._schema import Schema
-from linkage.records._tokens import factorised, field_tokens
+from linkage.records._tokens import FieldTokens, factorised, field_tokens
 from linkage.scoped._encodings import ScopedEncodings, secret_check
 from linkage.scoped._evidence import BLOOM, DATE, ScopeLayout, fill_bloom, fill_lanes, scope_layout
 from linkage.scoped._keys import (
@@ -184,7 +184,7 @@ def _hashed(
 
 
 def _fill(
-    out: np.ndarray, layout: ScopeLayout, schema: Schema, tokens_by_field: dict, rows: np.ndarray | None,
+    out: np.ndarray, layout: ScopeLayout, schema: Schema, tokens_by_field: dict[str, FieldTokens], rows: np.ndarray | None,
     mask: np.ndarray, k0: np.ndarray, k1: np.ndarray,
 ) -> None:  # fmt: skip
     """Each slot's evidence of the records ``rows`` (all when None) into ``out``, under scope keys (k0, k1)."""
@@ -235,7 +235,7 @@ def _distinct_rows(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     row (three bits a column, the first most significant: the same rows in the same order)."""
     width = levels.shape[1]
     if width > 21 or (len(levels) and (levels.min() < -1 or levels.max() > 6)):
-        return np.unique(levels, axis=0, return_counts=True)  # type: ignore[no-any-return]
+        return np.unique(levels, axis=0, return_counts=True)
     weights = np.int64(8) ** np.arange(width - 1, -1, -1, dtype=np.int64)
     codes, counts = np.unique((levels.astype(np.int64) + 1) @ weights, return_counts=True)
     patterns = ((codes[:, None] // weights[None, :]) % 8 - 1).astype(levels.dtype)
