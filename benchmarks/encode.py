@@ -9,7 +9,10 @@ encode, Parquet write) is timed --repeat times and its best time kept: other pro
 machine make single runs noisy. The share of the CPUs they took meanwhile is printed per thread
 count ("others 0.9 cores"); compare figures only under similar load.
 
-    python benchmarks/encode.py [--records 200000] [--repeat 5]
+The schema is ``schema init``'s default (match keys: a token and scoped evidence per record and
+key) unless --profile names the folded record filter or field scoring.
+
+    python benchmarks/encode.py [--records 200000] [--repeat 5] [--profile match-keys]
 """
 
 from __future__ import annotations
@@ -30,7 +33,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine_line, peak_rss_mib
 
 from linkage import Schema, Secret, read_records
+from linkage.jobs._profiles import with_default_match_keys
 from linkage.testing._febrl import FEBRL_COLUMNS, FEBRL_ID_COLUMN, febrl_path
+
+PROFILES = ("match-keys", "record-filter", "field-scoring")
 
 
 def febrl_like(records: int, seed: int) -> pl.DataFrame:
@@ -66,11 +72,11 @@ def _busy_cores_seconds() -> float:
 
 def child(path: str, schema_path: str, secret_path: str, repeat: int) -> None:
     """Runs in a child process: warm up, then time read, encode and write of the file, best of ``repeat``."""
-    from linkage import encode, write_encodings
+    from linkage.jobs._profiles import encode_records, write_any_encodings
 
     schema, secret = Schema.load(schema_path), Secret.from_file(secret_path)
     records = read_records(path, id_column="rec_id", columns=schema.columns)
-    encode(records.head(2000), schema, secret)  # compile / load numba caches
+    encode_records(records.head(2000), schema, secret)  # compile / load numba caches
     best: dict[str, float] = {}
     stages: dict[str, float] = {}
     others = []
@@ -79,9 +85,9 @@ def child(path: str, schema_path: str, secret_path: str, repeat: int) -> None:
         started = time.perf_counter()
         records = read_records(path, id_column="rec_id", columns=schema.columns)
         read_done = time.perf_counter()
-        result = encode(records, schema, secret)
+        result = encode_records(records, schema, secret)
         encode_done = time.perf_counter()
-        write_encodings(result.encodings, Path(path).with_suffix(".parquet"))
+        write_any_encodings(result.encodings, Path(path).with_suffix(".parquet"))
         finished = time.perf_counter()
         others.append((_busy_cores_seconds() - busy - (time.process_time() - cpu)) / (finished - started))
         times = {"read": read_done - started, "encode": encode_done - read_done, "write": finished - encode_done}
@@ -99,6 +105,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per thread count; the best is kept")
+    parser.add_argument("--profile", choices=PROFILES, default="match-keys", help="the schema's profile (default: match-keys)")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -110,7 +117,8 @@ def main() -> None:
         frame.write_csv(path)
         distinct = {c: frame.get_column(c).n_unique() for c in ("surname", "address_1", "date_of_birth")}
         schema_path, secret_path = Path(temp) / "schema.toml", Path(temp) / "secret.key"
-        schema_path.write_text(Schema.for_columns(list(FEBRL_COLUMNS), project="bench").to_toml())
+        schema = Schema.for_columns(list(FEBRL_COLUMNS), project="bench", group_filters=args.profile == "field-scoring")
+        schema_path.write_text((with_default_match_keys(schema) if args.profile == "match-keys" else schema).to_toml())
         Secret(bytes(range(32))).write(secret_path)
         figures = {}
         for threads in (1, 2):
@@ -131,7 +139,7 @@ def main() -> None:
     total = {t: n / figures[t]["total"] for t in figures}
     print(f"distinct values: {distinct}")
     print(
-        f"encode: {n:,} FEBRL-like records, 1024-bit, best of {args.repeat}; encode only: 1 thread {rate[1]:,.0f} rec/s,"
+        f"encode: {n:,} FEBRL-like records, {args.profile} profile, best of {args.repeat}; encode only: 1 thread {rate[1]:,.0f} rec/s,"
         f" 2 threads {rate[2]:,.0f} rec/s (x{rate[2] / rate[1]:.2f}); with CSV read + Parquet write: {total[1]:,.0f}"
         f" and {total[2]:,.0f} rec/s; other processes took {figures[1]['others']:.1f} and {figures[2]['others']:.1f}"
         f" cores; {machine_line()}"

@@ -1,22 +1,24 @@
-"""Scale: `linkage link` on n × n records, blocked, with default settings.
+"""Scale: `linkage link` on n × n records with default settings.
 
 Data (seeded): two agencies from linkage.testing._synthetic (the police and child-welfare profiles, default
-messiness), each cut to exactly n records, encoded with the default schema and written as Parquet.
+messiness), each cut to exactly n records, encoded with the default schema (``schema init``: match
+keys) and written as Parquet.
 The benchmark then runs the real command, in a child process, as a coordinator would:
 
     linkage link police.parquet child_welfare.parquet --out pairs.csv --candidates candidates.csv
 
 and reports its wall time and peak RSS (the child's alone: generating and encoding the data is not
-counted), the blocking it chose (``auto``: all pairs while quick, LSH beyond, the record rule
-tightened where all pairs would take hours), and pairs completeness measured here, independently of
-the command's own estimate: an unblocked comparison of ``--sample`` rows of police against all of
-child welfare, at the threshold each rule ran at, against the candidates the command wrote. Linkage
-quality against the generator's truth is printed too (P / R / F1 of the ``match`` band).
+counted), and linkage quality against the generator's truth (P / R / F1 of the ``match`` band).
+``candidate recall`` is the share of true pairs among the candidates the command wrote (pairs that
+share a match-key token; for the filter profiles, the pairs blocking let through).
 
-    python benchmarks/scale.py [--sizes 10000,100000,1000000] [--sample 1000] [--seed 5] [--field-scoring]
+``--profile record-filter`` encodes with the folded record filter and ``--profile field-scoring``
+with group filters (fs scoring and a second candidate rule on names and date of birth); for these the
+blocking ``auto`` chose is printed (all pairs while quick, LSH beyond, the record rule tightened
+where all pairs would take hours), and ``completeness``: an unblocked comparison of ``--sample`` rows
+of police against all of child welfare, at the threshold each rule ran at, against the candidates.
 
-``--field-scoring`` encodes with group filters (``schema init --field-scoring``): fs scoring and a
-second candidate rule on names and date of birth.
+    python benchmarks/scale.py [--sizes 10000,100000,1000000] [--sample 1000] [--seed 5] [--profile match-keys]
 """
 
 from __future__ import annotations
@@ -36,10 +38,11 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine_line
 
-from linkage import Schema, Secret, encode, read_encodings, write_encodings
+from linkage import Schema, Secret, read_encodings
+from linkage.jobs._profiles import encode_records, with_default_match_keys, write_any_encodings
 from linkage.matching._candidates import candidate_rules
 from linkage.matching._engine import NumbaEngine
-from linkage.matching._evaluate import pair_quality
+from linkage.matching._evaluate import canonical_pairs, pair_quality, true_pairs
 from linkage.matching._link import LinkSettings
 from linkage.testing._synthetic import CHILD_WELFARE, POLICE, generate_agencies
 
@@ -49,9 +52,14 @@ COLUMNS = ["given_name", "middle_name", "surname", "date_of_birth", "sex", "addr
 PEOPLE_PER_RECORD = 1.4
 
 
-def agencies(n: int, directory: Path, seed: int, field_scoring: bool) -> tuple[list[Path], pl.DataFrame]:
+PROFILES = ("match-keys", "record-filter", "field-scoring")
+
+
+def agencies(n: int, directory: Path, seed: int, profile: str) -> tuple[list[Path], pl.DataFrame]:
     data = generate_agencies(round(n * PEOPLE_PER_RECORD), (POLICE, CHILD_WELFARE), rng=np.random.default_rng(seed), overlap=0.5)
-    schema = Schema.for_columns(COLUMNS, project="scale-benchmark", group_filters=field_scoring)
+    schema = Schema.for_columns(COLUMNS, project="scale-benchmark", group_filters=profile == "field-scoring")
+    if profile == "match-keys":
+        schema = with_default_match_keys(schema)
     secret = Secret(bytes(range(32)))
     paths, kept = [], []
     for name, frame in data.frames.items():
@@ -59,7 +67,7 @@ def agencies(n: int, directory: Path, seed: int, field_scoring: bool) -> tuple[l
             raise SystemExit(f"generated only {frame.height:,} {name} records for n = {n:,}")
         records = frame.head(n).rename({"rec_id": "record_id"}).select("record_id", *COLUMNS)
         paths.append(directory / f"{name}.parquet")
-        write_encodings(encode(records, schema, secret).encodings, paths[-1])
+        write_any_encodings(encode_records(records, schema, secret).encodings, paths[-1])
         kept.append(records.select("record_id", source=pl.lit(name)))
     truth = data.truth.join(pl.concat(kept), on=["record_id", "source"])
     return paths, truth
@@ -100,18 +108,20 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated n (records per agency)")
     parser.add_argument("--sample", type=int, default=1000, help="rows of police compared unblocked for pairs completeness")
     parser.add_argument("--seed", type=int, default=5)
-    parser.add_argument(
-        "--field-scoring", action="store_true", help="encode with group filters (fs scoring) instead of the default"
-    )
+    parser.add_argument("--profile", choices=PROFILES, default="match-keys", help="the schema's profile (default: match-keys)")
     args = parser.parse_args()
     linkage = Path(sys.executable).with_name("linkage")
+    print(f"profile {args.profile}")
     print(
-        f"{'n':>10}  {'wall s':>7}  {'peak RSS MiB':>12}  {'candidates':>11}  {'completeness':>12}  {'P':>5}  {'R':>5}  {'F1':>5}  blocking"
+        f"{'n':>10}  {'wall s':>7}  {'peak RSS MiB':>12}  {'candidates':>11}  {'cand recall':>11}  {'completeness':>12}"
+        f"  {'P':>5}  {'R':>5}  {'F1':>6}  blocking"
     )
     for n in (int(x) for x in args.sizes.split(",")):
         with tempfile.TemporaryDirectory(prefix="linkage-scale-") as tmp:
             folder = Path(tmp)
-            paths, truth = agencies(n, folder, args.seed, args.field_scoring)
+            started = time.perf_counter()
+            paths, truth = agencies(n, folder, args.seed, args.profile)
+            prepared = time.perf_counter() - started
             command = [
                 str(linkage),
                 "link",
@@ -132,15 +142,23 @@ def main() -> None:
                 raise SystemExit(f"linkage link failed for n = {n:,}: {run.stderr.strip()}")
             report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
             candidates = pl.read_csv(folder / "candidates.csv", schema_overrides={"id_a": pl.String, "id_b": pl.String})
-            completeness = sampled_completeness(paths, candidates, report, args.sample, args.seed)
+            completeness = (
+                "-"
+                if args.profile == "match-keys"
+                else f"{sampled_completeness(paths, candidates, report, args.sample, args.seed):.4f}"
+            )
+            real = true_pairs(truth)
+            found = canonical_pairs(candidates.select("source_a", "id_a", "source_b", "id_b"))
+            recall = found.join(real, on=["source_a", "id_a", "source_b", "id_b"], how="semi").height / max(real.height, 1)
             pairs = pl.read_csv(folder / "pairs.csv", schema_overrides={"id_a": pl.String, "id_b": pl.String})
             quality = pair_quality(pairs.filter(pl.col("band") == "match"), truth)
             blocking = blocking_line(report)
             # A child's ru_maxrss is the largest of all children so far: report it only where it grew.
             rss = f"{peak / 1024:,.0f}" if peak > before else f"<= {before / 1024:,.0f}"
             print(
-                f"{n:>10,}  {wall:>7.1f}  {rss:>12}  {candidates.height:>11,}  {completeness:>12.4f}  {quality.precision:>5.3f}"
-                f"  {quality.recall:>5.3f}  {quality.f1:>5.3f}  {blocking}",
+                f"{n:>10,}  {wall:>7.1f}  {rss:>12}  {candidates.height:>11,}  {recall:>11.4f}  {completeness:>12}"
+                f"  {quality.precision:>5.3f}  {quality.recall:>5.3f}  {quality.f1:>6.4f}  {blocking}"
+                f"  (data generated and encoded in {prepared:.0f} s, not counted)",
                 flush=True,
             )
     print(machine_line())

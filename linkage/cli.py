@@ -43,6 +43,10 @@ if TYPE_CHECKING:  # the commands import these lazily, so that `linkage --help` 
     from linkage.trust._pki import TlsMaterial
 
 
+def _refined(refine: tuple[str, ...]) -> str:
+    return f"  (where shared: + {', then + '.join(refine)})" if refine else ""
+
+
 def _print(*parts: object) -> None:
     print(*parts, flush=True)
 
@@ -78,7 +82,7 @@ def cmd_schema_init(args: argparse.Namespace) -> None:
             f"  match keys ({len(schema.match_keys)}): records are compared only inside the scope of a key they agree on exactly"
         )
         for key in schema.match_keys:
-            _print(f"    {key.name:<26} {' + '.join(key.parts)}")
+            _print(f"    {key.name:<26} {' + '.join(key.parts)}{_refined(key.refine)}")
     elif schema.group_filters:
         _print("  field scoring: group filters on; a curious coordinator can re-identify nearly every record (README: Privacy)")
     else:
@@ -109,7 +113,7 @@ def cmd_schema_show(args: argparse.Namespace) -> None:
         checked_match_keys(schema)
         _print(f"match keys   {len(schema.match_keys)}; token cap {schema.token_cap} records per value and agency")
         for key in schema.match_keys:
-            _print(f"  {key.name:<26} {' + '.join(key.parts)}")
+            _print(f"  {key.name:<26} {' + '.join(key.parts)}{_refined(key.refine)}")
     else:
         _print(f"hardening    {', '.join(applied) or 'none'}")
     for spec in schema.fields:

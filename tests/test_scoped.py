@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from linkage import Schema, Secret
 from linkage.errors import EncodingsError, SchemaError
+from linkage.jobs._profiles import with_default_match_keys
 from linkage.matching._evaluate import pair_quality
 from linkage.matching._scopes import scope_levels
 from linkage.scoped import (
@@ -31,9 +32,10 @@ from linkage.scoped import (
     read_scoped_encodings,
     write_scoped_encodings,
 )  # fmt: skip
+from linkage.scoped._encode import _distinct_rows
 from linkage.scoped._encodings import pack_scoped, unpack_scoped
 from linkage.scoped._link import LEVEL_WORDS
-from linkage.scoped._prf import key_words, siphash_bytes, strings_siphash, words_siphash
+from linkage.scoped._prf import key_words, prefixed_siphash, siphash_bytes, strings_siphash, words_siphash
 from linkage.testing._synthetic import generate_agencies
 
 COLUMNS = ["given_name", "middle_name", "surname", "date_of_birth", "sex", "address", "city", "postcode"]
@@ -70,6 +72,16 @@ def test_word_siphash_is_siphash_of_the_words_bytes(m0: int, m1: int) -> None:
     k0, k1 = key_words(b"0123456789abcdef")
     words = np.array([m0, m1], dtype=np.uint64)
     assert words_siphash(k0, k1, words[:1], words[1:])[0] == siphash_bytes(k0, k1, words.view(np.uint8), 0, 16)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 2**64 - 1), st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=5))
+def test_prefixed_siphash_is_siphash_of_each_pair_of_words(m0: int, rest: list[int]) -> None:
+    # The evidence kernels absorb a record's field tag once, then hash each q-gram from that state.
+    k0, k1 = key_words(b"fedcba9876543210")
+    second = np.array(rest, dtype=np.uint64)
+    first = np.full(len(rest), m0, dtype=np.uint64)
+    assert np.array_equal(prefixed_siphash(k0, k1, np.uint64(m0), second), words_siphash(k0, k1, first, second))
 
 
 def test_siphash_output_bits_are_balanced_and_key_sensitive() -> None:
@@ -162,6 +174,63 @@ def test_frequency_cap_drops_tokens_not_records(copies: int, cap: int) -> None:
     assert result.encodings.has_token[copies, 0]
     if copies > cap:
         assert not result.encodings.evidence[0][:copies].any()  # no token, no scope
+
+
+def test_a_shared_value_is_refined_not_dropped_and_still_links_across_agencies() -> None:
+    # Two Lopez of 1990-04-12 in agency a (and two in b): the key alone would drop all four tokens;
+    # refined by the given name's initial, Maria and Pablo each hold a value of their own again.
+    keys = (MatchKey(name="surname_dob", parts=("surname", "dob"), refine=("given:initial", "given")),)
+    twins = [PERSON, {**PERSON, "given_name": "Pablo"}, {**PERSON, "given_name": "Paula"}, {**PERSON, "surname": "Quill"}]
+    a = encode_scoped(frame(twins), SCHEMA, SECRET, keys=keys, today=TODAY)
+    others = [{**PERSON, "address": ""}, {**PERSON, "given_name": "Pablo", "city": ""}, {**PERSON, "given_name": "Pia"}]
+    b = encode_scoped(frame(others), SCHEMA, SECRET, keys=keys, today=TODAY)
+    enc = a.encodings
+    # Maria at the first level, Pablo and Paula (both P) at the second, Quill unrefined: all sent.
+    assert enc.has_token[:, 0].all() and a.refined["surname_dob"] == 3 and a.capped["surname_dob"] == 0
+    sent = enc.tokens[:, 0]
+    assert len(set(sent.tolist())) == len(sent)  # no two records of the agency share a token
+    # The refined records' scopes are their refined values': evidence compares within them ...
+    assert enc.evidence[0][:3].any(axis=1).all()
+    # ... the decoys were counted on the unrefined value (the three Lopez: three pairs).
+    assert enc.decoy_counts.sum() == 3
+    # Agency b's Maria, Pablo and Pia are refined alike (a value is refined in each agency by its own
+    # counts: two P there too), so Maria and Pablo are found across the agencies.
+    assert b.refined["surname_dob"] == 3
+    result = link_scoped({"a": enc, "b": b.encodings})
+    found = set(zip(*(result.candidate_pairs().get_column(c).to_list() for c in ("id_a", "id_b")), strict=True))
+    assert found == {("r0", "r0"), ("r1", "r1")}
+    # Without refine parts the shared value is dropped, as before.
+    plain = encode_scoped(
+        frame(twins), SCHEMA, SECRET, keys=(MatchKey(name="surname_dob", parts=("surname", "dob")),), today=TODAY
+    )
+    assert plain.encodings.has_token[:, 0].tolist() == [False, False, False, True] and plain.capped["surname_dob"] == 3
+
+
+def test_refine_parts_are_checked_and_kept_in_the_schema(tmp_path: Path) -> None:
+    with pytest.raises(SchemaError, match="part 'state' needs a state field"):
+        encode_scoped(
+            frame([PERSON]), SCHEMA, SECRET, keys=(MatchKey(name="k", parts=("surname",), refine=("state",)),), today=TODAY
+        )
+    with pytest.raises(SchemaError, match="listed twice"):
+        MatchKey(name="k", parts=("surname", "dob"), refine=("dob",))
+    key = MatchKey.from_dict({"name": "k", "parts": ["surname"], "refine": ["dob:year", "given:initial"]})
+    assert key.level(1).parts == ("surname", "dob:year") and key.to_dict()["refine"] == ["dob:year", "given:initial"]
+    schema = with_default_match_keys(SCHEMA)
+    (tmp_path / "schema.toml").write_text(schema.to_toml())
+    again = Schema.load(tmp_path / "schema.toml")
+    assert again.match_keys == schema.match_keys and any(k.refine for k in again.match_keys)
+    assert again.fingerprint == schema.fingerprint
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 300), st.integers(1, 24), st.integers(0, 2**32 - 1))
+def test_decoy_patterns_are_counted_as_numpy_unique_counts_them(rows: int, width: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    levels = rng.integers(-1, 6, (rows, width)).astype(np.int8)
+    levels[::3] = levels[:1] if rows else levels[::3]  # repeated rows
+    expected, counts = np.unique(levels, axis=0, return_counts=True)
+    got, got_counts = _distinct_rows(levels)
+    assert np.array_equal(got, expected) and np.array_equal(got_counts, counts) and got.dtype == np.int8
 
 
 def test_key_frequencies_report_the_share_of_common_values() -> None:

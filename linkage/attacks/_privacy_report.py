@@ -115,9 +115,13 @@ def with_settings_of(schema: Schema, columns: Sequence[str], project: str) -> Sc
     if {k.name for k in schema.match_keys} == {k.name for k in resolved_keys(schema, None)}:
         usable = resolved_keys(carried, None)  # the default set: the default the columns can make
     else:
-        usable = usable_keys(tuple(ScopedMatchKey(name=k.name, parts=k.parts) for k in schema.match_keys), carried)
+        usable = usable_keys(
+            tuple(ScopedMatchKey(name=k.name, parts=k.parts, refine=k.refine) for k in schema.match_keys), carried
+        )
     return dataclasses.replace(
-        carried, match_keys=tuple(MatchKey(name=k.name, parts=k.parts) for k in usable), token_cap=schema.token_cap
+        carried,
+        match_keys=tuple(MatchKey(name=k.name, parts=k.parts, refine=k.refine) for k in usable),
+        token_cap=schema.token_cap,
     )
 
 

@@ -67,6 +67,13 @@ class EncodedFile:
                 f" schema {enc.schema_fingerprint[:12]}",
                 "  tokens   " + ", ".join(f"{key} {int(c):,}" for key, c in zip(enc.keys, held, strict=True)),
             ]
+            refined = {k: v for k, v in self.result.refined.items() if v}
+            if refined:
+                lines.append(
+                    "  refined  "
+                    + ", ".join(f"{k} {v:,}" for k, v in refined.items())
+                    + " records hold a shared value: their token was made with the key's refine parts instead"
+                )
             capped = {k: v for k, v in self.result.capped.items() if v}
             if capped:
                 lines.append(

@@ -70,10 +70,11 @@ class Encoded:
     missing: dict[str, int]  # values missing per field
     capped: dict[str, int] = field(default_factory=dict)  # per match key: records whose token the cap dropped
     seconds: dict[str, float] = field(default_factory=dict)
+    refined: dict[str, int] = field(default_factory=dict)  # per match key: records whose shared value was refined
 
 
 def scoped_keys(schema: Schema) -> tuple[ScopedMatchKey, ...]:
-    return tuple(ScopedMatchKey(name=k.name, parts=k.parts) for k in schema.match_keys)
+    return tuple(ScopedMatchKey(name=k.name, parts=k.parts, refine=k.refine) for k in schema.match_keys)
 
 
 def encode_records(
@@ -92,7 +93,10 @@ def encode_records(
         )
         if progress:
             progress("encoded under match keys")
-        return Encoded(result.encodings, result.rejects, result.missing, dict(result.capped), dict(result.seconds))
+        return Encoded(
+            result.encodings, result.rejects, result.missing, capped=dict(result.capped), seconds=dict(result.seconds),
+            refined=dict(result.refined),
+        )  # fmt: skip
     plain = encode(records, schema, secret, today=today, key_epoch=key_epoch, progress=progress)
     return Encoded(plain.encodings, plain.rejects, plain.missing, {}, dict(plain.seconds))
 
@@ -278,7 +282,7 @@ def with_default_match_keys(schema: Schema) -> Schema:
     from linkage.scoped import resolved_keys
 
     keys = resolved_keys(schema, None)
-    return dataclasses.replace(schema, match_keys=tuple(MatchKey(name=k.name, parts=k.parts) for k in keys))
+    return dataclasses.replace(schema, match_keys=tuple(MatchKey(name=k.name, parts=k.parts, refine=k.refine) for k in keys))
 
 
 # A key whose values are this common in an agency's own records is refused at ``schema init``: most of

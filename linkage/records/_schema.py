@@ -141,17 +141,20 @@ class MatchKey:
 
     name: str
     parts: tuple[str, ...]
+    refine: tuple[str, ...] = ()  # parts added one at a time where a value is shared beyond the token cap
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _KEY_NAME.fullmatch(self.name):
             raise SchemaError(f"match key {self.name!r}: name: use 1-32 lowercase letters, digits and '_'")
         if not self.parts or not all(isinstance(p, str) and p for p in self.parts):
             raise SchemaError(f"match key {self.name!r}: parts: at least one part is required")
-        if len(set(self.parts)) != len(self.parts):
+        if not all(isinstance(p, str) and p for p in self.refine):
+            raise SchemaError(f"match key {self.name!r}: refine: parts must be non-empty strings")
+        if len(set(self.parts + self.refine)) != len(self.parts) + len(self.refine):
             raise SchemaError(f"match key {self.name!r}: parts: a part is listed twice")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "parts": list(self.parts)}
+        return {"name": self.name, "parts": list(self.parts), **({"refine": list(self.refine)} if self.refine else {})}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -386,11 +389,18 @@ def _match_keys(raw: Any, source: str) -> tuple[MatchKey, ...]:
         where = f"match_keys[{index}]"
         if not isinstance(entry, dict):
             raise SchemaError(f"{source}: {where}: must be a table")
-        _check_keys(entry, {"name", "parts"}, source, f"{where}.")
+        _check_keys(entry, {"name", "parts", "refine"}, source, f"{where}.")
         name = _typed(entry.get("name"), str, source, f"{where}.name")
         parts = _typed(entry.get("parts"), list, source, f"{where}.parts")
+        refine = _typed(entry.get("refine", []), list, source, f"{where}.refine")
         try:
-            keys.append(MatchKey(name=name, parts=tuple(_typed(p, str, source, f"{where}.parts") for p in parts)))
+            keys.append(
+                MatchKey(
+                    name=name,
+                    parts=tuple(_typed(p, str, source, f"{where}.parts") for p in parts),
+                    refine=tuple(_typed(p, str, source, f"{where}.refine") for p in refine),
+                )
+            )
         except SchemaError as exc:
             raise SchemaError(f"{source}: {where}: {exc}") from None
     names = [k.name for k in keys]
@@ -479,4 +489,6 @@ def _render_toml(schema: Schema) -> str:
         lines += ["", "# Match keys: two records are compared only inside the scope of a key they agree on exactly."]
         for key in schema.match_keys:
             lines += ["", "[[match_keys]]", f"name = {_toml_value(key.name)}", f"parts = {_toml_value(list(key.parts))}"]
+            if key.refine:
+                lines.append(f"refine = {_toml_value(list(key.refine))}")
     return "\n".join(lines) + "\n"

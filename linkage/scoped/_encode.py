@@ -24,9 +24,9 @@ from linkage.errors import SchemaError
 from linkage.matching._scopes import BLOOM, DATE
 from linkage.records._normalise import normalise
 from linkage.records._schema import Schema
-from linkage.records._tokens import factorised, field_tokens
+from linkage.records._tokens import FieldTokens, factorised, field_tokens
 from linkage.scoped._encodings import ScopedEncodings, secret_check
-from linkage.scoped._evidence import fill_bloom, fill_lanes, scope_layout
+from linkage.scoped._evidence import ScopeLayout, fill_bloom, fill_lanes, scope_layout
 from linkage.scoped._keys import (
     DEFAULT_MATCH_KEYS,
     MatchKey,
@@ -57,6 +57,7 @@ class ScopedEncodeResult:
     capped: dict[str, int]  # per key: records whose token was dropped by the frequency cap
     without_key: dict[str, int]  # per key: records lacking a part of it
     seconds: dict[str, float] = field(default_factory=dict)
+    refined: dict[str, int] = field(default_factory=dict)  # per key: records whose token was refined, not dropped
 
 
 def resolved_keys(schema: Schema, keys: tuple[MatchKey, ...] | None) -> tuple[MatchKey, ...]:
@@ -99,44 +100,46 @@ def encode_scoped(
     evidence, layouts = [], []
     capped, without = {}, {}
     sent = np.zeros((n, len(keys)), dtype=bool)
+    grouped = np.zeros((n, len(keys)), dtype=bool)  # in a group of 2 to DECOY_GROUP records: the decoys
     parts: dict[tuple[str, str], pl.Series] = {}  # (field, transform) -> per record, shared by the keys
+    sent_tokens = np.zeros((n, len(keys)), dtype=np.uint64)
+    refills: list[list[tuple[np.ndarray, np.ndarray]]] = []  # per key: (rows, their evidence one level down)
+    refined: dict[str, int] = {}
     for k, key in enumerate(keys):
-        value = key_values(key, schema, values, parts)
-        codes, distinct = factorised(value)
-        data = np.frombuffer(distinct.str.join("").item().encode(), dtype=np.uint8)
-        offsets = np.zeros(len(distinct) + 1, dtype=np.int64)
-        np.cumsum(distinct.str.len_bytes().to_numpy(), out=offsets[1:])
         token_key = key_words(secret.derive(schema.project, f"matchkey/token/{key.name}", 16))
         scope_key = secret.derive(schema.project, f"matchkey/scope/{key.name}", 32)
-        value_token = strings_siphash(*token_key, data, offsets)
-        value_k0 = strings_siphash(*key_words(scope_key[:16]), data, offsets)
-        value_k1 = strings_siphash(*key_words(scope_key[16:]), data, offsets)
-        present = codes >= 0
-        counts = np.bincount(codes[present], minlength=len(distinct))
-        group = counts[np.maximum(codes, 0)] if len(counts) else np.zeros(len(codes), dtype=np.int64)
+        value = key_values(key, schema, values, parts)
+        present, group, value_token, k0, k1 = _hashed(value, None, token_key, scope_key)
         kept = present & (group <= cap)
         # Evidence is filled for the records of small groups too, so that the node can compare them
         # among themselves (the decoys) before the cap takes their tokens away.
         compared = present & (group <= max(cap, DECOY_GROUP))
         without[key.name] = int((~present).sum())
-        capped[key.name] = int((present & ~kept).sum())
-        # A missing value points one past the distinct values (a zero there): a key no record holds works too.
-        safe = np.where(codes >= 0, codes, len(distinct))
-        value_token, value_k0, value_k1 = (np.append(v, np.uint64(0)) for v in (value_token, value_k0, value_k1))
-        tokens[:, k] = np.where(compared, value_token[safe], 0)
+        tokens[:, k] = np.where(compared, value_token, 0)
         has[:, k] = compared
-        sent[:, k] = kept
-        k0, k1 = np.where(compared, value_k0[safe], 0), np.where(compared, value_k1[safe], 0)
+        grouped[:, k] = compared & (group >= 2)
         layout = scope_layout(key.name, fields, fixed_fields(key, schema))
         out = np.zeros((n, layout.words), dtype=np.uint64)
-        for slot in layout.slots:
-            ft = tokens_by_field[slot.field]
-            tag = np.uint64((schema.columns.index(slot.field) + 1) << 8)
-            args = (k0, k1, compared, ft.codes, ft.offsets, ft.token_ids, ft.keys, tag)
-            if slot.comparison == BLOOM:
-                fill_bloom(out, slot.offset, slot.width, *args)
-            else:
-                fill_lanes(out, layout.lane_word, slot.offset, *args, slot.comparison == DATE)
+        _fill(out, layout, schema, tokens_by_field, None, compared, k0, k1)
+        sent_tokens[:, k] = np.where(kept, value_token, 0)
+        # Values shared beyond the cap: one refine part more at a time, among the records still shared.
+        refills.append([])
+        todo = present & ~kept
+        for depth in range(1, len(key.refine) + 1):
+            if not todo.any():
+                break
+            deeper = key_values(key.level(depth), schema, values, parts)
+            deeper = pl.select(pl.lit(f"{_LEVEL}{depth}{_LEVEL}") + deeper).to_series()
+            found, group, value_token, k0, k1 = _hashed(deeper, todo, token_key, scope_key)
+            rows = np.flatnonzero(found & (group <= cap))
+            sent_tokens[rows, k] = value_token[rows]
+            words = np.zeros((len(rows), layout.words), dtype=np.uint64)
+            _fill(words, layout, schema, tokens_by_field, rows, np.ones(len(rows), dtype=bool), k0[rows], k1[rows])
+            refills[-1].append((rows, words))
+            todo[rows] = False
+        sent[:, k] = present & ~todo
+        refined[key.name] = int((sent[:, k] & ~kept).sum())
+        capped[key.name] = int(todo.sum())
         evidence.append(out)
         layouts.append(layout)
     seconds["keys"] = time.perf_counter() - started
@@ -150,25 +153,94 @@ def encode_scoped(
         key_set_fingerprint=key_set_fingerprint(keys), secret_check=secret_check(secret, schema.project), key_epoch=key_epoch,
     )  # fmt: skip
     started = time.perf_counter()
-    encodings = with_decoys_then_capped(encodings, sent)
+    encodings = with_decoys_then_capped(encodings, sent, grouped, sent_tokens, refills)
     seconds["decoys"] = time.perf_counter() - started
-    return ScopedEncodeResult(encodings, rejects, missing, capped, without, seconds)
+    return ScopedEncodeResult(encodings, rejects, missing, capped, without, seconds, refined)
 
 
-def with_decoys_then_capped(encodings: ScopedEncodings, sent: np.ndarray) -> ScopedEncodings:
+_LEVEL = "\x1e"  # marks a refined value: no value of the key itself can equal it
+
+
+def _hashed(
+    value: pl.Series, among: np.ndarray | None, token_key: tuple[np.uint64, np.uint64], scope_key: bytes
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per record: whether it holds a value (of those ``among``), how many records hold that value,
+    its token and its scope key (k0, k1); 0 where it holds none."""
+    if among is not None:
+        value = value.set(pl.Series(~among), None)
+    codes, distinct = factorised(value)
+    data = np.frombuffer(distinct.str.join("").item().encode(), dtype=np.uint8)
+    offsets = np.zeros(len(distinct) + 1, dtype=np.int64)
+    np.cumsum(distinct.str.len_bytes().to_numpy(), out=offsets[1:])
+    value_token = strings_siphash(*token_key, data, offsets)
+    value_k0 = strings_siphash(*key_words(scope_key[:16]), data, offsets)
+    value_k1 = strings_siphash(*key_words(scope_key[16:]), data, offsets)
+    present = codes >= 0
+    counts = np.bincount(codes[present], minlength=len(distinct))
+    group = counts[np.maximum(codes, 0)] if len(counts) else np.zeros(len(codes), dtype=np.int64)
+    # A missing value points one past the distinct values (a zero there): a key no record holds works too.
+    safe = np.where(present, codes, len(distinct))
+    value_token, value_k0, value_k1 = (np.append(v, np.uint64(0))[safe] for v in (value_token, value_k0, value_k1))
+    return present, np.where(present, group, 0), value_token, value_k0, value_k1
+
+
+def _fill(
+    out: np.ndarray, layout: ScopeLayout, schema: Schema, tokens_by_field: dict[str, FieldTokens], rows: np.ndarray | None,
+    mask: np.ndarray, k0: np.ndarray, k1: np.ndarray,
+) -> None:  # fmt: skip
+    """Each slot's evidence of the records ``rows`` (all when None) into ``out``, under scope keys (k0, k1)."""
+    for slot in layout.slots:
+        ft = tokens_by_field[slot.field]
+        tag = np.uint64((schema.columns.index(slot.field) + 1) << 8)
+        codes = ft.codes if rows is None else np.ascontiguousarray(ft.codes[rows])
+        args = (k0, k1, mask, codes, ft.offsets, ft.token_ids, ft.keys, tag)
+        if slot.comparison == BLOOM:
+            fill_bloom(out, slot.offset, slot.width, *args)
+        else:
+            fill_lanes(out, layout.lane_word, slot.offset, *args, slot.comparison == DATE)
+
+
+def with_decoys_then_capped(
+    encodings: ScopedEncodings,
+    sent: np.ndarray,
+    grouped: np.ndarray | None = None,
+    sent_tokens: np.ndarray | None = None,
+    refills: list[list[tuple[np.ndarray, np.ndarray]]] | None = None,
+) -> ScopedEncodings:
     """Compare the agency's own records that share a token (groups of up to ``DECOY_GROUP``) and keep
     only the histogram of their level patterns; then drop every token (and its evidence) the cap
-    takes: what is sent shows no two of the agency's records sharing a token unless the cap allows."""
+    takes: what is sent shows no two of the agency's records sharing a token unless the cap allows.
+
+    ``grouped`` marks, per key, the records whose token another record holds too: only they can
+    make a pair, so the self-join skips every record alone with its value (nearly all of them).
+    ``sent_tokens`` and ``refills`` (per key: rows and their evidence) are the tokens and scopes of
+    records whose value was refined (``MatchKey.refine``); they replace those rows' before sending."""
     from linkage.scoped._link import compared_pairs
 
-    i, j, levels, _ = compared_pairs(encodings, encodings)
-    patterns, counts = np.unique(levels[i < j], axis=0, return_counts=True)
-    tokens = np.where(sent, encodings.tokens, np.uint64(0))
+    pairing = encodings if grouped is None else dataclasses.replace(encodings, has_token=grouped)
+    i, j, levels, _ = compared_pairs(pairing, pairing)
+    patterns, counts = _distinct_rows(levels[i < j])
+    tokens = np.where(sent, encodings.tokens if sent_tokens is None else sent_tokens, np.uint64(0))
     evidence = tuple(np.where(sent[:, k : k + 1], words, np.uint64(0)) for k, words in enumerate(encodings.evidence))
+    for k, deeper in enumerate(refills or []):
+        for rows, words in deeper:
+            evidence[k][rows] = words
     return dataclasses.replace(
         encodings, tokens=tokens, has_token=sent.copy(), evidence=evidence,
         decoy_patterns=patterns.astype(np.int8).reshape(len(patterns), levels.shape[1]), decoy_counts=counts.astype(np.int64),
     )  # fmt: skip
+
+
+def _distinct_rows(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(levels, axis=0, return_counts=True)`` for levels in -1..6, through one int64 per
+    row (three bits a column, the first most significant: the same rows in the same order)."""
+    width = levels.shape[1]
+    if width > 21 or (len(levels) and (levels.min() < -1 or levels.max() > 6)):
+        return np.unique(levels, axis=0, return_counts=True)
+    weights = np.int64(8) ** np.arange(width - 1, -1, -1, dtype=np.int64)
+    codes, counts = np.unique((levels.astype(np.int64) + 1) @ weights, return_counts=True)
+    patterns = ((codes[:, None] // weights[None, :]) % 8 - 1).astype(levels.dtype)
+    return patterns.reshape(len(codes), width), counts
 
 
 def key_frequencies(

@@ -21,7 +21,7 @@ import numba
 import numpy as np
 
 from linkage.matching._scopes import BLOOM, DATE, EXACT
-from linkage.scoped._prf import siphash_words2
+from linkage.scoped._prf import siphash_prefix, siphash_suffix, siphash_words2
 
 WORDS_BY_KIND = {"name": 1, "address": 1, "city": 1, "postcode": 1, "text": 1}
 LANES_BY_KIND = {"date": 3, "sex": 1, "state": 1}
@@ -116,8 +116,9 @@ def fill_bloom(
         code = codes[r]
         if not has[r] or code < 0:
             continue
+        v0, v1, v2, v3 = siphash_prefix(k0[r], k1[r], tag)  # = siphash_words2(k0[r], k1[r], tag, ·)
         for t in range(offsets[code], offsets[code + 1]):
-            h = siphash_words2(k0[r], k1[r], tag, np.uint64(token_keys[token_ids[t]]))
+            h = siphash_suffix(v0, v1, v2, v3, np.uint64(token_keys[token_ids[t]]))
             for c in range(HASHES):
                 chunk = (h >> np.uint64(16 * c)) & np.uint64(0xFFFF)
                 position = (chunk * bits) >> np.uint64(16)

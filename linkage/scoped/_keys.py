@@ -18,6 +18,14 @@ A part is ``role`` (the whole normalised value) or ``role:transform``:
 
 A part may also name a schema field directly (``surname`` or ``last_name``). A record lacks a key
 when it lacks any of its parts; it then gets no token for that key.
+
+A key may name ``refine`` parts: where a record's value of the key is shared by more of its agency's
+records than the token cap allows, the record's token (and scope) is made from the key's parts
+plus the first refine part, then plus the next, until its value is held by no other record of the
+agency still being refined; only when every level is shared is its token dropped. Common values
+(a frequent name with a birth date, in a population of a million) are refined in every agency
+alike, so the matches they hold are found one level down instead of lost, and no two records of
+one agency ever share a token.
 """
 
 from __future__ import annotations
@@ -60,15 +68,16 @@ class MatchKey:
 
     name: str
     parts: tuple[str, ...]
+    refine: tuple[str, ...] = ()  # parts added, one level at a time, where a value is too common
 
     def __post_init__(self) -> None:
         if not _KEY_NAME.match(self.name):
             raise SchemaError(f"match key {self.name!r}: name: use 1-32 lowercase letters, digits and '_'")
         if not self.parts:
             raise SchemaError(f"match key {self.name!r}: parts: at least one part is required")
-        if len(set(self.parts)) != len(self.parts):
+        if len(set(self.parts + self.refine)) != len(self.parts) + len(self.refine):
             raise SchemaError(f"match key {self.name!r}: parts: a part is listed twice")
-        for part in self.parts:
+        for part in self.parts + self.refine:
             base, _, transform = part.partition(":")
             if not base or (transform and base not in _TRANSFORMS and transform not in {"phonetic", "initial"}):
                 raise SchemaError(f"match key {self.name!r}: part {part!r}: unknown transform")
@@ -76,18 +85,23 @@ class MatchKey:
                 raise SchemaError(f"match key {self.name!r}: part {part!r}: {base} takes none of {transform!r}")
 
     def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "parts": list(self.parts)}
+        return {"name": self.name, "parts": list(self.parts), **({"refine": list(self.refine)} if self.refine else {})}
+
+    def level(self, depth: int) -> MatchKey:
+        """The key refined ``depth`` times: its parts and the first ``depth`` refine parts."""
+        return MatchKey(name=self.name, parts=self.parts + self.refine[:depth])
 
     @classmethod
     def from_dict(cls, data: dict[str, object], *, where: str = "match_keys") -> MatchKey:
-        if set(data) - {"name", "parts"}:
-            raise SchemaError(f"{where}: unknown key(s) {', '.join(sorted(set(data) - {'name', 'parts'}))}")
-        name, parts = data.get("name"), data.get("parts")
+        if set(data) - {"name", "parts", "refine"}:
+            raise SchemaError(f"{where}: unknown key(s) {', '.join(sorted(set(data) - {'name', 'parts', 'refine'}))}")
+        name, parts, refine = data.get("name"), data.get("parts"), data.get("refine", [])
         if not isinstance(name, str):
             raise SchemaError(f"{where}.name: must be a string")
-        if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
-            raise SchemaError(f"{where}.parts: must be a list of strings")
-        return cls(name=name, parts=tuple(parts))
+        for what, value in (("parts", parts), ("refine", refine)):
+            if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+                raise SchemaError(f"{where}.{what}: must be a list of strings")
+        return cls(name=name, parts=tuple(parts), refine=tuple(refine))  # type: ignore[arg-type]
 
 
 # The default key set, chosen on FEBRL4 and the generated agencies (benchmarks/scoped.py prints
@@ -97,21 +111,21 @@ class MatchKey:
 # both orders of names and of day and month. ``names`` alone links people whose date is missing
 # (victim services); the frequency cap drops its common values.
 DEFAULT_MATCH_KEYS: tuple[MatchKey, ...] = (
-    MatchKey(name="dob_given_initial", parts=("given:initial", "dob:unordered")),
-    MatchKey(name="dob_surname_initial", parts=("surname:initial", "dob:unordered")),
-    MatchKey(name="phonetic_names_year", parts=("names:sorted_phonetic", "dob:year")),
-    MatchKey(name="phonetic_names_day_month", parts=("names:sorted_phonetic", "dob:day_month")),
-    MatchKey(name="surname_postcode", parts=("surname:phonetic", "postcode", "given:initial")),
-    MatchKey(name="given_postcode", parts=("given:phonetic", "postcode", "surname:initial")),
-    MatchKey(name="names", parts=("given", "surname")),
-    MatchKey(name="given_address", parts=("given:phonetic", "address")),
-    MatchKey(name="surname_address", parts=("surname:phonetic", "address")),
-    MatchKey(name="dob_postcode", parts=("dob", "postcode")),
-    MatchKey(name="street_postcode", parts=("address_1", "postcode")),
-    MatchKey(name="street_town", parts=("address_1", "city")),
-    MatchKey(name="street2_postcode", parts=("address_2", "postcode")),
-    MatchKey(name="dob_state", parts=("dob", "state")),
-    MatchKey(name="dob_address", parts=("dob", "address")),
+    MatchKey(name="dob_given_initial", parts=("given:initial", "dob:unordered"), refine=("surname:initial", "surname:phonetic")),
+    MatchKey(name="dob_surname_initial", parts=("surname:initial", "dob:unordered"), refine=("given:initial", "given:nickname")),
+    MatchKey(name="phonetic_names_year", parts=("names:sorted_phonetic", "dob:year"), refine=("dob:day_month", "postcode")),
+    MatchKey(name="phonetic_names_day_month", parts=("names:sorted_phonetic", "dob:day_month"), refine=("sex", "city")),
+    MatchKey(name="surname_postcode", parts=("surname:phonetic", "postcode", "given:initial"), refine=("dob:year",)),
+    MatchKey(name="given_postcode", parts=("given:phonetic", "postcode", "surname:initial"), refine=("dob:year",)),
+    MatchKey(name="names", parts=("given", "surname"), refine=("dob:year", "postcode")),
+    MatchKey(name="given_address", parts=("given:phonetic", "address"), refine=("dob:year",)),
+    MatchKey(name="surname_address", parts=("surname:phonetic", "address"), refine=("given:initial", "dob:year")),
+    MatchKey(name="dob_postcode", parts=("dob", "postcode"), refine=("given:initial", "surname:initial")),
+    MatchKey(name="street_postcode", parts=("address_1", "postcode"), refine=("surname:phonetic",)),
+    MatchKey(name="street_town", parts=("address_1", "city"), refine=("surname:phonetic",)),
+    MatchKey(name="street2_postcode", parts=("address_2", "postcode"), refine=("surname:phonetic",)),
+    MatchKey(name="dob_state", parts=("dob", "state"), refine=("given:initial", "surname:initial")),
+    MatchKey(name="dob_address", parts=("dob", "address"), refine=("given:initial",)),
 )
 
 
@@ -172,10 +186,20 @@ def usable_keys(keys: tuple[MatchKey, ...], schema: Schema) -> tuple[MatchKey, .
             part_fields(key, schema)
         except SchemaError:
             continue
-        usable.append(key)
+        # A refine part the schema cannot make is left out (the key refines on the others).
+        refine = tuple(part for part in key.refine if _makes(part, schema))
+        usable.append(MatchKey(name=key.name, parts=key.parts, refine=refine))
     if not usable:
         raise SchemaError("match keys: no key has all its parts among the schema's fields, so nothing could be linked")
     return tuple(usable)
+
+
+def _makes(part: str, schema: Schema) -> bool:
+    try:
+        part_fields(MatchKey(name="part", parts=(part,)), schema)
+    except SchemaError:
+        return False
+    return True
 
 
 def check_keys(keys: tuple[MatchKey, ...], schema: Schema) -> None:
@@ -186,7 +210,7 @@ def check_keys(keys: tuple[MatchKey, ...], schema: Schema) -> None:
     if len(set(names)) != len(names):
         raise SchemaError("match keys: a key name is listed twice")
     for key in keys:
-        part_fields(key, schema)
+        part_fields(key.level(len(key.refine)), schema)
 
 
 def fixed_fields(key: MatchKey, schema: Schema) -> frozenset[str]:

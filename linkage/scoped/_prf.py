@@ -95,6 +95,32 @@ def siphash_words2(k0: np.uint64, k1: np.uint64, m0: np.uint64, m1: np.uint64) -
     return _finish(v0, v1, v2, v3)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def siphash_prefix(k0: np.uint64, k1: np.uint64, m0: np.uint64) -> tuple[np.uint64, np.uint64, np.uint64, np.uint64]:
+    """The state of ``siphash_words2(k0, k1, m0, ·)`` after its first word: hashing many second
+    words under one key and first word (a record's scope and a field's tag) absorbs it once."""
+    v0, v1, v2, v3 = _start(k0, k1)
+    return _absorb(v0, v1, v2, v3, m0)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def siphash_suffix(v0: np.uint64, v1: np.uint64, v2: np.uint64, v3: np.uint64, m1: np.uint64) -> np.uint64:
+    """``siphash_words2(k0, k1, m0, m1)`` from ``siphash_prefix(k0, k1, m0)``."""
+    v0, v1, v2, v3 = _absorb(v0, v1, v2, v3, m1)
+    v0, v1, v2, v3 = _absorb(v0, v1, v2, v3, np.uint64(16) << np.uint64(56))
+    return _finish(v0, v1, v2, v3)
+
+
+@numba.njit(cache=True, nogil=True)
+def prefixed_siphash(k0: np.uint64, k1: np.uint64, m0: np.uint64, m1: np.ndarray) -> np.ndarray:
+    """``siphash_words2(k0, k1, m0, m1[i])`` for each i, through the prefix (for tests)."""
+    v0, v1, v2, v3 = siphash_prefix(k0, k1, m0)
+    out = np.empty(m1.shape[0], dtype=np.uint64)
+    for i in range(m1.shape[0]):
+        out[i] = siphash_suffix(v0, v1, v2, v3, m1[i])
+    return out
+
+
 @numba.njit(cache=True, nogil=True)
 def strings_siphash(k0: np.uint64, k1: np.uint64, data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """SipHash-2-4 of each string ``data[offsets[i]:offsets[i + 1]]``."""
