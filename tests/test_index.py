@@ -393,7 +393,8 @@ def test_linkage_query_over_mtls(task_force, capsys):
     assert all(str(first[c]).encode() not in stored for c in ("surname", "given_name") if first[c] and len(first[c]) >= 5)
 
 
-def test_only_a_node_of_the_project_may_query(task_force):
+def _refused_query(layout, address, party: str, packed: bytes):
+    """A raw Query from ``party``'s certificate, which the coordinator must refuse: its error."""
     import grpc
 
     from linkage.protocol._server import secure_channel
@@ -401,27 +402,27 @@ def test_only_a_node_of_the_project_may_query(task_force):
     from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
     from linkage.trust._pki import load_tls
 
+    tls = load_tls(layout.pki / "ca.pem", layout.pki / f"{party}.pem", layout.pki / f"{party}.key")
+    with secure_channel(address, tls) as channel, pytest.raises(grpc.RpcError) as refused:
+        pb_grpc.IndexStub(channel).Query(pb.QueryRequest(packed=packed), timeout=10)
+    return refused.value
+
+
+def test_only_a_node_of_the_project_may_query(task_force):
+    import grpc
+
     layout, address, _ = task_force
-    auditor = load_tls(layout.pki / "ca.pem", layout.pki / "auditor.pem", layout.pki / "auditor.key")
-    with secure_channel(address, auditor) as channel, pytest.raises(grpc.RpcError) as refused:
-        pb_grpc.IndexStub(channel).Query(pb.QueryRequest(packed=b""), timeout=10)
-    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert "only agency nodes may" in refused.value.details()
+    refused = _refused_query(layout, address, "auditor", b"")
+    assert refused.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "only agency nodes may" in refused.details()
 
 
 def test_a_malformed_query_is_refused_and_logged(task_force):
     import grpc
 
-    from linkage.protocol._server import secure_channel
-    from linkage.protocol.v1 import linkage_pb2 as pb
-    from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
-    from linkage.trust._pki import load_tls
-
     layout, address, _ = task_force
-    police = load_tls(layout.pki / "ca.pem", layout.pki / "police.pem", layout.pki / "police.key")
-    with secure_channel(address, police) as channel, pytest.raises(grpc.RpcError) as refused:
-        pb_grpc.IndexStub(channel).Query(pb.QueryRequest(packed=b"not encodings"), timeout=10)
-    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "police: not match-key encodings" in refused.value.details()
+    refused = _refused_query(layout, address, "police", b"not encodings")
+    assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "police: not match-key encodings" in refused.details()
     last = AuditLog(layout.coordinator / "audit.db", None).entries()[-1]
     assert last.action == "index query refused" and last.actor == "node/police" and "not match-key" in last.details["reason"]

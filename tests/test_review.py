@@ -334,21 +334,19 @@ def test_anything_but_loopback_needs_tls(demo: Path, run_cli) -> None:
 def test_tls_admits_only_the_role_the_folder_calls_for(demo_copy: Path) -> None:
     pki = demo_copy / "pki"
 
+    def over_tls(folder: str, cert: str) -> ServeConfig:
+        return ServeConfig(
+            data_dir=demo_copy / folder, listen="127.0.0.1:0", tls_cert=pki / f"{cert}.pem", tls_key=pki / f"{cert}.key",
+            ca=pki / "ca.pem",
+        )  # fmt: skip
+
     def client(name: str | None) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
         if name:
             context.load_cert_chain(str(pki / f"{name}.pem"), str(pki / f"{name}.key"))
         return context
 
-    with run_server(
-        ServeConfig(
-            data_dir=demo_copy / "coordinator",
-            listen="127.0.0.1:0",
-            tls_cert=pki / "coordinator.pem",
-            tls_key=pki / "coordinator.key",
-            ca=pki / "ca.pem",
-        )
-    ) as (_, port):
+    with run_server(over_tls("coordinator", "coordinator")) as (_, port):
         url = f"https://127.0.0.1:{port}/log"
         assert fetch(url, context=client("auditor"))[0] == 200
         assert fetch(url, context=client("police"))[0] == 403
@@ -358,15 +356,7 @@ def test_tls_admits_only_the_role_the_folder_calls_for(demo_copy: Path) -> None:
     last = AuditLog(demo_copy / "coordinator" / "audit.db", None).entries()[-1]
     assert last.actor == "auditor/auditor"
 
-    with run_server(
-        ServeConfig(
-            data_dir=demo_copy / "police",
-            listen="127.0.0.1:0",
-            tls_cert=pki / "police.pem",
-            tls_key=pki / "police.key",
-            ca=pki / "ca.pem",
-        )
-    ) as (_, port):
+    with run_server(over_tls("police", "police")) as (_, port):
         url = f"https://127.0.0.1:{port}/results"
         assert fetch(url, context=client("police"))[0] == 200
         assert fetch(url, context=client("child_welfare"))[0] == 403

@@ -151,17 +151,7 @@ def attacks_on(
         for view in chosen:
             filters = view_filters(encodings, view)
             progress(f"graph attack on the {view} view")
-            results.append(
-                graph_matching_attack(
-                    filters,
-                    scenario.plaintext,
-                    schema,
-                    known_pairs=scenario.known_pairs,
-                    rng=np.random.default_rng(seed),
-                    view=view,
-                    truth=scenario.truth,
-                )
-            )
+            results.append(_known_pair_attack(graph_matching_attack, scenario, schema, filters, view, seed))
             progress(f"frequency attack on the {view} view")
             results.append(
                 frequency_attack(
@@ -189,18 +179,23 @@ def scalable_attacks_on(
         filters = view_filters(encodings, view)
         for name, attack in (("embedding", embedding_attack), ("xor", xor_linearity_attack)):
             progress(f"{name} attack on the {view} view")
-            results.append(
-                attack(
-                    filters,
-                    scenario.plaintext,
-                    schema,
-                    known_pairs=scenario.known_pairs,
-                    rng=np.random.default_rng(seed),
-                    view=view,
-                    truth=scenario.truth,
-                )
-            )
+            results.append(_known_pair_attack(attack, scenario, schema, filters, view, seed))
     return results
+
+
+def _known_pair_attack(
+    attack: Callable[..., AttackResult], scenario: AttackScenario, schema: Schema, filters: np.ndarray, view: str, seed: int
+) -> AttackResult:
+    """One attack that starts from the scenario's known pairs, on one view's filters."""
+    return attack(
+        filters,
+        scenario.plaintext,
+        schema,
+        known_pairs=scenario.known_pairs,
+        rng=np.random.default_rng(seed),
+        view=view,
+        truth=scenario.truth,
+    )
 
 
 def scoped_view(frame: pl.DataFrame, schema: Schema, secret: Secret) -> MatchKeyView:

@@ -67,20 +67,13 @@ class EncodedFile:
                 f" schema {enc.schema_fingerprint[:12]}",
                 "  tokens   " + ", ".join(f"{key} {int(c):,}" for key, c in zip(enc.keys, held, strict=True)),
             ]
-            refined = {k: v for k, v in self.result.refined.items() if v}
-            if refined:
-                lines.append(
-                    "  refined  "
-                    + ", ".join(f"{k} {v:,}" for k, v in refined.items())
-                    + " records hold a shared value: their token was made with the key's refine parts instead"
-                )
-            capped = {k: v for k, v in self.result.capped.items() if v}
-            if capped:
-                lines.append(
-                    "  capped   "
-                    + ", ".join(f"{k} {v:,}" for k, v in capped.items())
-                    + " records lost that key's token: its value is held by more than the schema's token_cap records (the records stay)"
-                )
+            for label, per_key, meaning in (
+                ("refined", self.result.refined, "records hold a shared value: their token was made with the key's refine parts instead"),
+                ("capped", self.result.capped, "records lost that key's token: its value is held by more than the schema's"
+                 " token_cap records (the records stay)"),
+            ):  # fmt: skip
+                if any(per_key.values()):
+                    lines.append(f"  {label:<8} " + ", ".join(f"{k} {v:,}" for k, v in per_key.items() if v) + f" {meaning}")
         lines.append("  missing  " + (", ".join(f"{k} {v:,}" for k, v in self.result.missing.items() if v) or "none"))
         if rejects.height:
             per_field = rejects.group_by("field", maintain_order=True).len()

@@ -49,14 +49,14 @@ from linkage.errors import IndexUnavailableError, LinkageError, QueryLimitError
 from linkage.jobs._config import IndexSettings
 from linkage.jobs._disclosure import agency_results
 from linkage.matching._scopes import scope_levels
-from linkage.matching._scoring import N_LEVELS, MatchModel
+from linkage.matching._scoring import MatchModel
 from linkage.scoped._encodings import ScopedEncodings, read_scoped_encodings, write_scoped_encodings
 from linkage.scoped._link import (
     ScopedLinkResult,
-    _best_levels,
     check_scoped_compatible,
     comparison_columns,
     grouped_levels,
+    pair_levels,
 )
 from linkage.trust._audit import AuditLog, utc_now
 
@@ -200,18 +200,7 @@ def _candidate_levels(query: ScopedEncodings, held: _AgencyTokens) -> tuple[np.n
         pair_ids.append(i * len(b) + j)
         level_rows.append(levels)
         key_rows.append(np.full(len(i), k, dtype=np.int64))
-    if not pair_ids:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros((0, n_fields + 1), dtype=np.int8)
-    pair_id = np.concatenate(pair_ids)
-    order = np.argsort(pair_id, kind="stable")
-    ids, best, shared = _best_levels(
-        pair_id[order], np.concatenate(level_rows)[order], np.concatenate(key_rows)[order], len(b.layouts)
-    )
-    n_shared = np.zeros(len(shared), dtype=np.int64)
-    for k in range(len(b.layouts)):
-        n_shared += (shared >> k) & 1
-    best = np.concatenate([best, np.minimum(n_shared, N_LEVELS - 1).astype(np.int8)[:, None]], axis=1)
-    return ids // len(b), ids % len(b), best
+    return pair_levels(pair_ids, level_rows, key_rows, n_keys=len(b.layouts), n_fields=n_fields, n_b=len(b))
 
 
 def intake_index(

@@ -166,19 +166,25 @@ def compared_pairs(
         pair_ids.append(i * len(b) + j)
         level_rows.append(levels)
         key_rows.append(np.full(len(i), k, dtype=np.int64))
+    return (*pair_levels(pair_ids, level_rows, key_rows, n_keys=len(a.layouts), n_fields=n_fields, n_b=len(b)), per_key)
+
+
+def pair_levels(
+    pair_ids: list[np.ndarray], level_rows: list[np.ndarray], key_rows: list[np.ndarray], *, n_keys: int, n_fields: int, n_b: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per (pair, key) comparisons (pair id ``i * n_b + j``) → (i, j, levels) one row per pair: each
+    field's best level over the scopes it shares, then how many keys it shares."""
     if not pair_ids:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros((0, n_fields + 1), dtype=np.int8), per_key
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros((0, n_fields + 1), dtype=np.int8)
     pair_id = np.concatenate(pair_ids)
     order = np.argsort(pair_id, kind="stable")
-    ids, best, shared = _best_levels(
-        pair_id[order], np.concatenate(level_rows)[order], np.concatenate(key_rows)[order], len(a.layouts)
-    )
+    ids, best, shared = _best_levels(pair_id[order], np.concatenate(level_rows)[order], np.concatenate(key_rows)[order], n_keys)
     # How many keys a pair shares is evidence of its own: one coincidence rarely repeats.
     n_shared = np.zeros(len(shared), dtype=np.int64)
-    for k in range(len(a.layouts)):
+    for k in range(n_keys):
         n_shared += (shared >> k) & 1
     best = np.concatenate([best, np.minimum(n_shared, N_LEVELS - 1).astype(np.int8)[:, None]], axis=1)
-    return ids // len(b), ids % len(b), best, per_key
+    return ids // n_b, ids % n_b, best
 
 
 # Kinds scored together: a move changes street, town and postcode at once, and Fellegi–Sunter
