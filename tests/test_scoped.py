@@ -387,3 +387,19 @@ def test_link_settings_check_thresholds() -> None:
 
     with pytest.raises(LinkageError):
         ScopedLinkSettings(threshold=0.3, review_threshold=0.5)
+
+
+def test_a_few_records_encode_on_one_thread_to_the_same_bits(
+    agencies: tuple[dict[str, pl.DataFrame], pl.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An intake query's few records take the serial kernels: the same encodings as the parallel ones."""
+    import linkage.records._normalise as normalise_module
+    import linkage.scoped._encode as encode_module
+
+    frame = agencies[0]["police"].head(40)
+    serial = encode_scoped(frame, SCHEMA, SECRET, today=TODAY).encodings
+    monkeypatch.setattr(encode_module, "SERIAL_BELOW", 0)
+    monkeypatch.setattr(normalise_module, "SERIAL_BELOW", 0)
+    parallel = encode_scoped(frame, SCHEMA, SECRET, today=TODAY).encodings
+    assert serial.bytes_per_record > 0 and np.array_equal(serial.tokens, parallel.tokens)
+    assert all(np.array_equal(s, p) for s, p in zip(serial.evidence, parallel.evidence, strict=True))

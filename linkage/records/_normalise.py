@@ -23,7 +23,19 @@ from linkage.records._schema import FieldSpec, Schema
 from linkage.records._tokens import factorised
 
 # Letters that Unicode decomposition leaves alone but people write without the mark.
-_LETTER_FOLDS = {"ß": "ss", "ø": "o", "ł": "l", "æ": "ae", "œ": "oe", "đ": "d", "þ": "th", "ð": "d", "ı": "i", "ĳ": "ij"}
+_LETTER_FOLDS = {
+    "ß": "ss",
+    "ø": "o",
+    "ł": "l",
+    "æ": "ae",
+    "œ": "oe",
+    "đ": "d",
+    "þ": "th",
+    "ð": "d",
+    "ı": "i",
+    "ĳ": "ij",
+    "ς": "σ",
+}  # ς: as case folding does
 
 _SEX_SPELLINGS = {
     "m": "m", "male": "m", "man": "m", "boy": "m", "masculine": "m", "h": "m", "hombre": "m",
@@ -546,21 +558,30 @@ def normalise(
     frame (row, field, reason; row 1 is the first record) and the number of missing values per
     field. Each distinct raw value is normalised once.
     """
-    done = map_concurrently(lambda spec: _normalised_field(frame.get_column(spec.name), spec, schema, today), schema.fields)
+    done = map_concurrently(
+        lambda spec: _normalised_field(frame.get_column(spec.name), spec, schema, today),
+        schema.fields,
+        serial=frame.height <= SERIAL_BELOW,
+    )
     fields = {spec.name: field for spec, (field, _, _) in zip(schema.fields, done, strict=True)}
     missing = {spec.name: n_missing for spec, (_, n_missing, _) in zip(schema.fields, done, strict=True)}
     rejects = pl.concat([field_rejects for _, _, field_rejects in done]).sort("row", "field")
     return fields, rejects, missing
 
 
-def map_concurrently(function: Callable[[_Item], _Result], items: Iterable[_Item]) -> list[_Result]:
-    """``[function(item) for item in items]``, on as many threads as numba may use.
+# Records below which work runs on the calling thread: for a few (an intake query), starting
+# threads costs more than the work.
+SERIAL_BELOW = 64
+
+
+def map_concurrently(function: Callable[[_Item], _Result], items: Iterable[_Item], *, serial: bool = False) -> list[_Result]:
+    """``[function(item) for item in items]``, on as many threads as numba may use (one if ``serial``).
 
     For work per field: polars and the (serial, GIL-free) kernels let fields run side by side,
     where parallel kernels would stop at a barrier after every small step.
     """
     threads = numba.get_num_threads()
-    if threads == 1:
+    if threads == 1 or serial:
         return [function(item) for item in items]
     with ThreadPoolExecutor(threads) as pool:
         return list(pool.map(function, items))

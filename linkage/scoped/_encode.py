@@ -22,11 +22,18 @@ import polars as pl
 from linkage.bloom._keys import Secret
 from linkage.errors import SchemaError
 from linkage.matching._scopes import BLOOM, DATE
-from linkage.records._normalise import normalise
+from linkage.records._normalise import SERIAL_BELOW, normalise
 from linkage.records._schema import Schema
 from linkage.records._tokens import FieldTokens, factorised, field_tokens
 from linkage.scoped._encodings import ScopedEncodings, secret_check
-from linkage.scoped._evidence import ScopeLayout, fill_bloom, fill_lanes, scope_layout
+from linkage.scoped._evidence import (
+    ScopeLayout,
+    fill_bloom,
+    fill_bloom_serial,
+    fill_lanes,
+    fill_lanes_serial,
+    scope_layout,
+)
 from linkage.scoped._keys import (
     DEFAULT_MATCH_KEYS,
     MatchKey,
@@ -194,10 +201,11 @@ def _fill(
         tag = np.uint64((schema.columns.index(slot.field) + 1) << 8)
         codes = ft.codes if rows is None else np.ascontiguousarray(ft.codes[rows])
         args = (k0, k1, mask, codes, ft.offsets, ft.token_ids, ft.keys, tag)
+        few = out.shape[0] <= SERIAL_BELOW  # a parallel region costs more than a few records' work
         if slot.comparison == BLOOM:
-            fill_bloom(out, slot.offset, slot.width, *args)
+            (fill_bloom_serial if few else fill_bloom)(out, slot.offset, slot.width, *args)
         else:
-            fill_lanes(out, layout.lane_word, slot.offset, *args, slot.comparison == DATE)
+            (fill_lanes_serial if few else fill_lanes)(out, layout.lane_word, slot.offset, *args, slot.comparison == DATE)
 
 
 def with_decoys_then_capped(

@@ -15,7 +15,9 @@ unrelated bits, and nothing the coordinator holds maps one scope's bits onto ano
 
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
@@ -125,6 +127,16 @@ def fill_bloom(
                 out[r, word + np.int64(position >> np.uint64(6))] |= np.uint64(1) << (position & np.uint64(63))
 
 
+def serial_twin(kernel: Any, name: str) -> Any:
+    """``kernel`` (a parallel numba function) compiled to run on the calling thread, for a few
+    records (an intake query): starting a parallel region costs more than such work. A distinct
+    name keeps numba's on-disk cache of the two apart."""
+    py_func = kernel.py_func
+    twin = types.FunctionType(py_func.__code__, py_func.__globals__, name, py_func.__defaults__, py_func.__closure__)
+    twin.__qualname__ = name
+    return numba.njit(cache=True, nogil=True)(twin)
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
 def fill_lanes(
     out: np.ndarray,
@@ -160,3 +172,7 @@ def fill_lanes(
             at = lane + (part - 1 if by_part else 0)
             w = lane_word + at // 4
             out[r, w] |= value << np.uint64(16 * (at % 4))
+
+
+fill_bloom_serial = serial_twin(fill_bloom, "fill_bloom_serial")
+fill_lanes_serial = serial_twin(fill_lanes, "fill_lanes_serial")
