@@ -83,7 +83,7 @@ def candidate_rules(a: Encodings, b: Encodings, settings: LinkSettings) -> list[
         # 83 % against 53 % at about 1 in 10,000 random pairs).
         groups = [a.group_names.index(g) for g in IDENTITY_LEVELS if g in a.group_names]
         label = "+".join(a.group_names[g] for g in groups)
-        rules.append((label, _union(a.group_filters, groups), _union(b.group_filters, groups), settings.candidate_name_dice))
+        rules.append((label, _union(a.groups(), groups), _union(b.groups(), groups), settings.candidate_name_dice))
     return rules
 
 

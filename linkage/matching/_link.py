@@ -18,7 +18,7 @@ import itertools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import polars as pl
@@ -186,7 +186,7 @@ def link(
     model = None
     if scoring == "fs":
         levels = [
-            agreement_levels(engine.group_dice_of_pairs(sources[names[x]].group_filters, sources[names[y]].group_filters, i, j))
+            agreement_levels(engine.group_dice_of_pairs(sources[names[x]].groups(), sources[names[y]].groups(), i, j))
             for x, y, i, j in found
         ]
         all_levels = np.concatenate(levels) if levels else np.zeros((0, len(first.group_names)), dtype=np.int8)
@@ -255,10 +255,22 @@ def _random_pair_levels(a: Encodings, b: Encodings, rng: np.random.Generator, en
     k = min(RANDOM_PAIRS_PER_SOURCE_PAIR, len(a) * len(b))
     i = rng.integers(0, len(a), k)
     j = rng.integers(0, len(b), k)
-    return agreement_levels(engine.group_dice_of_pairs(a.group_filters, b.group_filters, i, j))
+    return agreement_levels(engine.group_dice_of_pairs(a.groups(), b.groups(), i, j))
 
 
-def _banded_pairs(sources, names, offsets, labels, left, right, score, review_threshold, model, scoring, engine) -> pl.DataFrame:
+def _banded_pairs(
+    sources: Mapping[str, Encodings],
+    names: list[str],
+    offsets: np.ndarray,
+    labels: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    score: np.ndarray,
+    review_threshold: float,
+    model: MatchModel | None,
+    scoring: Scoring,
+    engine: Engine,
+) -> pl.DataFrame:
     """Every cross-source pair within a cluster (``match``), and scored pairs at or above the review
     threshold that ended in different clusters (``possible``)."""
     source_of = np.repeat(np.arange(len(names)), np.diff(offsets))
@@ -299,7 +311,17 @@ def _pairs_within_clusters(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.minimum(left_all, right_all), np.maximum(left_all, right_all)
 
 
-def _scores_of(sources, names, source_of, local, left, right, model, scoring, engine) -> np.ndarray:
+def _scores_of(
+    sources: Mapping[str, Encodings],
+    names: list[str],
+    source_of: np.ndarray,
+    local: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    model: MatchModel | None,
+    scoring: Scoring,
+    engine: Engine,
+) -> np.ndarray:
     """Scores of arbitrary cross-source pairs (global indices), in the given order."""
     out = np.zeros(len(left), dtype=np.float32)
     for x, y in itertools.combinations(range(len(names)), 2):
@@ -309,13 +331,15 @@ def _scores_of(sources, names, source_of, local, left, right, model, scoring, en
         a, b = sources[names[x]], sources[names[y]]
         i, j = local[left[sel]], local[right[sel]]
         if scoring == "fs":
-            out[sel] = model.probabilities(agreement_levels(engine.group_dice_of_pairs(a.group_filters, b.group_filters, i, j)))
+            out[sel] = cast(MatchModel, model).probabilities(
+                agreement_levels(engine.group_dice_of_pairs(a.groups(), b.groups(), i, j))
+            )
         else:
             out[sel] = engine.dice_of_pairs(a.filters, b.filters, i, j)
     return out
 
 
-def _cluster_table(names, record_ids, offsets, labels) -> pl.DataFrame:
+def _cluster_table(names: list[str], record_ids: list[pl.Series], offsets: np.ndarray, labels: np.ndarray) -> pl.DataFrame:
     sizes = np.bincount(labels)
     keep = sizes[labels] > 1
     # Number clusters 1.. in order of their first record.

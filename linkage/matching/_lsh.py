@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -79,7 +79,15 @@ def _useful_rows(counts: np.ndarray, threshold: float, bits: int) -> np.ndarray:
     return np.flatnonzero(lowest[counts] <= highest[counts]).astype(np.int32)
 
 
-def _linked_pairs(a, b, threshold, target_completeness, rng, progress, score):
+def _linked_pairs(
+    a: np.ndarray,
+    b: np.ndarray,
+    threshold: float,
+    target_completeness: float,
+    rng: np.random.Generator,
+    progress: Callable[[BandProgress], None] | None,
+    score: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(i, j, score) over all bands: blocked_dice_pairs with ``score``, lsh_candidates without."""
     a = _checked_filters(a, "a")
     b = _checked_filters(b, "b")
@@ -100,7 +108,7 @@ def _linked_pairs(a, b, threshold, target_completeness, rng, progress, score):
     a_rows = _useful_rows(a_counts, threshold, bits)
     b_rows = _useful_rows(b_counts, threshold, bits)
     slots = _Slots.for_rows(len(a_rows), _SLOTS_PER_ROW if score else 4 * _SLOTS_PER_ROW)
-    pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    pieces: list[list[np.ndarray]] = []  # (i, j, score) of each band
     looked = skipped = kept = 0
     # Threads: the kernels release the GIL, so a pool of numba's thread count shares each band.
     # No numba prange here: its OpenMP workers spin between the many short steps of a band and
@@ -120,7 +128,16 @@ def _linked_pairs(a, b, threshold, target_completeness, rng, progress, score):
     return _sorted_by_pair(pieces, b.shape[0])
 
 
-def _band_sides(pool, a, b, a_rows, b_rows, positions, key_bits, chunks) -> _Sides:
+def _band_sides(
+    pool: ThreadPoolExecutor,
+    a: np.ndarray,
+    b: np.ndarray,
+    a_rows: np.ndarray,
+    b_rows: np.ndarray,
+    positions: np.ndarray,
+    key_bits: int,
+    chunks: int,
+) -> _Sides:
     """Both sides' keys for one band, sorted; the work shared out on the pool's threads."""
     a_keys = np.empty(len(a_rows), dtype=np.uint32)
     b_keys = np.empty(len(b_rows), dtype=np.uint32)
@@ -161,7 +178,18 @@ class _Slots(NamedTuple):
         return cls(caps, offsets, np.empty(total, dtype=np.int64), np.empty(total, dtype=np.float32))
 
 
-def _joined(pool, a, b, sides, need, score, band, history, chunks, slots: _Slots):
+def _joined(
+    pool: ThreadPoolExecutor,
+    a: np.ndarray,
+    b: np.ndarray,
+    sides: _Sides,
+    need: np.ndarray,
+    score: bool,
+    band: int,
+    history: _History,
+    chunks: int,
+    slots: _Slots,
+) -> tuple[np.ndarray, int]:
     """(kept per a entry, candidates looked at): ``_join_chunk`` over chunks of whole runs."""
     starts = _chunk_starts(sides.a_keys, chunks)
     kept = np.zeros(len(sides.a_keys), dtype=np.int64)
@@ -172,7 +200,9 @@ def _joined(pool, a, b, sides, need, score, band, history, chunks, slots: _Slots
     return kept, sum(chunk.result() for chunk in work)
 
 
-def _band_pairs(join, sides: _Sides, slots: _Slots):
+def _band_pairs(
+    join: Callable[[_Slots], tuple[np.ndarray, int]], sides: _Sides, slots: _Slots
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(i, j, score, candidates looked at) kept in one band. The slots are reused band after
     band; a band where an entry keeps more than its slots hold is joined again, exactly sized."""
     kept, looked = join(slots)
@@ -185,7 +215,7 @@ def _band_pairs(join, sides: _Sides, slots: _Slots):
     return i, slots.out_j[used], slots.out_score[used], looked
 
 
-def _with_oversized_runs(history: _History, a, b, sides: _Sides, band: int) -> _History:
+def _with_oversized_runs(history: _History, a: np.ndarray, b: np.ndarray, sides: _Sides, band: int) -> _History:
     """The history with this band's split and skipped keys appended."""
     if _longest_run(sides.a_keys) * _longest_run(sides.b_keys) <= MAX_BUCKET_PAIRS:
         # The usual case, found in a quick scan: no key can make too many pairs.
@@ -212,7 +242,7 @@ def _used_slots(offsets: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return starts + np.arange(int(counts.sum()))
 
 
-def _sorted_by_pair(pieces, n_b):
+def _sorted_by_pair(pieces: Sequence[Sequence[np.ndarray]], n_b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     i, j, score = _concatenated(*zip(*pieces)) if pieces else _concatenated([], [], [])
     order = np.argsort(i * np.int64(max(n_b, 1)) + j, kind="stable")
     return i[order], j[order], score[order]

@@ -20,6 +20,7 @@ on the band's keys, so the history can replay them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numba
@@ -27,21 +28,24 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
+from numba.core.base import BaseContext
+from numba.core.typing.context import BaseContext as TypingContext
+from numba.core.typing.templates import Signature
 from numba.extending import intrinsic
 
-from linkage.matching._kernels import _popcount
+from linkage.matching._kernels import _Codegen, _popcount
 
 _PREFETCH_AHEAD = 8  # candidates: measured best of 4, 8, 16, 32
 _CANDIDATE_BATCH = 4096
 
 
 @intrinsic
-def _prefetch_row(typingctx, filters, row):
+def _prefetch_row(typingctx: TypingContext, filters: types.Array, row: types.Integer) -> tuple[Signature, _Codegen]:
     """Ask the CPU to start loading a row (its first two cache lines): random rows otherwise
     cost a full memory latency each, one after another."""
     sig = types.void(filters, row)
 
-    def codegen(context, builder, signature, args):
+    def codegen(context: BaseContext, builder: ir.IRBuilder, signature: Signature, args: Sequence[ir.Value]) -> ir.Value:
         array_type = signature.args[0]
         arr = context.make_array(array_type)(context, builder, args[0])
         zero = ir.Constant(ir.IntType(64), 0)
@@ -65,7 +69,7 @@ def _prefetch_row(typingctx, filters, row):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _key_of(filters, row, positions):
+def _key_of(filters: np.ndarray, row: int, positions: np.ndarray) -> np.uint32:
     """Bit k of the key is the filter's bit at positions[k] (at most 32 positions)."""
     value = np.uint64(0)
     for k in range(len(positions)):
@@ -75,7 +79,7 @@ def _key_of(filters, row, positions):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _keys_into(filters, rows, positions, keys, lo, hi):
+def _keys_into(filters: np.ndarray, rows: np.ndarray, positions: np.ndarray, keys: np.ndarray, lo: int, hi: int) -> None:
     """keys[r] = the key of rows[r] for lo <= r < hi: ``_key_of`` written out, which measured 30 %
     faster than calling it once a row."""
     for r in range(lo, hi):
@@ -88,7 +92,7 @@ def _keys_into(filters, rows, positions, keys, lo, hi):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _radix_sorted(keys, key_bits):
+def _radix_sorted(keys: np.ndarray, key_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """(keys sorted, order): a stable LSD radix sort, 11 bits a pass, so 2 passes for 20-bit keys."""
     n = len(keys)
     digit_bits = 11
@@ -107,10 +111,10 @@ def _radix_sorted(keys, key_bits):
         for d in range(radix):
             count[d + 1] += count[d]
         for u in range(n):
-            d = np.int64((k0[u] >> shift) & mask)
-            k1[count[d]] = k0[u]
-            i1[count[d]] = i0[u]
-            count[d] += 1
+            digit = np.int64((k0[u] >> shift) & mask)
+            k1[count[digit]] = k0[u]
+            i1[count[digit]] = i0[u]
+            count[digit] += 1
         k0, k1 = k1, k0
         i0, i1 = i1, i0
     return k0, i0
@@ -144,7 +148,7 @@ class _History(NamedTuple):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _lower_bound(values, lo, hi, target):
+def _lower_bound(values: np.ndarray, lo: int, hi: int, target: int | np.uint32 | np.uint64) -> int:
     """The first place in values[lo:hi] (sorted) holding target or more; hi if none does."""
     while lo < hi:
         mid = (lo + hi) >> 1
@@ -156,14 +160,14 @@ def _lower_bound(values, lo, hi, target):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _sorted_contains(values, lo, hi, target):
+def _sorted_contains(values: np.ndarray, lo: int, hi: int, target: np.uint32 | np.uint64) -> bool:
     """Whether values[lo:hi] (sorted) holds target."""
     at = _lower_bound(values, lo, hi, target)
     return at < hi and values[at] == target
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _agree_on(a, i, b, j, mask, e):
+def _agree_on(a: np.ndarray, i: int, b: np.ndarray, j: int, mask: np.ndarray, e: int) -> bool:
     for t in range(a.shape[1]):
         if (a[i, t] ^ b[j, t]) & mask[e, t]:
             return False
@@ -171,7 +175,7 @@ def _agree_on(a, i, b, j, mask, e):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _compared_before(a, i, b, j, band, history):
+def _compared_before(a: np.ndarray, i: int, b: np.ndarray, j: int, band: int, history: _History) -> bool:
     """Whether the pair was compared in an earlier band (and so already kept or rejected there)."""
     for e in range(band):
         if not _agree_on(a, i, b, j, history.key_masks, e):
@@ -191,7 +195,7 @@ def _compared_before(a, i, b, j, band, history):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _longest_run(keys):
+def _longest_run(keys: np.ndarray) -> int:
     """The most rows sharing one key (keys sorted)."""
     longest = run = min(len(keys), 1)
     for u in range(1, len(keys)):
@@ -201,7 +205,7 @@ def _longest_run(keys):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _run_end(keys, start):
+def _run_end(keys: np.ndarray, start: int) -> int:
     u = start + 1
     while u < len(keys) and keys[u] == keys[start]:
         u += 1
@@ -209,12 +213,12 @@ def _run_end(keys, start):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _first_at_least(keys, target):
+def _first_at_least(keys: np.ndarray, target: int) -> int:
     return _lower_bound(keys, 0, len(keys), target)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _sorted_extra_keys(filters, rows, lo, hi, positions):
+def _sorted_extra_keys(filters: np.ndarray, rows: np.ndarray, lo: int, hi: int, positions: np.ndarray) -> np.ndarray:
     """The extra keys of rows[lo:hi], sorted (shell sort: rare, small, and quick to compile)."""
     keys = np.empty(hi - lo, dtype=np.uint32)
     for u in range(lo, hi):
@@ -233,7 +237,15 @@ def _sorted_extra_keys(filters, rows, lo, hi, positions):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _oversized_runs(a, b, sides, extra_positions, max_pairs, split_keys, skipped_keys):
+def _oversized_runs(
+    a: np.ndarray,
+    b: np.ndarray,
+    sides: _Sides,
+    extra_positions: np.ndarray,
+    max_pairs: int,
+    split_keys: np.ndarray,
+    skipped_keys: np.ndarray,
+) -> tuple[int, int, int]:
     """Fill this band's split keys and skipped full keys (ascending); returns (split, skipped, pairs
     skipped).
 
@@ -280,7 +292,21 @@ def _oversized_runs(a, b, sides, extra_positions, max_pairs, split_keys, skipped
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _scored_candidates(a, b, pending, count, need, score, band, history, caps, offsets, out_j, out_score, kept):
+def _scored_candidates(
+    a: np.ndarray,
+    b: np.ndarray,
+    pending: np.ndarray,
+    count: int,
+    need: np.ndarray,
+    score: bool,
+    band: int,
+    history: _History,
+    caps: np.ndarray,
+    offsets: np.ndarray,
+    out_j: np.ndarray,
+    out_score: np.ndarray,
+    kept: np.ndarray,
+) -> None:
     """Score the ``count`` candidates in ``pending`` (rows (entry x, i, j)) and keep those that
     qualify, in order. The rows of the candidate ``_PREFETCH_AHEAD`` places on are requested
     before each pair is scored, so several random rows are on their way from memory at once.
@@ -314,7 +340,22 @@ def _scored_candidates(a, b, pending, count, need, score, band, history, caps, o
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _join_chunk(a, b, sides, u, stop, need, score, band, history, caps, offsets, out_j, out_score, kept):
+def _join_chunk(
+    a: np.ndarray,
+    b: np.ndarray,
+    sides: _Sides,
+    u: int,
+    stop: int,
+    need: np.ndarray,
+    score: bool,
+    band: int,
+    history: _History,
+    caps: np.ndarray,
+    offsets: np.ndarray,
+    out_j: np.ndarray,
+    out_score: np.ndarray,
+    kept: np.ndarray,
+) -> int:
     """Pairs of rows that share this band's key, for the a entries u..stop (whole runs); returns
     the candidates looked at. Entry x writes at most caps[x] results from offsets[x] and counts
     them in kept[x]. Chunks of whole runs touch disjoint entries, so threads can share a band.
@@ -370,5 +411,5 @@ def _join_chunk(a, b, sides, u, stop, need, score, band, history, caps, offsets,
 def _chunk_starts(keys: np.ndarray, chunks: int) -> np.ndarray:
     """Up to ``chunks`` + 1 boundaries in sorted keys, each moved to the start of its run."""
     n = len(keys)
-    cuts = np.searchsorted(keys, keys[(np.arange(1, chunks) * n) // chunks], side="left") if n else []
+    cuts: np.ndarray | list[int] = np.searchsorted(keys, keys[(np.arange(1, chunks) * n) // chunks], side="left") if n else []
     return np.unique(np.concatenate([[0], cuts, [n]])).astype(np.int64)

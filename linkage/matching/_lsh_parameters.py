@@ -126,7 +126,15 @@ def lsh_parameters(
     )
 
 
-def _parameters_for(a, b, a_counts, b_counts, threshold, target_completeness, collisions=None) -> LSHParameters:
+def _parameters_for(
+    a: np.ndarray,
+    b: np.ndarray,
+    a_counts: np.ndarray,
+    b_counts: np.ndarray,
+    threshold: float,
+    target_completeness: float,
+    collisions: Callable[[int], float] | None = None,
+) -> LSHParameters:
     bits = a.shape[1] * 64
     counts = np.concatenate([a_counts, b_counts]).astype(np.float64)
     return lsh_parameters(
@@ -168,6 +176,7 @@ def _measured_collisions(a: np.ndarray, b: np.ndarray) -> Callable[[int], float]
             values_b, count_b = np.unique(keys_b, return_counts=True)
             _, in_a, in_b = np.intersect1d(values_a, values_b, assume_unique=True, return_indices=True)
             total += int((count_a[in_a].astype(np.int64) * count_b[in_b]).sum())
-        return total / TRIAL_BANDS * scale
+        estimate: float = total / TRIAL_BANDS * scale
+        return estimate
 
     return collisions

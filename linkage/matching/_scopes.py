@@ -40,7 +40,8 @@ def _popcount(x: np.uint64) -> int:
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _lane(row: np.ndarray, lane_word: int, at: int) -> np.uint64:
-    return (row[lane_word + at // 4] >> np.uint64(16 * (at % 4))) & np.uint64(0xFFFF)
+    lane: np.uint64 = (row[lane_word + at // 4] >> np.uint64(16 * (at % 4))) & np.uint64(0xFFFF)
+    return lane
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
