@@ -11,9 +11,12 @@ is ``full``; those *named* to A are the visible ones, or none when A's policy is
 receives a row for one of its records if and only if the record has a pair (match or possible) with
 a record of a visible agency; the row's band and similarity come from those pairs only, and it names
 the named agencies among the pairs of its best band. A match that exists only with ``receive-only``
-or ``none`` agencies is invisible to A: no row, no band, no similarity, no name. So A's results are
+or ``none`` agencies is invisible to A: no row, no band, no similarity, no name. So is a match that
+only a record of such an agency bridged: where the job's thresholds are given, two records of
+agencies A may see that share a cluster only through an invisible agency's record are judged by
+their own score (``possible`` at or above the review threshold, else no row). So A's results are
 the same whether or not any pair with an invisible agency exists (``tests/test_disclosure.py``
-checks this over every policy combination of three agencies).
+checks this over every policy combination of three agencies, and the bridge case).
 
 A row's ``agreement`` says, for the pair that gave its similarity, which fields agreed at which
 level (``surname close``): never a value, and only from a pair A may see.
@@ -39,6 +42,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
+import numba
 import numpy as np
 import polars as pl
 
@@ -76,14 +80,15 @@ def agency_results(
         )
     else:
         pairs = pairs.filter(~own)
-    halves = pl.concat([
-        pairs.select(agency="source_a", record_id="id_a", other="source_b", other_id="id_b", band="band", similarity="similarity", agreement="agreement"),
-        pairs.select(agency="source_b", record_id="id_b", other="source_a", other_id="id_a", band="band", similarity="similarity", agreement="agreement"),
-    ])  # fmt: skip
     out = {}
     for agency, policy in disclosure.items():
         visible = visible_to(agency, disclosure)
         nameable = visible if policy != "none" else []
+        seen = pairs if thresholds is None else _without_bridges(pairs, [agency, *visible], thresholds)
+        halves = pl.concat([
+            seen.select(agency="source_a", record_id="id_a", other="source_b", other_id="id_b", band="band", similarity="similarity", agreement="agreement"),
+            seen.select(agency="source_b", record_id="id_b", other="source_a", other_id="id_a", band="band", similarity="similarity", agreement="agreement"),
+        ])  # fmt: skip
         mine = halves.filter((pl.col("agency") == agency) & pl.col("other").is_in([*visible, agency])).sort(
             "similarity", descending=True, nulls_last=True
         )
@@ -115,6 +120,53 @@ def agency_results(
         )
         out[agency] = rows.select(RESULT_COLUMNS)
     return out
+
+
+def _without_bridges(pairs: pl.DataFrame, allowed: list[str], thresholds: tuple[float, float]) -> pl.DataFrame:
+    """The pairs among ``allowed`` agencies, each cross-agency ``match`` kept only where a chain of
+    pairs scored at or above the match threshold joins the two *through allowed agencies' records*:
+    a cluster that only a record of another agency bridged says that agency holds the person, so
+    such a pair is judged by its own score (``possible`` at or above the review threshold, else
+    not told)."""
+    among = pairs.filter(pl.col("source_a").is_in(allowed) & pl.col("source_b").is_in(allowed))
+    ends = pl.concat([among.select(s="source_a", r="id_a"), among.select(s="source_b", r="id_b")]).unique()
+    code = ends.with_columns(n=pl.int_range(pl.len(), dtype=pl.Int64))
+    coded = among.join(code.rename({"s": "source_a", "r": "id_a", "n": "na"}), on=["source_a", "id_a"]).join(
+        code.rename({"s": "source_b", "r": "id_b", "n": "nb"}), on=["source_b", "id_b"]
+    )
+    strong = coded.filter(pl.col("similarity") >= thresholds[0])
+    root = _components(code.height, strong.get_column("na").to_numpy(), strong.get_column("nb").to_numpy())
+    joined = pl.Series(root[coded.get_column("na").to_numpy()] == root[coded.get_column("nb").to_numpy()])
+    cross = pl.col("source_a") != pl.col("source_b")
+    bridged = cross & (pl.col("band") == "match") & ~pl.lit(joined)
+    return (
+        coded.with_columns(bridged=bridged)
+        .filter(~pl.col("bridged") | (pl.col("similarity") >= thresholds[1]))
+        .with_columns(band=pl.when(pl.col("bridged")).then(pl.lit("possible")).otherwise(pl.col("band")))
+        .select(pairs.columns)
+    )
+
+
+@numba.njit(cache=True)
+def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Each node's component (a root node) under the edges (a[k], b[k])."""
+    parent = np.arange(n)
+    for k in range(a.shape[0]):
+        x, y = a[k], b[k]
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        while parent[y] != y:
+            parent[y] = parent[parent[y]]
+            y = parent[y]
+        if x != y:
+            parent[max(x, y)] = min(x, y)
+    for x in range(n):
+        r = x
+        while parent[r] != r:
+            r = parent[r]
+        parent[x] = r
+    return parent
 
 
 def _same_person(mine: pl.DataFrame, agency: str, threshold: float | None) -> pl.DataFrame:
