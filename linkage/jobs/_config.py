@@ -11,9 +11,10 @@ import tomllib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from linkage.errors import ConfigError
+from linkage.matching._link import Blocking, LinkSettings, Scoring
 
 DISCLOSURES = ("full", "receive-only", "none")
 DUPLICATE_POLICIES = ("forbid", "allow")
@@ -58,10 +59,12 @@ class AgencyEntry:
 
 @dataclass(frozen=True, kw_only=True)
 class JobDefaults:
-    threshold: float | None = None
-    review_threshold: float | None = None
-    scoring: str = "auto"
-    blocking: str = "auto"
+    """``[job]``: what a job uses unless its request says otherwise; `link`'s own defaults."""
+
+    threshold: float | None = LinkSettings.threshold
+    review_threshold: float | None = LinkSettings.review_threshold
+    scoring: Scoring = LinkSettings.scoring
+    blocking: Blocking = LinkSettings.blocking
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -212,12 +215,11 @@ def load_coordinator_config(path: str | Path, *, listen: str | None = None) -> C
     for key in job:
         if key not in ("threshold", "review_threshold", "scoring", "blocking"):
             raise ConfigError(f"{path}: job.{key}: unknown key (allowed: blocking, review_threshold, scoring, threshold)")
-    scoring = r.get(job, "job", "scoring", str, "auto")
-    blocking = r.get(job, "job", "blocking", str, "auto")
-    if scoring not in ("auto", "fs", "dice"):
-        raise ConfigError(f"{path}: job.scoring: auto, fs or dice (not {scoring!r})")
-    if blocking not in ("auto", "none", "lsh"):
-        raise ConfigError(f"{path}: job.blocking: auto, none or lsh (not {blocking!r})")
+    scoring = r.get(job, "job", "scoring", str, JobDefaults.scoring)
+    blocking = r.get(job, "job", "blocking", str, JobDefaults.blocking)
+    for key, value, allowed in (("scoring", scoring, get_args(Scoring)), ("blocking", blocking, get_args(Blocking))):
+        if value not in allowed:
+            raise ConfigError(f"{path}: job.{key}: {', '.join(allowed[:-1])} or {allowed[-1]} (not {value!r})")
     index = _index_settings(r, data.get("index", {}))
     attempts = r.get(c, "coordinator", "fetch_attempts", int, 3)
     if not 1 <= attempts <= 10:
