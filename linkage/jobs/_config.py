@@ -15,10 +15,10 @@ from typing import Any, get_args
 
 from linkage.errors import ConfigError
 from linkage.matching._link import Blocking, LinkSettings, Scoring
+from linkage.trust._pki import PARTY_NAME
 
 DISCLOSURES = ("full", "receive-only", "none")
 DUPLICATE_POLICIES = ("forbid", "allow")
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _ADDRESS_RE = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
 _KEEP_RE = re.compile(r"^(\d{1,4})\s*([dh])$")
 MAX_INDEX_KEEP = timedelta(days=366)
@@ -137,7 +137,7 @@ class _Reader:
         return p if p.is_absolute() else (self.path.parent / p)
 
     def name(self, value: str, where: str) -> str:
-        if not _NAME_RE.match(value):
+        if not PARTY_NAME.fullmatch(value):
             raise ConfigError(f"{self.path}: {where}: use lowercase letters, digits, '-' and '_' (not {value!r})")
         return value
 

@@ -85,7 +85,7 @@ for _kind, _names in {
 
 DEFAULT_MISSING_VALUES = ("", "na", "n/a", "null", "none", "unknown", "-", "?")
 PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # the whole id (fullmatch)
-_KEY_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+KEY_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")  # a match key's name (fullmatch)
 # A token value shared by more records of one agency than this is dropped from them (the records
 # stay, with their other keys). At 1 the coordinator never sees two records of one agency share a
 # token: the within-agency token graph, which graph matching re-identifies, is empty (README: Privacy).
@@ -144,7 +144,7 @@ class MatchKey:
     refine: tuple[str, ...] = ()  # parts added one at a time where a value is shared beyond the token cap
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _KEY_NAME.fullmatch(self.name):
+        if not isinstance(self.name, str) or not KEY_NAME.fullmatch(self.name):
             raise SchemaError(f"match key {self.name!r}: name: use 1-32 lowercase letters, digits and '_'")
         if not self.parts or not all(isinstance(p, str) and p for p in self.parts):
             raise SchemaError(f"match key {self.name!r}: parts: at least one part is required")

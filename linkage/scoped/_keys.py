@@ -41,7 +41,7 @@ import polars as pl
 
 from linkage.errors import SchemaError
 from linkage.records._normalise import NormalisedField
-from linkage.records._schema import FieldSpec, Schema
+from linkage.records._schema import KEY_NAME, FieldSpec, Schema
 
 ROLES = ("given", "surname", "middle", "dob", "sex", "postcode", "city", "state", "address")
 _NAME_ROLES = {
@@ -59,7 +59,6 @@ _TRANSFORMS: dict[str, frozenset[str]] = {
     "names": frozenset({"sorted", "sorted_phonetic"}),
     "dob": frozenset({"", "year", "year_month", "unordered", "day_month"}),
 }
-_KEY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,7 +70,7 @@ class MatchKey:
     refine: tuple[str, ...] = ()  # parts added, one level at a time, where a value is too common
 
     def __post_init__(self) -> None:
-        if not _KEY_NAME.match(self.name):
+        if not KEY_NAME.fullmatch(self.name):
             raise SchemaError(f"match key {self.name!r}: name: use 1-32 lowercase letters, digits and '_'")
         if not self.parts:
             raise SchemaError(f"match key {self.name!r}: parts: at least one part is required")

@@ -82,7 +82,7 @@ URI_SCHEME = "linkage"
 # CA's can use a certificate the moment it is issued.
 CLOCK_SKEW_ALLOWANCE = dt.timedelta(minutes=5)
 
-PARTY_NAME = re.compile(r"[a-z0-9_-]{1,64}")  # a party's name in its certificate (fullmatch)
+PARTY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # a party's name: certificates, configs, rosters (fullmatch)
 _DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _MAX_COMMON_NAME = 64  # RFC 5280 ub-common-name
 _PRIVATE_FILE_MODE = stat.S_IRUSR | stat.S_IWUSR
