@@ -34,14 +34,14 @@ import functools
 import hashlib
 import json
 import re
-from dataclasses import dataclass
 
 import jellyfish
 import polars as pl
 
 from linkage.errors import SchemaError
 from linkage.records._normalise import NormalisedField
-from linkage.records._schema import KEY_NAME, FieldSpec, Schema
+from linkage.records._schema import FieldSpec, Schema
+from linkage.records._schema import MatchKey as DeclaredMatchKey
 
 ROLES = ("given", "surname", "middle", "dob", "sex", "postcode", "city", "state", "address")
 _NAME_ROLES = {
@@ -61,30 +61,18 @@ _TRANSFORMS: dict[str, frozenset[str]] = {
 }
 
 
-@dataclass(frozen=True, kw_only=True)
-class MatchKey:
-    """One match key, as a schema's ``[[match_keys]] name = ..., parts = [...]`` entry."""
-
-    name: str
-    parts: tuple[str, ...]
-    refine: tuple[str, ...] = ()  # parts added, one level at a time, where a value is too common
+class MatchKey(DeclaredMatchKey):
+    """One match key, as a schema's ``[[match_keys]] name = ..., parts = [...]`` entry, with what
+    its parts mean (roles and transforms) checked."""
 
     def __post_init__(self) -> None:
-        if not KEY_NAME.fullmatch(self.name):
-            raise SchemaError(f"match key {self.name!r}: name: use 1-32 lowercase letters, digits and '_'")
-        if not self.parts:
-            raise SchemaError(f"match key {self.name!r}: parts: at least one part is required")
-        if len(set(self.parts + self.refine)) != len(self.parts) + len(self.refine):
-            raise SchemaError(f"match key {self.name!r}: parts: a part is listed twice")
+        super().__post_init__()
         for part in self.parts + self.refine:
             base, _, transform = part.partition(":")
             if not base or (transform and base not in _TRANSFORMS and transform not in {"phonetic", "initial"}):
                 raise SchemaError(f"match key {self.name!r}: part {part!r}: unknown transform")
             if base in _TRANSFORMS and transform not in _TRANSFORMS[base]:
                 raise SchemaError(f"match key {self.name!r}: part {part!r}: {base} takes none of {transform!r}")
-
-    def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "parts": list(self.parts), **({"refine": list(self.refine)} if self.refine else {})}
 
     def level(self, depth: int) -> MatchKey:
         """The key refined ``depth`` times: its parts and the first ``depth`` refine parts."""
