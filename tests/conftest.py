@@ -15,7 +15,14 @@ from hypothesis import HealthCheck, settings
 from linkage import Schema, Secret, cli, read_records
 from linkage.testing._febrl import FEBRL_COLUMNS, FEBRL_ID_COLUMN, febrl_path
 
-settings.register_profile("linkage", deadline=None, max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# derandomize: the same examples every run, so a run fails only when the code changed, never by draw.
+settings.register_profile(
+    "linkage",
+    deadline=None,
+    max_examples=40,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 settings.load_profile("linkage")
 
 PEOPLE_COLUMNS = ["given_name", "surname", "date_of_birth", "sex", "address", "postcode"]
