@@ -654,7 +654,7 @@ def _raw_public_bytes(public_key: X25519PublicKey) -> bytes:
 
 def _check_agency_name(name: object, what: str) -> None:
     if not isinstance(name, str) or not PARTY_NAME.fullmatch(name):
-        raise CeremonyError(f"{what}: must be 1-64 characters of lowercase letters, digits, '-' and '_'")
+        raise CeremonyError(f"{what}: must be 1-64 lowercase letters, digits, '-' and '_', starting with a letter or digit")
 
 
 def _check_project(project: object, what: str) -> None:

@@ -381,7 +381,7 @@ def _check_role_and_name(role: str, name: str) -> None:
     if role not in ROLES:
         raise PkiError(f"role: {role!r} is not one of {', '.join(ROLES)}")
     if not isinstance(name, str) or not PARTY_NAME.fullmatch(name):
-        raise PkiError(f"name: {name!r} must be 1-64 characters of lowercase letters, digits, '-' and '_'")
+        raise PkiError(f"name: {name!r} must be 1-64 lowercase letters, digits, '-' and '_', starting with a letter or digit")
     if name == Path(CA_CERT_FILE).stem:
         raise PkiError(f"name: {name!r} is reserved for the CA's own files")
 
