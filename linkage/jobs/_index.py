@@ -40,7 +40,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numba
 import numpy as np
 import polars as pl
 
@@ -48,7 +47,7 @@ from linkage._files import make_private, private_folder
 from linkage.errors import IndexUnavailableError, LinkageError, QueryLimitError
 from linkage.jobs._config import IndexSettings
 from linkage.jobs._disclosure import agency_results
-from linkage.matching._scopes import scope_levels
+from linkage.matching._scopes import scope_levels_serial
 from linkage.matching._scoring import MatchModel
 from linkage.scoped._encodings import ScopedEncodings, read_scoped_encodings, write_scoped_encodings
 from linkage.scoped._link import (
@@ -67,11 +66,6 @@ MAX_QUERY_RECORDS = 1000  # records in one query call: intake checks, not a batc
 ANSWER_COLUMNS = ("record_id", "band", "similarity", "shared_with")
 _META = "index.json"
 _QUERY_KEY = bytes(32)  # agency_results' reference tokens are dropped from answers: any key will do
-
-
-# The job's own comparison, compiled without threads: a query compares a handful of pairs, where
-# starting a parallel region costs more than the work (and on a busy machine, far more).
-_scope_levels_serial = numba.njit(nogil=True)(scope_levels.py_func)
 
 
 @dataclass(frozen=True, eq=False)
@@ -191,7 +185,7 @@ def _candidate_levels(query: ScopedEncodings, held: _AgencyTokens) -> tuple[np.n
         starts = np.repeat(lo - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
         j = held.sorted_rows[k][starts + np.arange(counts.sum())]
         slots = layout.slots
-        levels = _scope_levels_serial(
+        levels = scope_levels_serial(
             query.evidence[k], b.evidence[k], i, j,
             np.array([index[s.field] for s in slots], dtype=np.int64), np.array([s.comparison for s in slots], dtype=np.int64),
             np.array([s.offset for s in slots], dtype=np.int64), np.array([s.width for s in slots], dtype=np.int64),

@@ -5,6 +5,9 @@ out (``ScopeLayout``) and links; the numba engine (``linkage.matching._engine``)
 
 from __future__ import annotations
 
+import types
+from typing import Any
+
 import numba
 import numpy as np
 import polars as pl
@@ -28,6 +31,16 @@ def token_pairs(ta: np.ndarray, ha: np.ndarray, tb: np.ndarray, hb: np.ndarray) 
 # Dice at or above each edge moves a Bloom field up one level: 0 (< 0.40) ... 5 (>= 0.95).
 _EDGES = np.array([0.40, 0.60, 0.75, 0.85, 0.95])
 TOP = 5
+
+
+def serial_twin(kernel: Any, name: str) -> Any:
+    """``kernel`` (a parallel numba function) compiled to run on the calling thread, for a few
+    records (an intake query): starting a parallel region costs more than such work. A distinct
+    name keeps numba's on-disk cache of the two apart."""
+    py_func = kernel.py_func
+    twin = types.FunctionType(py_func.__code__, py_func.__globals__, name, py_func.__defaults__, py_func.__closure__)
+    twin.__qualname__ = name
+    return numba.njit(cache=True, nogil=True)(twin)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -109,3 +122,6 @@ def scope_levels(
                     continue
                 out[p, f] = 5 if va == vb else 0
     return out
+
+
+scope_levels_serial = serial_twin(scope_levels, "scope_levels_serial")

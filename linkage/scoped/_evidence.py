@@ -15,14 +15,12 @@ unrelated bits, and nothing the coordinator holds maps one scope's bits onto ano
 
 from __future__ import annotations
 
-import types
 from dataclasses import dataclass
-from typing import Any
 
 import numba
 import numpy as np
 
-from linkage.matching._scopes import BLOOM, DATE, EXACT
+from linkage.matching._scopes import BLOOM, DATE, EXACT, serial_twin
 from linkage.scoped._prf import siphash_prefix, siphash_suffix, siphash_words2
 
 WORDS_BY_KIND = {"name": 1, "address": 1, "city": 1, "postcode": 1, "text": 1}
@@ -125,16 +123,6 @@ def fill_bloom(
                 chunk = (h >> np.uint64(16 * c)) & np.uint64(0xFFFF)
                 position = (chunk * bits) >> np.uint64(16)
                 out[r, word + np.int64(position >> np.uint64(6))] |= np.uint64(1) << (position & np.uint64(63))
-
-
-def serial_twin(kernel: Any, name: str) -> Any:
-    """``kernel`` (a parallel numba function) compiled to run on the calling thread, for a few
-    records (an intake query): starting a parallel region costs more than such work. A distinct
-    name keeps numba's on-disk cache of the two apart."""
-    py_func = kernel.py_func
-    twin = types.FunctionType(py_func.__code__, py_func.__globals__, name, py_func.__defaults__, py_func.__closure__)
-    twin.__qualname__ = name
-    return numba.njit(cache=True, nogil=True)(twin)
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
