@@ -52,7 +52,7 @@ def transfer(root: Path, records: int) -> tuple[float, int, float, str]:
     text = (folder / "node.toml").read_text().replace('exclude_column = "no_consent"\n', "")
     (folder / "node.toml").write_text(text)
     config = load_node_config(folder / "node.toml")
-    server, port, _ = start_node(config, load_tls(config.tls.ca, config.tls.cert, config.tls.key))
+    server, port, _ = start_node(config, config.tls.load())
     tls = load_tls(layout.pki / "ca.pem", layout.pki / "coordinator.pem", layout.pki / "coordinator.key")
     try:
         with grpc.secure_channel(f"127.0.0.1:{port}", channel_credentials(tls), options=CHANNEL_OPTIONS) as channel:
@@ -83,11 +83,11 @@ def job(root: Path, agency_records: int) -> tuple[float, dict[str, int], str]:
     try:
         for name in AGENCIES:
             config = load_node_config(layout.node_config(name))
-            server, port, _ = start_node(config, load_tls(config.tls.ca, config.tls.cert, config.tls.key))
+            server, port, _ = start_node(config, config.tls.load())
             servers.append(server)
             ports[name] = port
         config = load_coordinator_config(write_coordinator_config(layout, ports))
-        tls = load_tls(config.tls.ca, config.tls.cert, config.tls.key)
+        tls = config.tls.load()
         server, port, _ = start_coordinator(config, tls)
         servers.append(server)
         sizes = {name: pl.scan_csv(layout.agency(name) / "input.csv").select(pl.len()).collect().item() for name in AGENCIES}

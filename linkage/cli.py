@@ -37,7 +37,7 @@ from linkage.records._reading import read_records
 from linkage.records._schema import Schema
 
 if TYPE_CHECKING:  # the commands import these lazily, so that `linkage --help` stays fast
-    from linkage.jobs._config import CoordinatorConfig, NodeConfig
+    from linkage.jobs._config import NodeConfig
     from linkage.protocol.v1 import linkage_pb2 as pb
     from linkage.trust._audit import AuditLog, AuditPublicKey, Entry
     from linkage.trust._pki import TlsMaterial
@@ -128,18 +128,11 @@ def cmd_keys_new(args: argparse.Namespace) -> None:
     _print("share it with the project's agencies only; never with the coordinator")
 
 
-def _tls(config: NodeConfig | CoordinatorConfig) -> TlsMaterial:
-    """The TLS material a node's or coordinator's config names."""
-    from linkage.trust._pki import load_tls
-
-    return load_tls(config.tls.ca, config.tls.cert, config.tls.key)
-
-
 def _node_tls(args: argparse.Namespace) -> tuple[NodeConfig, TlsMaterial]:
     from linkage.jobs._config import load_node_config
 
     config = load_node_config(args.config)
-    return config, _tls(config)
+    return config, config.tls.load()
 
 
 def cmd_keys_publish(args: argparse.Namespace) -> None:
@@ -302,7 +295,7 @@ def cmd_node_serve(args: argparse.Namespace) -> None:
     from services.node import start_node
 
     config = load_node_config(args.config, listen=args.listen)
-    tls = _tls(config)
+    tls = config.tls.load()
     serve_until_stopped(
         lambda: start_node(config, tls, on_results=lambda job, path: _print(f"results of {job} stored in {path}")),
         f"node {config.agency}",
@@ -316,7 +309,7 @@ def cmd_coordinator_serve(args: argparse.Namespace) -> None:
     from services.coordinator import start_coordinator
 
     config = load_coordinator_config(args.config, listen=args.listen)
-    tls = _tls(config)
+    tls = config.tls.load()
     serve_until_stopped(lambda: start_coordinator(config, tls), f"coordinator {config.name}", _print)
 
 
@@ -327,7 +320,7 @@ def _coordinator_client(args: argparse.Namespace) -> tuple[str, TlsMaterial]:
     address = args.coordinator or config.listen
     if address.endswith(":0"):
         raise LinkageError(f"{args.config}: coordinator.listen has no fixed port; pass --coordinator HOST:PORT")
-    return address, _tls(config)
+    return address, config.tls.load()
 
 
 def cmd_job_deliver(args: argparse.Namespace) -> None:

@@ -18,7 +18,6 @@ from linkage.matching._evaluate import pair_quality
 from linkage.protocol._clients import ask_index, job_request, run_job_remotely
 from linkage.protocol._keyshare import publish_card, receive_secret, share_secret
 from linkage.testing._demo import AGENCIES, DISCLOSURE, DemoLayout, prepare_demo, write_coordinator_config
-from linkage.trust._pki import load_tls
 from services._lifecycle import stop
 from services.coordinator import follow_job, start_coordinator
 from services.node import start_node
@@ -47,13 +46,13 @@ def run_demo(
     try:
         for name in AGENCIES:
             config = load_node_config(layout.node_config(name))
-            node = start_node(config, load_tls(config.tls.ca, config.tls.cert, config.tls.key), interceptors=interceptors)
+            node = start_node(config, config.tls.load(), interceptors=interceptors)
             servers.append(node)
             ports[name] = node[1]
             policy = DISCLOSURE[name]
             say(f"  node {name:<16} on 127.0.0.1:{ports[name]}  disclosure {policy}")
         coordinator_config = load_coordinator_config(write_coordinator_config(layout, ports, index_keep="30d"))
-        tls = load_tls(coordinator_config.tls.ca, coordinator_config.tls.cert, coordinator_config.tls.key)
+        tls = coordinator_config.tls.load()
         coordinator = start_coordinator(coordinator_config, tls, interceptors=interceptors)
         servers.append(coordinator)
         port = coordinator[1]
@@ -95,7 +94,7 @@ def _intake_query(layout: DemoLayout, coordinator: str, say: Callable[[str], Non
         f'\nan intake check ([index] keep = "30d"):\n$ linkage query --config {layout.node_config("police")} --coordinator {coordinator} --input {small}'
     )
     records = query_records(config, path=small)
-    for line in ask_index(config, load_tls(config.tls.ca, config.tls.cert, config.tls.key), coordinator, records):
+    for line in ask_index(config, config.tls.load(), coordinator, records):
         say(f"  {line}")
 
 
@@ -103,7 +102,7 @@ def _key_ceremony(layout: DemoLayout, coordinator: str, say: Callable[[str], Non
     """The agencies agree a secret through the coordinator, which relays what it cannot open."""
 
     configs = {name: load_node_config(layout.node_config(name)) for name in AGENCIES}
-    tls = {name: load_tls(c.tls.ca, c.tls.cert, c.tls.key) for name, c in configs.items()}
+    tls = {name: c.tls.load() for name, c in configs.items()}
     say("key ceremony (the coordinator relays; it never sees the secret):")
     for name in AGENCIES:
         card = publish_card(configs[name], tls[name], coordinator)

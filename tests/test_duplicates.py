@@ -228,7 +228,6 @@ def test_a_job_tells_each_agency_its_own_duplicates_as_its_policy_allows(tmp_pat
     from linkage.protocol.v1 import linkage_pb2 as pb
     from linkage.testing._demo import AGENCIES as DEMO_AGENCIES
     from linkage.testing._demo import prepare_demo, write_coordinator_config
-    from linkage.trust._pki import load_tls
     from services.coordinator import start_coordinator
     from services.node import start_node
 
@@ -237,11 +236,11 @@ def test_a_job_tells_each_agency_its_own_duplicates_as_its_policy_allows(tmp_pat
     try:
         for name in DEMO_AGENCIES:
             config = load_node_config(layout.node_config(name))
-            server, ports[name], _ = start_node(config, load_tls(config.tls.ca, config.tls.cert, config.tls.key))
+            server, ports[name], _ = start_node(config, config.tls.load())
             servers.append(server)
         policies = {"police": "allow", "child_welfare": "forbid", "victim_services": "allow"}
         coordinator = load_coordinator_config(write_coordinator_config(layout, ports, duplicates=policies))
-        tls = load_tls(coordinator.tls.ca, coordinator.tls.cert, coordinator.tls.key)
+        tls = coordinator.tls.load()
         server, port, _ = start_coordinator(coordinator, tls)
         servers.append(server)
         events = list(run_job_remotely(f"127.0.0.1:{port}", tls, pb.JobRequest(agencies=list(DEMO_AGENCIES))))

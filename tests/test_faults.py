@@ -25,7 +25,6 @@ from linkage.protocol._clients import run_job_remotely
 from linkage.protocol._node import NodeService
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.testing._demo import AGENCIES, prepare_demo, write_coordinator_config
-from linkage.trust._pki import load_tls
 from services.coordinator import start_coordinator
 from services.node import start_node
 
@@ -117,14 +116,14 @@ class TaskForce:
         self.config = dataclasses.replace(
             load_coordinator_config(write_coordinator_config(self.layout, self.ports)), retry_backoff_s=0.01
         )  # retries back off, quickly here
-        self.tls = load_tls(self.config.tls.ca, self.config.tls.cert, self.config.tls.key)
+        self.tls = self.config.tls.load()
         self.start_coordinator()
 
     def start_node(self, name: str, *, kill_on: str | None = None) -> None:
         config = load_node_config(self.layout.node_config(name))
         config = dataclasses.replace(config, chunk_records=32, listen=f"127.0.0.1:{self.ports.get(name, 0)}")
         service = KillableNode(config)
-        started = start_node(config, load_tls(config.tls.ca, config.tls.cert, config.tls.key), service=service,
+        started = start_node(config, config.tls.load(), service=service,
                              interceptors=[self.recorder])  # fmt: skip
         service.kill_on = kill_on
         service.kill = lambda: started[0].stop(0)

@@ -321,7 +321,6 @@ def task_force(tmp_path_factory):
     """The demo task force (300 people, seed 5) with an index kept 30 days and 6 queries an hour."""
     from linkage.jobs._config import load_node_config
     from linkage.testing._demo import prepare_demo, write_coordinator_config
-    from linkage.trust._pki import load_tls
     from services.coordinator import start_coordinator
     from services.node import start_node
 
@@ -330,13 +329,13 @@ def task_force(tmp_path_factory):
     servers, ports = [], {}
     for name in AGENCIES:
         config = load_node_config(layout.node_config(name))
-        server, port, _ = start_node(config, load_tls(config.tls.ca, config.tls.cert, config.tls.key))
+        server, port, _ = start_node(config, config.tls.load())
         servers.append(server)
         ports[name] = port
     path = write_coordinator_config(layout, ports)
     path.write_text(path.read_text() + '\n[index]\nkeep = "30d"\nqueries_per_hour = 6\n', encoding="utf-8")
     config = load_coordinator_config(path)
-    tls = load_tls(config.tls.ca, config.tls.cert, config.tls.key)
+    tls = config.tls.load()
     server, port, _ = start_coordinator(config, tls)
     servers.append(server)
     yield layout, f"127.0.0.1:{port}", tls

@@ -25,9 +25,9 @@ from services.coordinator import start_coordinator
 def relay(tmp_path):
     layout, _ = prepare_demo(tmp_path, people=50, seed=3, with_secret=False)
     config = load_coordinator_config(write_coordinator_config(layout, dict.fromkeys(AGENCIES, 1)))
-    server, port, _ = start_coordinator(config, load_tls(config.tls.ca, config.tls.cert, config.tls.key))
+    server, port, _ = start_coordinator(config, config.tls.load())
     nodes = {name: load_node_config(layout.node_config(name)) for name in AGENCIES}
-    tls = {name: load_tls(c.tls.ca, c.tls.cert, c.tls.key) for name, c in nodes.items()}
+    tls = {name: c.tls.load() for name, c in nodes.items()}
     yield layout, f"127.0.0.1:{port}", nodes, tls
     server.stop(0).wait()
 

@@ -45,11 +45,11 @@ def task_force(tmp_path_factory):
     servers, ports, configs = [], {}, {}
     for name in AGENCIES:
         config = load_node_config(layout.node_config(name))
-        server, port, _ = start_node(config, load_tls(config.tls.ca, config.tls.cert, config.tls.key))
+        server, port, _ = start_node(config, config.tls.load())
         servers.append(server)
         ports[name], configs[name] = port, config
     coordinator_config = load_coordinator_config(write_coordinator_config(layout, ports))
-    tls = load_tls(coordinator_config.tls.ca, coordinator_config.tls.cert, coordinator_config.tls.key)
+    tls = coordinator_config.tls.load()
     server, port, _ = start_coordinator(coordinator_config, tls)
     servers.append(server)
     facts = dataclasses.make_dataclass(
@@ -219,7 +219,7 @@ def coordinator_with(task_force, tmp_path, replace: dict[str, int]):
 def test_an_altered_transfer_is_detected_and_retried(task_force, tmp_path, times, state):
     config = task_force.node_configs["child_welfare"]
     service = TamperingNode(config, times=times)
-    server, port, _ = create_server("127.0.0.1:0", load_tls(config.tls.ca, config.tls.cert, config.tls.key), node_policy(config),
+    server, port, _ = create_server("127.0.0.1:0", config.tls.load(), node_policy(config),
                                     lambda s: pb_grpc.add_NodeServicer_to_server(service, s))  # fmt: skip
     coordinator, coordinator_port, _ = coordinator_with(task_force, tmp_path, {"child_welfare": port})
     try:
@@ -250,7 +250,7 @@ def test_a_schema_mismatch_stops_the_job_naming_the_agency(task_force, tmp_path)
     other_schema = tmp_path / "schema.toml"
     other_schema.write_text(config.schema.read_text().replace("bits = 1024", "bits = 512"))
     odd = dataclasses.replace(config, schema=other_schema, data_dir=tmp_path / "vs")
-    server, port, _ = start_node(odd, load_tls(config.tls.ca, config.tls.cert, config.tls.key))
+    server, port, _ = start_node(odd, config.tls.load())
     coordinator, coordinator_port, _ = coordinator_with(task_force, tmp_path, {"victim_services": port})
     try:
         last, _ = run(f"127.0.0.1:{coordinator_port}", task_force.tls, list(AGENCIES))
@@ -380,7 +380,7 @@ class DyingNode(NodeService):
 def test_a_node_dying_mid_stream_is_retried_then_fails_the_job(task_force, tmp_path, times, state):
     config = dataclasses.replace(task_force.node_configs["police"], chunk_records=64)
     service = DyingNode(config, times=times)
-    server, port, _ = create_server("127.0.0.1:0", load_tls(config.tls.ca, config.tls.cert, config.tls.key), node_policy(config),
+    server, port, _ = create_server("127.0.0.1:0", config.tls.load(), node_policy(config),
                                     lambda s: pb_grpc.add_NodeServicer_to_server(service, s))  # fmt: skip
     coordinator, coordinator_port, _ = coordinator_with(task_force, tmp_path, {"police": port})
     try:

@@ -14,7 +14,6 @@ from test_network import coordinator_with, run, task_force  # noqa: F401 - the s
 
 from linkage.jobs._store import JobStore
 from linkage.testing._demo import AGENCIES
-from linkage.trust._pki import load_tls
 from services.node import start_node
 
 
@@ -37,7 +36,7 @@ def test_1_a_headerless_input_names_no_value_at_the_coordinator(task_force, tmp_
     headerless = tmp_path / "police-headerless.csv"
     headerless.write_text("".join(lines[1:]), encoding="utf-8")
     odd = dataclasses.replace(config, input=headerless, data_dir=tmp_path / "police")
-    server, port, _ = start_node(odd, load_tls(config.tls.ca, config.tls.cert, config.tls.key))
+    server, port, _ = start_node(odd, config.tls.load())
     coordinator, coordinator_port, _ = coordinator_with(task_force, tmp_path, {"police": port})
     try:
         last, events = run(f"127.0.0.1:{coordinator_port}", task_force.tls, list(AGENCIES))
@@ -111,7 +110,7 @@ def test_6_a_peer_cannot_stream_more_than_it_announced(task_force, tmp_path):  #
 
     config = task_force.node_configs["police"]
     service = FloodingNode(config)
-    server, port, _ = create_server("127.0.0.1:0", load_tls(config.tls.ca, config.tls.cert, config.tls.key), node_policy(config),
+    server, port, _ = create_server("127.0.0.1:0", config.tls.load(), node_policy(config),
                                     lambda s: pb_grpc.add_NodeServicer_to_server(service, s))  # fmt: skip
     coordinator, coordinator_port, _ = coordinator_with(task_force, tmp_path, {"police": port})
     try:

@@ -15,7 +15,7 @@ from typing import Any, get_args
 
 from linkage.errors import ConfigError
 from linkage.matching._link import Blocking, LinkSettings, Scoring
-from linkage.trust._pki import PARTY_NAME
+from linkage.trust._pki import PARTY_NAME, TlsMaterial, load_tls
 
 DISCLOSURES = ("full", "receive-only", "none")
 DUPLICATE_POLICIES = ("forbid", "allow")
@@ -30,6 +30,10 @@ class TlsPaths:
     ca: Path
     cert: Path
     key: Path
+
+    def load(self) -> TlsMaterial:
+        """The CA, certificate and key these paths name, checked (``linkage.trust``)."""
+        return load_tls(self.ca, self.cert, self.key)
 
 
 @dataclass(frozen=True, kw_only=True)
