@@ -13,6 +13,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 import polars as pl
@@ -39,6 +40,9 @@ from linkage.trust._pki import TlsMaterial
 from services._lifecycle import Started
 
 __all__ = ["JobRunner", "follow_job", "start_coordinator"]
+
+
+_T = TypeVar("_T")
 
 
 class JobRunner:
@@ -70,48 +74,50 @@ class JobRunner:
         delay: float = min(self._config.retry_backoff_s * 2 ** (attempt - 1), 30.0)
         return delay
 
-    def fetch(self, agency: str, job_id: str, say: Callable[[str], None]) -> AnyEncodings:
-        entry = self._config.agencies[agency]
+    def _retrying(
+        self, agency: str, what: str, attempts: int, call: Callable[[], _T], say: Callable[[str], None],
+        errors: tuple[type[Exception], ...],
+    ) -> _T:  # fmt: skip
+        """``call()``, tried ``attempts`` times with backoff while it raises one of ``errors``; then a
+        JobError naming the agency, ``what`` failed and the last error."""
         last = ""
-        for attempt in range(1, self._config.fetch_attempts + 1):
+        for attempt in range(1, attempts + 1):
             if attempt > 1:
                 self._sleep(self._backoff(attempt - 1))
             try:
-                started = time.perf_counter()
-                fetched = fetch_encodings(entry.address, self._tls, agency, job_id)
-                encodings, digest, excluded = fetched.encodings, fetched.digest, fetched.excluded
-                self._audit.append(self._me, "encodings received", project=encodings.project, job=job_id, details={
-                    "agency": agency, "records": len(encodings), "excluded_by_agency": excluded,
-                    "schema_fingerprint": encodings.schema_fingerprint, "digest": digest,
-                    **({"bits": encodings.bits} if isinstance(encodings, Encodings) else {"match_keys": list(encodings.keys)}),
-                })  # fmt: skip
-                say(
-                    f"{agency}: received {len(encodings):,} encodings in {time.perf_counter() - started:.2f} s"
-                    f" ({excluded:,} records excluded by the agency)"
-                )
-                return encodings
-            except TransferError as error:
-                last = str(error)
-            except grpc.RpcError as error:
-                last = peer_error(agency, error)
-            say(f"{agency}: transfer attempt {attempt} failed: {last}")
-        raise JobError(f"{agency}: transfer failed after {self._config.fetch_attempts} attempts; last: {last}")
+                return call()
+            except errors as error:
+                last = peer_error(agency, error) if isinstance(error, grpc.RpcError) else str(error)
+            say(f"{agency}: {what} attempt {attempt} failed: {last}")
+        raise JobError(f"{agency}: {what} failed after {attempts} attempts; last: {last}")
+
+    def fetch(self, agency: str, job_id: str, say: Callable[[str], None]) -> AnyEncodings:
+        entry = self._config.agencies[agency]
+
+        def once() -> AnyEncodings:
+            started = time.perf_counter()
+            fetched = fetch_encodings(entry.address, self._tls, agency, job_id)
+            encodings, digest, excluded = fetched.encodings, fetched.digest, fetched.excluded
+            self._audit.append(self._me, "encodings received", project=encodings.project, job=job_id, details={
+                "agency": agency, "records": len(encodings), "excluded_by_agency": excluded,
+                "schema_fingerprint": encodings.schema_fingerprint, "digest": digest,
+                **({"bits": encodings.bits} if isinstance(encodings, Encodings) else {"match_keys": list(encodings.keys)}),
+            })  # fmt: skip
+            say(
+                f"{agency}: received {len(encodings):,} encodings in {time.perf_counter() - started:.2f} s"
+                f" ({excluded:,} records excluded by the agency)"
+            )
+            return encodings
+
+        return self._retrying(agency, "transfer", self._config.fetch_attempts, once, say, (TransferError, grpc.RpcError))
 
     def deliver(self, agency: str, job_id: str, results: pl.DataFrame, say: Callable[[str], None] = lambda _: None) -> None:
         """Deliver ``agency``'s results (pending at the node), retrying with backoff."""
         entry = self._config.agencies[agency]
-        last = ""
-        for attempt in range(1, self._config.delivery_attempts + 1):
-            if attempt > 1:
-                self._sleep(self._backoff(attempt - 1))
-            try:
-                receipt = deliver_results(entry.address, self._tls, agency, job_id, results)
-                break
-            except JobError as error:
-                last = str(error)
-                say(f"{agency}: delivery attempt {attempt} failed: {last}")
-        else:
-            raise JobError(f"{agency}: delivery failed after {self._config.delivery_attempts} attempts; last: {last}")
+        receipt = self._retrying(
+            agency, "delivery", self._config.delivery_attempts,
+            lambda: deliver_results(entry.address, self._tls, agency, job_id, results), say, (JobError,),
+        )  # fmt: skip
         self._store.delivered(job_id, agency, results.height, receipt.digest)
         bands = results.get_column("band").value_counts().rows()
         self._audit.append(self._me, "results delivered", job=job_id, details={
@@ -120,18 +126,10 @@ class JobRunner:
 
     def release(self, agency: str, job_id: str, digest: str, say: Callable[[str], None]) -> None:
         entry = self._config.agencies[agency]
-        last = ""
-        for attempt in range(1, self._config.delivery_attempts + 1):
-            if attempt > 1:
-                self._sleep(self._backoff(attempt - 1))
-            try:
-                release_results(entry.address, self._tls, agency, job_id, digest)
-                break
-            except JobError as error:
-                last = str(error)
-                say(f"{agency}: release attempt {attempt} failed: {last}")
-        else:
-            raise JobError(f"{agency}: release failed after {self._config.delivery_attempts} attempts; last: {last}")
+        self._retrying(
+            agency, "release", self._config.delivery_attempts,
+            lambda: release_results(entry.address, self._tls, agency, job_id, digest), say, (JobError,),
+        )  # fmt: skip
         self._store.released(job_id, agency)
         self._audit.append(self._me, "results released", job=job_id, details={"agency": agency, "digest": digest})
 
