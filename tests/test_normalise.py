@@ -11,11 +11,11 @@ from linkage.records._normalise import (
     _dates_by_expressions,
     _folded_text,
     _is_missing,
-    _utf8,
     normalise,
     normalised_values,
 )
 from linkage.records._schema import DEFAULT_MISSING_VALUES
+from linkage.records._tokens import factorised, utf8_bytes
 
 TODAY = dt.date(2026, 11, 23)
 
@@ -177,4 +177,25 @@ def test_missing_values_are_found_as_the_expression_finds_them(values):
     raw = pl.Series("raw", values, dtype=pl.String)
     words = ("", "na", "n/a", "unknown", "ñ/a", "不明", "?")
     expected = raw.str.strip_chars().str.to_lowercase().is_in(list(words)).to_list()
-    assert _is_missing(raw, *_utf8(raw), words).tolist() == expected
+    assert _is_missing(raw, *utf8_bytes(raw), words).tolist() == expected
+
+
+@given(st.lists(st.one_of(st.none(), st.sampled_from(["", "a", "A", "José", "jose", "不明", "a\x1fb"]), st.text(max_size=6)), max_size=90))
+def test_few_values_are_factorised_and_joined_as_many_are(values):
+    """Up to ``FEW`` values take Python lists, more take polars: the same codes, values and bytes."""
+    import linkage.records._tokens as tokens_module
+
+    raw = pl.Series("v", values, dtype=pl.String)
+    codes, distinct = factorised(raw)
+    original = tokens_module.FEW
+    tokens_module.FEW = -1  # every length takes the polars path
+    try:
+        bulk_codes, bulk_distinct = factorised(raw)
+        present = raw.drop_nulls()
+        bulk_data, bulk_offsets = utf8_bytes(present)
+    finally:
+        tokens_module.FEW = original
+    assert codes.tolist() == bulk_codes.tolist() and distinct.to_list() == bulk_distinct.to_list()
+    assert distinct.name == bulk_distinct.name and distinct.dtype == bulk_distinct.dtype
+    data, offsets = utf8_bytes(present)
+    assert data.tobytes() == bulk_data.tobytes() and offsets.tolist() == bulk_offsets.tolist()

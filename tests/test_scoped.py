@@ -403,3 +403,26 @@ def test_a_few_records_encode_on_one_thread_to_the_same_bits(
     parallel = encode_scoped(frame, SCHEMA, SECRET, today=TODAY).encodings
     assert serial.bytes_per_record > 0 and np.array_equal(serial.tokens, parallel.tokens)
     assert all(np.array_equal(s, p) for s, p in zip(serial.evidence, parallel.evidence, strict=True))
+
+
+def test_records_encoded_one_at_a_time_get_the_bits_of_a_bulk_run(agencies: tuple[dict[str, pl.DataFrame], pl.DataFrame]) -> None:
+    """An intake query encodes one record (Python lists, serial kernels), a job many (polars, parallel
+    kernels): with a cap no value reaches, every token, evidence word and reject is the same."""
+    messy = frame([
+        {**PERSON, "given_name": "José-María", "surname": "Müller Ñúñez", "address": "3 Saint Ávila Rd."},
+        {**PERSON, "date_of_birth": "1990-13-45", "sex": "unknown", "postcode": "97301-1234"},
+        {**PERSON, "date_of_birth": "1990-13-01", "given_name": "NA", "city": "  "},
+        {**PERSON, "date_of_birth": "04/12/1990", "surname": "O'Brien", "middle_name": "不明"},
+        {**PERSON, "date_of_birth": "19900412", "address": "", "sex": "?"},
+        {key: "" for key in PERSON},
+    ])  # fmt: skip
+    records = pl.concat([agencies[0]["police"].head(120).select(messy.columns), messy])
+    bulk = encode_scoped(records, SCHEMA, SECRET, today=TODAY, cap=records.height)
+    assert bulk.encodings.has_token.sum() > records.height and bulk.rejects.height > 0
+    for r in range(records.height):
+        one = encode_scoped(records.slice(r, 1), SCHEMA, SECRET, today=TODAY)
+        assert np.array_equal(one.encodings.tokens[0], bulk.encodings.tokens[r])
+        assert np.array_equal(one.encodings.has_token[0], bulk.encodings.has_token[r])
+        for words, bulk_words in zip(one.encodings.evidence, bulk.encodings.evidence, strict=True):
+            assert np.array_equal(words[0], bulk_words[r])
+        assert one.rejects.drop("row").rows() == bulk.rejects.filter(pl.col("row") == r + 1).drop("row").rows()

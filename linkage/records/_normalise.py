@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from linkage.records._schema import FieldSpec, Schema
-from linkage.records._tokens import factorised
+from linkage.records._tokens import FEW, factorised, utf8_bytes
 
 # Letters that Unicode decomposition leaves alone but people write without the mark.
 _LETTER_FOLDS = {
@@ -460,18 +460,13 @@ def _joined_lines(out: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> n
 # -- Normalising a field ------------------------------------------------------------------------------
 
 
-def _utf8(values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """The UTF-8 bytes of (non-null) values end to end, and the n + 1 offsets where each starts."""
-    offsets = np.zeros(len(values) + 1, dtype=np.int64)
-    np.cumsum(values.str.len_bytes().to_numpy(), out=offsets[1:])
-    return np.frombuffer(values.str.join("").item().encode(), dtype=np.uint8), offsets
-
-
 def _lines(name: str, out: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> pl.Series:
     """The values a kernel wrote (ASCII without newlines), as strings."""
     if len(lengths) == 0:
         return pl.Series(name, [], dtype=pl.String)
     text = _joined_lines(out, starts, lengths).tobytes().decode("ascii")
+    if len(lengths) <= FEW:
+        return pl.Series(name, text.split("\n"), dtype=pl.String)
     return pl.Series(name, [text]).str.split("\n").explode()
 
 
@@ -519,7 +514,7 @@ def _normalised(spec: FieldSpec, raw: pl.Series, data: np.ndarray, offsets: np.n
 
 def normalised_values(spec: FieldSpec, raw: pl.Series, today: dt.date) -> pl.Series:
     """The normalised value of each present (non-null) raw value; null where it is unusable."""
-    return _normalised(spec, raw, *_utf8(raw), today)
+    return _normalised(spec, raw, *utf8_bytes(raw), today)
 
 
 def _reject_reason(spec: FieldSpec, today: dt.date) -> str:
@@ -592,10 +587,11 @@ def _normalised_field(
 ) -> tuple[NormalisedField, int, pl.DataFrame]:
     """One field normalised, its number of missing values, and its rejects."""
     raw_codes, raw = factorised(column)
-    data, offsets = _utf8(raw)
+    data, offsets = utf8_bytes(raw)
     is_missing = _is_missing(raw, data, offsets, schema.missing_values)
     value = _normalised(spec, raw, data, offsets, today)
-    value = pl.select(pl.when(~pl.Series(is_missing)).then(value)).to_series()
+    if is_missing.any():
+        value = pl.select(pl.when(~pl.Series(is_missing)).then(value)).to_series()
     # Only a date can be partial ("1945-04-??"): other normal forms hold letters, digits, spaces.
     if spec.kind == "date":
         partial = value.str.contains("?", literal=True).fill_null(False).to_numpy()
@@ -605,9 +601,14 @@ def _normalised_field(
     status = np.where(is_missing, _MISSING, rejected).astype(np.int8)
     value_codes, values = factorised(value)
     codes, n_missing, rows, partial_rows = _per_record(raw_codes, value_codes, status)
+    if len(rows) == 0:
+        return NormalisedField(codes, values), n_missing, pl.DataFrame(schema=_REJECTS)
     reason = pl.when(pl.Series(partial_rows)).then(pl.lit(_PARTIAL_REASON)).otherwise(pl.lit(_reject_reason(spec, today)))
     rejects = pl.DataFrame({"row": rows + 1}).select("row", field=pl.lit(spec.name), reason=reason)
     return NormalisedField(codes, values), n_missing, rejects
+
+
+_REJECTS = {"row": pl.Int64, "field": pl.String, "reason": pl.String}
 
 
 _PARTIAL_REASON = "impossible date: one part unusable, the other two encoded"

@@ -125,12 +125,33 @@ def distinct_ids(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ids, distinct
 
 
+# Up to this many values, Python lists beat polars, whose every call costs tens of microseconds:
+# the few records of an intake query take these paths, to the same results.
+FEW = 64
+
+
+def utf8_bytes(values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The UTF-8 bytes of (non-null) values end to end, and the n + 1 offsets where each starts."""
+    offsets = np.zeros(len(values) + 1, dtype=np.int64)
+    if len(values) <= FEW:
+        encoded = [value.encode() for value in values.to_list()]
+        np.cumsum(np.array([len(e) for e in encoded], dtype=np.int64), out=offsets[1:])
+        return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
+    np.cumsum(values.str.len_bytes().to_numpy(), out=offsets[1:])
+    return np.frombuffer(values.str.join("").item().encode(), dtype=np.uint8), offsets
+
+
 def factorised(values: pl.Series) -> tuple[np.ndarray, pl.Series]:
     """Codes of each value into its distinct values (-1 for null), and the distinct values.
 
     Keys are polars' 64-bit hashes (fast, and only ever compared within this process); the codes
-    are checked against the values, and a hash collision falls back to an exact join.
+    are checked against the values, and a hash collision falls back to an exact join. A few
+    strings go through a dict: the same codes, in the same first-seen order.
     """
+    if len(values) <= FEW and values.dtype == pl.String:
+        index: dict[str, int] = {}
+        codes = [-1 if value is None else index.setdefault(value, len(index)) for value in values.to_list()]
+        return np.array(codes, dtype=np.int64), pl.Series(values.name, list(index), dtype=pl.String)
     present = values.is_not_null().to_numpy()
     hashes = values.hash(seed=0x5EED).to_numpy().view(np.int64) & np.int64(0x7FFFFFFFFFFFFFFF)
     # Key -1 (absent) gets id -1 and is not counted: nulls are code -1 and no distinct value.
@@ -151,8 +172,13 @@ def _factorised_exactly(values: pl.Series) -> tuple[np.ndarray, pl.Series]:
 def _value_keys(spec: FieldSpec, values: pl.Series, qgram: int) -> tuple[np.ndarray, np.ndarray]:
     """(offsets, keys): the token keys of each distinct value."""
     if spec.kind in QGRAM_KINDS:
-        lengths = values.str.len_chars().to_numpy().astype(np.int64)
-        code_points = np.frombuffer(values.str.join("").item().encode("utf-32-le"), dtype=np.uint32)
+        if len(values) <= FEW:
+            texts = values.to_list()
+            lengths = np.array([len(text) for text in texts], dtype=np.int64)
+            code_points = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
+        else:
+            lengths = values.str.len_chars().to_numpy().astype(np.int64)
+            code_points = np.frombuffer(values.str.join("").item().encode("utf-32-le"), dtype=np.uint32)
         return _qgram_keys(code_points, lengths, qgram)
     if spec.kind == "date":
         # "YYYY-MM-DD", a part unknown as "??": one token per known part.

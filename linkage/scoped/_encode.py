@@ -24,7 +24,7 @@ from linkage.errors import SchemaError
 from linkage.matching._scopes import BLOOM, DATE
 from linkage.records._normalise import SERIAL_BELOW, normalise
 from linkage.records._schema import Schema
-from linkage.records._tokens import FieldTokens, factorised, field_tokens
+from linkage.records._tokens import FieldTokens, factorised, field_tokens, utf8_bytes
 from linkage.scoped._encodings import ScopedEncodings, secret_check
 from linkage.scoped._evidence import (
     ScopeLayout,
@@ -108,14 +108,14 @@ def encode_scoped(
     capped, without = {}, {}
     sent = np.zeros((n, len(keys)), dtype=bool)
     grouped = np.zeros((n, len(keys)), dtype=bool)  # in a group of 2 to DECOY_GROUP records: the decoys
-    parts: dict[tuple[str, str], pl.Series] = {}  # (field, transform) -> per record, shared by the keys
     sent_tokens = np.zeros((n, len(keys)), dtype=np.uint64)
     refills: list[list[tuple[np.ndarray, np.ndarray]]] = []  # per key: (rows, their evidence one level down)
     refined: dict[str, int] = {}
+    key_value = key_values(keys, schema, values)
     for k, key in enumerate(keys):
         token_key = key_words(secret.derive(schema.project, f"matchkey/token/{key.name}", 16))
         scope_key = secret.derive(schema.project, f"matchkey/scope/{key.name}", 32)
-        value = key_values(key, schema, values, parts)
+        value = key_value.get_column(str(k))
         present, group, value_token, k0, k1 = _hashed(value, None, token_key, scope_key)
         kept = present & (group <= cap)
         # Evidence is filled for the records of small groups too, so that the node can compare them
@@ -135,8 +135,8 @@ def encode_scoped(
         for depth in range(1, len(key.refine) + 1):
             if not todo.any():
                 break
-            deeper = key_values(key.level(depth), schema, values, parts)
-            deeper = pl.select(pl.lit(f"{_LEVEL}{depth}{_LEVEL}") + deeper).to_series()
+            deeper = key_values([key.level(depth)], schema, values).select(pl.lit(f"{_LEVEL}{depth}{_LEVEL}") + pl.col("0"))
+            deeper = deeper.to_series()
             found, group, value_token, k0, k1 = _hashed(deeper, todo, token_key, scope_key)
             rows = np.flatnonzero(found & (group <= cap))
             sent_tokens[rows, k] = value_token[rows]
@@ -176,9 +176,7 @@ def _hashed(
     if among is not None:
         value = value.set(pl.Series(~among), None)
     codes, distinct = factorised(value)
-    data = np.frombuffer(distinct.str.join("").item().encode(), dtype=np.uint8)
-    offsets = np.zeros(len(distinct) + 1, dtype=np.int64)
-    np.cumsum(distinct.str.len_bytes().to_numpy(), out=offsets[1:])
+    data, offsets = utf8_bytes(distinct)
     value_token = strings_siphash(*token_key, data, offsets)
     value_k0 = strings_siphash(*key_words(scope_key[:16]), data, offsets)
     value_k1 = strings_siphash(*key_words(scope_key[16:]), data, offsets)
@@ -264,9 +262,8 @@ def key_frequencies(
     keys = resolved_keys(schema, keys)
     values, _, _ = normalise(records, schema, today=today or dt.date.today())
     rows = []
-    parts: dict[tuple[str, str], pl.Series] = {}
-    for key in keys:
-        codes, distinct = factorised(key_values(key, schema, values, parts))
+    for key, value in zip(keys, key_values(keys, schema, values), strict=True):
+        codes, distinct = factorised(value)
         present = codes >= 0
         counts = np.bincount(codes[present], minlength=len(distinct))
         held = int(present.sum())

@@ -34,12 +34,15 @@ import functools
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 
 import jellyfish
+import numpy as np
 import polars as pl
 
 from linkage.errors import SchemaError
 from linkage.records._normalise import NormalisedField
+from linkage.records._tokens import FEW
 from linkage.records._schema import FieldSpec, Schema
 from linkage.records._schema import MatchKey as DeclaredMatchKey
 
@@ -141,6 +144,11 @@ def _role_of(spec: FieldSpec) -> str | None:
 
 def part_fields(key: MatchKey, schema: Schema) -> dict[str, tuple[str, ...]]:
     """Part -> the schema fields it reads; a SchemaError names the key and the missing field."""
+    return dict(_part_fields(key, schema))
+
+
+@functools.lru_cache(maxsize=256)
+def _part_fields(key: MatchKey, schema: Schema) -> tuple[tuple[str, tuple[str, ...]], ...]:
     roles = field_roles(schema)
     columns = set(schema.columns)
     out: dict[str, tuple[str, ...]] = {}
@@ -160,7 +168,7 @@ def part_fields(key: MatchKey, schema: Schema) -> dict[str, tuple[str, ...]]:
             else:
                 raise SchemaError(f"match key {key.name!r}: part {part!r} needs a {role} field, and the schema has none")
         out[part] = tuple(fields)
-    return out
+    return tuple(out.items())
 
 
 def usable_keys(keys: tuple[MatchKey, ...], schema: Schema) -> tuple[MatchKey, ...]:
@@ -230,77 +238,84 @@ def nickname_canonicals() -> dict[str, str]:
     return {name: form for name, form in canonical.items() if name != form}
 
 
-def _transformed(values: pl.Series, transform: str) -> pl.Series:
-    """One transform of the distinct values of a field."""
-    if transform == "":
-        return values
+def _phonetic(values: pl.Series) -> pl.Series:
+    """The NYSIIS code of each word of each value (keeps "van der berg" apart from "berg");
+    spaces and hyphens separate words."""
+    words = [re.split(r"[\s\-']+", v) if v is not None else None for v in values.to_list()]
+    return pl.Series(
+        values.name, [None if w is None else " ".join(jellyfish.nysiis(x) for x in w if x) for w in words], dtype=pl.String
+    )
+
+
+def _transformed(value: pl.Expr, transform: str) -> pl.Expr:
+    """One transform of a field's values (phonetic codes are made beforehand, per distinct value)."""
+    if transform in ("", "phonetic"):
+        return value
     if transform == "initial":
-        return values.str.slice(0, 1)
-    if transform == "phonetic":
-        # NYSIIS per word (keeps "van der berg" apart from "berg"); spaces and hyphens separate.
-        words = [re.split(r"[\s\-']+", v) if v is not None else None for v in values.to_list()]
-        return pl.Series(
-            values.name, [None if w is None else " ".join(jellyfish.nysiis(x) for x in w if x) for w in words], dtype=pl.String
-        )
+        return value.str.slice(0, 1)
     if transform == "nickname":
-        return values.replace(nickname_canonicals())
+        return value.replace(nickname_canonicals())
     if transform == "year":
-        return values.str.slice(0, 4).str.replace(r"\?+", "")
+        return value.str.slice(0, 4).str.replace(r"\?+", "")
     if transform == "year_month":
-        return pl.select(pl.when(values.str.contains("?", literal=True)).then(None).otherwise(values.str.slice(0, 7))).to_series()
+        return pl.when(value.str.contains("?", literal=True)).then(None).otherwise(value.str.slice(0, 7))
     if transform == "day_month":
-        month, day = values.str.slice(5, 2), values.str.slice(8, 2)
-        low = pl.select(pl.min_horizontal(month, day)).to_series()
-        high = pl.select(pl.max_horizontal(month, day)).to_series()
-        return pl.select(
-            pl.when(values.str.slice(5).str.contains("?", literal=True)).then(None).otherwise(low + "-" + high)
-        ).to_series()
+        month, day = value.str.slice(5, 2), value.str.slice(8, 2)
+        low, high = pl.min_horizontal(month, day), pl.max_horizontal(month, day)
+        return pl.when(value.str.slice(5).str.contains("?", literal=True)).then(None).otherwise(low + "-" + high)
     if transform == "unordered":
-        year, month, day = values.str.slice(0, 4), values.str.slice(5, 2), values.str.slice(8, 2)
-        low = pl.select(pl.min_horizontal(month, day)).to_series()
-        high = pl.select(pl.max_horizontal(month, day)).to_series()
-        whole = year + "-" + low + "-" + high
-        return pl.select(pl.when(values.str.contains("?", literal=True)).then(None).otherwise(whole)).to_series()
+        year, month, day = value.str.slice(0, 4), value.str.slice(5, 2), value.str.slice(8, 2)
+        low, high = pl.min_horizontal(month, day), pl.max_horizontal(month, day)
+        return pl.when(value.str.contains("?", literal=True)).then(None).otherwise(year + "-" + low + "-" + high)
     raise AssertionError(transform)
-
-
-def _per_record(field: NormalisedField, transform: str) -> pl.Series:
-    """A field's transformed value per record (null where missing or unusable)."""
-    distinct = _transformed(field.values, transform)
-    distinct = pl.select(pl.when(distinct.str.len_bytes() > 0).then(distinct)).to_series()
-    codes = pl.Series(field.codes).set(pl.Series(field.codes < 0), None)
-    return distinct.gather(codes)
 
 
 _SEPARATOR = "\x1f"
 
 
-def _cached(
-    values: dict[str, NormalisedField], name: str, transform: str, cache: dict[tuple[str, str], pl.Series] | None
-) -> pl.Series:
-    """A field's transformed values per record, computed once per encoding run (keys share parts)."""
-    if cache is None:
-        return _per_record(values[name], transform)
-    if (name, transform) not in cache:
-        cache[(name, transform)] = _per_record(values[name], transform)
-    return cache[(name, transform)]
+def key_values(keys: Sequence[MatchKey], schema: Schema, values: dict[str, NormalisedField]) -> pl.DataFrame:
+    """Each record's value of each key as one string (null where a part is missing): column ``k``
+    holds ``keys[k]``'s values. One polars query makes them all, from each field's value per
+    record, since a query costs far more than a few records' work (an intake query encodes one)."""
+    expressions, bases = _key_expressions(tuple(keys), schema)
+    frame = pl.DataFrame({column: _per_record(values[name], transform) for column, (name, transform) in bases.items()})
+    return frame.lazy().select(expressions).collect()
 
 
-def key_values(
-    key: MatchKey, schema: Schema, values: dict[str, NormalisedField], cache: dict[tuple[str, str], pl.Series] | None = None
-) -> pl.Series:
-    """Each record's value of ``key`` as one string (null where a part is missing)."""
-    parts = []
-    for part, fields in part_fields(key, schema).items():
-        base, _, transform = part.partition(":")
-        if base == "names":
-            inner = "phonetic" if transform == "sorted_phonetic" else ""
-            given, surname = (_cached(values, f, inner, cache) for f in fields)
-            low = pl.select(pl.min_horizontal(given, surname)).to_series()
-            high = pl.select(pl.max_horizontal(given, surname)).to_series()
-            both = pl.select(pl.when(given.is_not_null() & surname.is_not_null()).then(low + _SEPARATOR + high)).to_series()
-            parts.append(both)
-        else:
-            parts.append(_cached(values, fields[0], transform, cache))
-    # Tagged with the key's name so that equal strings of two keys never give one token.
-    return pl.select(pl.concat_str([pl.lit(key.name), *parts], separator=_SEPARATOR)).to_series().alias(key.name)
+def _per_record(field: NormalisedField, transform: str) -> pl.Series:
+    """A field's value (or phonetic code: made in Python, so once per distinct value) per record."""
+    distinct = _phonetic(field.values) if transform == "phonetic" else field.values
+    if len(field.codes) <= FEW:
+        texts = distinct.to_list()
+        return pl.Series([texts[code] if code >= 0 else None for code in field.codes.tolist()], dtype=pl.String)
+    return distinct.extend_constant(None, 1).gather(np.where(field.codes >= 0, field.codes, len(distinct)))
+
+
+@functools.lru_cache(maxsize=16)
+def _key_expressions(keys: tuple[MatchKey, ...], schema: Schema) -> tuple[list[pl.Expr], dict[str, tuple[str, str]]]:
+    """The expressions of ``key_values`` (built once per key set), and the columns they read:
+    column -> (field, "" for its value or "phonetic" for its phonetic code)."""
+    bases: dict[str, tuple[str, str]] = {}
+
+    def part(name: str, transform: str) -> pl.Expr:
+        base = "phonetic" if transform == "phonetic" else ""
+        column = f"{name}{_SEPARATOR}{base}"
+        bases[column] = (name, base)
+        value = _transformed(pl.col(column), transform)
+        return pl.when(value.str.len_bytes() > 0).then(value)
+
+    expressions = []
+    for k, key in enumerate(keys):
+        parts = []
+        for key_part, fields in part_fields(key, schema).items():
+            role, _, transform = key_part.partition(":")
+            if role == "names":
+                inner = "phonetic" if transform == "sorted_phonetic" else ""
+                given, surname = (part(f, inner) for f in fields)
+                low, high = pl.min_horizontal(given, surname), pl.max_horizontal(given, surname)
+                parts.append(pl.when(given.is_not_null() & surname.is_not_null()).then(low + _SEPARATOR + high))
+            else:
+                parts.append(part(fields[0], transform))
+        # Tagged with the key's name so that equal strings of two keys never give one token.
+        expressions.append(pl.concat_str([pl.lit(key.name), *parts], separator=_SEPARATOR).alias(str(k)))
+    return expressions, bases
