@@ -180,7 +180,11 @@ def test_missing_values_are_found_as_the_expression_finds_them(values):
     assert _is_missing(raw, *utf8_bytes(raw), words).tolist() == expected
 
 
-@given(st.lists(st.one_of(st.none(), st.sampled_from(["", "a", "A", "José", "jose", "不明", "a\x1fb"]), st.text(max_size=6)), max_size=90))
+@given(
+    st.lists(
+        st.one_of(st.none(), st.sampled_from(["", "a", "A", "José", "jose", "不明", "a\x1fb"]), st.text(max_size=6)), max_size=90
+    )
+)
 def test_few_values_are_factorised_and_joined_as_many_are(values):
     """Up to ``FEW`` values take Python lists, more take polars: the same codes, values and bytes."""
     import linkage.records._tokens as tokens_module

@@ -414,7 +414,7 @@ def test_records_encoded_one_at_a_time_get_the_bits_of_a_bulk_run(agencies: tupl
         {**PERSON, "date_of_birth": "1990-13-01", "given_name": "NA", "city": "  "},
         {**PERSON, "date_of_birth": "04/12/1990", "surname": "O'Brien", "middle_name": "不明"},
         {**PERSON, "date_of_birth": "19900412", "address": "", "sex": "?"},
-        {key: "" for key in PERSON},
+        dict.fromkeys(PERSON, ""),
     ])  # fmt: skip
     records = pl.concat([agencies[0]["police"].head(120).select(messy.columns), messy])
     bulk = encode_scoped(records, SCHEMA, SECRET, today=TODAY, cap=records.height)

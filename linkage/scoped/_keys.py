@@ -42,9 +42,9 @@ import polars as pl
 
 from linkage.errors import SchemaError
 from linkage.records._normalise import NormalisedField
-from linkage.records._tokens import FEW
 from linkage.records._schema import FieldSpec, Schema
 from linkage.records._schema import MatchKey as DeclaredMatchKey
+from linkage.records._tokens import FEW
 
 ROLES = ("given", "surname", "middle", "dob", "sex", "postcode", "city", "state", "address")
 _NAME_ROLES = {
