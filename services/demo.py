@@ -20,7 +20,7 @@ from linkage.matching._evaluate import duplicate_quality, pair_quality
 from linkage.protocol._clients import ask_index, job_request, run_job_remotely
 from linkage.protocol._keyshare import publish_card, receive_secret, share_secret
 from linkage.records import Schema, read_records
-from linkage.testing._demo import AGENCIES, DISCLOSURE, DemoLayout, prepare_demo, write_coordinator_config
+from linkage.testing._demo import AGENCIES, COORDINATOR, DISCLOSURE, DemoLayout, prepare_demo, write_coordinator_config
 from services._lifecycle import stop
 from services.coordinator import follow_job, start_coordinator
 from services.node import start_node
@@ -70,7 +70,9 @@ def run_demo(
         say(
             f"$ linkage job run --config {layout.coordinator_config} --coordinator 127.0.0.1:{port} --agencies {','.join(AGENCIES)}"
         )
-        state = follow_job(run_job_remotely(f"127.0.0.1:{port}", tls, job_request(list(AGENCIES))), say, progress)
+        state = follow_job(
+            run_job_remotely(f"127.0.0.1:{port}", tls, job_request(list(AGENCIES)), coordinator=COORDINATOR), say, progress
+        )
         if state != "done":
             raise LinkageError("the demo job failed")
         say("\nwhat each agency received (its own record ids only):")

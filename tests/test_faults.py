@@ -141,7 +141,9 @@ class TaskForce:
         return f"127.0.0.1:{self.coordinator[1]}"
 
     def run(self) -> pb.JobEvent:
-        return list(run_job_remotely(self.address, self.tls, pb.JobRequest(agencies=list(AGENCIES))))[-1]
+        return list(run_job_remotely(self.address, self.tls, pb.JobRequest(agencies=list(AGENCIES)), coordinator="coordinator"))[
+            -1
+        ]
 
     def holders(self, job_id: str) -> list[str]:
         return [name for name in AGENCIES if (self.layout.agency(name) / "results" / f"{job_id}.csv").exists()]

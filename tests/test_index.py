@@ -379,7 +379,7 @@ def test_linkage_query_over_mtls(task_force, capsys):
     # before any job: refused, with the reason
     assert main([*police, "--record", record]) == 1
     assert "FAILED_PRECONDITION: no intake index yet" in capsys.readouterr().err
-    events = list(run_job_remotely(address, tls, pb.JobRequest(agencies=list(AGENCIES))))
+    events = list(run_job_remotely(address, tls, pb.JobRequest(agencies=list(AGENCIES)), coordinator="coordinator"))
     assert events[-1].state == "done", events[-1].summary
     assert any("intake index of job" in e.message for e in events)
     # a small file of police's own records: each line says what may be disclosed
