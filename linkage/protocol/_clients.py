@@ -85,13 +85,19 @@ def deliver_results(address: str, tls: TlsMaterial, agency: str, job_id: str, re
     return Receipt(receipt.rows, receipt.digest)
 
 
+class NothingPending(JobError):
+    """The node holds no results of the job to release (never delivered, or discarded there after
+    pending too long): deliver them again."""
+
+
 def release_results(address: str, tls: TlsMaterial, agency: str, job_id: str, digest: str) -> None:
     """Tell ``agency`` that the job is finished: its pending results become its results."""
     try:
         with secure_channel(address, tls, peer=("node", agency)) as channel:
             pb_grpc.NodeStub(channel).ReleaseResults(pb.ReleaseRequest(job_id=job_id, digest=digest), timeout=60)
     except grpc.RpcError as error:
-        raise JobError(f"release failed: {peer_error(agency, error)}") from None
+        kind = NothingPending if error.code() == grpc.StatusCode.NOT_FOUND else JobError
+        raise kind(f"release failed: {peer_error(agency, error)}") from None
 
 
 def coordinator_call(
