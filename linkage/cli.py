@@ -313,22 +313,22 @@ def cmd_coordinator_serve(args: argparse.Namespace) -> None:
     serve_until_stopped(lambda: start_coordinator(config, tls), f"coordinator {config.name}", _print)
 
 
-def _coordinator_client(args: argparse.Namespace) -> tuple[str, TlsMaterial]:
+def _coordinator_client(args: argparse.Namespace) -> tuple[str, TlsMaterial, str]:
     from linkage.jobs._config import load_coordinator_config
 
     config = load_coordinator_config(args.config)
     address = args.coordinator or config.listen
     if address.endswith(":0"):
         raise LinkageError(f"{args.config}: coordinator.listen has no fixed port; pass --coordinator HOST:PORT")
-    return address, config.tls.load()
+    return address, config.tls.load(), config.name
 
 
 def cmd_job_deliver(args: argparse.Namespace) -> None:
     from linkage.protocol._clients import resume_job_remotely
     from services.coordinator import follow_job
 
-    address, tls = _coordinator_client(args)
-    state = follow_job(resume_job_remotely(address, tls, args.job), _print, _stderr)
+    address, tls, name = _coordinator_client(args)
+    state = follow_job(resume_job_remotely(address, tls, args.job, coordinator=name), _print, _stderr)
     if state != "done":
         raise LinkageError(f"job {args.job} is still not finished (see above)")
 
@@ -341,8 +341,8 @@ def _job_line(job: pb.JobStatus) -> str:
 def cmd_job_list(args: argparse.Namespace) -> None:
     from linkage.protocol._clients import list_jobs
 
-    address, tls = _coordinator_client(args)
-    jobs = list_jobs(address, tls)
+    address, tls, name = _coordinator_client(args)
+    jobs = list_jobs(address, tls, coordinator=name)
     _print(f"{'job':<28}  {'state':<10}  {'created':<25}  agencies  results")
     for job in jobs:
         _print(_job_line(job))
@@ -351,8 +351,8 @@ def cmd_job_list(args: argparse.Namespace) -> None:
 def cmd_job_show(args: argparse.Namespace) -> None:
     from linkage.protocol._clients import job_status
 
-    address, tls = _coordinator_client(args)
-    job = job_status(address, tls, args.job)
+    address, tls, name = _coordinator_client(args)
+    job = job_status(address, tls, args.job, coordinator=name)
     _print(f"job:        {job.job_id}")
     _print(f"state:      {job.state}")
     _print(f"created:    {job.created}")
@@ -372,10 +372,10 @@ def cmd_job_run(args: argparse.Namespace) -> None:
     from linkage.protocol._clients import job_request, run_job_remotely
     from services.coordinator import follow_job
 
-    address, tls = _coordinator_client(args)
+    address, tls, name = _coordinator_client(args)
     agencies = [a.strip() for a in args.agencies.split(",") if a.strip()]
     request = job_request(agencies, threshold=args.threshold, review_threshold=args.review_threshold)
-    state = follow_job(run_job_remotely(address, tls, request), _print, _stderr)
+    state = follow_job(run_job_remotely(address, tls, request, coordinator=name), _print, _stderr)
     if state != "done":
         raise LinkageError("the job failed (see above)")
 

@@ -28,7 +28,7 @@ from linkage.jobs._index import IndexKeeper
 from linkage.jobs._profiles import AnyEncodings, check_sources, link_sources, write_any_encodings
 from linkage.jobs._store import JobStore
 from linkage.matching._link import LinkSettings
-from linkage.protocol._clients import deliver_results, fetch_encodings, peer_error, release_results
+from linkage.protocol._clients import NothingPending, deliver_results, fetch_encodings, peer_error, release_results
 from linkage.protocol._coordinator import AuditService, CoordinatorService, IndexService, coordinator_policy
 from linkage.protocol._relay import KeyRelayService
 from linkage.protocol._server import create_server, refusal_reporter
@@ -124,14 +124,23 @@ class JobRunner:
             "agency": agency, "rows": results.height, "digest": receipt.digest, "bands": dict(sorted(bands)), "pending": True,
         })  # fmt: skip
 
-    def release(self, agency: str, job_id: str, digest: str, say: Callable[[str], None]) -> None:
+    def release(self, agency: str, job_id: str, digest: str, say: Callable[[str], None]) -> bool:
+        """Release ``agency``'s pending results, retrying with backoff; False when it holds none
+        (it discarded them after they were pending too long: deliver them again)."""
         entry = self._config.agencies[agency]
-        self._retrying(
-            agency, "release", self._config.delivery_attempts,
-            lambda: release_results(entry.address, self._tls, agency, job_id, digest), say, (JobError,),
-        )  # fmt: skip
+
+        def once() -> bool:
+            try:
+                release_results(entry.address, self._tls, agency, job_id, digest)
+            except NothingPending:
+                return False
+            return True
+
+        if not self._retrying(agency, "release", self._config.delivery_attempts, once, say, (JobError,)):
+            return False
         self._store.released(job_id, agency)
         self._audit.append(self._me, "results released", job=job_id, details={"agency": agency, "digest": digest})
+        return True
 
     def run(self, job_id: str, agencies: list[str], settings: LinkSettings, say: Callable[[str], None], *, actor: str) -> str:
         config = self._config
@@ -247,8 +256,12 @@ class JobRunner:
         self._state(job_id, "releasing")
         job = self._store.get(job_id)
         for agency in agencies:
-            if job is not None and agency not in job.released:
-                self.release(agency, job_id, job.digest_of(agency), say)
+            if job is not None and agency not in job.released and not self.release(agency, job_id, job.digest_of(agency), say):
+                say(f"{agency}: holds no pending results of the job (discarded there after too long); delivering them again")
+                self.deliver(agency, job_id, per_agency[agency], say)
+                again = self._store.get(job_id)
+                if again is None or not self.release(agency, job_id, again.digest_of(agency), say):
+                    raise JobError(f"{agency}: results delivered again, and still none pending there to release")
         self._state(job_id, "done", summary=summary)
         self._audit.append(self._me, "job finished", job=job_id, details={"state": "done", "delivered_to": agencies})
         if self._index is not None:

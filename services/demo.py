@@ -11,18 +11,27 @@ from pathlib import Path
 import grpc
 import polars as pl
 
+from linkage.bloom._keys import Secret
 from linkage.errors import LinkageError
 from linkage.jobs._agency import query_records
 from linkage.jobs._config import load_coordinator_config, load_node_config
-from linkage.matching._evaluate import pair_quality
+from linkage.jobs._profiles import encode_records, link_sources
+from linkage.matching._evaluate import duplicate_quality, pair_quality
 from linkage.protocol._clients import ask_index, job_request, run_job_remotely
 from linkage.protocol._keyshare import publish_card, receive_secret, share_secret
-from linkage.testing._demo import AGENCIES, DISCLOSURE, DemoLayout, prepare_demo, write_coordinator_config
+from linkage.records import Schema, read_records
+from linkage.testing._demo import AGENCIES, COORDINATOR, DISCLOSURE, DemoLayout, prepare_demo, write_coordinator_config
 from services._lifecycle import stop
 from services.coordinator import follow_job, start_coordinator
 from services.node import start_node
 
 __all__ = ["run_demo"]
+
+# Each agency holds about 5% of its people under two or more case files. Under the default token
+# cap of 1 a job finds them only through a partner's record; the node finds them itself, linking its
+# own records encoded with a cap that lets them share tokens.
+DUPLICATE_FILES = 0.05
+OWN_TOKEN_CAP = 20
 
 
 def run_demo(
@@ -40,7 +49,7 @@ def run_demo(
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     say(f"linkage demo in {workdir}: a task force of {', '.join(AGENCIES)} and a coordinator")
-    layout, truth = prepare_demo(workdir, people=people, with_secret=False)
+    layout, truth = prepare_demo(workdir, people=people, with_secret=False, duplicates=DUPLICATE_FILES)
     say(f"  CA and certificates in {layout.pki}; synthetic records of {people:,} people spread over the agencies")
     servers, ports = [], {}
     try:
@@ -61,7 +70,9 @@ def run_demo(
         say(
             f"$ linkage job run --config {layout.coordinator_config} --coordinator 127.0.0.1:{port} --agencies {','.join(AGENCIES)}"
         )
-        state = follow_job(run_job_remotely(f"127.0.0.1:{port}", tls, job_request(list(AGENCIES))), say, progress)
+        state = follow_job(
+            run_job_remotely(f"127.0.0.1:{port}", tls, job_request(list(AGENCIES)), coordinator=COORDINATOR), say, progress
+        )
         if state != "done":
             raise LinkageError("the demo job failed")
         say("\nwhat each agency received (its own record ids only):")
@@ -77,12 +88,33 @@ def run_demo(
                 )
         pairs = pl.read_csv(next((layout.coordinator / "jobs").glob("*/pairs.csv")), infer_schema=False)
         quality = pair_quality(pairs.filter(pl.col("band") == "match"), truth)
-        say(f"\nagainst the generator's truth: {quality.line()}")
+        say(f"\nagainst the generator's truth (pairs of different agencies): {quality.line()}")
         _intake_query(layout, f"127.0.0.1:{port}", say)
+        _own_duplicates(layout, truth, say)
         say(f"demo finished in {time.perf_counter() - started:.1f} s")
     finally:
         for server in servers:
             stop(server, grace=1.0)
+
+
+def _own_duplicates(layout: DemoLayout, truth: pl.DataFrame, say: Callable[[str], None]) -> None:
+    """Police looks for its own duplicate case files at its node: its records encoded with a token
+    cap that lets its own records share tokens (a file that never leaves the node), linked alone."""
+    config = load_node_config(layout.node_config("police"))
+    own = layout.agency("police") / "own.parquet"
+    say(
+        f"\npolice looks for its own duplicate case files, at its node (nothing is sent):\n"
+        f"$ linkage encode --schema {config.schema} --secret {config.secret} --input {config.input} --id-column {config.id_column} --token-cap {OWN_TOKEN_CAP} --out {own}\n"
+        f"$ linkage link {own} --out {own.with_name('own-duplicates.csv')}"
+    )
+    schema = Schema.load(config.schema)
+    schema = Schema.from_dict({**schema.to_dict(), "frequency": {"token_cap": OWN_TOKEN_CAP}}, source="--token-cap")
+    records = read_records(config.input, id_column=config.id_column, columns=list(schema.columns), encoding=config.encoding)
+    encodings = encode_records(records, schema, Secret.from_file(config.secret)).encodings
+    pairs = link_sources({"police": encodings}).pairs.filter(pl.col("band") == "match")
+    pairs.write_csv(own.with_name("own-duplicates.csv"))
+    quality = duplicate_quality(pairs, truth, ["police"])
+    say(f"  {pairs.height:,} pairs of its own records found to be one person; against the planted duplicates: {quality.line()}")
 
 
 def _intake_query(layout: DemoLayout, coordinator: str, say: Callable[[str], None]) -> None:

@@ -243,7 +243,9 @@ def test_a_job_tells_each_agency_its_own_duplicates_as_its_policy_allows(tmp_pat
         tls = coordinator.tls.load()
         server, port, _ = start_coordinator(coordinator, tls)
         servers.append(server)
-        events = list(run_job_remotely(f"127.0.0.1:{port}", tls, pb.JobRequest(agencies=list(DEMO_AGENCIES))))
+        events = list(
+            run_job_remotely(f"127.0.0.1:{port}", tls, pb.JobRequest(agencies=list(DEMO_AGENCIES)), coordinator="coordinator")
+        )
         assert events[-1].state == "done", events[-1].summary
         job = events[-1].job_id
     finally:

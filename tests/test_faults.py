@@ -12,7 +12,9 @@ Data: linkage.testing._synthetic via prepare_demo (seeded).
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
+import time
 
 import grpc
 import polars as pl
@@ -25,6 +27,7 @@ from linkage.protocol._clients import run_job_remotely
 from linkage.protocol._node import NodeService
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.testing._demo import AGENCIES, prepare_demo, write_coordinator_config
+from linkage.trust._audit import AuditLog
 from services.coordinator import start_coordinator
 from services.node import start_node
 
@@ -141,7 +144,9 @@ class TaskForce:
         return f"127.0.0.1:{self.coordinator[1]}"
 
     def run(self) -> pb.JobEvent:
-        return list(run_job_remotely(self.address, self.tls, pb.JobRequest(agencies=list(AGENCIES))))[-1]
+        return list(run_job_remotely(self.address, self.tls, pb.JobRequest(agencies=list(AGENCIES)), coordinator="coordinator"))[
+            -1
+        ]
 
     def holders(self, job_id: str) -> list[str]:
         return [name for name in AGENCIES if (self.layout.agency(name) / "results" / f"{job_id}.csv").exists()]
@@ -227,6 +232,25 @@ def test_a_node_killed_during_delivery(task_force, run_cli, capsys):
     task_force.start_node("child_welfare")
     printed = resume_with_one_command(task_force, run_cli, last.job_id)
     assert_no_plaintext(task_force.layout, task_force.recorder.messages, printed + "".join(capsys.readouterr()))
+
+
+def test_results_pending_too_long_are_discarded_at_start_up_and_delivered_again(task_force, run_cli):
+    task_force.stop_node("child_welfare")
+    task_force.start_node("child_welfare", kill_on="deliver")
+    last = task_force.run()
+    assert last.state == "failed"
+    pending = task_force.layout.agency("police") / "pending" / f"{last.job_id}.csv"
+    assert pending.exists()
+    old = time.time() - 31 * 86400  # the job was abandoned a month ago (the default keep is 30 days)
+    os.utime(pending, (old, old))
+    task_force.stop_node("police")
+    task_force.start_node("police")  # at start-up the node discards it, and says so in its log
+    assert not pending.exists()
+    log = AuditLog(task_force.layout.agency("police") / "audit.db", None).entries(action="pending results discarded")
+    assert [(e.job, e.details["keep_days"]) for e in log] == [(last.job_id, 30.0)] and log[0].details["age_days"] >= 31
+    task_force.stop_node("child_welfare")
+    task_force.start_node("child_welfare")
+    resume_with_one_command(task_force, run_cli, last.job_id)  # the coordinator delivers them again: nothing lost
 
 
 def test_the_coordinator_killed_during_linking(task_force, run_cli, capsys):

@@ -240,6 +240,27 @@ def test_past_the_rate_limit_a_query_is_refused_and_logged(tmp_path, project):
     keeper.query("police", rows_of(police, np.arange(20, 30)), disclosure, actor="node/police")
 
 
+def test_a_restarted_coordinator_still_counts_the_last_hours_queries(tmp_path, project):
+    clock = Clock()
+    keeper, audit = built_keeper(tmp_path, project, clock, queries_per_hour=25)
+    disclosure = dict.fromkeys(AGENCIES, "full")
+    police = project.sources["police"]
+    keeper.query("police", rows_of(police, np.arange(10)), disclosure, actor="node/police")
+    clock.advance(timedelta(minutes=30))
+    keeper.query("police", rows_of(police, np.arange(10, 20)), disclosure, actor="node/police")
+    # a new keeper on the same folder and log, as after a restart (its monotonic clock starts afresh)
+    clock.seconds = 0.0
+    restarted = IndexKeeper(
+        tmp_path / "index", IndexSettings(keep=timedelta(days=30), queries_per_hour=25), audit, "coordinator/c",
+        now=clock.now, clock=clock.monotonic,
+    )  # fmt: skip
+    assert restarted.limit.used("police") == 20 and restarted.limit.used("child_welfare") == 0
+    with pytest.raises(QueryLimitError, match="20 of 25 records asked about"):
+        restarted.query("police", rows_of(police, np.arange(20, 30)), disclosure, actor="node/police")
+    clock.advance(timedelta(minutes=30))  # the first query is an hour old now: only the second counts
+    assert restarted.query("police", rows_of(police, np.arange(20, 30)), disclosure, actor="node/police").remaining == 5
+
+
 def test_a_project_without_an_index_refuses_queries(tmp_path, project):
     clock = Clock()
     keeper, audit = keeper_for(tmp_path, IndexSettings(), clock)
@@ -358,7 +379,7 @@ def test_linkage_query_over_mtls(task_force, capsys):
     # before any job: refused, with the reason
     assert main([*police, "--record", record]) == 1
     assert "FAILED_PRECONDITION: no intake index yet" in capsys.readouterr().err
-    events = list(run_job_remotely(address, tls, pb.JobRequest(agencies=list(AGENCIES))))
+    events = list(run_job_remotely(address, tls, pb.JobRequest(agencies=list(AGENCIES)), coordinator="coordinator"))
     assert events[-1].state == "done", events[-1].summary
     assert any("intake index of job" in e.message for e in events)
     # a small file of police's own records: each line says what may be disclosed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import sqlite3
 
@@ -109,7 +110,7 @@ def test_only_members_of_the_project_roster_send_secrets_and_an_impostor_cannot_
     for name in (*AGENCIES, "hospital"):
         publish_card(nodes.get(name, hospital), tls[name], address)
     shared = share_secret(nodes["police"], tls["police"], address, project="p1", recipients=["police", "child_welfare"], epoch=1)
-    roster = project_roster(tls["child_welfare"], address, "p1")
+    roster = project_roster(nodes["child_welfare"], tls["child_welfare"], address, "p1")
     assert (roster.creator, list(roster.members)) == ("police", ["child_welfare", "police"])
     # hospital (not a member) posts a copy for child_welfare, of a newer epoch: refused
     with grpc.secure_channel(address, channel_credentials(tls["hospital"])) as channel:
@@ -153,3 +154,27 @@ def test_only_members_of_the_project_roster_send_secrets_and_an_impostor_cannot_
         receive_secret(dataclasses.replace(nodes["police"], secret=tmp_path / "p3.key"), tls["police"], address,
                        project="p3", trusted_senders=["child_welfare"])  # fmt: skip
     assert not (tmp_path / "p3.key").exists()
+
+
+def test_a_server_holding_another_partys_certificate_is_not_taken_for_the_coordinator(relay):
+    # The server at the address holds a valid certificate of the project's CA, issued to
+    # "coordinator"; a node (or an operator) that expects the coordinator "hq" refuses it in the
+    # handshake: no key card, no wrapped secret, no job request ever reaches it.
+    from linkage.protocol._clients import list_jobs, run_job_remotely
+
+    layout, address, nodes, tls = relay
+    expecting_hq = dataclasses.replace(nodes["police"], coordinators=("hq",))
+    with pytest.raises(JobError, match="UNAVAILABLE"):
+        publish_card(expecting_hq, tls["police"], address)
+    with pytest.raises(JobError, match="UNAVAILABLE"):
+        share_secret(expecting_hq, tls["police"], address, project="p1", recipients=list(AGENCIES), epoch=1)
+    coordinator_tls = load_tls(layout.pki / "ca.pem", layout.pki / "coordinator.pem", layout.pki / "coordinator.key")
+    with pytest.raises(JobError, match="UNAVAILABLE"):
+        list_jobs(address, coordinator_tls, coordinator="hq")
+    with pytest.raises(JobError, match="UNAVAILABLE"):
+        list(run_job_remotely(address, coordinator_tls, pb.JobRequest(agencies=list(AGENCIES)), coordinator="hq"))
+    # control: the names that match go through
+    publish_card(nodes["police"], tls["police"], address)
+    assert list_jobs(address, coordinator_tls, coordinator="coordinator") == []
+    stored = (layout.coordinator / "audit.db").read_bytes()
+    assert stored.count(b"key card published") == 1

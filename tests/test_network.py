@@ -65,7 +65,7 @@ def tls_of(layout, name):
 
 
 def run(address, tls, agencies, **options):
-    events = list(run_job_remotely(address, tls, pb.JobRequest(agencies=agencies, **options)))
+    events = list(run_job_remotely(address, tls, pb.JobRequest(agencies=agencies, **options), coordinator="coordinator"))
     return events[-1], events
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numba
@@ -122,6 +123,19 @@ def write_results(data_dir: Path, job_id: str, results: pl.DataFrame, *, folder_
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     rows = results.with_columns(pl.col("shared_with").list.join(";"), pl.col("same_person_as").list.join(";"))
     return write_atomically(folder / f"{job_id}.csv", rows.write_csv)
+
+
+def discard_stale_pending(data_dir: Path, keep: timedelta, now: datetime) -> list[tuple[str, float]]:
+    """Remove results pending longer than ``keep`` (their job never finished); returns each job id
+    with its age in days. The coordinator keeps a job's results until it is done, so nothing is lost."""
+    folder = data_dir / "pending"
+    discarded = []
+    for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
+        age = now.timestamp() - path.stat().st_mtime
+        if age > keep.total_seconds():
+            path.unlink(missing_ok=True)
+            discarded.append((path.stem, round(age / 86400, 1)))
+    return discarded
 
 
 def release_results(data_dir: Path, job_id: str) -> Path | None:

@@ -22,6 +22,8 @@ DUPLICATE_POLICIES = ("forbid", "allow")
 _ADDRESS_RE = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
 _KEEP_RE = re.compile(r"^(\d{1,4})\s*([dh])$")
 MAX_INDEX_KEEP = timedelta(days=366)
+DEFAULT_PENDING_KEEP = timedelta(days=30)
+MAX_PENDING_KEEP = timedelta(days=366)
 DEFAULT_QUERIES_PER_HOUR = 600
 
 
@@ -50,6 +52,9 @@ class NodeConfig:
     exclude_column: str | None = None  # records with a true value here are never encoded (no consent)
     encoding: str = "utf-8"
     chunk_records: int = 4096
+    # Results delivered for a job that never finished are discarded at start-up after this long
+    # (the coordinator still holds them: `linkage job deliver` delivers them again).
+    pending_keep: timedelta = DEFAULT_PENDING_KEEP
     source: Path | None = None  # the config file
 
 
@@ -158,7 +163,7 @@ class _Reader:
 def load_node_config(path: str | Path, *, listen: str | None = None) -> NodeConfig:
     path, data = _load(path)
     r = _Reader(path, data)
-    node = r.table("node", {"agency", "listen", "data_dir", "coordinators", "chunk_records"})
+    node = r.table("node", {"agency", "listen", "data_dir", "coordinators", "chunk_records", "pending_keep"})
     d = r.table("data", {"input", "id_column", "schema", "secret", "exclude_column", "encoding"})
     coordinators = r.get(node, "node", "coordinators", list)
     if not coordinators or not all(isinstance(c, str) for c in coordinators):
@@ -179,6 +184,7 @@ def load_node_config(path: str | Path, *, listen: str | None = None) -> NodeConf
         exclude_column=r.get(d, "data", "exclude_column", str, None),
         encoding=r.get(d, "data", "encoding", str, "utf-8"),
         chunk_records=chunk,
+        pending_keep=_duration(r, node, "node", "pending_keep", MAX_PENDING_KEEP) or DEFAULT_PENDING_KEEP,
         source=path,
     )
 
@@ -260,6 +266,21 @@ def _optional_float(r: _Reader, table: dict[str, Any], key: str) -> float | None
     return None if value is None else float(value)
 
 
+def _duration(r: _Reader, table: dict[str, Any], section: str, key: str, longest: timedelta) -> timedelta | None:
+    """``key = "30d"`` (days ``d`` or hours ``h``, from 1h to ``longest``); None where absent."""
+    text = r.get(table, section, key, str, None)
+    if text is None:
+        return None
+    found = _KEEP_RE.match(text.strip())
+    if not found:
+        raise ConfigError(f'{r.path}: {section}.{key}: a number of days or hours, like "30d" or "12h" (not {text!r})')
+    amount, unit = int(found.group(1)), found.group(2)
+    duration = timedelta(days=amount) if unit == "d" else timedelta(hours=amount)
+    if not timedelta(hours=1) <= duration <= longest:
+        raise ConfigError(f"{r.path}: {section}.{key}: between 1h and {longest.days}d (not {text!r})")
+    return duration
+
+
 def _index_settings(r: _Reader, table: Any) -> IndexSettings:
     """``[index] keep = "30d"`` (days ``d`` or hours ``h``; absent: no index) and ``queries_per_hour``."""
     if not isinstance(table, dict):
@@ -267,16 +288,7 @@ def _index_settings(r: _Reader, table: Any) -> IndexSettings:
     for key in table:
         if key not in ("keep", "queries_per_hour"):
             raise ConfigError(f"{r.path}: index.{key}: unknown key (allowed: keep, queries_per_hour)")
-    keep = None
-    text = r.get(table, "index", "keep", str, None)
-    if text is not None:
-        found = _KEEP_RE.match(text.strip())
-        if not found:
-            raise ConfigError(f'{r.path}: index.keep: a number of days or hours, like "30d" or "12h" (not {text!r})')
-        amount, unit = int(found.group(1)), found.group(2)
-        keep = timedelta(days=amount) if unit == "d" else timedelta(hours=amount)
-        if not timedelta(hours=1) <= keep <= MAX_INDEX_KEEP:
-            raise ConfigError(f"{r.path}: index.keep: between 1h and {MAX_INDEX_KEEP.days}d (not {text!r})")
+    keep = _duration(r, table, "index", "keep", MAX_INDEX_KEEP)
     per_hour = r.get(table, "index", "queries_per_hour", int, DEFAULT_QUERIES_PER_HOUR)
     if not 1 <= per_hour <= 1_000_000:
         raise ConfigError(f"{r.path}: index.queries_per_hour: must be between 1 and 1000000")

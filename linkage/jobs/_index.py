@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +227,10 @@ class QueryLimit:
         self._asked: dict[str, collections.deque[tuple[float, int]]] = {}
         self._lock = threading.Lock()
 
+    @property
+    def window_s(self) -> float:
+        return self._window
+
     def used(self, agency: str) -> int:
         with self._lock:
             return self._used(agency, self._clock())
@@ -236,6 +240,12 @@ class QueryLimit:
         while asked and now - asked[0][0] >= self._window:
             asked.popleft()
         return sum(n for _, n in asked)
+
+    def seed(self, agency: str, records: int, age_s: float) -> None:
+        """Count ``records`` asked ``age_s`` seconds ago (queries answered before a restart)."""
+        if 0 <= age_s < self._window and records > 0:
+            with self._lock:
+                self._asked.setdefault(agency, collections.deque()).append((self._clock() - age_s, records))
 
     def take(self, agency: str, records: int) -> int:
         """Count ``records`` against ``agency``'s hour and return what is left; past the limit, refuse."""
@@ -272,6 +282,7 @@ class IndexKeeper:
         self._folder, self._settings, self._audit, self._me, self._source = folder, settings, audit, me, source
         self._now = now
         self.limit = QueryLimit(settings.queries_per_hour, clock=clock)
+        self._count_the_last_hour()
         self._lock = threading.RLock()
         self._loaded: tuple[IntakeIndex, dict[str, Any]] | None = None
         self._known: dict[str, dict[str, Any]] | None = None  # index.json of each job, as last read or written
@@ -279,6 +290,18 @@ class IndexKeeper:
     @property
     def enabled(self) -> bool:
         return self._settings.enabled
+
+    def _count_the_last_hour(self) -> None:
+        """The queries the log holds from the last hour count against the limit: a restarted
+        coordinator does not hand each agency a fresh hour (the log is the record of what was asked)."""
+        if not self.enabled:
+            return
+        now = self._now()
+        since = now - timedelta(seconds=self.limit.window_s)
+        for entry in sorted(self._audit.entries(action="index queried", since=since), key=lambda e: e.time):
+            agency, records = entry.details.get("agency"), entry.details.get("records")
+            if isinstance(agency, str) and isinstance(records, int):
+                self.limit.seed(agency, records, (now - entry.time).total_seconds())
 
     # on disk -------------------------------------------------------------------------------------
     def _metas(self) -> dict[str, dict[str, Any]]:

@@ -85,36 +85,46 @@ def deliver_results(address: str, tls: TlsMaterial, agency: str, job_id: str, re
     return Receipt(receipt.rows, receipt.digest)
 
 
+class NothingPending(JobError):
+    """The node holds no results of the job to release (never delivered, or discarded there after
+    pending too long): deliver them again."""
+
+
 def release_results(address: str, tls: TlsMaterial, agency: str, job_id: str, digest: str) -> None:
     """Tell ``agency`` that the job is finished: its pending results become its results."""
     try:
         with secure_channel(address, tls, peer=("node", agency)) as channel:
             pb_grpc.NodeStub(channel).ReleaseResults(pb.ReleaseRequest(job_id=job_id, digest=digest), timeout=60)
     except grpc.RpcError as error:
-        raise JobError(f"release failed: {peer_error(agency, error)}") from None
+        kind = NothingPending if error.code() == grpc.StatusCode.NOT_FOUND else JobError
+        raise kind(f"release failed: {peer_error(agency, error)}") from None
 
 
-def coordinator_call(address: str, tls: TlsMaterial, call: Callable[[pb_grpc.CoordinatorStub], _Reply]) -> _Reply:
-    """One unary call on the coordinator's Coordinator service, its errors as ``JobError``."""
-    with secure_channel(address, tls) as channel:
+def coordinator_call(
+    address: str, tls: TlsMaterial, call: Callable[[pb_grpc.CoordinatorStub], _Reply], *, coordinator: str
+) -> _Reply:
+    """One unary call on the Coordinator service of ``coordinator`` (its certificate's identity is
+    checked in the handshake), its errors as ``JobError``."""
+    with secure_channel(address, tls, peer=("coordinator", coordinator)) as channel:
         try:
             return call(pb_grpc.CoordinatorStub(channel))
         except grpc.RpcError as error:
             raise JobError(peer_error("coordinator", error)) from None
 
 
-def resume_job_remotely(address: str, tls: TlsMaterial, job_id: str) -> Iterator[pb.JobEvent]:
+def resume_job_remotely(address: str, tls: TlsMaterial, job_id: str, *, coordinator: str) -> Iterator[pb.JobEvent]:
     """`linkage job deliver`'s side: take a job up where it stopped, yield its events."""
-    with secure_channel(address, tls) as channel:
+    with secure_channel(address, tls, peer=("coordinator", coordinator)) as channel:
         try:
             yield from pb_grpc.CoordinatorStub(channel).ResumeJob(pb.GetJobRequest(job_id=job_id), timeout=24 * 3600)
         except grpc.RpcError as error:
             raise JobError(peer_error("coordinator", error)) from None
 
 
-def run_job_remotely(address: str, tls: TlsMaterial, request: pb.JobRequest) -> Iterator[pb.JobEvent]:
-    """`linkage job run`'s side: ask the coordinator at ``address`` to run a job, yield its events."""
-    with secure_channel(address, tls) as channel:
+def run_job_remotely(address: str, tls: TlsMaterial, request: pb.JobRequest, *, coordinator: str) -> Iterator[pb.JobEvent]:
+    """`linkage job run`'s side: ask ``coordinator`` at ``address`` (its certificate's identity is
+    checked) to run a job, yield its events."""
+    with secure_channel(address, tls, peer=("coordinator", coordinator)) as channel:
         try:
             yield from pb_grpc.CoordinatorStub(channel).RunJob(request, timeout=24 * 3600)
         except grpc.RpcError as error:
@@ -131,13 +141,16 @@ def job_request(agencies: list[str], *, threshold: float | None = None, review_t
     return request
 
 
-def list_jobs(address: str, tls: TlsMaterial) -> list[pb.JobStatus]:
+def list_jobs(address: str, tls: TlsMaterial, *, coordinator: str) -> list[pb.JobStatus]:
     """The coordinator's jobs, newest first."""
-    return list(coordinator_call(address, tls, lambda stub: stub.ListJobs(pb.ListJobsRequest(), timeout=30)).jobs)
+    reply = coordinator_call(address, tls, lambda stub: stub.ListJobs(pb.ListJobsRequest(), timeout=30), coordinator=coordinator)
+    return list(reply.jobs)
 
 
-def job_status(address: str, tls: TlsMaterial, job_id: str) -> pb.JobStatus:
-    status: pb.JobStatus = coordinator_call(address, tls, lambda stub: stub.GetJob(pb.GetJobRequest(job_id=job_id), timeout=30))
+def job_status(address: str, tls: TlsMaterial, job_id: str, *, coordinator: str) -> pb.JobStatus:
+    status: pb.JobStatus = coordinator_call(
+        address, tls, lambda stub: stub.GetJob(pb.GetJobRequest(job_id=job_id), timeout=30), coordinator=coordinator
+    )
     return status
 
 

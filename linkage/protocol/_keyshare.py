@@ -41,9 +41,11 @@ AGREEMENT_KEY_FILE = "agreement.key"
 _Reply = TypeVar("_Reply")
 
 
-def _relay(address: str, tls: TlsMaterial, call: Callable[[pb_grpc.KeyRelayStub], _Reply]) -> _Reply:
+def _relay(config: NodeConfig, address: str, tls: TlsMaterial, call: Callable[[pb_grpc.KeyRelayStub], _Reply]) -> _Reply:
+    """One call on the key relay of the node's (first) coordinator: the handshake fails unless the
+    server at ``address`` holds that coordinator's certificate."""
     try:
-        with secure_channel(address, tls) as channel:
+        with secure_channel(address, tls, peer=("coordinator", config.coordinators[0])) as channel:
             return call(pb_grpc.KeyRelayStub(channel))
     except grpc.RpcError as error:
         raise JobError(f"coordinator at {address}: {error.code().name}: {error.details()}") from None
@@ -61,7 +63,7 @@ def agreement_key(config: NodeConfig) -> AgreementKey:
 
 def publish_card(config: NodeConfig, tls: TlsMaterial, address: str, *, now: dt.datetime | None = None) -> KeyCard:
     card = make_key_card(agreement_key(config), tls, now=now or dt.datetime.now(dt.UTC))
-    _relay(address, tls, lambda stub: stub.PublishKeyCard(pb.KeyCardMessage(card=card.to_bytes()), timeout=30))
+    _relay(config, address, tls, lambda stub: stub.PublishKeyCard(pb.KeyCardMessage(card=card.to_bytes()), timeout=30))
     return card
 
 
@@ -80,7 +82,9 @@ def share_secret(
     others = [r for r in dict.fromkeys(recipients) if r != config.agency]
     if not others:
         raise CeremonyError("name at least one other agency to share the secret with")
-    cards = _relay(address, tls, lambda stub: stub.ListKeyCards(pb.ListKeyCardsRequest(agencies=others), timeout=30)).cards
+    cards = _relay(
+        config, address, tls, lambda stub: stub.ListKeyCards(pb.ListKeyCardsRequest(agencies=others), timeout=30)
+    ).cards
     secret = Secret.generate()
     wrapped = [
         wrap_secret(
@@ -88,7 +92,7 @@ def share_secret(
         )
         for name, card in zip(others, cards, strict=True)
     ]
-    _relay(address, tls, lambda stub: stub.PostWrappedSecrets(
+    _relay(config, address, tls, lambda stub: stub.PostWrappedSecrets(
         pb.WrappedSecrets(project=project, epoch=epoch, wrapped=[w.to_bytes() for w in wrapped]), timeout=30))  # fmt: skip
     info = SecretInfo(project=project, epoch=epoch, sender=config.agency, fingerprint=secret.fingerprint)
     config.secret.parent.mkdir(parents=True, exist_ok=True)
@@ -97,9 +101,9 @@ def share_secret(
     return info
 
 
-def project_roster(tls: TlsMaterial, address: str, project: str) -> pb.Roster:
+def project_roster(config: NodeConfig, tls: TlsMaterial, address: str, project: str) -> pb.Roster:
     """The project's members as the relay fixed them when the project was created."""
-    roster: pb.Roster = _relay(address, tls, lambda stub: stub.GetRoster(pb.RosterRequest(project=project), timeout=30))
+    roster: pb.Roster = _relay(config, address, tls, lambda stub: stub.GetRoster(pb.RosterRequest(project=project), timeout=30))
     return roster
 
 
@@ -116,7 +120,7 @@ def receive_secret(
     over, never taken and never in the way of the real one.
     """
     _refuse_existing_secret(config.secret)
-    roster = project_roster(tls, address, project)
+    roster = project_roster(config, tls, address, project)
     if config.agency not in roster.members:
         raise CeremonyError(f"{config.agency} is not a member of project {project!r} (members: {', '.join(roster.members)})")
     if not trusted_senders:
@@ -128,7 +132,9 @@ def receive_secret(
             f"{', '.join(strangers)}: not a member of project {project!r} (members: {', '.join(roster.members)},"
             f" created by {roster.creator})"
         )
-    response = _relay(address, tls, lambda stub: stub.FetchWrappedSecrets(pb.FetchWrappedRequest(project=project), timeout=30))
+    response = _relay(
+        config, address, tls, lambda stub: stub.FetchWrappedSecrets(pb.FetchWrappedRequest(project=project), timeout=30)
+    )
     if not response.wrapped:
         raise CeremonyError(f"no wrapped secret for {config.agency} in project {project!r}")
     key = agreement_key(config)

@@ -10,13 +10,13 @@ import grpc
 
 from linkage.bloom._encodings import Encodings
 from linkage.errors import JobError
-from linkage.jobs._agency import AgencyEncodings, agency_encodings, release_results, write_results
+from linkage.jobs._agency import AgencyEncodings, agency_encodings, discard_stale_pending, release_results, write_results
 from linkage.jobs._config import NodeConfig
 from linkage.protocol._auth import Policy, caller
 from linkage.protocol._convert import check_job_id, encoding_chunks, results_from_chunks
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
-from linkage.trust._audit import AuditLog, party_log
+from linkage.trust._audit import AuditLog, party_log, utc_now
 from linkage.trust._pki import Identity
 
 
@@ -43,6 +43,10 @@ class NodeService(pb_grpc.NodeServicer):
         self._on_results = on_results  # called with (job_id, path) after results are stored
         self._audit = party_log(config.data_dir)
         self._me = f"node/{config.agency}"
+        for job_id, days in discard_stale_pending(config.data_dir, config.pending_keep, utc_now()):
+            self._audit.append(self._me, "pending results discarded", job=job_id, details={
+                "age_days": days, "keep_days": config.pending_keep.total_seconds() / 86400,
+            })  # fmt: skip
 
     @property
     def audit(self) -> AuditLog:

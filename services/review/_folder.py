@@ -280,14 +280,17 @@ class Stewardship:
         return sorted((p.stem for p in folder.glob("*.csv")), reverse=True) if folder.is_dir() else []
 
     def results(self, job: str) -> pl.DataFrame:
-        """record_id, band, similarity, reference, shared_with, agreement: possible matches first, best
-        score first."""
+        """record_id, band, similarity, reference, shared_with, same_person_as, agreement: possible
+        matches first, best score first."""
         if job not in self.jobs():  # the job id comes from a URL: only a results file here may be named
             raise KeyError(job)
         frame = pl.read_csv(self._results_dir() / f"{job}.csv", infer_schema=False)
-        if "agreement" not in frame.columns:  # results delivered before field levels were carried
-            frame = frame.with_columns(agreement=pl.lit(None, dtype=pl.String))
-        frame = frame.with_columns(pl.col("similarity").cast(pl.Float64), pl.col("shared_with").fill_null(""))
+        for column in ("agreement", "same_person_as"):  # results delivered before these were carried
+            if column not in frame.columns:
+                frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(column))
+        frame = frame.with_columns(
+            pl.col("similarity").cast(pl.Float64), pl.col("shared_with").fill_null(""), pl.col("same_person_as").fill_null("")
+        )
         return frame.sort(["band", "similarity", "record_id"], descending=[True, True, False])
 
     def possible(self, job: str) -> pl.DataFrame:
