@@ -67,6 +67,9 @@ def test_an_agency_learns_nothing_of_matches_with_agencies_it_may_not_see(polici
         only_visible = pairs.filter(~involved | others.is_in(visible))
         alone = agency_results(only_visible, disclosure, KEY, thresholds=thresholds)[agency]
         assert results[agency].drop("reference").equals(alone.drop("reference"))
+        # An intake query asks for one agency's results alone: the same rows.
+        asked = agency_results(pairs, disclosure, KEY, thresholds=thresholds, only=agency)
+        assert list(asked) == [agency] and asked[agency].equals(results[agency])
 
         # A row for each of its records paired with a visible agency; where bands are judged, surely
         # for those scored at the review threshold (a lower one only where a visible chain holds it).

@@ -22,7 +22,7 @@ from linkage.bloom._keys import Secret
 from linkage.errors import ConfigError, IndexUnavailableError, QueryLimitError
 from linkage.jobs._config import DISCLOSURES, IndexSettings, load_coordinator_config
 from linkage.jobs._disclosure import agency_results
-from linkage.jobs._index import MAX_QUERY_RECORDS, IndexKeeper, intake_index
+from linkage.jobs._index import _PAIRS_SCHEMA, MAX_QUERY_RECORDS, IndexKeeper, intake_index
 from linkage.jobs._profiles import Linked, encode_records, link_sources, with_default_match_keys
 from linkage.matching._link import LinkSettings
 from linkage.records._schema import Schema
@@ -446,3 +446,14 @@ def test_a_malformed_query_is_refused_and_logged(task_force):
     assert "police: not match-key encodings" in refused.details()
     last = AuditLog(layout.coordinator / "audit.db", None).entries()[-1]
     assert last.action == "index query refused" and last.actor == "node/police" and "not match-key" in last.details["reason"]
+
+
+def test_a_query_with_no_pair_answers_as_the_rule_does_with_none(project, index):
+    """A query sharing no token with any partner skips the disclosure rule: the same empty answer."""
+    police = project.sources["police"]
+    alone = dataclasses.replace(police, has_token=np.zeros_like(police.has_token))
+    for policies in POLICIES:
+        disclosure = dict(zip(AGENCIES, policies, strict=True))
+        assert index.pairs("police", alone).is_empty()
+        expected = agency_results(pl.DataFrame(schema=_PAIRS_SCHEMA), disclosure, bytes(32))["police"]
+        assert index.answer("police", alone, disclosure).equals(expected.select("record_id", "band", "similarity", "shared_with"))

@@ -64,11 +64,13 @@ def agency_results(
     job_key: bytes,
     *,
     thresholds: tuple[float, float] | None = None,
+    only: str | None = None,
 ) -> dict[str, pl.DataFrame]:
     """Per agency: record_id, band (best of its pairs), similarity (best), reference, shared_with,
     same_person_as (its own other records of the person), agreement (of the best-scoring pair of the
     best band). ``thresholds``: the job's match and
-    review thresholds, which judge pairs of an agency's own records; without them those are left out."""
+    review thresholds, which judge pairs of an agency's own records; without them those are left out.
+    ``only``: that agency's results alone (each agency's are made apart from the others')."""
     if "agreement" not in pairs.columns:  # profiles without comparison levels
         pairs = pairs.with_columns(agreement=pl.lit(None, dtype=pl.String))
     own = pl.col("source_a") == pl.col("source_b")
@@ -82,6 +84,8 @@ def agency_results(
         pairs = pairs.filter(~own)
     out = {}
     for agency, policy in disclosure.items():
+        if only is not None and agency != only:
+            continue
         visible = visible_to(agency, disclosure)
         nameable = visible if policy != "none" else []
         seen = pairs if thresholds is None else _without_bridges(pairs, [agency, *visible], thresholds)
