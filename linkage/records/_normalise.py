@@ -481,6 +481,26 @@ def _is_missing(raw: pl.Series, data: np.ndarray, offsets: np.ndarray, missing_v
 
 
 def _texts(kind: str, raw: pl.Series, data: np.ndarray, offsets: np.ndarray) -> pl.Series:
+    return _accepted(kind, _folded_texts(kind, raw, data, offsets))
+
+
+def _accepted(kind: str, text: pl.Series) -> pl.Series:
+    return text.to_frame("raw").select(_accepted_text(kind, pl.col("raw")).alias("value")).to_series()
+
+
+def _accepted_together(texts: list[tuple[str, pl.Series]]) -> list[pl.Series]:
+    """``_accepted`` of a few fields' folded texts in one polars query (each query costs more than a
+    few values' work): padded with nulls to one length, which the rules leave null, then cut back."""
+    if not texts:
+        return []
+    n = max(len(text) for _, text in texts)
+    columns = {str(f): pl.Series(text.to_list() + [None] * (n - len(text)), dtype=pl.String) for f, (_, text) in enumerate(texts)}
+    frame = pl.DataFrame(columns).select(_accepted_text(kind, pl.col(str(f))).alias(str(f)) for f, (kind, _) in enumerate(texts))
+    return [frame.get_column(str(f)).head(len(text)).alias("value") for f, (_, text) in enumerate(texts)]
+
+
+def _folded_texts(kind: str, raw: pl.Series, data: np.ndarray, offsets: np.ndarray) -> pl.Series:
+    """Each value folded and cleaned for its kind (``_folded_text``), not yet judged usable."""
     join = _JOIN_BY_KIND.get(kind, _JOIN_SPACED)
     verdict, out, lengths = _ascii_folded_texts(
         data, offsets, join, _STREET_WORDS, _STREET_WORDS_BY_LENGTH, _STREET_SPELLINGS, _STREET_SPELLING_LENGTHS
@@ -490,7 +510,7 @@ def _texts(kind: str, raw: pl.Series, data: np.ndarray, offsets: np.ndarray) -> 
     if len(undecided):
         other = raw.gather(undecided).to_frame("raw").select(_folded_text(kind, pl.col("raw"))).to_series()
         text = text.scatter(undecided, other)
-    return text.to_frame("raw").select(_accepted_text(kind, pl.col("raw")).alias("value")).to_series()
+    return text
 
 
 def _dates(raw: pl.Series, data: np.ndarray, offsets: np.ndarray, spec: FieldSpec, today: dt.date) -> pl.Series:
@@ -498,7 +518,14 @@ def _dates(raw: pl.Series, data: np.ndarray, offsets: np.ndarray, spec: FieldSpe
         return _dates_by_expressions(raw.str.strip_chars(), spec, today)
     verdict, out, lengths = _canonical_dates(data, offsets, EARLIEST_BIRTH_YEAR, today.year, today.month, today.day)
     written = _lines("raw", out, 10 * np.arange(len(raw)), lengths)
-    value = pl.select(pl.when(pl.Series(verdict == _VALUE)).then(written)).to_series()
+    if len(raw) <= FEW:
+        value = pl.Series(
+            "raw",
+            [w if v else None for w, v in zip(written.to_list(), (verdict == _VALUE).tolist(), strict=True)],
+            dtype=pl.String,
+        )
+    else:
+        value = pl.select(pl.when(pl.Series(verdict == _VALUE)).then(written)).to_series()
     undecided = np.flatnonzero(verdict == _UNDECIDED)
     if len(undecided):
         text = raw.gather(undecided).str.strip_chars()
@@ -553,14 +580,14 @@ def normalise(
     frame (row, field, reason; row 1 is the first record) and the number of missing values per
     field. Each distinct raw value is normalised once.
     """
-    done = map_concurrently(
-        lambda spec: _normalised_field(frame.get_column(spec.name), spec, schema, today),
-        schema.fields,
-        serial=frame.height <= SERIAL_BELOW,
-    )
+    if frame.height <= SERIAL_BELOW:
+        done = _normalised_fields_together(frame, schema, today)
+    else:
+        done = map_concurrently(lambda spec: _normalised_field(frame.get_column(spec.name), spec, schema, today), schema.fields)
     fields = {spec.name: field for spec, (field, _, _) in zip(schema.fields, done, strict=True)}
     missing = {spec.name: n_missing for spec, (_, n_missing, _) in zip(schema.fields, done, strict=True)}
-    rejects = pl.concat([field_rejects for _, _, field_rejects in done]).sort("row", "field")
+    found = [field_rejects for _, _, field_rejects in done if field_rejects.height]
+    rejects = pl.concat(found).sort("row", "field") if found else pl.DataFrame(schema=_REJECTS)
     return fields, rejects, missing
 
 
@@ -589,15 +616,51 @@ def _normalised_field(
     raw_codes, raw = factorised(column)
     data, offsets = utf8_bytes(raw)
     is_missing = _is_missing(raw, data, offsets, schema.missing_values)
-    value = _normalised(spec, raw, data, offsets, today)
-    if is_missing.any():
-        value = pl.select(pl.when(~pl.Series(is_missing)).then(value)).to_series()
-    # Only a date can be partial ("1945-04-??"): other normal forms hold letters, digits, spaces.
-    if spec.kind == "date":
-        partial = value.str.contains("?", literal=True).fill_null(False).to_numpy()
+    return _field_of(spec, raw_codes, is_missing, _normalised(spec, raw, data, offsets, today), today)
+
+
+def _normalised_fields_together(
+    frame: pl.DataFrame, schema: Schema, today: dt.date
+) -> list[tuple[NormalisedField, int, pl.DataFrame]]:
+    """``_normalised_field`` of every field of a few records, on this thread, the text fields'
+    last step (``_accepted_text``) one polars query for all of them."""
+    started = []
+    for spec in schema.fields:
+        raw_codes, raw = factorised(frame.get_column(spec.name))
+        data, offsets = utf8_bytes(raw)
+        is_missing = _is_missing(raw, data, offsets, schema.missing_values)
+        dates = _dates(raw, data, offsets, spec, today) if spec.kind == "date" else None
+        folded = _folded_texts(spec.kind, raw, data, offsets) if dates is None else None
+        started.append((raw_codes, is_missing, dates, folded))
+    accepted = iter(
+        _accepted_together([(spec.kind, f) for spec, (_, _, _, f) in zip(schema.fields, started, strict=True) if f is not None])
+    )
+    return [
+        _field_of(spec, raw_codes, is_missing, dates if dates is not None else next(accepted), today)
+        for spec, (raw_codes, is_missing, dates, _) in zip(schema.fields, started, strict=True)
+    ]
+
+
+def _field_of(
+    spec: FieldSpec, raw_codes: np.ndarray, is_missing: np.ndarray, value: pl.Series, today: dt.date
+) -> tuple[NormalisedField, int, pl.DataFrame]:
+    """The field, its number of missing values and its rejects, from each distinct raw value's
+    normalised ``value`` (null where unusable) and whether it is a missing value."""
+    if len(value) <= FEW:  # the same, through Python lists: a few values cost less than a polars query
+        texts = [None if gone else text for text, gone in zip(value.to_list(), is_missing.tolist(), strict=True)]
+        value = pl.Series(value.name, texts, dtype=pl.String)
+        partial = np.array([spec.kind == "date" and text is not None and "?" in text for text in texts], dtype=bool)
+        null = np.array([text is None for text in texts], dtype=bool)
+        rejected = np.where(partial, _PARTIAL, np.where(null, _REJECTED, _USABLE))
     else:
-        partial = np.zeros(len(value), dtype=bool)
-    rejected = np.where(partial, _PARTIAL, np.where(value.is_null().to_numpy(), _REJECTED, _USABLE))
+        if is_missing.any():
+            value = pl.select(pl.when(~pl.Series(is_missing)).then(value)).to_series()
+        # Only a date can be partial ("1945-04-??"): other normal forms hold letters, digits, spaces.
+        if spec.kind == "date":
+            partial = value.str.contains("?", literal=True).fill_null(False).to_numpy()
+        else:
+            partial = np.zeros(len(value), dtype=bool)
+        rejected = np.where(partial, _PARTIAL, np.where(value.is_null().to_numpy(), _REJECTED, _USABLE))
     status = np.where(is_missing, _MISSING, rejected).astype(np.int8)
     value_codes, values = factorised(value)
     codes, n_missing, rows, partial_rows = _per_record(raw_codes, value_codes, status)
