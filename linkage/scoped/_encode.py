@@ -111,7 +111,8 @@ def encode_scoped(
     sent_tokens = np.zeros((n, len(keys)), dtype=np.uint64)
     refills: list[list[tuple[np.ndarray, np.ndarray]]] = []  # per key: (rows, their evidence one level down)
     refined: dict[str, int] = {}
-    key_value = key_values(keys, schema, values)
+    parts: dict[str, pl.Series] = {}  # each field's value (or phonetic code) per record, shared by the keys
+    key_value = key_values(keys, schema, values, parts)
     for k, key in enumerate(keys):
         token_key = key_words(secret.derive(schema.project, f"matchkey/token/{key.name}", 16))
         scope_key = secret.derive(schema.project, f"matchkey/scope/{key.name}", 32)
@@ -135,8 +136,8 @@ def encode_scoped(
         for depth in range(1, len(key.refine) + 1):
             if not todo.any():
                 break
-            deeper = key_values([key.level(depth)], schema, values).select(pl.lit(f"{_LEVEL}{depth}{_LEVEL}") + pl.col("0"))
-            deeper = deeper.to_series()
+            level = key_values([key.level(depth)], schema, values, parts).get_column("0")
+            deeper = pl.select(pl.lit(f"{_LEVEL}{depth}{_LEVEL}") + level).to_series()
             found, group, value_token, k0, k1 = _hashed(deeper, todo, token_key, scope_key)
             rows = np.flatnonzero(found & (group <= cap))
             sent_tokens[rows, k] = value_token[rows]

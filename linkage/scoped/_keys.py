@@ -273,12 +273,20 @@ def _transformed(value: pl.Expr, transform: str) -> pl.Expr:
 _SEPARATOR = "\x1f"
 
 
-def key_values(keys: Sequence[MatchKey], schema: Schema, values: dict[str, NormalisedField]) -> pl.DataFrame:
+def key_values(
+    keys: Sequence[MatchKey], schema: Schema, values: dict[str, NormalisedField], cache: dict[str, pl.Series] | None = None
+) -> pl.DataFrame:
     """Each record's value of each key as one string (null where a part is missing): column ``k``
     holds ``keys[k]``'s values. One polars query makes them all, from each field's value per
-    record, since a query costs far more than a few records' work (an intake query encodes one)."""
+    record, since a query costs far more than a few records' work (an intake query encodes one).
+    ``cache`` keeps those per-record values for later calls of one encoding run (the refined keys:
+    phonetic codes are Python work, once per distinct value, not to be redone)."""
     parts, expressions, bases = _key_expressions(tuple(keys), schema)
-    frame = pl.DataFrame({column: _per_record(values[name], transform) for column, (name, transform) in bases.items()})
+    cache = {} if cache is None else cache
+    for column, (name, transform) in bases.items():
+        if column not in cache:
+            cache[column] = _per_record(values[name], transform)
+    frame = pl.DataFrame({column: cache[column] for column in bases})
     return frame.lazy().with_columns(parts).select(expressions).collect()
 
 
