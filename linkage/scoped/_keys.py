@@ -277,38 +277,50 @@ def key_values(
     keys: Sequence[MatchKey], schema: Schema, values: dict[str, NormalisedField], cache: dict[str, pl.Series] | None = None
 ) -> pl.DataFrame:
     """Each record's value of each key as one string (null where a part is missing): column ``k``
-    holds ``keys[k]``'s values. One polars query makes them all, from each field's value per
-    record, since a query costs far more than a few records' work (an intake query encodes one).
-    ``cache`` keeps those per-record values for later calls of one encoding run (the refined keys:
-    phonetic codes are Python work, once per distinct value, not to be redone)."""
+    holds ``keys[k]``'s values. ``cache`` keeps what one encoding run has made (phonetic codes, parts)
+    for its later calls (the refined keys).
+
+    A few records (an intake query): one polars query makes every part and key from each field's
+    value per record, since a query costs far more than a few records' work. Many records: each
+    part is made on its field's distinct values (far fewer than the records), then spread to them."""
     parts, expressions, bases = _key_expressions(tuple(keys), schema)
     cache = {} if cache is None else cache
     for column, (name, transform) in bases.items():
         if column not in cache:
-            cache[column] = _per_record(values[name], transform)
-    frame = pl.DataFrame({column: cache[column] for column in bases})
-    return frame.lazy().with_columns(parts).select(expressions).collect()
+            cache[column] = _per_distinct(values[name], transform)
+    codes = {column: values[name].codes for column, (name, _) in bases.items()}
+    if len(next(iter(codes.values()))) <= FEW:
+        frame = pl.DataFrame({column: _spread(cache[column], codes[column]) for column in bases})
+        return frame.lazy().with_columns(part for _, part in parts.values()).select(expressions).collect()
+    for made, (column, part) in parts.items():
+        if made not in cache:
+            cache[made] = _spread(cache[column].to_frame(column).select(part).to_series(), codes[column])
+    return pl.DataFrame({made: cache[made] for made in parts}).lazy().select(expressions).collect()
 
 
-def _per_record(field: NormalisedField, transform: str) -> pl.Series:
-    """A field's value (or phonetic code: made in Python, so once per distinct value) per record."""
-    distinct = _phonetic(field.values) if transform == "phonetic" else field.values
-    if len(field.codes) <= FEW:
+def _per_distinct(field: NormalisedField, transform: str) -> pl.Series:
+    """A field's distinct values, or their phonetic codes (made in Python, so once per distinct value)."""
+    return _phonetic(field.values) if transform == "phonetic" else field.values
+
+
+def _spread(distinct: pl.Series, codes: np.ndarray) -> pl.Series:
+    """Each record's value of ``distinct`` by its code (null where the code is -1)."""
+    if len(codes) <= FEW:
         texts = distinct.to_list()
-        return pl.Series([texts[code] if code >= 0 else None for code in field.codes.tolist()], dtype=pl.String)
-    return distinct.extend_constant(None, 1).gather(np.where(field.codes >= 0, field.codes, len(distinct)))
+        return pl.Series([texts[code] if code >= 0 else None for code in codes.tolist()], dtype=pl.String)
+    return distinct.extend_constant(None, 1).gather(np.where(codes >= 0, codes, len(distinct)))
 
 
 @functools.lru_cache(maxsize=16)
 def _key_expressions(
     keys: tuple[MatchKey, ...], schema: Schema
-) -> tuple[list[pl.Expr], list[pl.Expr], dict[str, tuple[str, str]]]:
+) -> tuple[dict[str, tuple[str, pl.Expr]], list[pl.Expr], dict[str, tuple[str, str]]]:
     """The expressions of ``key_values`` (built once per key set): each distinct part (a field's
     transform) once, then the keys from the parts; and the columns they read: column -> (field, ""
     for its value or "phonetic" for its phonetic code). A part shared by several keys is one column,
     not a copy of its expression in each key: a smaller query, cheaper to plan for one record."""
     bases: dict[str, tuple[str, str]] = {}
-    parts_made: dict[str, pl.Expr] = {}
+    parts_made: dict[str, tuple[str, pl.Expr]] = {}  # part column -> (the column it reads, its expression)
 
     def part(name: str, transform: str) -> pl.Expr:
         base = "phonetic" if transform == "phonetic" else ""
@@ -317,7 +329,7 @@ def _key_expressions(
         made = f"{name}{_SEPARATOR}{transform}{_SEPARATOR}part"
         if made not in parts_made:
             value = _transformed(pl.col(column), transform)
-            parts_made[made] = pl.when(value.str.len_bytes() > 0).then(value).alias(made)
+            parts_made[made] = (column, pl.when(value.str.len_bytes() > 0).then(value).alias(made))
         return pl.col(made)
 
     expressions = []
@@ -334,4 +346,4 @@ def _key_expressions(
                 parts.append(part(fields[0], transform))
         # Tagged with the key's name so that equal strings of two keys never give one token.
         expressions.append(pl.concat_str([pl.lit(key.name), *parts], separator=_SEPARATOR).alias(str(k)))
-    return list(parts_made.values()), expressions, bases
+    return parts_made, expressions, bases
