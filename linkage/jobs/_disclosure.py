@@ -37,7 +37,6 @@ coordinator can map it back to a record.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -113,11 +112,9 @@ def agency_results(
             )
             .sort("record_id")
         )
-        rows = rows.with_columns(
-            reference=pl.col("record_id").map_elements(
-                functools.partial(reference_token, job_key, agency), return_dtype=pl.String
-            )
-        )
+        # A list, not map_elements: that inspects the function's bytecode on every call.
+        references = [reference_token(job_key, agency, record_id) for record_id in rows.get_column("record_id").to_list()]
+        rows = rows.with_columns(reference=pl.Series(references, dtype=pl.String))
         same = _same_person(mine, agency, threshold)
         rows = rows.join(same, on="record_id", how="left").with_columns(
             pl.col("same_person_as").fill_null(pl.lit([], dtype=pl.List(pl.String)))
