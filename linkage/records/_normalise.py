@@ -10,6 +10,7 @@ output and one row in the rejects frame: (row, field, reason).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -495,8 +496,13 @@ def _accepted_together(texts: list[tuple[str, pl.Series]]) -> list[pl.Series]:
         return []
     n = max(len(text) for _, text in texts)
     columns = {str(f): pl.Series(text.to_list() + [None] * (n - len(text)), dtype=pl.String) for f, (_, text) in enumerate(texts)}
-    frame = pl.DataFrame(columns).select(_accepted_text(kind, pl.col(str(f))).alias(str(f)) for f, (kind, _) in enumerate(texts))
+    frame = pl.DataFrame(columns).select(_accepted_column(kind, str(f)) for f, (kind, _) in enumerate(texts))
     return [frame.get_column(str(f)).head(len(text)).alias("value") for f, (_, text) in enumerate(texts)]
+
+
+@functools.lru_cache(maxsize=256)
+def _accepted_column(kind: str, column: str) -> pl.Expr:
+    return _accepted_text(kind, pl.col(column)).alias(column)
 
 
 def _folded_texts(kind: str, raw: pl.Series, data: np.ndarray, offsets: np.ndarray) -> pl.Series:

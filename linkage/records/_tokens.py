@@ -150,8 +150,8 @@ def factorised(values: pl.Series) -> tuple[np.ndarray, pl.Series]:
     """
     if len(values) <= FEW and values.dtype == pl.String:
         index: dict[str, int] = {}
-        codes = [-1 if value is None else index.setdefault(value, len(index)) for value in values.to_list()]
-        return np.array(codes, dtype=np.int64), pl.Series(values.name, list(index), dtype=pl.String)
+        found = [-1 if value is None else index.setdefault(value, len(index)) for value in values.to_list()]
+        return np.array(found, dtype=np.int64), pl.Series(values.name, list(index), dtype=pl.String)
     present = values.is_not_null().to_numpy()
     hashes = values.hash(seed=0x5EED).to_numpy().view(np.int64) & np.int64(0x7FFFFFFFFFFFFFFF)
     # Key -1 (absent) gets id -1 and is not counted: nulls are code -1 and no distinct value.

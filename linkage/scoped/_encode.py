@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import time
 from dataclasses import dataclass, field
 
@@ -67,6 +68,31 @@ class ScopedEncodeResult:
     refined: dict[str, int] = field(default_factory=dict)  # per key: records whose token was refined, not dropped
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What encoding under a schema and key set needs besides the records: worked out once per
+    (schema, keys), since an intake query encodes one record at a time under the same ones."""
+
+    keys: tuple[MatchKey, ...]
+    layouts: tuple[ScopeLayout, ...]
+    roles: dict[str, str]  # copied for each encoding
+    schema_fingerprint: str
+    key_set_fingerprint: str
+
+
+@functools.lru_cache(maxsize=16)
+def _plan(schema: Schema, keys: tuple[MatchKey, ...] | None) -> _Plan:
+    keys = resolved_keys(schema, keys)
+    fields = [(spec.name, spec.kind) for spec in schema.fields]
+    return _Plan(
+        keys=keys,
+        layouts=tuple(scope_layout(key.name, fields, fixed_fields(key, schema)) for key in keys),
+        roles=field_roles(schema),
+        schema_fingerprint=schema.fingerprint,
+        key_set_fingerprint=key_set_fingerprint(keys),
+    )
+
+
 def resolved_keys(schema: Schema, keys: tuple[MatchKey, ...] | None) -> tuple[MatchKey, ...]:
     """The keys to encode: those asked for (every part must be in the schema), or the default
     keys the schema can make (at least one)."""
@@ -89,7 +115,8 @@ def encode_scoped(
     """Encode ``records`` (``record_id`` plus one string column per schema field) under match keys."""
     if cap < 1:
         raise SchemaError("match keys: the frequency cap must be at least 1")
-    keys = resolved_keys(schema, keys)
+    plan = _plan(schema, None if keys is None else tuple(keys))
+    keys = plan.keys
     today = today or dt.date.today()
     seconds: dict[str, float] = {}
     started = time.perf_counter()
@@ -98,7 +125,6 @@ def encode_scoped(
 
     started = time.perf_counter()
     n = records.height
-    fields = [(spec.name, spec.kind) for spec in schema.fields]
     tokens_by_field = {
         spec.name: field_tokens(values[spec.name].codes, values[spec.name].values, spec, QGRAM) for spec in schema.fields
     }
@@ -126,7 +152,7 @@ def encode_scoped(
         tokens[:, k] = np.where(compared, value_token, 0)
         has[:, k] = compared
         grouped[:, k] = compared & (group >= 2)
-        layout = scope_layout(key.name, fields, fixed_fields(key, schema))
+        layout = plan.layouts[k]
         out = np.zeros((n, layout.words), dtype=np.uint64)
         _fill(out, layout, schema, tokens_by_field, None, compared, k0, k1)
         sent_tokens[:, k] = np.where(kept, value_token, 0)
@@ -156,9 +182,9 @@ def encode_scoped(
     record_id = record_ids.gather(rejects.get_column("row") - 1)
     rejects = rejects.select("row", pl.lit(record_id).alias("record_id"), "field", "reason")
     encodings = ScopedEncodings(
-        record_ids=record_ids, fields=schema.columns, kinds=tuple(spec.kind for spec in schema.fields), roles=field_roles(schema), layouts=tuple(layouts), tokens=tokens,
-        has_token=has, evidence=tuple(evidence), schema_fingerprint=schema.fingerprint, project=schema.project,
-        key_set_fingerprint=key_set_fingerprint(keys), secret_check=secret_check(secret, schema.project), key_epoch=key_epoch,
+        record_ids=record_ids, fields=schema.columns, kinds=tuple(spec.kind for spec in schema.fields), roles=dict(plan.roles), layouts=tuple(layouts), tokens=tokens,
+        has_token=has, evidence=tuple(evidence), schema_fingerprint=plan.schema_fingerprint, project=schema.project,
+        key_set_fingerprint=plan.key_set_fingerprint, secret_check=secret_check(secret, schema.project), key_epoch=key_epoch,
     )  # fmt: skip
     started = time.perf_counter()
     encodings = with_decoys_then_capped(encodings, sent, grouped, sent_tokens, refills)
