@@ -9,6 +9,7 @@ compared exactly when their fingerprints agree.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import re
@@ -331,14 +332,21 @@ class Schema:
             raise SchemaError(f"{path}: schema file not found") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise SchemaError(f"{path}: cannot read schema file ({exc})") from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise SchemaError(f"{path}: not valid TOML ({exc})") from None
-        return cls.from_dict(data, source=str(path))
+        return _schema_from_text(text, str(path))
 
     def to_toml(self) -> str:
         return _render_toml(self)
+
+
+@functools.lru_cache(maxsize=8)
+def _schema_from_text(text: str, source: str) -> Schema:
+    """A schema file's text parsed and checked, once per text: a node asked about one record after
+    another loads the same file each time (a Schema is immutable; an error is raised afresh each time)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SchemaError(f"{source}: not valid TOML ({exc})") from None
+    return Schema.from_dict(data, source=source)
 
 
 def _validate(schema: Schema) -> None:
