@@ -182,13 +182,14 @@ def _value_keys(spec: FieldSpec, values: pl.Series, qgram: int) -> tuple[np.ndar
         return _qgram_keys(code_points, lengths, qgram)
     if spec.kind == "date":
         # "YYYY-MM-DD", a part unknown as "??": one token per known part.
+        # An unknown part is -1 (every key is at least _DATE_PART_TAG): one polars query, not two.
         parts = pl.DataFrame({"d": values}).select(
-            (pl.col("d").str.slice(0, 4).cast(pl.Int64, strict=False) + _DATE_PART_TAG).alias("year"),
-            (pl.col("d").str.slice(5, 2).cast(pl.Int64, strict=False) + 2 * _DATE_PART_TAG).alias("month"),
-            (pl.col("d").str.slice(8, 2).cast(pl.Int64, strict=False) + 3 * _DATE_PART_TAG).alias("day"),
+            (pl.col("d").str.slice(0, 4).cast(pl.Int64, strict=False) + _DATE_PART_TAG).fill_null(-1).alias("year"),
+            (pl.col("d").str.slice(5, 2).cast(pl.Int64, strict=False) + 2 * _DATE_PART_TAG).fill_null(-1).alias("month"),
+            (pl.col("d").str.slice(8, 2).cast(pl.Int64, strict=False) + 3 * _DATE_PART_TAG).fill_null(-1).alias("day"),
         )
         keys = np.ascontiguousarray(parts.to_numpy()).reshape(-1)
-        known = parts.select(pl.all().is_not_null()).to_numpy().reshape(-1)
+        known = keys >= 0
         counts = known.reshape(-1, 3).sum(axis=1)
         offsets = np.zeros(len(counts) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
