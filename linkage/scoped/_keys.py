@@ -334,7 +334,7 @@ def _key_expressions(
 
     expressions = []
     for k, key in enumerate(keys):
-        parts = []
+        parts: list[pl.Expr] = []
         for key_part, fields in part_fields(key, schema).items():
             role, _, transform = key_part.partition(":")
             if role == "names":
