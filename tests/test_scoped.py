@@ -270,6 +270,23 @@ def test_links_generated_agencies_with_known_truth(agencies: tuple[dict[str, pl.
     assert result.pairs.columns == ["source_a", "id_a", "source_b", "id_b", "similarity", "band", "agreement"]
 
 
+def test_a_birthday_and_an_initial_alone_do_not_make_a_match(agencies: tuple[dict[str, pl.DataFrame], pl.DataFrame]) -> None:
+    # Candidates through one key whose given names and surnames both differ are nearly all people who
+    # share a birthday and an initial; the model once took them for matches (0.89 at 30,000 people).
+    frames, _ = agencies
+    sources = {n: encode_scoped(f, SCHEMA, SECRET, today=TODAY).encodings for n, f in frames.items()}
+    result = link_scoped(sources)
+    columns, roles = result.model.groups, sources["police"].roles
+    stranger = np.full((1, len(columns)), -1, dtype=np.int8)
+    for column, level in ((roles["given"], 0), (roles["surname"], 0), (roles["dob"], 5), (roles["sex"], 5), ("place", 0)):
+        stranger[0, columns.index(column)] = level
+    stranger[0, -1] = 1  # one key shared
+    assert result.model.probabilities(stranger)[0] < result.threshold / 2
+    namesake = stranger.copy()
+    namesake[0, [columns.index(roles["given"]), columns.index(roles["surname"])]] = 5
+    assert result.model.probabilities(namesake)[0] > result.threshold
+
+
 def test_each_compared_pair_says_which_fields_agreed_at_which_level_and_no_value(
     agencies: tuple[dict[str, pl.DataFrame], pl.DataFrame],
 ) -> None:
