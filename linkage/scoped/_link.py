@@ -51,6 +51,7 @@ IDENTITY_KEYS = 3
 MIN_IDENTITY_PAIRS = 20
 # Two records compared (they share a scope) whose match probability is below this are never put in
 # one cluster through a third record: a chain a–b, b–c does not join a with c when a and c differ.
+# Not where duplicates are sought (``link_scoped``).
 VETO_SCORE = 0.01
 
 
@@ -431,7 +432,10 @@ def link_scoped(
     source_of = np.repeat(np.arange(len(names)), np.diff(offsets))
     strong = score >= settings.threshold
     shared = [x for x, n in enumerate(names) if n in settings.duplicates]
-    vetoed = score < VETO_SCORE
+    # Where duplicates are sought, nothing is vetoed: a messy case file compared with another of the
+    # same person's would keep them apart (5,000 people, a job allowing duplicates: recall of
+    # duplicates 0.688 → 0.653 with vetoes).
+    vetoed = score < (0.0 if shared else VETO_SCORE)
     labels, _ = greedy_clusters(
         left[strong], right[strong], score[strong], source_of, one_per_source=settings.one_per_source, shared_sources=shared,
         veto_left=left[vetoed], veto_right=right[vetoed],
