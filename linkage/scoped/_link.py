@@ -37,8 +37,9 @@ from linkage.scoped._encodings import ScopedEncodings
 # Match probabilities. The match threshold is below fs's 0.5: m of the identity columns is learned
 # from the matches that share three keys or more, which agree more than matches as a whole, so a
 # match with errors scores lower than its odds (``_identity_m``). Measured (benchmarks/quality.py):
-# generated agencies of 5,000 and 30,000 people and FEBRL4 at 0.2 and 0.5 (README).
-DEFAULT_MATCH_THRESHOLD, DEFAULT_REVIEW_THRESHOLD = 0.2, 0.1
+# generated agencies of 5,000 and 30,000 people and FEBRL4 at 0.2 and 0.5 (README). Possible matches
+# from 0.05: at 0.1 the demo's 1,500 people now and then left an agency none to review.
+DEFAULT_MATCH_THRESHOLD, DEFAULT_REVIEW_THRESHOLD = 0.2, 0.05
 EM_ITERATIONS = 200
 # EM starts from the candidates that agree on given name, surname and date of birth (levels at or
 # above these; a role the schema lacks is not asked for).
