@@ -34,7 +34,7 @@ from linkage.scoped import (
 )  # fmt: skip
 from linkage.scoped._encode import _distinct_rows
 from linkage.scoped._encodings import pack_scoped, unpack_scoped
-from linkage.scoped._link import LEVEL_WORDS
+from linkage.scoped._link import LEVEL_WORDS, ruled_out
 from linkage.scoped._prf import key_words, prefixed_siphash, siphash_bytes, strings_siphash, words_siphash
 from linkage.testing._synthetic import generate_agencies
 
@@ -420,3 +420,14 @@ def test_a_few_records_encode_on_one_thread_to_the_same_bits(
     parallel = encode_scoped(frame, SCHEMA, SECRET, today=TODAY).encodings
     assert serial.bytes_per_record > 0 and np.array_equal(serial.tokens, parallel.tokens)
     assert all(np.array_equal(s, p) for s, p in zip(serial.evidence, parallel.evidence, strict=True))
+
+
+def test_a_records_lesser_candidates_in_one_other_source_are_ruled_out() -> None:
+    source_of = np.array([0, 0, 1, 1, 2])
+    left, right = np.array([0, 0, 1, 0, 1]), np.array([2, 3, 3, 4, 4])
+    score = np.array([0.9, 0.4, 0.8, 0.1, 0.1], dtype=np.float32)
+    # Record 0 has 2 (0.9) and 3 (0.4) in source 1, and record 3 has 1 (0.8) above 0 in source 0:
+    # (0, 3) is out either way. Records 0 and 1 tie for 4 in source 2: a tie rules nothing out.
+    assert ruled_out(left, right, score, source_of).tolist() == [False, True, False, False, False]
+    # A source whose records may be one person (its duplicates are sought) rules nothing out.
+    assert not ruled_out(left, right, score, source_of, shared=[1]).any()

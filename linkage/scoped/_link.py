@@ -429,10 +429,22 @@ def link_scoped(
     columns = (*columns, "keys shared")
     model = fit_scoped_model(columns, first.roles, levels, unrelated, decoy_counts, with_duplicates=with_duplicates)
     score = model.probabilities(levels).astype(np.float32)
-    scored = time.perf_counter()
     source_of = np.repeat(np.arange(len(names)), np.diff(offsets))
-    strong = score >= settings.threshold
     shared = [x for x, n in enumerate(names) if n in settings.duplicates]
+    if settings.one_per_source and decoy_counts.sum() >= MIN_UNRELATED:
+        # Each record has at most one match in another source: its other candidates there, those
+        # that score below its best, are non-matches across sources, the kind the decoys (pairs
+        # within an agency: households and namesakes) stand in for. u is fitted again from both.
+        out = ruled_out(left, right, score, source_of, shared=shared)
+        if out.any():
+            model = fit_scoped_model(
+                columns, first.roles, levels, np.concatenate([unrelated, levels[out]]),
+                np.concatenate([decoy_counts, np.ones(int(out.sum()))]),
+                with_duplicates=np.concatenate([with_duplicates, np.zeros(int(out.sum()), dtype=bool)]),
+            )  # fmt: skip
+            score = model.probabilities(levels).astype(np.float32)
+    scored = time.perf_counter()
+    strong = score >= settings.threshold
     # Where duplicates are sought, nothing is vetoed: a messy case file compared with another of the
     # same person's would keep them apart (5,000 people, a job allowing duplicates: recall of
     # duplicates 0.688 → 0.653 with vetoes).
@@ -453,6 +465,25 @@ def link_scoped(
         candidate_left=left, candidate_right=right, record_ids=record_ids,
         seconds={"compare": compared - started, "score": scored - compared, "solve": solved - scored},
     )  # fmt: skip
+
+
+def ruled_out(
+    left: np.ndarray, right: np.ndarray, score: np.ndarray, source_of: np.ndarray, *, shared: Collection[int] = ()
+) -> np.ndarray:
+    """Candidates across sources that a record's better candidate in the same other source rules
+    out: one end has another candidate there with a strictly higher score (sources in ``shared``,
+    whose records may be one person, rule nothing out)."""
+    n_sources = int(source_of.max()) + 1 if len(source_of) else 1
+    out = np.zeros(len(score), dtype=bool)
+    open_ = source_of[left] != source_of[right]
+    if len(shared):
+        open_ &= ~np.isin(source_of[left], np.asarray(shared)) & ~np.isin(source_of[right], np.asarray(shared))
+    for end, other in ((left, right), (right, left)):
+        group = end * n_sources + source_of[other]
+        best = np.full(int(group.max()) + 1 if len(group) else 0, -np.inf)
+        np.maximum.at(best, group[open_], score[open_].astype(np.float64))
+        out |= open_ & (score < best[group])
+    return out
 
 
 # What each comparison level of a field means, for people reading results (evidence levels 0..5).
