@@ -35,6 +35,8 @@ from linkage.matching._link import LinkSettings
 from linkage.matching._thresholds import DEFAULT_THRESHOLDS
 from linkage.records._reading import read_records
 from linkage.records._schema import Schema
+from linkage.scoped._link import DEFAULT_MATCH_THRESHOLD as SCOPED_MATCH_THRESHOLD
+from linkage.scoped._link import DEFAULT_REVIEW_THRESHOLD as SCOPED_REVIEW_THRESHOLD
 
 if TYPE_CHECKING:  # the commands import these lazily, so that `linkage --help` stays fast
     from linkage.jobs._config import NodeConfig
@@ -483,11 +485,12 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 # Help texts made from the defaults themselves, so that they cannot drift from them.
 _FS, _DICE = DEFAULT_THRESHOLDS["fs"], DEFAULT_THRESHOLDS["dice"]
+_KEYS = (SCOPED_MATCH_THRESHOLD, SCOPED_REVIEW_THRESHOLD)
 THRESHOLD_DEFAULTS = (
-    f"{_FS[0]:g} for fs, a match probability; for dice {_DICE[0]:g}, raised for large sources where more unrelated"
-    " pairs would reach it (the summary says so)"
+    f"{_KEYS[0]:g} for match-key encodings and {_FS[0]:g} for fs on filters, match probabilities; for dice"
+    f" {_DICE[0]:g}, raised for large sources where more unrelated pairs would reach it (the summary says so)"
 )
-REVIEW_DEFAULTS = f"{_FS[1]:g} for fs; for dice the match threshold"
+REVIEW_DEFAULTS = f"{_KEYS[1]:g} for match-key encodings, {_FS[1]:g} for fs on filters; for dice the match threshold"
 
 
 # -- parser ----------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from linkage.jobs._profiles import encode_records, link_sources, with_default_ma
 from linkage.matching._evaluate import duplicate_quality, true_duplicates
 from linkage.matching._link import LinkSettings
 from linkage.records._schema import Schema
+from linkage.scoped._link import DEFAULT_MATCH_THRESHOLD
 from linkage.testing._synthetic import CHILD_WELFARE, POLICE, generate_agencies
 
 COLUMNS = ["given_name", "middle_name", "surname", "date_of_birth", "sex", "address", "city", "postcode"]
@@ -257,7 +258,7 @@ def test_a_job_tells_each_agency_its_own_duplicates_as_its_policy_allows(tmp_pat
     assert largest["police"] >= 2 and largest["child_welfare"] == 1
     police = pl.read_csv(layout.agency("police") / "results" / f"{job}.csv", infer_schema=False)
     assert (police.get_column("same_person_as").fill_null("") != "").any()
-    assert json.loads((job_dir / "thresholds.json").read_text())["threshold"] == 0.5
+    assert json.loads((job_dir / "thresholds.json").read_text())["threshold"] == DEFAULT_MATCH_THRESHOLD
     entity = dict(truth.select("record_id", "entity_id").cast(pl.String).iter_rows())
     for name in DEMO_AGENCIES:
         results = pl.read_csv(layout.agency(name) / "results" / f"{job}.csv", infer_schema=False)

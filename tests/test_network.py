@@ -30,6 +30,7 @@ from linkage.protocol._server import create_server
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
 from linkage.records._schema import Schema
+from linkage.scoped._link import DEFAULT_MATCH_THRESHOLD
 from linkage.testing._demo import AGENCIES, prepare_demo, write_coordinator_config
 from linkage.trust._pki import init_ca, issue, load_tls
 from services.coordinator import start_coordinator
@@ -319,7 +320,7 @@ def test_every_step_of_a_job_is_in_the_audit_logs(task_force, run_cli):
     linked = [json.loads(line)["details"] for line in exported.out.splitlines() if line.strip()]
     # The scoring and thresholds linking used, not the defaults the request left open.
     assert len(linked) == 1 and linked[0]["profile"] == "match-keys" and linked[0]["scoring"] == "fs", linked
-    assert linked[0]["threshold"] == 0.5 and set(linked[0]["pairs_per_key"]) == {
+    assert linked[0]["threshold"] == DEFAULT_MATCH_THRESHOLD and set(linked[0]["pairs_per_key"]) == {
         k.name for k in Schema.load(task_force.node_configs["police"].schema).match_keys
     }
     node_log = task_force.layout.agency("police") / "audit.db"

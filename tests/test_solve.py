@@ -56,3 +56,29 @@ def test_many_per_source_allows_a_source_twice():
     source = np.array([0, 0, 1])
     labels, _ = greedy_clusters(np.array([0, 1]), np.array([2, 2]), np.array([0.9, 0.8]), source, one_per_source=False)
     assert len(set(labels.tolist())) == 1
+
+
+def test_a_vetoed_pair_is_never_joined_through_a_third_record():
+    # a (source 0) - b (source 1) - c (source 2): a chain; a and c were compared and differ.
+    source = np.array([0, 1, 2])
+    left, right, score = np.array([0, 1]), np.array([1, 2]), np.array([0.9, 0.8], dtype=np.float32)
+    chained, _ = greedy_clusters(left, right, score, source)
+    assert len(set(chained.tolist())) == 1
+    labels, accepted = greedy_clusters(left, right, score, source, veto_left=np.array([2]), veto_right=np.array([0]))
+    assert labels[0] == labels[1] != labels[2] and accepted.tolist() == [True, False]
+
+
+@given(scored_graphs(), st.floats(0, 1), st.floats(0, 1), st.integers(0, 2**32 - 1))
+def test_vetoes_are_kept_and_lowering_the_threshold_still_never_undoes_a_match(graph, t1, t2, seed):
+    left, right, score, source = graph
+    rng = np.random.default_rng(seed)
+    vetoed = rng.random(len(left)) < 0.3
+    veto_left, veto_right = left[vetoed], right[vetoed]
+    high, low = max(t1, t2), min(t1, t2)
+    found = []
+    for t in (high, low):
+        keep = (score >= t) & ~vetoed
+        labels, _ = greedy_clusters(left[keep], right[keep], score[keep], source, veto_left=veto_left, veto_right=veto_right)
+        assert not (labels[veto_left] == labels[veto_right]).any()
+        found.append(together(labels))
+    assert found[0] <= found[1]
