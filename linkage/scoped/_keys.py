@@ -115,6 +115,27 @@ DEFAULT_MATCH_KEYS: tuple[MatchKey, ...] = (
     MatchKey(name="dob_address", parts=("dob", "address"), refine=("given:initial",)),
 )
 
+# Keys for large populations. With a token cap of 1, a value two records of one agency share is
+# refined or dropped; where a million people share most values of the keys above (in the
+# generated agencies: 143 given names, 125 surnames), each refinement adds a part that errors can
+# break, and the two agencies refine one person's value to different depths. These keys hold more of
+# the name with the whole date, each robust to another error (nickname, misspelt surname, a wrong
+# initial, a missing middle name). ``schema init --sample`` adds them where the sample shows a large
+# population (``LARGE_POPULATION_SHARE``); on benchmarks/scale.py's data at 1,000,000 a side they
+# raise the share of true pairs sharing a token from 0.747 to 0.805. In small populations they
+# found few pairs the keys above missed (0.898 to 0.905 at 10,000 a side) and shifted the model's
+# fit (generated agencies of 5,000 people: F1 0.857 to 0.852), so they are not sent there.
+LARGE_POPULATION_KEYS: tuple[MatchKey, ...] = (
+    MatchKey(name="dob_nickname", parts=("given:nickname", "dob:unordered"), refine=("surname:initial", "sex")),
+    MatchKey(name="dob_surname_phonetic", parts=("surname:phonetic", "dob:unordered"), refine=("given:initial", "sex")),
+    MatchKey(name="dob_initials_middle", parts=("middle:initial", "given:initial", "dob:unordered"), refine=("surname:initial",)),
+    MatchKey(name="dob_given_initial_sex", parts=("given:initial", "dob:unordered", "sex"), refine=("surname:initial", "surname:phonetic")),
+)
+# A population is large when more than this share of a sample's records share their value of the
+# first default key (date of birth + given initial) with another record: about 5% at 10,000
+# generated records, 40% at 100,000, 88% at 1,000,000.
+LARGE_POPULATION_SHARE = 0.2
+
 
 def key_set_fingerprint(keys: tuple[MatchKey, ...]) -> str:
     """Changes with any key's name or parts: encodings of different key sets cannot be linked."""
