@@ -93,8 +93,9 @@ def sampled_completeness(paths: list[Path], candidates: pl.DataFrame, report: di
 
 def blocking_line(report: dict) -> str:
     """What blocking each pair of sources got, and every note on the run, on one line."""
-    parts = [f"note: {note}" for note in report["run_notes"]]
-    for s in report["source_pairs"]:
+    # match keys: no blocking (pairs share a token), and the run's notes as they are
+    parts = [f"note: {note}" for note in report.get("run_notes", report["notes"])]
+    for s in report.get("source_pairs", []):
         completeness = (
             "1 (all pairs compared)" if s["blocking"] == "none" else f"{s['pairs_completeness']:.4f} (estimated on a sample)"
         )

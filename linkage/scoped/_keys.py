@@ -129,7 +129,11 @@ LARGE_POPULATION_KEYS: tuple[MatchKey, ...] = (
     MatchKey(name="dob_nickname", parts=("given:nickname", "dob:unordered"), refine=("surname:initial", "sex")),
     MatchKey(name="dob_surname_phonetic", parts=("surname:phonetic", "dob:unordered"), refine=("given:initial", "sex")),
     MatchKey(name="dob_initials_middle", parts=("middle:initial", "given:initial", "dob:unordered"), refine=("surname:initial",)),
-    MatchKey(name="dob_given_initial_sex", parts=("given:initial", "dob:unordered", "sex"), refine=("surname:initial", "surname:phonetic")),
+    MatchKey(
+        name="dob_given_initial_sex",
+        parts=("given:initial", "dob:unordered", "sex"),
+        refine=("surname:initial", "surname:phonetic"),
+    ),
 )
 # A population is large when more than this share of a sample's records share their value of the
 # first default key (date of birth + given initial) with another record: about 5% at 10,000
