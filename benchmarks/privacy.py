@@ -23,7 +23,8 @@ FEBRL4 and on three generated agencies.
 ``--scale 1000,20000`` instead prints the scalable attacks at each size, each beside a control the
 same attack breaks: the embedding and XOR attacks on the XOR-folded record filter (the default
 before match keys), field scoring and an unhardened record filter (control); the token frequency,
-shared-token graph and within-scope graph attacks on the default match keys, on a token cap of 20
+shared-token graph and within-scope graph attacks on the default match keys (and with the
+large-population keys `schema init --sample` adds for a large population), on a token cap of 20
 (control) and on single-field keys (control). ``--match-keys-only`` runs just the match-key attacks,
 which reach 100,000 records. 100% overlap, ``--known`` of the people known.
 """
@@ -54,6 +55,8 @@ from linkage.attacks._privacy_report import (
 from linkage.bloom._encode import encode
 from linkage.jobs._profiles import with_default_match_keys
 from linkage.matching._link import LinkSettings
+from linkage.records._schema import MatchKey as DeclaredMatchKey
+from linkage.scoped._keys import LARGE_POPULATION_KEYS, usable_keys
 from linkage.testing._synthetic import generate_agencies
 
 AGENCY_COLUMNS = list(GENERATED_COLUMNS)
@@ -230,6 +233,11 @@ def scale_table(sizes: list[int], known: float, seed: int, *, match_keys_only: b
             runs.append((label, scalable_attacks_on(scenario, schema, encodings, seed, views=views)))
         default = with_default_match_keys(Schema.for_columns(list(AGENCY_COLUMNS), project="privacy-scale"))
         runs.append(("default: match keys", match_key_attacks(scenario, schema=default, seed=seed)))
+        # what `schema init --sample` writes for a large population: the four large-population keys too
+        large = dataclasses.replace(default, match_keys=default.match_keys + tuple(
+            DeclaredMatchKey(name=k.name, parts=k.parts, refine=k.refine) for k in usable_keys(LARGE_POPULATION_KEYS, default)
+        ))  # fmt: skip
+        runs.append(("default, large population", match_key_attacks(scenario, schema=large, seed=seed)))
         wide = dataclasses.replace(default, token_cap=20)  # the cap before: a token may be shared by 20 of an agency's records
         runs.append(("control: match keys, token cap 20", match_key_attacks(scenario, schema=wide, seed=seed)))
         runs.append(("control: single-field keys", match_key_attacks(scenario, keys=SINGLE_FIELD_KEYS, seed=seed)))

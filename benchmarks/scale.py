@@ -1,8 +1,9 @@
 """Scale: `linkage link` on n × n records with default settings.
 
 Data (seeded): two agencies from linkage.testing._synthetic (the police and child-welfare profiles, default
-messiness), each cut to exactly n records, encoded with the default schema (``schema init``: match
-keys) and written as Parquet.
+messiness), each cut to exactly n records, encoded with the default schema (``schema init --sample``
+on the first agency's records: match keys, with the large-population keys where the sample shows
+a large population) and written as Parquet.
 The benchmark then runs the real command, in a child process, as a coordinator would:
 
     linkage link police.parquet child_welfare.parquet --out pairs.csv --candidates candidates.csv
@@ -58,8 +59,9 @@ PROFILES = ("match-keys", "record-filter", "field-scoring")
 def agencies(n: int, directory: Path, seed: int, profile: str) -> tuple[list[Path], pl.DataFrame]:
     data = generate_agencies(round(n * PEOPLE_PER_RECORD), (POLICE, CHILD_WELFARE), rng=np.random.default_rng(seed), overlap=0.5)
     schema = Schema.for_columns(COLUMNS, project="scale-benchmark", group_filters=profile == "field-scoring")
-    if profile == "match-keys":
-        schema = with_default_match_keys(schema)
+    if profile == "match-keys":  # as `schema init --sample` on the first agency's records
+        first = next(iter(data.frames.values())).head(n).rename({"rec_id": "record_id"}).select("record_id", *COLUMNS)
+        schema = with_default_match_keys(schema, first)
     secret = Secret(bytes(range(32)))
     paths, kept = [], []
     for name, frame in data.frames.items():
@@ -91,7 +93,8 @@ def sampled_completeness(paths: list[Path], candidates: pl.DataFrame, report: di
 
 def blocking_line(report: dict) -> str:
     """What blocking each pair of sources got, and every note on the run, on one line."""
-    parts = [f"note: {note}" for note in report.get("run_notes", [])]  # match keys: none, nor blocking
+    # match keys: no blocking (pairs share a token), and the run's notes as they are
+    parts = [f"note: {note}" for note in report.get("run_notes", report.get("notes", []))]
     for s in report.get("source_pairs", []):
         completeness = (
             "1 (all pairs compared)" if s["blocking"] == "none" else f"{s['pairs_completeness']:.4f} (estimated on a sample)"

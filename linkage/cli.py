@@ -68,10 +68,12 @@ def cmd_schema_init(args: argparse.Namespace) -> None:
     if out.exists() and not args.force:
         raise SchemaError(f"{out}: already exists (pass --force to replace it)")
     schema = Schema.for_columns(columns, project=args.project, group_filters=args.field_scoring)
-    if not (args.field_scoring or args.record_filter):
-        schema = with_default_match_keys(schema)
-    if args.sample:  # measure each key's value frequencies before anyone encodes with it
+    records = None
+    if args.sample:
         records = read_records(args.sample, id_column=args.id_column, columns=schema.columns, encoding=args.encoding)
+    if not (args.field_scoring or args.record_filter):
+        schema = with_default_match_keys(schema, records)  # a large population gets its keys
+    if records is not None:  # measure each key's value frequencies before anyone encodes with it
         lines, refused = key_frequency_lines(records, schema, args.sample)
         for line in lines:
             _print(line)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from linkage import Schema, Secret
 from linkage.errors import EncodingsError, SchemaError
-from linkage.jobs._profiles import with_default_match_keys
+from linkage.jobs._profiles import scoped_keys, with_default_match_keys
 from linkage.matching._evaluate import pair_quality
 from linkage.matching._scopes import scope_levels
 from linkage.scoped import (
@@ -34,6 +34,7 @@ from linkage.scoped import (
 )  # fmt: skip
 from linkage.scoped._encode import _distinct_rows
 from linkage.scoped._encodings import pack_scoped, unpack_scoped
+from linkage.scoped._keys import LARGE_POPULATION_KEYS
 from linkage.scoped._link import LEVEL_WORDS, ruled_out
 from linkage.scoped._prf import key_words, prefixed_siphash, siphash_bytes, strings_siphash, words_siphash
 from linkage.testing._synthetic import generate_agencies
@@ -240,6 +241,26 @@ def test_key_frequencies_report_the_share_of_common_values() -> None:
     )
     row = table.row(0, named=True)
     assert row["records"] == 10 and row["largest"] == 5 and row["share_common"] == pytest.approx(0.5)
+
+
+def test_a_sample_of_a_large_population_adds_the_large_population_keys() -> None:
+    # 40 records: in the small sample each date of birth + given initial is held once; in the large
+    # one 30 of them share it in pairs (75%, beyond LARGE_POPULATION_SHARE).
+    small = [{**PERSON, "date_of_birth": f"19{50 + i}-04-12", "surname": f"S{i}x"} for i in range(40)]
+    large = [
+        {**row, "date_of_birth": f"19{50 + i // 2}-04-12" if i < 30 else row["date_of_birth"]} for i, row in enumerate(small)
+    ]
+    base = {k.name for k in with_default_match_keys(SCHEMA).match_keys}
+    assert {k.name for k in with_default_match_keys(SCHEMA, frame(small)).match_keys} == base
+    grown = with_default_match_keys(SCHEMA, frame(large))
+    assert [k.name for k in grown.match_keys] == [*[k.name for k in with_default_match_keys(SCHEMA).match_keys],
+                                                   *[k.name for k in LARGE_POPULATION_KEYS]]  # fmt: skip
+    # no two records of the agency share a sent token under any key, large-population keys included
+    encoded = encode_scoped(frame(large), grown, SECRET, keys=scoped_keys(grown), today=TODAY).encodings
+    assert encoded.keys[-1] == LARGE_POPULATION_KEYS[-1].name
+    for k in range(len(encoded.keys)):
+        sent = encoded.tokens[encoded.has_token[:, k], k]
+        assert len(np.unique(sent)) == len(sent)
 
 
 def test_nickname_canonical_forms_come_from_the_data_set() -> None:

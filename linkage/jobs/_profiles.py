@@ -276,12 +276,13 @@ def _scoped_summary(linked: Linked, elapsed: float, out: Path | None, clusters: 
     return "\n".join(lines)
 
 
-def with_default_match_keys(schema: Schema) -> Schema:
-    """``schema`` with the default match keys its fields can make (``schema init``'s default)."""
+def with_default_match_keys(schema: Schema, sample: pl.DataFrame | None = None) -> Schema:
+    """``schema`` with the default match keys its fields can make (``schema init``'s default); with
+    the large-population keys too where ``sample`` (an agency's records) shows a large population."""
     from linkage.records._schema import MatchKey
-    from linkage.scoped import resolved_keys
+    from linkage.scoped._encode import default_keys_for
 
-    keys = resolved_keys(schema, None)
+    keys = default_keys_for(schema, sample)
     return dataclasses.replace(schema, match_keys=tuple(MatchKey(name=k.name, parts=k.parts, refine=k.refine) for k in keys))
 
 

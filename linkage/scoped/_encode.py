@@ -37,6 +37,8 @@ from linkage.scoped._evidence import (
 )
 from linkage.scoped._keys import (
     DEFAULT_MATCH_KEYS,
+    LARGE_POPULATION_KEYS,
+    LARGE_POPULATION_SHARE,
     MatchKey,
     check_keys,
     field_roles,
@@ -100,6 +102,22 @@ def resolved_keys(schema: Schema, keys: tuple[MatchKey, ...] | None) -> tuple[Ma
         return usable_keys(DEFAULT_MATCH_KEYS, schema)
     check_keys(keys, schema)
     return keys
+
+
+def default_keys_for(schema: Schema, sample: pl.DataFrame | None = None, *, today: dt.date | None = None) -> tuple[MatchKey, ...]:
+    """The default keys the schema can make, and the large-population keys too where ``sample`` (an
+    agency's records) shows a large population: more than ``LARGE_POPULATION_SHARE`` of its records
+    share their value of the first default key with another record."""
+    keys = usable_keys(DEFAULT_MATCH_KEYS, schema)
+    if sample is None or sample.height == 0 or keys[0].name != DEFAULT_MATCH_KEYS[0].name:
+        return keys
+    first = key_frequencies(sample, schema, keys=keys[:1], shared_by_more_than=0, today=today).row(0, named=True)
+    if first["share_common"] <= LARGE_POPULATION_SHARE:
+        return keys
+    try:
+        return keys + usable_keys(LARGE_POPULATION_KEYS, schema)
+    except SchemaError:  # the schema can make none of them
+        return keys
 
 
 def encode_scoped(

@@ -23,9 +23,16 @@ A key may name ``refine`` parts: where a record's value of the key is shared by 
 records than the token cap allows, the record's token (and scope) is made from the key's parts
 plus the first refine part, then plus the next, until its value is held by no other record of the
 agency still being refined; only when every level is shared is its token dropped. Common values
-(a frequent name with a birth date, in a population of a million) are refined in every agency
-alike, so the matches they hold are found one level down instead of lost, and no two records of
-one agency ever share a token.
+(a frequent name with a birth date, in a population of a million) are mostly refined in every
+agency alike, and no two records of one agency ever share a token. Not always: each agency decides
+on its own records, so one may send a person's value unrefined (alone there) and the other refined
+(shared there), or refine to different depths; and each refine part is one more place for an error.
+On benchmarks/scale.py's data at 1,000,000 a side, of the true pairs sharing no token 19,570 (3.1% of
+all true pairs) met on a key's value with one side refined and one not, 28,618 (4.5%) refined to
+different depths, 29,569 (4.7%) were dropped at every level and 30,491 (4.8%) refined alike but
+differed in a refine part (at 10,000: 0.9%, 0.05%, 1.0%, 0.2%). Sending also the next level's
+token would recover about 0.03 of candidate recall at twice the tokens; the large-population keys
+(``LARGE_POPULATION_KEYS``) recover 0.06 within the 1 KB a record.
 """
 
 from __future__ import annotations
@@ -117,6 +124,31 @@ DEFAULT_MATCH_KEYS: tuple[MatchKey, ...] = (
     MatchKey(name="dob_state", parts=("dob", "state"), refine=("given:initial", "surname:initial")),
     MatchKey(name="dob_address", parts=("dob", "address"), refine=("given:initial",)),
 )
+
+# Keys for large populations. With a token cap of 1, a value two records of one agency share is
+# refined or dropped; where a million people share most values of the keys above (in the
+# generated agencies: 143 given names, 125 surnames), each refinement adds a part that errors can
+# break, and the two agencies refine one person's value to different depths. These keys hold more of
+# the name with the whole date, each robust to another error (nickname, misspelt surname, a wrong
+# initial, a missing middle name). ``schema init --sample`` adds them where the sample shows a large
+# population (``LARGE_POPULATION_SHARE``); on benchmarks/scale.py's data at 1,000,000 a side they
+# raise the share of true pairs sharing a token from 0.747 to 0.805. In small populations they
+# found few pairs the keys above missed (0.898 to 0.905 at 10,000 a side) and shifted the model's
+# fit (generated agencies of 5,000 people: F1 0.857 to 0.852), so they are not sent there.
+LARGE_POPULATION_KEYS: tuple[MatchKey, ...] = (
+    MatchKey(name="dob_nickname", parts=("given:nickname", "dob:unordered"), refine=("surname:initial", "sex")),
+    MatchKey(name="dob_surname_phonetic", parts=("surname:phonetic", "dob:unordered"), refine=("given:initial", "sex")),
+    MatchKey(name="dob_initials_middle", parts=("middle:initial", "given:initial", "dob:unordered"), refine=("surname:initial",)),
+    MatchKey(
+        name="dob_given_initial_sex",
+        parts=("given:initial", "dob:unordered", "sex"),
+        refine=("surname:initial", "surname:phonetic"),
+    ),
+)
+# A population is large when more than this share of a sample's records share their value of the
+# first default key (date of birth + given initial) with another record: about 5% at 10,000
+# generated records, 40% at 100,000, 88% at 1,000,000.
+LARGE_POPULATION_SHARE = 0.2
 
 
 def key_set_fingerprint(keys: tuple[MatchKey, ...]) -> str:
