@@ -14,7 +14,7 @@ from linkage.records._normalise import (
     normalise,
     normalised_values,
 )
-from linkage.records._schema import DEFAULT_MISSING_VALUES
+from linkage.records._schema import DEFAULT_MISSING_NAMES
 from linkage.records._tokens import factorised, utf8_bytes
 
 TODAY = dt.date(2026, 11, 23)
@@ -49,7 +49,7 @@ def test_name_normalisation_is_idempotent_and_case_blind(name):
     assume(len(name.upper()) == len(name) and name.upper().lower() == name.lower())
     once = normalised("name", [name, name.upper(), name.lower(), unicodedata.normalize("NFD", name)])
     assert once[0] is None or len(set(once)) == 1
-    if once[0] is not None and once[0] not in DEFAULT_MISSING_VALUES:  # "Ńa" is a name, "na" is not
+    if once[0] is not None and once[0] not in DEFAULT_MISSING_NAMES:
         assert normalised("name", [once[0]]) == [once[0]]
 
 
@@ -113,6 +113,19 @@ def test_missing_and_rejected_values_are_counted_and_reported():
     assert rejects.get_column("row").to_list() == [6, 7]
     assert rejects.get_column("field").to_list() == ["dob", "dob"]
     assert "31/31/31" not in str(rejects.to_dicts())
+
+
+def test_na_is_a_name_in_name_fields_and_not_known_elsewhere(tmp_path):
+    """Na is a Korean surname: name fields have their own missing markers (``[missing] names``)."""
+    frame = pl.DataFrame({"surname": ["Na", "NA", " na ", "unknown", "n/a"], "dob": ["NA"] * 5})
+    fields = (FieldSpec(name="surname", kind="name", weight=1.0, group="name"), FieldSpec(name="dob", kind="date", weight=1.0, group="dob"))
+    values, _, missing = normalise(frame, Schema(project="t", fields=fields), today=TODAY)
+    assert values["surname"].per_record().to_list() == ["na", "na", "na", None, None]
+    assert missing == {"surname": 2, "dob": 5}
+    path = tmp_path / "schema.toml"
+    path.write_text(Schema(project="t", fields=fields).to_toml().replace('names = ["", "n/a"', 'names = ["na", "", "n/a"'))
+    strict = Schema.load(path)
+    assert strict.missing_names[0] == "na" and normalise(frame, strict, today=TODAY)[2] == {"surname": 5, "dob": 5}
 
 
 # The compiled kernels settle ASCII values; the expressions define what they must give.

@@ -101,8 +101,9 @@ def with_settings_of(schema: Schema, columns: Sequence[str], project: str) -> Sc
         for spec in like.fields
     )
     carried = dataclasses.replace(
-        like, fields=fields, filter=schema.filter, hardening=schema.hardening, missing_values=schema.missing_values
-    )
+        like, fields=fields, filter=schema.filter, hardening=schema.hardening, missing_values=schema.missing_values,
+        missing_names=schema.missing_names,
+    )  # fmt: skip
     if not schema.match_keys:
         return carried
     # Match keys are written over roles (given, surname, dob, ...): those whose parts the columns

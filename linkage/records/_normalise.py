@@ -621,7 +621,7 @@ def _normalised_field(
     """One field normalised, its number of missing values, and its rejects."""
     raw_codes, raw = factorised(column)
     data, offsets = utf8_bytes(raw)
-    is_missing = _is_missing(raw, data, offsets, schema.missing_values)
+    is_missing = _is_missing(raw, data, offsets, schema.missing_for(spec))
     return _field_of(spec, raw_codes, is_missing, _normalised(spec, raw, data, offsets, today), today)
 
 
@@ -634,7 +634,7 @@ def _normalised_fields_together(
     for spec in schema.fields:
         raw_codes, raw = factorised(frame.get_column(spec.name))
         data, offsets = utf8_bytes(raw)
-        is_missing = _is_missing(raw, data, offsets, schema.missing_values)
+        is_missing = _is_missing(raw, data, offsets, schema.missing_for(spec))
         dates = _dates(raw, data, offsets, spec, today) if spec.kind == "date" else None
         folded = _folded_texts(spec.kind, raw, data, offsets) if dates is None else None
         started.append((raw_codes, is_missing, dates, folded))

@@ -85,6 +85,9 @@ for _kind, _names in {
         _KIND_BY_COLUMN[_name] = _kind
 
 DEFAULT_MISSING_VALUES = ("", "na", "n/a", "null", "none", "unknown", "-", "?")
+# Name fields (kind ``name``) have their own list: the same but for markers that are also names
+# (Na is a Korean surname; "NA" in any other field still means not known).
+DEFAULT_MISSING_NAMES = tuple(v for v in DEFAULT_MISSING_VALUES if v != "na")
 PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # the whole id (fullmatch)
 KEY_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")  # a match key's name (fullmatch)
 # A token value shared by more records of one agency than this is dropped from them (the records
@@ -168,6 +171,7 @@ class Schema:
     # (benchmarks/privacy.py); they are for a task force that accepts that (README: Privacy).
     group_filters: bool = False  # also emit one filter per field group (field scoring); the presence mask is always sent
     missing_values: tuple[str, ...] = DEFAULT_MISSING_VALUES
+    missing_names: tuple[str, ...] = DEFAULT_MISSING_NAMES  # for fields of kind "name"
     # Match keys (the default profile): records are compared only inside the scope of a key they
     # agree on exactly. Empty: the record-filter profiles (Bloom filters any two of which compare).
     match_keys: tuple[MatchKey, ...] = ()
@@ -205,6 +209,10 @@ class Schema:
     def field(self, name: str) -> FieldSpec:
         return next(f for f in self.fields if f.name == name)
 
+    def missing_for(self, spec: FieldSpec) -> tuple[str, ...]:
+        """The values that mean 'not known' in this field."""
+        return self.missing_names if spec.kind == "name" else self.missing_values
+
     def hashes_for(self, spec: FieldSpec) -> int:
         return max(1, round(spec.weight * self.filter.hashes))
 
@@ -215,7 +223,7 @@ class Schema:
             "filter": dataclasses.asdict(self.filter),
             "hardening": dataclasses.asdict(self.hardening),
             "output": {"group_filters": self.group_filters},
-            "missing": {"values": list(self.missing_values)},
+            "missing": {"values": list(self.missing_values), "names": list(self.missing_names)},
             "fields": [f.to_dict() for f in self.fields],
             **(
                 {"match_keys": [k.to_dict() for k in self.match_keys], "frequency": {"token_cap": self.token_cap}}
@@ -275,7 +283,7 @@ class Schema:
         output = _table(data, "output", source)
         _check_keys(output, {"group_filters"}, source, "output.")
         missing = _table(data, "missing", source)
-        _check_keys(missing, {"values"}, source, "missing.")
+        _check_keys(missing, {"values", "names"}, source, "missing.")
         group_filters = _typed(output.get("group_filters", False), bool, source, "output.group_filters")
         weights = default_weights(group_filters)
         raw_fields = data.get("fields")
@@ -314,10 +322,8 @@ class Schema:
                 filter=FilterSpec(**{k: _typed(v, int, source, f"filter.{k}") for k, v in filt.items()}),
                 hardening=HardeningSpec(**_hardening_values(hard, source)),
                 group_filters=group_filters,
-                missing_values=tuple(
-                    _typed(v, str, source, "missing.values").strip().lower()
-                    for v in _typed(missing.get("values", list(DEFAULT_MISSING_VALUES)), list, source, "missing.values")
-                ),
+                missing_values=_missing_list(missing, "values", DEFAULT_MISSING_VALUES, source),
+                missing_names=_missing_list(missing, "names", DEFAULT_MISSING_NAMES, source),
             )
         except SchemaError as exc:
             message = str(exc)
@@ -427,6 +433,11 @@ def _hardening_values(table: dict[str, Any], source: str) -> dict[str, Any]:
     return values
 
 
+def _missing_list(missing: dict[str, Any], key: str, default: tuple[str, ...], source: str) -> tuple[str, ...]:
+    values = _typed(missing.get(key, list(default)), list, source, f"missing.{key}")
+    return tuple(_typed(v, str, source, f"missing.{key}").strip().lower() for v in values)
+
+
 def _table(data: dict[str, Any], key: str, source: str) -> dict[str, Any]:
     value = data.get(key, {})
     if not isinstance(value, dict):
@@ -484,6 +495,7 @@ def _render_toml(schema: Schema) -> str:
     lines += ["", "[output]", f"group_filters = {_toml_value(schema.group_filters)}"]
     lines += ["", "[missing]", "# values (compared case-insensitively) that mean 'not known'"]
     lines += [f"values = {_toml_value(list(schema.missing_values))}"]
+    lines += ["# the same for name fields (Na is a surname)", f"names = {_toml_value(list(schema.missing_names))}"]
     for spec in data["fields"]:
         lines += ["", "[[fields]]"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in spec.items()]
