@@ -143,7 +143,7 @@ def cmd_keys_publish(args: argparse.Namespace) -> None:
     from linkage.protocol._keyshare import publish_card
 
     config, tls = _node_tls(args)
-    card = publish_card(config, tls, args.coordinator)
+    card = publish_card(config, tls, args.coordinator, coordinator=args.coordinator_name)
     _print(f"published the key card of {config.agency}: agreement key {card.agreement_key_fingerprint}")
     _print("read this fingerprint to the other agencies over another channel; they see it when they share")
 
@@ -153,7 +153,10 @@ def cmd_keys_share(args: argparse.Namespace) -> None:
 
     config, tls = _node_tls(args)
     recipients = [a.strip() for a in args.to.split(",") if a.strip()]
-    info = share_secret(config, tls, args.coordinator, project=args.project, recipients=recipients, epoch=args.epoch)
+    info = share_secret(
+        config, tls, args.coordinator, project=args.project, recipients=recipients, epoch=args.epoch,
+        coordinator=args.coordinator_name,
+    )  # fmt: skip
     _print(
         f"shared a new secret for project {info.project} (epoch {info.epoch}) with {', '.join(r for r in recipients if r != config.agency)}"
     )
@@ -165,7 +168,10 @@ def cmd_keys_receive(args: argparse.Namespace) -> None:
 
     config, tls = _node_tls(args)
     trusted = [a.strip() for a in args.sender.split(",") if a.strip()]
-    info = receive_secret(config, tls, args.coordinator, project=args.project, trusted_senders=trusted, expected_epoch=args.epoch)
+    info = receive_secret(
+        config, tls, args.coordinator, project=args.project, trusted_senders=trusted, expected_epoch=args.epoch,
+        coordinator=args.coordinator_name,
+    )  # fmt: skip
     _print(f"received the secret of project {info.project} (epoch {info.epoch}) from {info.sender}")
     _print(f"stored in {config.secret}, fingerprint {info.fingerprint}: compare it with {info.sender}'s")
 
@@ -538,10 +544,14 @@ def build_parser() -> argparse.ArgumentParser:
     publish = keys.add_parser("publish", help="publish this agency's key card (its agreement key, signed by its certificate)")
     publish.add_argument("--config", required=True, help="node.toml")
     publish.add_argument("--coordinator", required=True, help="HOST:PORT of the coordinator that relays")
+    publish.add_argument(
+        "--coordinator-name", help="the coordinator's certificate name (default: the first of node.coordinators)"
+    )
     publish.set_defaults(func=cmd_keys_publish)
     share = keys.add_parser("share", help="make a project secret and wrap it for the named agencies' key cards")
     share.add_argument("--config", required=True, help="node.toml (the secret is stored at its data.secret)")
     share.add_argument("--coordinator", required=True, help="HOST:PORT of the coordinator that relays")
+    share.add_argument("--coordinator-name", help="the coordinator's certificate name (default: the first of node.coordinators)")
     share.add_argument("--project", required=True)
     share.add_argument("--to", required=True, help="comma-separated agencies (this one may be listed too)")
     share.add_argument("--epoch", type=int, default=1, help="key epoch of this secret (default 1; a new secret, a new epoch)")
@@ -549,6 +559,9 @@ def build_parser() -> argparse.ArgumentParser:
     receive = keys.add_parser("receive", help="fetch, check and store the project secret wrapped for this agency")
     receive.add_argument("--config", required=True, help="node.toml (the secret is stored at its data.secret)")
     receive.add_argument("--coordinator", required=True, help="HOST:PORT of the coordinator that relays")
+    receive.add_argument(
+        "--coordinator-name", help="the coordinator's certificate name (default: the first of node.coordinators)"
+    )
     receive.add_argument("--project", required=True)
     receive.add_argument(
         "--sender",

@@ -178,3 +178,19 @@ def test_a_server_holding_another_partys_certificate_is_not_taken_for_the_coordi
     assert list_jobs(address, coordinator_tls, coordinator="coordinator") == []
     stored = (layout.coordinator / "audit.db").read_bytes()
     assert stored.count(b"key card published") == 1
+
+
+def test_a_node_with_two_coordinators_names_the_one_it_dials(relay):
+    # The relay at the address is "coordinator", listed second: by default the node expects the first
+    # ("standby") and refuses the server; named, the call goes through; a name the node does not list
+    # is a one-line config error before any connection.
+    from linkage.errors import ConfigError
+
+    layout, address, nodes, tls = relay
+    two = dataclasses.replace(nodes["police"], coordinators=("standby", "coordinator"))
+    with pytest.raises(JobError, match="UNAVAILABLE"):
+        publish_card(two, tls["police"], address)
+    publish_card(two, tls["police"], address, coordinator="coordinator")
+    with pytest.raises(ConfigError, match="'hq' is not in node.coordinators"):
+        share_secret(two, tls["police"], address, project="p1", recipients=list(AGENCIES), epoch=1, coordinator="hq")
+    assert (layout.coordinator / "audit.db").read_bytes().count(b"key card published") == 1

@@ -57,6 +57,16 @@ class NodeConfig:
     pending_keep: timedelta = DEFAULT_PENDING_KEEP
     source: Path | None = None  # the config file
 
+    def coordinator(self, name: str | None = None) -> str:
+        """The coordinator a call goes to: ``name`` if this node answers it, else the first listed."""
+        if name is None:
+            return self.coordinators[0]
+        if name not in self.coordinators:
+            raise ConfigError(
+                f"{self.source or 'node config'}: coordinator {name!r} is not in node.coordinators ({', '.join(self.coordinators)})"
+            )
+        return name
+
 
 @dataclass(frozen=True, kw_only=True)
 class AgencyEntry:

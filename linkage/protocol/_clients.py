@@ -173,7 +173,7 @@ def ask_index(
     """A node's intake query, as `linkage query` prints it: encode ``records`` (``record_id`` and the
     schema's columns), ask the index, and say per record what may be disclosed, then which index answered."""
     encodings, ids = query_encodings(config, records)
-    response = query_index(address, tls, encodings, coordinator=coordinator or config.coordinators[0])
+    response = query_index(address, tls, encodings, coordinator=config.coordinator(coordinator))
     answers = {a.record_id: a for a in response.answers}
     lines = []
     for row, record_id in enumerate(ids, start=1):

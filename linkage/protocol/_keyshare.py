@@ -41,11 +41,14 @@ AGREEMENT_KEY_FILE = "agreement.key"
 _Reply = TypeVar("_Reply")
 
 
-def _relay(config: NodeConfig, address: str, tls: TlsMaterial, call: Callable[[pb_grpc.KeyRelayStub], _Reply]) -> _Reply:
-    """One call on the key relay of the node's (first) coordinator: the handshake fails unless the
-    server at ``address`` holds that coordinator's certificate."""
+def _relay(
+    config: NodeConfig, address: str, tls: TlsMaterial, call: Callable[[pb_grpc.KeyRelayStub], _Reply], coordinator: str | None
+) -> _Reply:
+    """One call on the key relay of ``coordinator`` (one of the node's; by default the first): the
+    handshake fails unless the server at ``address`` holds that coordinator's certificate."""
+    name = config.coordinator(coordinator)
     try:
-        with secure_channel(address, tls, peer=("coordinator", config.coordinators[0])) as channel:
+        with secure_channel(address, tls, peer=("coordinator", name)) as channel:
             return call(pb_grpc.KeyRelayStub(channel))
     except grpc.RpcError as error:
         raise JobError(f"coordinator at {address}: {error.code().name}: {error.details()}") from None
@@ -61,9 +64,13 @@ def agreement_key(config: NodeConfig) -> AgreementKey:
     return key
 
 
-def publish_card(config: NodeConfig, tls: TlsMaterial, address: str, *, now: dt.datetime | None = None) -> KeyCard:
+def publish_card(
+    config: NodeConfig, tls: TlsMaterial, address: str, *, now: dt.datetime | None = None, coordinator: str | None = None
+) -> KeyCard:
     card = make_key_card(agreement_key(config), tls, now=now or dt.datetime.now(dt.UTC))
-    _relay(config, address, tls, lambda stub: stub.PublishKeyCard(pb.KeyCardMessage(card=card.to_bytes()), timeout=30))
+    _relay(
+        config, address, tls, lambda stub: stub.PublishKeyCard(pb.KeyCardMessage(card=card.to_bytes()), timeout=30), coordinator
+    )
     return card
 
 
@@ -74,7 +81,7 @@ def _refuse_existing_secret(path: Path) -> None:
 
 def share_secret(
     config: NodeConfig, tls: TlsMaterial, address: str, *, project: str, recipients: list[str], epoch: int,
-    now: dt.datetime | None = None,
+    now: dt.datetime | None = None, coordinator: str | None = None,
 ) -> SecretInfo:  # fmt: skip
     """Make a fresh secret, wrap it for every other named agency, post the copies, keep our own."""
     _refuse_existing_secret(config.secret)
@@ -83,7 +90,7 @@ def share_secret(
     if not others:
         raise CeremonyError("name at least one other agency to share the secret with")
     cards = _relay(
-        config, address, tls, lambda stub: stub.ListKeyCards(pb.ListKeyCardsRequest(agencies=others), timeout=30)
+        config, address, tls, lambda stub: stub.ListKeyCards(pb.ListKeyCardsRequest(agencies=others), timeout=30), coordinator
     ).cards
     secret = Secret.generate()
     wrapped = [
@@ -93,7 +100,7 @@ def share_secret(
         for name, card in zip(others, cards, strict=True)
     ]
     _relay(config, address, tls, lambda stub: stub.PostWrappedSecrets(
-        pb.WrappedSecrets(project=project, epoch=epoch, wrapped=[w.to_bytes() for w in wrapped]), timeout=30))  # fmt: skip
+        pb.WrappedSecrets(project=project, epoch=epoch, wrapped=[w.to_bytes() for w in wrapped]), timeout=30), coordinator)  # fmt: skip
     info = SecretInfo(project=project, epoch=epoch, sender=config.agency, fingerprint=secret.fingerprint)
     config.secret.parent.mkdir(parents=True, exist_ok=True)
     secret.write(config.secret)
@@ -101,15 +108,17 @@ def share_secret(
     return info
 
 
-def project_roster(config: NodeConfig, tls: TlsMaterial, address: str, project: str) -> pb.Roster:
+def project_roster(config: NodeConfig, tls: TlsMaterial, address: str, project: str, coordinator: str | None = None) -> pb.Roster:
     """The project's members as the relay fixed them when the project was created."""
-    roster: pb.Roster = _relay(config, address, tls, lambda stub: stub.GetRoster(pb.RosterRequest(project=project), timeout=30))
+    roster: pb.Roster = _relay(
+        config, address, tls, lambda stub: stub.GetRoster(pb.RosterRequest(project=project), timeout=30), coordinator
+    )
     return roster
 
 
 def receive_secret(
     config: NodeConfig, tls: TlsMaterial, address: str, *, project: str, trusted_senders: list[str],
-    expected_epoch: int | None = None, now: dt.datetime | None = None,
+    expected_epoch: int | None = None, now: dt.datetime | None = None, coordinator: str | None = None,
 ) -> SecretInfo:  # fmt: skip
     """Fetch the copies meant for this agency, keep the newest one made by an accepted sender, store the secret.
 
@@ -120,7 +129,7 @@ def receive_secret(
     over, never taken and never in the way of the real one.
     """
     _refuse_existing_secret(config.secret)
-    roster = project_roster(config, tls, address, project)
+    roster = project_roster(config, tls, address, project, coordinator)
     if config.agency not in roster.members:
         raise CeremonyError(f"{config.agency} is not a member of project {project!r} (members: {', '.join(roster.members)})")
     if not trusted_senders:
@@ -133,8 +142,9 @@ def receive_secret(
             f" created by {roster.creator})"
         )
     response = _relay(
-        config, address, tls, lambda stub: stub.FetchWrappedSecrets(pb.FetchWrappedRequest(project=project), timeout=30)
-    )
+        config, address, tls, lambda stub: stub.FetchWrappedSecrets(pb.FetchWrappedRequest(project=project), timeout=30),
+        coordinator,
+    )  # fmt: skip
     if not response.wrapped:
         raise CeremonyError(f"no wrapped secret for {config.agency} in project {project!r}")
     key = agreement_key(config)
