@@ -33,7 +33,7 @@ from linkage.protocol._server import CHANNEL_OPTIONS
 from linkage.protocol.v1 import linkage_pb2 as pb
 from linkage.protocol.v1 import linkage_pb2_grpc as pb_grpc
 from linkage.records._schema import Schema
-from linkage.testing._demo import AGENCIES, prepare_demo, write_coordinator_config
+from linkage.testing._demo import AGENCIES, COORDINATOR, prepare_demo, write_coordinator_config
 from linkage.testing._febrl import FEBRL_COLUMNS
 from linkage.trust._pki import load_tls
 from services.coordinator import start_coordinator
@@ -93,7 +93,7 @@ def job(root: Path, agency_records: int) -> tuple[float, dict[str, int], str]:
         sizes = {name: pl.scan_csv(layout.agency(name) / "input.csv").select(pl.len()).collect().item() for name in AGENCIES}
         started = time.perf_counter()
         last = None
-        for event in run_job_remotely(f"127.0.0.1:{port}", tls, pb.JobRequest(agencies=list(AGENCIES))):
+        for event in run_job_remotely(f"127.0.0.1:{port}", tls, pb.JobRequest(agencies=list(AGENCIES)), coordinator=COORDINATOR):
             if not event.done:
                 print(f"  [{time.perf_counter() - started:6.1f} s] {event.message}", flush=True)
             last = event

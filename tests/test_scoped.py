@@ -7,6 +7,7 @@ generator's truth.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from pathlib import Path
@@ -357,6 +358,18 @@ def test_wire_form_round_trips_and_refuses_damage(agencies: tuple[dict[str, pl.D
     for damaged in (packed[:-1], packed + b"x", b"LKMK0" + packed[5:]):
         with pytest.raises(EncodingsError, match="police"):
             unpack_scoped(damaged, name="police")
+
+
+def test_a_large_agencys_decoy_statistics_fit_on_the_wire(agencies: tuple[dict[str, pl.DataFrame], pl.DataFrame]) -> None:
+    # A million records give a decoy histogram of several MB (transfer.py once failed: header too large).
+    frames, _ = agencies
+    enc = encode_scoped(frames["police"], SCHEMA, SECRET, today=TODAY).encodings
+    patterns = np.random.default_rng(1).integers(-1, 6, size=(150_000, enc.decoy_patterns.shape[1]), dtype=np.int8)
+    big = dataclasses.replace(enc, decoy_patterns=patterns, decoy_counts=np.arange(1, 150_001, dtype=np.int64))
+    packed = pack_scoped(big)
+    assert int.from_bytes(packed[5:9], "little") > 1 << 21
+    back = unpack_scoped(packed, name="police")
+    assert np.array_equal(back.decoy_patterns, patterns) and np.array_equal(back.decoy_counts, big.decoy_counts)
 
 
 # -- one-line errors ----------------------------------------------------------------------------------
