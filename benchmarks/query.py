@@ -132,7 +132,7 @@ def main() -> None:
 
         def ask(row: int) -> tuple[float, float, int]:
             t0 = time.perf_counter()
-            encodings, _ = query_encodings(node, police.slice(int(row), 1))
+            encodings, _, _ = query_encodings(node, police.slice(int(row), 1))
             t1 = time.perf_counter()
             answers = query_index(address, node_tls, encodings, coordinator="coordinator").answers
             return t1 - t0, time.perf_counter() - t1, len(answers)

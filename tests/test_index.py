@@ -457,3 +457,28 @@ def test_a_query_with_no_pair_answers_as_the_rule_does_with_none(project, index)
         assert index.pairs("police", alone).is_empty()
         expected = agency_results(pl.DataFrame(schema=_PAIRS_SCHEMA), disclosure, bytes(32))["police"]
         assert index.answer("police", alone, disclosure).equals(expected.select("record_id", "band", "similarity", "shared_with"))
+
+
+def test_a_query_says_which_fields_it_could_not_use(tmp_path):
+    """An intake worker who types a date that is no date is told so (field and reason, never the
+    value), and a record from which no key can be made is said to be unfindable, not 'nothing to disclose'."""
+    from linkage.jobs._agency import query_encodings
+    from linkage.jobs._config import load_node_config
+    from linkage.testing._demo import prepare_demo
+
+    layout, _ = prepare_demo(tmp_path, people=50, seed=3)
+    config = load_node_config(layout.node_config("police"))
+    records = pl.DataFrame(
+        [
+            {"record_id": "A-1", "given_name": "Maria", "surname": "Lopez", "date_of_birth": "1990-04-12", "sex": "f"},
+            {"record_id": "A-2", "given_name": "Maria", "surname": "Lopez", "date_of_birth": "1990-13-45", "postcode": "97301"},
+            {"record_id": "A-3", "given_name": "Zyxwv", "sex": "f"},
+        ],
+        schema=dict.fromkeys(["record_id", *COLUMNS], pl.String),
+    )
+    encodings, ids, notes = query_encodings(config, records)
+    assert ids == ["A-1", "A-2", "A-3"] and len(encodings) == 3
+    assert 1 not in notes
+    assert notes[2].startswith("date_of_birth not used: ") and "1990-13-45" not in notes[2]
+    assert "cannot be found" not in notes[2]  # names and postcode still make a key
+    assert notes[3] == "no match key could be made from this record: it cannot be found"

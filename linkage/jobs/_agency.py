@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import numba
+import numpy as np
 import polars as pl
 
 from linkage._files import write_atomically
@@ -81,9 +82,11 @@ def record_from_text(text: str, schema: Schema) -> pl.DataFrame:
     )
 
 
-def query_encodings(config: NodeConfig, records: pl.DataFrame) -> tuple[ScopedEncodings, list[str]]:
+def query_encodings(config: NodeConfig, records: pl.DataFrame) -> tuple[ScopedEncodings, list[str], dict[int, str]]:
     """The node's records for a query, encoded under its schema and secret, each record's id replaced
-    by its row number (1, 2, ...): returns the encodings and the agency's own ids, in row order."""
+    by its row number (1, 2, ...): returns the encodings, the agency's own ids in row order, and per
+    row (1, 2, ...) what could not be used: rejected fields with the reason, never the value, and
+    whether no match key could be made (the query then cannot find the record)."""
     schema = Schema.load(config.schema)
     if not schema.match_keys:
         raise LinkageError(f"{config.schema}: intake queries need match-key encodings; this schema has no match keys")
@@ -101,7 +104,12 @@ def query_encodings(config: NodeConfig, records: pl.DataFrame) -> tuple[ScopedEn
     assert isinstance(encodings, ScopedEncodings)
     ids = encodings.record_ids.to_list()
     numbered = pl.Series("record_id", [str(n) for n in range(1, len(ids) + 1)], dtype=pl.String)
-    return dataclasses.replace(encodings, record_ids=numbered), ids
+    notes: dict[int, list[str]] = {}
+    for row, field, reason in encoded.rejects.select("row", "field", "reason").iter_rows():
+        notes.setdefault(row, []).append(f"{field} not used: {reason}")
+    for row in np.flatnonzero(~encodings.has_token.any(axis=1)) + 1:
+        notes.setdefault(int(row), []).append("no match key could be made from this record: it cannot be found")
+    return dataclasses.replace(encodings, record_ids=numbered), ids, {r: "; ".join(n) for r, n in notes.items()}
 
 
 def query_records(config: NodeConfig, *, record: str | None = None, path: Path | None = None) -> pl.DataFrame:

@@ -172,7 +172,7 @@ def ask_index(
 ) -> list[str]:
     """A node's intake query, as `linkage query` prints it: encode ``records`` (``record_id`` and the
     schema's columns), ask the index, and say per record what may be disclosed, then which index answered."""
-    encodings, ids = query_encodings(config, records)
+    encodings, ids, notes = query_encodings(config, records)
     response = query_index(address, tls, encodings, coordinator=config.coordinator(coordinator))
     answers = {a.record_id: a for a in response.answers}
     lines = []
@@ -183,5 +183,7 @@ def ask_index(
         else:
             named = ", ".join(answer.shared_with) if answer.shared_with else "no agency may be named to you"
             lines.append(f"{record_id}: {answer.band} (score {answer.score:.4f}): {named}")
+        if row in notes:
+            lines[-1] += f" ({notes[row]})"
     lines.append(f"index of job {response.job_id}, kept until {response.expires}; {response.remaining:,} queries left this hour")
     return lines
