@@ -482,3 +482,21 @@ def test_a_query_says_which_fields_it_could_not_use(tmp_path):
     assert notes[2].startswith("date_of_birth not used: ") and "1990-13-45" not in notes[2]
     assert "cannot be found" not in notes[2]  # names and postcode still make a key
     assert notes[3] == "no match key could be made from this record: it cannot be found"
+
+
+def test_a_query_no_key_can_be_made_from_is_refused_before_it_is_sent(tmp_path, capsys):
+    # It would find nothing and spend one of the hour's queries: refused at the node, in one line.
+    from linkage.cli import main
+    from linkage.testing._demo import prepare_demo
+
+    layout, _ = prepare_demo(tmp_path, people=50, seed=3)
+    config = str(layout.node_config("police"))
+    assert (
+        main(
+            ["query", "--config", config, "--coordinator", "127.0.0.1:1", "--record", "given_name=Zyxwv,date_of_birth=1990-13-45"]
+        )
+        == 1
+    )
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("linkage: error: no match key could be made from the record (date_of_birth not used: ")
+    assert "1990-13-45" not in err and "Zyxwv" not in err and len(err.splitlines()) == 1

@@ -118,7 +118,10 @@ def test_missing_and_rejected_values_are_counted_and_reported():
 def test_na_is_a_name_in_name_fields_and_not_known_elsewhere(tmp_path):
     """Na is a Korean surname: name fields have their own missing markers (``[missing] names``)."""
     frame = pl.DataFrame({"surname": ["Na", "NA", " na ", "unknown", "n/a"], "dob": ["NA"] * 5})
-    fields = (FieldSpec(name="surname", kind="name", weight=1.0, group="name"), FieldSpec(name="dob", kind="date", weight=1.0, group="dob"))
+    fields = (
+        FieldSpec(name="surname", kind="name", weight=1.0, group="name"),
+        FieldSpec(name="dob", kind="date", weight=1.0, group="dob"),
+    )
     values, _, missing = normalise(frame, Schema(project="t", fields=fields), today=TODAY)
     assert values["surname"].per_record().to_list() == ["na", "na", "na", None, None]
     assert missing == {"surname": 2, "dob": 5}

@@ -11,7 +11,7 @@ from typing import TypeVar
 import grpc
 import polars as pl
 
-from linkage.errors import JobError, TransferError
+from linkage.errors import InputError, JobError, TransferError
 from linkage.jobs._agency import query_encodings
 from linkage.jobs._config import NodeConfig
 from linkage.jobs._profiles import AnyEncodings, encodings_to_bytes
@@ -173,6 +173,13 @@ def ask_index(
     """A node's intake query, as `linkage query` prints it: encode ``records`` (``record_id`` and the
     schema's columns), ask the index, and say per record what may be disclosed, then which index answered."""
     encodings, ids, notes = query_encodings(config, records)
+    if not encodings.has_token.any():  # asking would only spend a query of the hour's limit
+        unused = sorted({n for note in notes.values() for n in note.split("; ") if not n.startswith("no match key")})
+        said = f" ({'; '.join(unused)})" if unused else ""
+        raise InputError(
+            f"no match key could be made from {'the record' if len(ids) == 1 else 'any record'}{said}: nothing to ask;"
+            " a match key needs every one of its parts (`linkage schema show` lists them)"
+        )
     response = query_index(address, tls, encodings, coordinator=config.coordinator(coordinator))
     answers = {a.record_id: a for a in response.answers}
     lines = []
