@@ -189,6 +189,36 @@ def test_malformed_and_oversize_messages(task_force):
     assert not list((task_force.layout.agency("police") / "results").glob("job-1*"))  # nothing half-written
 
 
+def test_results_naming_records_the_agency_did_not_send_are_refused(task_force):
+    # A coordinator (faulty or hostile) cannot plant rows for records police never sent, point
+    # same_person_as at strangers, or give one record two rows: the delivery is refused whole.
+    config = task_force.node_configs["police"]
+    own = pl.read_csv(config.input, infer_schema=False).filter(pl.col("no_consent").fill_null("") != "yes")
+    first, second = own.get_column("rec_id").head(2).to_list()
+
+    def rows(ids: list[str], same: list[list[str]]) -> pl.DataFrame:
+        return pl.DataFrame({
+            "record_id": ids, "band": ["match"] * len(ids), "similarity": [0.9] * len(ids), "reference": ["r"] * len(ids),
+            "shared_with": [["child_welfare"]] * len(ids), "same_person_as": same, "agreement": [None] * len(ids),
+        }, schema_overrides={"agreement": pl.String})  # fmt: skip
+
+    address = f"127.0.0.1:{task_force.ports['police']}"
+    with grpc.secure_channel(address, channel_credentials(task_force.tls)) as channel:
+        stub = pb_grpc.NodeStub(channel)
+        for bad, says in (
+            (rows([first, "CW0000001"], [[], []]), "did not send (1 rows, 0 same_person_as ids)"),
+            (rows([first], [["VS-0000001", second]]), "did not send (0 rows, 1 same_person_as ids)"),
+            (rows([first, first], [[], []]), "1 records more than one row"),
+        ):
+            with pytest.raises(grpc.RpcError) as info:
+                stub.DeliverResults(result_chunks("job-planted", bad), timeout=10)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and says in info.value.details()
+        # control: the same rows naming police's own records are taken
+        assert stub.DeliverResults(result_chunks("job-planted", rows([first, second], [[second], [first]])), timeout=10).rows == 2
+    pending = list((task_force.layout.agency("police") / "pending").glob("job-planted*"))
+    assert len(pending) == 1 and pl.read_csv(pending[0]).height == 2
+
+
 class TamperingNode(NodeService):
     """Flips one byte of every stream, or only of the first ``times`` streams."""
 

@@ -15,7 +15,7 @@ import polars as pl
 
 from linkage._files import write_atomically
 from linkage.bloom._keys import Secret
-from linkage.errors import InputError, LinkageError
+from linkage.errors import InputError, LinkageError, RequestError
 from linkage.jobs._config import NodeConfig
 from linkage.jobs._profiles import AnyEncodings, encode_records
 from linkage.records._reading import read_records
@@ -119,6 +119,22 @@ def query_records(config: NodeConfig, *, record: str | None = None, path: Path |
         return record_from_text(record, schema)
     assert path is not None
     return read_records(path, id_column=config.id_column, columns=list(schema.columns), encoding=config.encoding)
+
+
+def check_own_results(results: pl.DataFrame, own_ids: pl.Series, *, peer: str) -> None:
+    """Delivered results may name only records this agency sent, each in one row at most, and
+    ``same_person_as`` only its own records too: anything else is refused whole (counts, no ids)."""
+    ids = results.get_column("record_id")
+    strangers = int((~ids.is_in(own_ids.implode())).sum())
+    others = results.get_column("same_person_as").explode().drop_nulls()
+    strangers_too = int((~others.is_in(own_ids.implode())).sum())
+    if strangers or strangers_too:
+        raise RequestError(
+            f"{peer}: results name records this agency did not send ({strangers} rows, {strangers_too} same_person_as ids): refused"
+        )
+    repeated = ids.len() - ids.n_unique()
+    if repeated:
+        raise RequestError(f"{peer}: results give {repeated} records more than one row: refused")
 
 
 def write_results(data_dir: Path, job_id: str, results: pl.DataFrame, *, folder_name: str = "results") -> Path:

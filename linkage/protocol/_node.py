@@ -10,7 +10,14 @@ import grpc
 
 from linkage.bloom._encodings import Encodings
 from linkage.errors import JobError
-from linkage.jobs._agency import AgencyEncodings, agency_encodings, discard_stale_pending, release_results, write_results
+from linkage.jobs._agency import (
+    AgencyEncodings,
+    agency_encodings,
+    check_own_results,
+    discard_stale_pending,
+    release_results,
+    write_results,
+)  # fmt: skip
 from linkage.jobs._config import NodeConfig
 from linkage.protocol._auth import Policy, caller
 from linkage.protocol._convert import check_job_id, encoding_chunks, results_from_chunks
@@ -95,9 +102,9 @@ class NodeService(pb_grpc.NodeServicer):
 
     def DeliverResults(self, request_iterator: Iterator[pb.ResultChunk], context: grpc.ServicerContext) -> pb.DeliveryReceipt:
         # a row per record at most: more is refused as it arrives, never held
-        job_id, results, digest = results_from_chunks(
-            request_iterator, peer="coordinator", max_rows=len(self._encodings().encodings)
-        )
+        sent = self._encodings().encodings
+        job_id, results, digest = results_from_chunks(request_iterator, peer="coordinator", max_rows=len(sent))
+        check_own_results(results, sent.record_ids, peer=str(caller(context) or "coordinator"))
         # Pending until the coordinator releases them: no agency holds results of an unfinished job.
         write_results(self._config.data_dir, job_id, results, folder_name="pending")
         self._audit.append(self._me, "results received", job=job_id, details={
