@@ -509,6 +509,9 @@ def _command_group(
     return commands.add_parser(name, help=text).add_subparsers(dest=f"{name}_command", required=True, metavar="SUBCOMMAND")
 
 
+COORDINATOR_NAME_HELP = "the coordinator's certificate name (default: the first of node.coordinators)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="linkage", description="Privacy-preserving record linkage with keyed Bloom filters.")
     parser.add_argument("--version", action="version", version=f"linkage {__version__}")
@@ -544,14 +547,12 @@ def build_parser() -> argparse.ArgumentParser:
     publish = keys.add_parser("publish", help="publish this agency's key card (its agreement key, signed by its certificate)")
     publish.add_argument("--config", required=True, help="node.toml")
     publish.add_argument("--coordinator", required=True, help="HOST:PORT of the coordinator that relays")
-    publish.add_argument(
-        "--coordinator-name", help="the coordinator's certificate name (default: the first of node.coordinators)"
-    )
+    publish.add_argument("--coordinator-name", help=COORDINATOR_NAME_HELP)
     publish.set_defaults(func=cmd_keys_publish)
     share = keys.add_parser("share", help="make a project secret and wrap it for the named agencies' key cards")
     share.add_argument("--config", required=True, help="node.toml (the secret is stored at its data.secret)")
     share.add_argument("--coordinator", required=True, help="HOST:PORT of the coordinator that relays")
-    share.add_argument("--coordinator-name", help="the coordinator's certificate name (default: the first of node.coordinators)")
+    share.add_argument("--coordinator-name", help=COORDINATOR_NAME_HELP)
     share.add_argument("--project", required=True)
     share.add_argument("--to", required=True, help="comma-separated agencies (this one may be listed too)")
     share.add_argument("--epoch", type=int, default=1, help="key epoch of this secret (default 1; a new secret, a new epoch)")
@@ -559,9 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     receive = keys.add_parser("receive", help="fetch, check and store the project secret wrapped for this agency")
     receive.add_argument("--config", required=True, help="node.toml (the secret is stored at its data.secret)")
     receive.add_argument("--coordinator", required=True, help="HOST:PORT of the coordinator that relays")
-    receive.add_argument(
-        "--coordinator-name", help="the coordinator's certificate name (default: the first of node.coordinators)"
-    )
+    receive.add_argument("--coordinator-name", help=COORDINATOR_NAME_HELP)
     receive.add_argument("--project", required=True)
     receive.add_argument(
         "--sender",
@@ -684,7 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     query.add_argument("--config", required=True, help="node.toml (its schema, secret and certificate)")
     query.add_argument("--coordinator", required=True, help="HOST:PORT of the coordinator")
-    query.add_argument("--coordinator-name", help="the coordinator's certificate name (default: the first of node.coordinators)")
+    query.add_argument("--coordinator-name", help=COORDINATOR_NAME_HELP)
     asked = query.add_mutually_exclusive_group(required=True)
     asked.add_argument("--record", help='one record: "given_name=...,surname=...,date_of_birth=..." (schema field names)')
     asked.add_argument("--input", help="a small CSV or Parquet laid out as the node's input (at most 1000 records)")

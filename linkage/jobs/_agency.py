@@ -82,7 +82,10 @@ def record_from_text(text: str, schema: Schema) -> pl.DataFrame:
     )
 
 
-def query_encodings(config: NodeConfig, records: pl.DataFrame) -> tuple[ScopedEncodings, list[str], dict[int, str]]:
+NO_KEY = "no match key could be made from this record: it cannot be found"
+
+
+def query_encodings(config: NodeConfig, records: pl.DataFrame) -> tuple[ScopedEncodings, list[str], dict[int, list[str]]]:
     """The node's records for a query, encoded under its schema and secret, each record's id replaced
     by its row number (1, 2, ...): returns the encodings, the agency's own ids in row order, and per
     row (1, 2, ...) what could not be used: rejected fields with the reason, never the value, and
@@ -108,8 +111,8 @@ def query_encodings(config: NodeConfig, records: pl.DataFrame) -> tuple[ScopedEn
     for row, field, reason in encoded.rejects.select("row", "field", "reason").iter_rows():
         notes.setdefault(row, []).append(f"{field} not used: {reason}")
     for row in np.flatnonzero(~encodings.has_token.any(axis=1)) + 1:
-        notes.setdefault(int(row), []).append("no match key could be made from this record: it cannot be found")
-    return dataclasses.replace(encodings, record_ids=numbered), ids, {r: "; ".join(n) for r, n in notes.items()}
+        notes.setdefault(int(row), []).append(NO_KEY)
+    return dataclasses.replace(encodings, record_ids=numbered), ids, notes
 
 
 def query_records(config: NodeConfig, *, record: str | None = None, path: Path | None = None) -> pl.DataFrame:

@@ -12,7 +12,7 @@ import grpc
 import polars as pl
 
 from linkage.errors import InputError, JobError, TransferError
-from linkage.jobs._agency import query_encodings
+from linkage.jobs._agency import NO_KEY, query_encodings
 from linkage.jobs._config import NodeConfig
 from linkage.jobs._profiles import AnyEncodings, encodings_to_bytes
 from linkage.protocol._convert import encodings_budget, encodings_from_chunks, result_chunks
@@ -174,7 +174,7 @@ def ask_index(
     schema's columns), ask the index, and say per record what may be disclosed, then which index answered."""
     encodings, ids, notes = query_encodings(config, records)
     if not encodings.has_token.any():  # asking would only spend a query of the hour's limit
-        unused = sorted({n for note in notes.values() for n in note.split("; ") if not n.startswith("no match key")})
+        unused = sorted({n for row_notes in notes.values() for n in row_notes if n != NO_KEY})
         said = f" ({'; '.join(unused)})" if unused else ""
         raise InputError(
             f"no match key could be made from {'the record' if len(ids) == 1 else 'any record'}{said}: nothing to ask;"
@@ -191,6 +191,6 @@ def ask_index(
             named = ", ".join(answer.shared_with) if answer.shared_with else "no agency may be named to you"
             lines.append(f"{record_id}: {answer.band} (score {answer.score:.4f}): {named}")
         if row in notes:
-            lines[-1] += f" ({notes[row]})"
+            lines[-1] += f" ({'; '.join(notes[row])})"
     lines.append(f"index of job {response.job_id}, kept until {response.expires}; {response.remaining:,} queries left this hour")
     return lines
