@@ -486,7 +486,7 @@ def _texts(kind: str, raw: pl.Series, data: np.ndarray, offsets: np.ndarray) -> 
 
 
 def _accepted(kind: str, text: pl.Series) -> pl.Series:
-    return text.to_frame("raw").select(_accepted_text(kind, pl.col("raw")).alias("value")).to_series()
+    return text.to_frame("raw").select(_accepted_column(kind, "raw")).to_series().alias("value")
 
 
 def _accepted_together(texts: list[tuple[str, pl.Series]]) -> list[pl.Series]:
