@@ -72,18 +72,20 @@ def job_disclosed(project: Project, agency: str, disclosure: dict[str, str]) -> 
     """What the job's own scoring discloses to ``agency`` for each of its records, pair by pair: the
     job's candidate pairs (scored by the job), banded by its thresholds, through the disclosure rule."""
     linked = project.linked
-    candidates = linked.result.candidate_pairs()
+    # Banded on the scores as the job compared them (float32), not on the 4-place rounding shown: a
+    # score just under a threshold rounds up to it (one random secret in about sixty gave such a pair).
+    candidates = linked.result.candidate_pairs().with_columns(exact=pl.Series(linked.result.scores.astype(np.float64)))
     mine = pl.col("source_a") == agency
     halves = pl.concat([
         candidates.filter(mine),
         candidates.filter(pl.col("source_b") == agency).select(
-            source_a="source_b", id_a="id_b", source_b="source_a", id_b="id_a", score="score"
+            source_a="source_b", id_a="id_b", source_b="source_a", id_b="id_a", score="score", exact="exact"
         ),
     ])  # fmt: skip
     banded = halves.with_columns(
-        band=pl.when(pl.col("score") >= linked.threshold)
+        band=pl.when(pl.col("exact") >= linked.threshold)
         .then(pl.lit("match"))
-        .when(pl.col("score") >= linked.review_threshold)
+        .when(pl.col("exact") >= linked.review_threshold)
         .then(pl.lit("possible"))
     ).filter(pl.col("band").is_not_null())
     pairs = banded.select("source_a", "id_a", "source_b", "id_b", similarity="score", band="band")
