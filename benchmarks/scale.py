@@ -56,22 +56,29 @@ PEOPLE_PER_RECORD = 1.4
 PROFILES = ("match-keys", "record-filter", "field-scoring")
 
 
-def agencies(n: int, directory: Path, seed: int, profile: str) -> tuple[list[Path], pl.DataFrame]:
+def records(n: int, seed: int) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+    """The two agencies' records (``record_id`` and ``COLUMNS``, exactly n each) and the truth of
+    the records kept (benchmarks/ceiling.py reads the same data)."""
     data = generate_agencies(round(n * PEOPLE_PER_RECORD), (POLICE, CHILD_WELFARE), rng=np.random.default_rng(seed), overlap=0.5)
-    schema = Schema.for_columns(COLUMNS, project="scale-benchmark", group_filters=profile == "field-scoring")
-    if profile == "match-keys":  # as `schema init --sample` on the first agency's records
-        first = next(iter(data.frames.values())).head(n).rename({"rec_id": "record_id"}).select("record_id", *COLUMNS)
-        schema = with_default_match_keys(schema, first)
-    secret = Secret(bytes(range(32)))
-    paths, kept = [], []
+    frames, kept = {}, []
     for name, frame in data.frames.items():
         if frame.height < n:
             raise SystemExit(f"generated only {frame.height:,} {name} records for n = {n:,}")
-        records = frame.head(n).rename({"rec_id": "record_id"}).select("record_id", *COLUMNS)
+        frames[name] = frame.head(n).rename({"rec_id": "record_id"}).select("record_id", *COLUMNS)
+        kept.append(frames[name].select("record_id", source=pl.lit(name)))
+    return frames, data.truth.join(pl.concat(kept), on=["record_id", "source"])
+
+
+def agencies(n: int, directory: Path, seed: int, profile: str) -> tuple[list[Path], pl.DataFrame]:
+    frames, truth = records(n, seed)
+    schema = Schema.for_columns(COLUMNS, project="scale-benchmark", group_filters=profile == "field-scoring")
+    if profile == "match-keys":  # as `schema init --sample` on the first agency's records
+        schema = with_default_match_keys(schema, next(iter(frames.values())))
+    secret = Secret(bytes(range(32)))
+    paths = []
+    for name, frame in frames.items():
         paths.append(directory / f"{name}.parquet")
-        write_any_encodings(encode_records(records, schema, secret).encodings, paths[-1])
-        kept.append(records.select("record_id", source=pl.lit(name)))
-    truth = data.truth.join(pl.concat(kept), on=["record_id", "source"])
+        write_any_encodings(encode_records(frame, schema, secret).encodings, paths[-1])
     return paths, truth
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
@@ -14,6 +15,7 @@ BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 SMALL = {
     "encode": ["--records", "3000", "--repeat", "1"],
     "scale": ["--sizes", "2000"],
+    "ceiling": ["--sizes", "2000"],
     "query": ["--records", "6000", "--queries", "20", "--fit", "1000"],
     "transfer": ["--records", "3000", "--agency-records", "2000"],
     "compare": ["--n", "500"],
@@ -37,3 +39,20 @@ def test_every_benchmark_is_run_here_or_by_its_own_test() -> None:
     # runs the attacks themselves).
     scripts = {p.stem for p in BENCHMARKS.glob("*.py") if not p.stem.startswith("_")}
     assert scripts - set(SMALL) == {"privacy"}
+
+
+def test_the_ceiling_cuts_between_patterns_and_takes_one_partner_each() -> None:
+    sys.path.insert(0, str(BENCHMARKS))
+    from ceiling import best_f1, best_f1_one_to_one  # type: ignore[import-not-found]  # benchmarks/ is no package
+
+    # three true pairs in all; a pattern with share 2/3 (pairs 0-2), one with share 1/2 (pairs 3-4)
+    score = np.array([2 / 3, 2 / 3, 2 / 3, 0.5, 0.5])
+    is_match = np.array([1, 1, 0, 1, 0])
+    f1, precision, recall = best_f1(score, is_match, 3)
+    # no cut-off splits a pattern: 2 of 3 taken (F1 2/3) or all five (3 of 5: F1 0.75)
+    assert (f1, precision, recall) == pytest.approx((0.75, 0.6, 1.0))
+    # one-to-one: pairs 2 and 4 (record 0 with 12, with 14) lose to pair 0 (record 0 with 10)
+    left, right = np.array([0, 1, 0, 2, 0]), np.array([10, 11, 12, 13, 14])
+    sources = np.array([0, 0, 0] + [1] * 12)
+    f1, precision, recall = best_f1_one_to_one(score, is_match, 3, left, right, sources)
+    assert (f1, precision, recall) == pytest.approx((1.0, 1.0, 1.0))
