@@ -23,15 +23,21 @@ the more people, the more strangers look alike) rather than from the match keys'
    every pair with the shares measured on the records of the other half of the first agency: how
    much of the in-sample figure is fitted to the pairs themselves (much at small n, where a
    pattern is seen a handful of times; little at a million).
+4. **linkage link**: the same figures on the candidates ``linkage link`` found (the default schema,
+   as benchmarks/scale.py encodes and runs it), and the F1 it reached: how much of its distance from
+   the bound is candidates (the token cap) and how much scoring.
 
     python benchmarks/ceiling.py [--sizes 10000,100000,1000000] [--seed 5] [--max-pairs 40000000]
+        [--leave-out given_frequency,surname_frequency,dob_frequency]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,13 +47,32 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine_line, peak_rss_mib
-from scale import COLUMNS, records
+from scale import COLUMNS, encoded, link_command, records
 
 from linkage import Schema
+from linkage.matching._evaluate import pair_quality
 from linkage.matching._solve import greedy_clusters
 from linkage.records._normalise import normalise
 from linkage.scoped._keys import DEFAULT_MATCH_KEYS, LARGE_POPULATION_KEYS, key_values, nickname_canonicals, usable_keys
 
+# The comparisons each pair gets (comparison_levels), in pattern order.
+LEVELS = (
+    "given",
+    "given_jw",
+    "surname",
+    "surname_jw",
+    "middle",
+    "sex",
+    "address",
+    "address_jw",
+    "city",
+    "postcode",
+    "swapped",
+    "dob",
+    "given_frequency",
+    "surname_frequency",
+    "dob_frequency",
+)
 # Jaro–Winkler bands (best first) for names and addresses.
 NAME_BANDS = (0.999, 0.94, 0.88, 0.8)
 ADDRESS_BANDS = (0.999, 0.92, 0.85)
@@ -60,47 +85,86 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated n (records per agency)")
     parser.add_argument("--seed", type=int, default=5, help="the data's seed (scale.py's default: 5)")
     parser.add_argument("--max-pairs", type=float, default=4e7, help="most candidate pairs one key may give (default 4e7)")
+    parser.add_argument("--leave-out", default="", help=f"comma-separated comparisons not to use, of: {', '.join(LEVELS)}")
     args = parser.parse_args()
+    leave_out = frozenset(filter(None, args.leave_out.split(",")))
+    if leave_out - set(LEVELS):
+        parser.error(f"--leave-out: unknown {', '.join(sorted(leave_out - set(LEVELS)))} (known: {', '.join(LEVELS)})")
     print(
         f"{'n':>10}  {'candidates':>11}  {'cand recall':>11}  {'patterns':>8}  {'F1 (P, R) in-sample':>22}"
         f"  {'one-to-one':>22}  {'held-out one-to-one':>22}  keys refined to fit"
+        "\n(n: uncapped key candidates; link: the candidates `linkage link` found, and its F1)"
     )
     for n in (int(x) for x in args.sizes.split(",")):
-        started = time.perf_counter()
         frames, truth = records(n, args.seed)
-        print(ceiling_line(n, frames, truth, int(args.max_pairs), started), flush=True)
+        print("\n".join(ceiling_lines(n, frames, truth, int(args.max_pairs), leave_out)), flush=True)
     print(f"peak RSS {peak_rss_mib():,.0f} MiB; {machine_line()}")
 
 
-def ceiling_line(n: int, frames: dict[str, pl.DataFrame], truth: pl.DataFrame, max_pairs: int, started: float) -> str:
+def ceiling_lines(
+    n: int, frames: dict[str, pl.DataFrame], truth: pl.DataFrame, max_pairs: int, leave_out: frozenset[str]
+) -> list[str]:
+    """The bound on the uncapped key candidates, then on the candidates ``linkage link`` found (and its F1)."""
+    started = time.perf_counter()
     (name_a, a), (name_b, b) = frames.items()
     entity = {
         name: frame.join(truth.filter(pl.col("source") == name), on="record_id", how="left").get_column("entity_id").to_numpy()
         for name, frame in frames.items()
     }
+    true_total = int(np.isin(entity[name_b], entity[name_a]).sum())
     schema = Schema.for_columns(COLUMNS, project="ceiling-benchmark")
-    today = dt.date.today()
-    fields = [normalise(frame, schema, today=today)[0] for frame in (a, b)]
-    left, right, refined = candidates(fields, schema, max_pairs)
-    is_match = entity[name_a][left] == entity[name_b][right]
-    true_total = np.isin(entity[name_b], entity[name_a]).sum()
+    fields = [normalise(frame, schema, today=dt.date.today())[0] for frame in (a, b)]
     codes = Codes(fields, a.height)
-    patterns = pattern_codes(comparison_levels(codes, left, right))
-    _, index = np.unique(patterns, return_inverse=True)
+    left, right, refined = candidates(fields, schema, max_pairs)
+    lines = [
+        f"{n:>10,}  {bound_cells(codes, left, right, entity[name_a], entity[name_b], true_total, leave_out)}  {', '.join(refined) or '-'}"
+    ]
+    with tempfile.TemporaryDirectory(prefix="linkage-ceiling-") as tmp:
+        folder = Path(tmp)
+        run = subprocess.run(link_command(encoded(frames, folder, "match-keys"), folder), capture_output=True, text=True)
+        if run.returncode != 0:
+            raise SystemExit(f"linkage link failed for n = {n:,}: {run.stderr.strip()}")
+        found = pl.read_csv(folder / "candidates.csv", schema_overrides={"id_a": pl.String, "id_b": pl.String})
+        pairs = pl.read_csv(folder / "pairs.csv", schema_overrides={"id_a": pl.String, "id_b": pl.String})
+    rows = [frame.select("record_id").with_row_index("row") for frame in (a, b)]
+    both = pl.concat(
+        [
+            found.filter(pl.col("source_a") == source).select(pl.col(first).alias("first"), pl.col(second).alias("second"))
+            for source, first, second in ((name_a, "id_a", "id_b"), (name_b, "id_b", "id_a"))
+        ]
+    )
+    both = both.join(rows[0], left_on="first", right_on="record_id").join(rows[1], left_on="second", right_on="record_id")
+    left, right = (both.get_column(c).to_numpy().astype(np.int64) for c in ("row", "row_right"))
+    linked = pair_quality(pairs.filter(pl.col("band") == "match"), truth).f1
+    cells = bound_cells(codes, left, right, entity[name_a], entity[name_b], true_total, leave_out)
+    lines.append(f"{'link':>10}  {cells}  linkage link F1 {linked:.4f}  ({time.perf_counter() - started:.0f} s)")
+    return lines
+
+
+def bound_cells(
+    codes: Codes,
+    left: np.ndarray,
+    right: np.ndarray,
+    entity_a: np.ndarray,
+    entity_b: np.ndarray,
+    true_total: int,
+    leave_out: frozenset[str],
+) -> str:
+    """Candidates, candidate recall, patterns and the three F1 figures of these candidate pairs."""
+    is_match = entity_a[left] == entity_b[right]
+    levels = {name: level for name, level in comparison_levels(codes, left, right).items() if name not in leave_out}
+    _, index = np.unique(pattern_codes(levels), return_inverse=True)
     in_sample = share_of_matches(index, is_match, np.ones(left.size, dtype=bool))
     half = left % 2 == 0  # the first agency's records in two halves: score each half by the other's shares
     held_out = np.where(half, share_of_matches(index, is_match, ~half), share_of_matches(index, is_match, half))
-    sources = np.repeat([0, 1], [a.height, b.height])
+    sources = np.repeat([0, 1], [codes.size_a, codes.codes["sex"].size - codes.size_a])
     figures = [
         best_f1(in_sample, is_match, true_total),
-        best_f1_one_to_one(in_sample, is_match, true_total, left, right + a.height, sources),
-        best_f1_one_to_one(held_out, is_match, true_total, left, right + a.height, sources),
+        best_f1_one_to_one(in_sample, is_match, true_total, left, right + codes.size_a, sources),
+        best_f1_one_to_one(held_out, is_match, true_total, left, right + codes.size_a, sources),
     ]
     cells = "  ".join(f"{f:.4f} ({p:.3f}, {r:.3f})".rjust(22) for f, p, r in figures)
-    return (
-        f"{n:>10,}  {left.size:>11,}  {is_match.sum() / true_total:>11.4f}  {np.unique(index).size:>8,}  {cells}"
-        f"  {', '.join(refined) or '-'}  ({time.perf_counter() - started:.0f} s)"
-    )
+    return f"{left.size:>11,}  {is_match.sum() / true_total:>11.4f}  {index.max() + 1:>8,}  {cells}"
 
 
 def candidates(fields: list[dict], schema: Schema, max_pairs: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -209,6 +273,7 @@ def comparison_levels(codes: Codes, left: np.ndarray, right: np.ndarray) -> dict
     for name, part in (("given_frequency", "given_name"), ("surname_frequency", "surname"), ("dob_frequency", "dob")):
         bands = np.minimum(np.log2(np.maximum(codes.count(part, left), 1)).astype(np.int64) // 2, 14)
         levels[name] = np.where(agree(part), bands, 15)
+    assert tuple(levels) == LEVELS
     return levels
 
 

@@ -71,6 +71,11 @@ def records(n: int, seed: int) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
 
 def agencies(n: int, directory: Path, seed: int, profile: str) -> tuple[list[Path], pl.DataFrame]:
     frames, truth = records(n, seed)
+    return encoded(frames, directory, profile), truth
+
+
+def encoded(frames: dict[str, pl.DataFrame], directory: Path, profile: str) -> list[Path]:
+    """Each agency's records encoded (schema as the profile asks) to ``<agency>.parquet`` in ``directory``."""
     schema = Schema.for_columns(COLUMNS, project="scale-benchmark", group_filters=profile == "field-scoring")
     if profile == "match-keys":  # as `schema init --sample` on the first agency's records
         schema = with_default_match_keys(schema, next(iter(frames.values())))
@@ -79,7 +84,17 @@ def agencies(n: int, directory: Path, seed: int, profile: str) -> tuple[list[Pat
     for name, frame in frames.items():
         paths.append(directory / f"{name}.parquet")
         write_any_encodings(encode_records(frame, schema, secret).encodings, paths[-1])
-    return paths, truth
+    return paths
+
+
+def link_command(paths: list[Path], folder: Path) -> list[str]:
+    """``linkage link`` as a coordinator runs it: pairs, candidates and report into ``folder``."""
+    linkage = Path(sys.executable).with_name("linkage")
+    outputs = [
+        f"--{what}={folder / name}"
+        for what, name in (("out", "pairs.csv"), ("candidates", "candidates.csv"), ("report", "report.json"))
+    ]
+    return [str(linkage), "link", *map(str, paths), *outputs]
 
 
 def sampled_completeness(paths: list[Path], candidates: pl.DataFrame, report: dict, sample: int, seed: int) -> float:
@@ -120,7 +135,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--profile", choices=PROFILES, default="match-keys", help="the schema's profile (default: match-keys)")
     args = parser.parse_args()
-    linkage = Path(sys.executable).with_name("linkage")
     print(f"profile {args.profile}")
     print(
         f"{'n':>10}  {'wall s':>7}  {'peak RSS MiB':>12}  {'candidates':>11}  {'cand recall':>11}  {'completeness':>12}"
@@ -132,17 +146,7 @@ def main() -> None:
             started = time.perf_counter()
             paths, truth = agencies(n, folder, args.seed, args.profile)
             prepared = time.perf_counter() - started
-            command = [
-                str(linkage),
-                "link",
-                *map(str, paths),
-                "--out",
-                str(folder / "pairs.csv"),
-                "--candidates",
-                str(folder / "candidates.csv"),
-                "--report",
-                str(folder / "report.json"),
-            ]
+            command = link_command(paths, folder)
             before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             started = time.perf_counter()
             run = subprocess.run(command, capture_output=True, text=True)
