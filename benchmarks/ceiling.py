@@ -114,7 +114,7 @@ def ceiling_lines(
     true_total = int(np.isin(entity[name_b], entity[name_a]).sum())
     schema = Schema.for_columns(COLUMNS, project="ceiling-benchmark")
     fields = [normalise(frame, schema, today=dt.date.today())[0] for frame in (a, b)]
-    codes = Codes(fields, a.height)
+    codes = Codes(fields)
     left, right, refined = candidates(fields, schema, max_pairs)
     lines = [
         f"{n:>10,}  {bound_cells(codes, left, right, entity[name_a], entity[name_b], true_total, leave_out)}  {', '.join(refined) or '-'}"
@@ -157,7 +157,7 @@ def bound_cells(
     in_sample = share_of_matches(index, is_match, np.ones(left.size, dtype=bool))
     half = left % 2 == 0  # the first agency's records in two halves: score each half by the other's shares
     held_out = np.where(half, share_of_matches(index, is_match, ~half), share_of_matches(index, is_match, half))
-    sources = np.repeat([0, 1], [codes.size_a, codes.codes["sex"].size - codes.size_a])
+    sources = np.repeat([0, 1], codes.sizes)
     figures = [
         best_f1(in_sample, is_match, true_total),
         best_f1_one_to_one(in_sample, is_match, true_total, left, right + codes.size_a, sources),
@@ -192,8 +192,9 @@ class Codes:
     """Both agencies' values of each compared part as integer codes shared by the two (-1: missing),
     and the distinct values behind the codes of the parts compared by Jaro–Winkler."""
 
-    def __init__(self, fields: list[dict], size_a: int) -> None:
-        self.size_a = size_a
+    def __init__(self, fields: list[dict]) -> None:
+        self.sizes = tuple(side[COLUMNS[0]].codes.size for side in fields)
+        self.size_a = self.sizes[0]
         self.codes: dict[str, np.ndarray] = {}
         self.values: dict[str, list[str]] = {}
         value = {name: pl.concat([side[name].per_record() for side in fields]) for name in COLUMNS}
